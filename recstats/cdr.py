@@ -1,0 +1,531 @@
+"""The CDR field vocabulary and reading one CDR document into a flat record.
+
+A recording server stores one CDR (call detail record) XML file beside every media
+file, and its API describes calls with the same field names. This module knows those
+names, the enum tables, the time format and the calls-table schema; it knows nothing of
+where a document came from (file, archive member or network message).
+
+Two paths share the vocabulary:
+
+* per record (:func:`read_cdr`, :func:`record_from_fields`): one document -> one dict,
+  used for single files and for every call carried by a protocol message;
+* per batch (:func:`calls_from_fields`): many documents' raw field strings -> a calls
+  table in one vectorised pass, used by the archive reader.
+
+:func:`calls_frame` turns records into the same table; both paths give equal frames.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from lxml import etree
+
+from .errors import CDRParseError
+
+# --------------------------------------------------------------------------- vocabulary
+
+#: Enum tables from the vendor's CDR documentation (codes as strings, as they appear).
+CAUSES: dict[str, str] = {
+    "0": "Normal", "1": "Source disconnected", "2": "Destination disconnected",
+    "3": "Hold", "4": "Transfer", "5": "Cancelled", "6": "Busy", "7": "Not found",
+    "8": "Error", "13": "Conference", "14": "Call park", "15": "Join",
+    "28": "Direct transfer", "60": "Line change", "80": "Timeout",
+    "81": "Forced termination", "82": "Manual termination", "83": "Program termination",
+    "84": "Video escalation", "500": "Undefined",
+}
+AUDIO_CODECS: dict[str, str] = {
+    "1": "Non-standard", "2": "G.711 A-law 64k", "3": "G.711 A-law 56k",
+    "4": "G.711 µ-law 64k", "5": "G.711 µ-law 56k", "6": "G.722 64k", "7": "G.722 56k",
+    "8": "G.722 48k", "9": "G.723.1", "10": "G.728", "11": "G.729", "12": "G.729A",
+    "13": "IS11172", "14": "IS13818", "15": "G.729B", "16": "G.729AB", "18": "GSM FR",
+    "19": "GSM HR", "20": "GSM EFR", "25": "Wideband 256k", "32": "Data 64k",
+    "33": "Data 56k", "80": "GSM", "81": "ActiveVoice", "82": "G.726 32k",
+    "83": "G.726 24k", "84": "G.726 16k", "90": "iLBC 20ms", "91": "iLBC 30ms",
+}
+#: Only 0 = Internal is documented; 1 and 2 are recstats' choice (override per call).
+DIRECTIONS: dict[str, str] = {"0": "Internal", "1": "Inbound", "2": "Outbound"}
+
+MODALITIES = ("voice", "video", "screen", "share", "im", "file_share", "poll",
+              "whiteboard", "sms")
+
+#: Source field name -> calls-table column, for fields that are renamed.
+RENAMES: dict[str, str] = {
+    "id": "call_id", "ccdr_id": "call_id", "location": "site",
+    "source_caller_id": "caller", "destination_caller_id": "callee",
+    "source_name": "caller_name", "destination_name": "callee_name",
+    "modality_id": "modality",
+}
+#: Raw code field -> (decoded column, table). The raw code stays under its own name.
+ENUMS: dict[str, tuple[str, dict[str, str]]] = {
+    "direction_id": ("direction", DIRECTIONS),
+    "cause_id": ("cause", CAUSES),
+    "audio_codec_id": ("audio_codec", AUDIO_CODECS),
+}
+TIME_FIELDS = ("start_time", "end_time")
+BOOLEAN_FIELDS = ("ondemand", "conference", "manual", "do_not_delete", "secondary")
+_TRUE = frozenset({"true", "1", "yes"})
+_FALSE = frozenset({"false", "0", "no"})
+
+#: The calls table's fixed columns, in order; every other field follows, sorted by name.
+CALL_COLUMNS: tuple[str, ...] = (
+    "call_id", "site", "start_time", "end_time", "duration", "caller", "callee",
+    "caller_name", "callee_name", "direction", "direction_id", "modality", "cause",
+    "cause_id", "audio_codec", "audio_codec_id",
+)
+#: Columns only the archive reader fills.
+ARCHIVE_COLUMNS: tuple[str, ...] = ("media_path", "cdr_path")
+CATEGORY_COLUMNS = ("site", "direction", "modality", "cause", "audio_codec")
+TIME_DTYPE = "datetime64[us, UTC]"
+
+#: Documents larger than this are refused (bytes), for files and network messages alike.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
+
+# --------------------------------------------------------------------------- safe XML
+
+_local = threading.local()
+
+
+def safe_parser() -> etree.XMLParser:
+    """This thread's hardened lxml parser: no DTD, no entity expansion, no network.
+
+    lxml parsers must not be shared between threads, so each thread gets its own.
+    ``huge_tree=False`` keeps libxml2's limits on depth and text size.
+    """
+    parser = getattr(_local, "parser", None)
+    if parser is None:
+        parser = etree.XMLParser(
+            resolve_entities=False, load_dtd=False, no_network=True, dtd_validation=False,
+            huge_tree=False, remove_comments=True, remove_pis=True,
+        )
+        _local.parser = parser
+    return parser
+
+
+def parse_document(data: bytes, path: str | None = None,
+                   max_bytes: int = MAX_DOCUMENT_BYTES) -> etree._Element:
+    """Parse one untrusted XML document and return its root element.
+
+    Raises :class:`CDRParseError` for empty, oversized, malformed documents and for any
+    document that declares a DTD (the only way to smuggle entities in).
+
+    >>> parse_document(b"<verbacdr><id>a</id></verbacdr>").tag
+    'verbacdr'
+    """
+    if len(data) > max_bytes:
+        raise CDRParseError(f"document is {len(data)} bytes, over the {max_bytes} limit", path)
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    if not data.strip():
+        raise CDRParseError("empty document", path)
+    try:
+        root = etree.fromstring(data, safe_parser())
+    except etree.XMLSyntaxError as exc:
+        raise CDRParseError(f"malformed XML: {exc}", path) from None
+    except ValueError as exc:  # e.g. NUL bytes, which lxml refuses before parsing
+        raise CDRParseError(f"not an XML document: {exc}", path) from None
+    if root.getroottree().docinfo.doctype:
+        raise CDRParseError("document declares a DTD; refused for safety", path)
+    return root
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def _local_name(tag: Any) -> str | None:
+    if not isinstance(tag, str):  # comments, processing instructions, entity refs
+        return None
+    return tag.rpartition("}")[2]
+
+
+def fields_of(element: etree._Element) -> dict[str, str]:
+    """The raw fields of one call/CDR element as ``{source name: text}``.
+
+    Fields may be child elements or attributes of ``element``. Nested elements are
+    flattened as ``parent.child`` (attributes of a nested element as ``parent.attr``);
+    a repeated field keeps every value, joined with ``"; "``. Empty fields are left out.
+    Only the element's own ``id``/``ccdr_id`` can become the call id, because nested
+    ids arrive as ``parent.id``.
+
+    >>> from lxml import etree
+    >>> fields_of(etree.fromstring('<c id="x"><location>NY</location><s><id>7</id></s></c>'))
+    {'id': 'x', 'location': 'NY', 's.id': '7'}
+    """
+    fields: dict[str, str] = {}
+
+    def put(name: str, value: str | None) -> None:
+        if value is None:
+            return
+        value = value.strip()
+        if not value:
+            return
+        if name in fields:
+            fields[name] = f"{fields[name]}; {value}"
+        else:
+            fields[name] = value
+
+    for name, value in element.attrib.items():
+        put(_local_name(name) or name, value)
+    _collect(element, "", put)
+    return fields
+
+
+def _collect(element: etree._Element, prefix: str, put) -> None:
+    for child in element:
+        name = _local_name(child.tag)
+        if name is None:
+            continue
+        full = f"{prefix}{name}"
+        if len(child):
+            for attr, value in child.attrib.items():
+                put(f"{full}.{_local_name(attr) or attr}", value)
+            _collect(child, f"{full}.", put)
+        else:
+            for attr, value in child.attrib.items():
+                put(f"{full}.{_local_name(attr) or attr}", value)
+            put(full, child.text)
+
+
+# --------------------------------------------------------------------------- values
+
+
+def decode_enum(raw: str | None, table: Mapping[str, str]) -> str | None:
+    """Decode a raw enum code with ``table``.
+
+    Unknown numeric codes become ``"Unknown (N)"``; a non-numeric value is taken as an
+    already-decoded name (newer servers write names such as ``PSTN In``).
+
+    >>> decode_enum("6", CAUSES), decode_enum("99", CAUSES), decode_enum(None, CAUSES)
+    ('Busy', 'Unknown (99)', None)
+    """
+    if raw is None:
+        return None
+    name = table.get(raw)
+    if name is not None:
+        return name
+    stripped = raw.lstrip("+-")
+    if stripped.isdigit():
+        code = str(int(raw))
+        return table.get(code, f"Unknown ({code})")
+    return raw
+
+
+def parse_bool(raw: str | None) -> bool | None:
+    """``true``/``false``/``1``/``0`` (any case) -> bool; anything else -> None."""
+    if raw is None:
+        return None
+    low = raw.strip().lower()
+    if low in _TRUE:
+        return True
+    if low in _FALSE:
+        return False
+    return None
+
+
+_UTC = _dt.timezone.utc
+
+
+def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp:
+    """A CDR time (``YYYY-MM-DD hh:mm:ss[.SSS]``, site-local, no zone) -> UTC Timestamp.
+
+    The text carries no zone: it is read as wall-clock time in ``tz`` and converted to
+    UTC. Around daylight-saving changes two rules apply (the same as the batch reader):
+
+    * an ambiguous time (the repeated hour when clocks go back) is read as its first
+      occurrence, i.e. still in daylight time;
+    * a non-existent time (the skipped hour when clocks go forward) is moved forward to
+      the first instant that exists, the moment of the change.
+
+    A time that carries its own offset (``...+01:00`` or ``Z``) is converted from it.
+    Returns ``NaT`` for a missing value; raises ``ValueError`` for text that is not a time.
+
+    >>> parse_time("2026-11-02 09:15:02.120", tz="Europe/Budapest")
+    Timestamp('2026-11-02 08:15:02.120000+0000', tz='UTC')
+    """
+    if raw is None:
+        return pd.NaT
+    text = raw.strip()
+    if text.endswith(("Z", "z")):
+        text = text[:-1] + "+00:00"
+    moment = _dt.datetime.fromisoformat(text)
+    if moment.tzinfo is not None:
+        return pd.Timestamp(moment.astimezone(_UTC)).as_unit("us")
+    if tz in ("UTC", "utc", None):
+        return pd.Timestamp(moment.replace(tzinfo=_UTC)).as_unit("us")
+    local = pd.Timestamp(moment).tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
+    return local.tz_convert("UTC").as_unit("us")
+
+
+def _parse_float(raw: str | None) -> float:
+    if raw is None:
+        return float("nan")
+    try:
+        return float(raw)
+    except ValueError:
+        return float("nan")
+
+
+# --------------------------------------------------------------------------- records
+
+
+def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
+                       directions: Mapping[str, str] | None = None,
+                       source: str | None = None) -> dict[str, Any]:
+    """Raw fields (:func:`fields_of`) -> a record keyed by calls-table column names.
+
+    Every column of :data:`CALL_COLUMNS` is present (``None``/``NaT``/``nan`` when the
+    document lacks it); every other field is kept under its own name, as text, except
+    the documented booleans, which become ``True``/``False``. ``directions`` overrides
+    the ``direction_id`` table. ``source`` names the document in error messages.
+
+    Raises :class:`CDRParseError` when the call has no id or a time is not a time.
+    """
+    call_id = fields.get("id") or fields.get("ccdr_id")
+    if not call_id:
+        raise CDRParseError("not a CDR: no id or ccdr_id field", source)
+    record: dict[str, Any] = dict.fromkeys(CALL_COLUMNS)
+    record["call_id"] = call_id
+    for name, value in fields.items():
+        if name in ("id", "ccdr_id"):
+            if name == "ccdr_id" and "id" in fields:
+                record["ccdr_id"] = value  # both present: keep the second one too
+            continue
+        if name in TIME_FIELDS:
+            try:
+                record[name] = parse_time(value, tz)
+            except ValueError:
+                raise CDRParseError(f"{name} {value!r} is not a time", source) from None
+        elif name in BOOLEAN_FIELDS:
+            record[name] = parse_bool(value)
+        elif name == "duration":
+            record["duration"] = _parse_float(value)
+        else:
+            record[RENAMES.get(name, name)] = value
+    for raw_name, (column, table) in ENUMS.items():
+        if raw_name == "direction_id" and directions is not None:
+            table = directions
+        record[column] = decode_enum(record[raw_name], table)
+    start, end = record["start_time"], record["end_time"]
+    if start is None:
+        record["start_time"] = start = pd.NaT
+    if end is None:
+        record["end_time"] = end = pd.NaT
+    if start is not pd.NaT and end is not pd.NaT:
+        record["duration"] = (end - start).total_seconds()
+    elif record["duration"] is None:
+        record["duration"] = float("nan")
+    return record
+
+
+def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC",
+             directions: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read one CDR document into a flat record keyed by calls-table column names.
+
+    ``source`` is a file path, the document's bytes, or an already parsed element. Any
+    root element name is accepted; fields may be child elements or attributes; the call
+    id may be ``id`` or ``ccdr_id``; a UTF-8 byte-order mark is skipped. Renamed fields:
+    ``location`` -> ``site``, ``source_caller_id`` -> ``caller``,
+    ``destination_caller_id`` -> ``callee``, ``source_name``/``destination_name`` ->
+    ``caller_name``/``callee_name``, ``modality_id`` -> ``modality``. ``direction_id``,
+    ``cause_id`` and ``audio_codec_id`` are decoded into ``direction``, ``cause`` and
+    ``audio_codec`` (raw codes kept). Times are site-local wall-clock time in ``tz``,
+    returned as UTC timestamps (see :func:`parse_time` for daylight-saving rules);
+    ``duration`` is end - start in seconds, or the file's own ``duration`` when a time
+    is missing. Nested elements are flattened as ``parent.child``.
+
+    The XML parser never loads a DTD, never expands entities and never uses the network;
+    a document declaring a DTD is refused. Raises :class:`recstats.CDRParseError`.
+
+    >>> rec = read_cdr(b'''<verbacdr><id>c1</id><location>NY</location>
+    ...   <source_caller_id>1000</source_caller_id><cause_id>6</cause_id>
+    ...   <start_time>2026-11-02 09:15:00</start_time>
+    ...   <end_time>2026-11-02 09:16:30.500</end_time></verbacdr>''')
+    >>> rec["call_id"], rec["site"], rec["caller"], rec["cause"], rec["duration"]
+    ('c1', 'NY', '1000', 'Busy', 90.5)
+    """
+    path = None
+    if isinstance(source, etree._Element):
+        root = source
+    else:
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            data = bytes(source)
+        else:
+            path = os.fspath(source)
+            try:
+                with open(path, "rb") as handle:
+                    data = handle.read(MAX_DOCUMENT_BYTES + 1)
+            except OSError as exc:
+                raise CDRParseError(f"cannot read file: {exc.strerror or exc}", path) from None
+        root = parse_document(data, path)
+    return record_from_fields(fields_of(root), tz=tz, directions=directions, source=path)
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def _ordered_columns(columns: Iterable[str]) -> list[str]:
+    present = set(columns)
+    fixed = list(CALL_COLUMNS)
+    tail = [c for c in ARCHIVE_COLUMNS if c in present]
+    extras = sorted(present - set(CALL_COLUMNS) - set(ARCHIVE_COLUMNS))
+    return fixed + tail + extras
+
+
+def empty_calls() -> pd.DataFrame:
+    """An empty calls table with the schema's columns and dtypes."""
+    return coerce_calls(pd.DataFrame({c: [] for c in CALL_COLUMNS}))
+
+
+def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a frame the calls-table schema: column order, dtypes, missing fixed columns.
+
+    Times become ``datetime64[us, UTC]``, ``duration`` float64, labels ``category``,
+    documented booleans nullable ``boolean``, everything else ``str``. Returns a new
+    frame; the input is not modified.
+    """
+    out = {}
+    n = len(frame)
+    for column in _ordered_columns(frame.columns):
+        values = frame[column] if column in frame.columns else pd.Series([None] * n,
+                                                                          index=frame.index)
+        if column in TIME_FIELDS:
+            values = pd.to_datetime(values, utc=True).dt.as_unit("us")
+        elif column == "duration":
+            values = pd.to_numeric(values, errors="coerce").astype("float64")
+        elif column in CATEGORY_COLUMNS:
+            values = values.astype("str").astype("category") if values.notna().any() \
+                else values.astype("category")
+            values = values.cat.remove_unused_categories()
+        elif column in BOOLEAN_FIELDS:
+            values = values.astype("boolean")
+        else:
+            values = values.astype("str")
+        out[column] = values
+    return pd.DataFrame(out, index=frame.index)
+
+
+def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records (from :func:`read_cdr` / :func:`record_from_fields`) -> a calls table.
+
+    >>> calls_frame([read_cdr(b"<verbacdr><id>a</id></verbacdr>")]).call_id.tolist()
+    ['a']
+    """
+    records = list(records)
+    if not records:
+        return empty_calls()
+    return coerce_calls(pd.DataFrame.from_records(records)).reset_index(drop=True)
+
+
+def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts)."""
+    text = raw.astype("str").str.strip()
+    has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
+    if tz in ("UTC", "utc", None):
+        times = naive.dt.tz_localize("UTC")
+    else:
+        times = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool),
+                                     nonexistent="shift_forward").dt.tz_convert("UTC")
+    times = times.dt.as_unit("us")
+    if has_zone.any():
+        zoned = pd.to_datetime(text[has_zone].str.replace(r"[zZ]$", "+00:00", regex=True),
+                               format="ISO8601", utc=True, errors="coerce")
+        times = times.copy()
+        times[has_zone] = zoned.dt.as_unit("us")
+    bad = raw.notna() & times.isna()
+    return times, bad
+
+
+def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
+                      directions: Mapping[str, str] | None = None
+                      ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Many documents' raw fields (:func:`fields_of`) -> a calls table, vectorised.
+
+    Returns ``(calls, rejected)``: ``rejected`` maps the position in ``rows`` of each
+    document that is not a valid CDR (no id, a time that is not a time) to the reason;
+    those rows are left out of ``calls``, which keeps the input order of the others
+    (its index is their position in ``rows``). Values equal :func:`record_from_fields`'s.
+    """
+    if not rows:
+        return empty_calls(), {}
+    raw = pd.DataFrame.from_records(rows)
+    rejected: dict[int, str] = {}
+    n = len(raw)
+
+    def column(name: str) -> pd.Series:
+        return raw[name] if name in raw.columns else pd.Series([None] * n, dtype="object")
+
+    call_id = column("id").fillna(column("ccdr_id")) if "ccdr_id" in raw.columns \
+        else column("id")
+    for pos in np.flatnonzero(call_id.isna().to_numpy()):
+        rejected[int(pos)] = "not a CDR: no id or ccdr_id field"
+    out: dict[str, pd.Series] = {"call_id": call_id}
+    for name in TIME_FIELDS:
+        if name in raw.columns:
+            times, bad = _times_to_utc(raw[name], tz)
+            for pos in np.flatnonzero(bad.to_numpy()):
+                rejected.setdefault(int(pos), f"{name} {raw[name].iat[pos]!r} is not a time")
+            out[name] = times
+        else:
+            out[name] = pd.Series(pd.NaT, index=raw.index, dtype=TIME_DTYPE)
+    elapsed = (out["end_time"] - out["start_time"]).dt.total_seconds()
+    stated = pd.to_numeric(column("duration"), errors="coerce").astype("float64")
+    out["duration"] = elapsed.where(elapsed.notna(), stated)
+    for name in raw.columns:
+        if name in ("id", "duration") or name in TIME_FIELDS:
+            continue
+        if name == "ccdr_id":
+            if "id" in raw.columns and raw["ccdr_id"].notna().any():
+                out["ccdr_id"] = raw["ccdr_id"].where(raw["id"].notna())
+            continue
+        if name in BOOLEAN_FIELDS:
+            out[name] = raw[name].map(parse_bool, na_action="ignore")
+        else:
+            out[RENAMES.get(name, name)] = raw[name]
+    for raw_name, (target, table) in ENUMS.items():
+        if raw_name == "direction_id" and directions is not None:
+            table = directions
+        codes = out.get(raw_name)
+        if codes is not None:
+            out[target] = codes.map(lambda v, t=table: decode_enum(v, t), na_action="ignore")
+    frame = pd.DataFrame(out, index=raw.index)
+    if rejected:
+        frame = frame.drop(index=sorted(rejected))
+    return coerce_calls(frame), rejected
+
+
+def cdr_xml(fields: Mapping[str, Any], root: str = "verbacdr",
+            declaration: bool = True) -> bytes:
+    """Serialise raw fields (source names -> text) as a CDR document, UTF-8.
+
+    The inverse of :func:`fields_of` for flat and ``parent.child`` names; ``None``
+    values are left out. Used by the simulator and the sample generator.
+
+    >>> fields_of(parse_document(cdr_xml({"id": "a", "shared_item.title": "T"})))
+    {'id': 'a', 'shared_item.title': 'T'}
+    """
+    element = call_element(fields, root)
+    return etree.tostring(element, encoding="UTF-8", xml_declaration=declaration)
+
+
+def call_element(fields: Mapping[str, Any], tag: str = "Call") -> etree._Element:
+    """Build an element whose child elements carry ``fields`` (see :func:`cdr_xml`)."""
+    element = etree.Element(tag)
+    parents: dict[str, etree._Element] = {}
+    for name, value in fields.items():
+        if value is None:
+            continue
+        parent = element
+        head, _, leaf = name.rpartition(".")
+        if head:
+            parent = parents.get(head)
+            if parent is None:
+                parent = parents[head] = etree.SubElement(element, head)
+        etree.SubElement(parent, leaf).text = str(value)
+    return element

@@ -1,0 +1,100 @@
+"""The ``recstats`` command: argument parsing only; each command lives in
+``recstats/commands/<name>.py`` as ``run(args) -> exit code``.
+
+Errors a user can fix are one clear line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .errors import RecstatsError
+
+
+class UsageError(RecstatsError):
+    """A problem with the command line or its paths: reported in one line, exit 2."""
+
+
+def _server(text: str) -> tuple[str, int]:
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="recstats",
+        description="Capture and analyse call-recording servers' traffic and CDR archives.")
+    parser.add_argument("--version", action="version", version="%(prog)s 0.1.0")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("parse", help="parse a CDR archive into a Parquet calls table",
+                       description="Parse a folder, .zip or .tar[.gz] of CDR XML files "
+                                   "into one calls table written as Parquet.")
+    p.add_argument("archive", help="folder, .zip, .tar or .tar.gz of CDR files")
+    p.add_argument("-o", "--output", required=True, help="Parquet file to write")
+    p.add_argument("--workers", type=int, default=None,
+                   help="parser processes (default: one per core)")
+    p.add_argument("--tz", default="UTC", help="the sites' time zone (default UTC)")
+    p.add_argument("--strict", action="store_true",
+                   help="exit 1 if any file could not be parsed")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("simulate", help="run simulated recording servers until Ctrl-C",
+                       description="Run one simulated recording server per site on "
+                                   "consecutive ports until interrupted.")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=10300, help="first port (default 10300)")
+    p.add_argument("--sites", type=int, default=1, help="number of sites (default 1)")
+    p.add_argument("--rate", type=float, default=2.0, help="calls per simulated second")
+    p.add_argument("--speed", type=float, default=1.0, help="simulated seconds per second")
+    p.add_argument("--mean-holding", type=float, default=180.0, help="seconds")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--archive", default=None, help="write CDR + media files under DIR")
+    p.add_argument("--keepalive", type=float, default=10.0, help="seconds (0: off)")
+
+    p = sub.add_parser("capture", help="capture live call events into Parquet",
+                       description="Subscribe to one or more recording servers and "
+                                   "write the events table when done or on Ctrl-C.")
+    p.add_argument("servers", nargs="+", type=_server, metavar="HOST:PORT")
+    p.add_argument("--extension", action="append", default=None, metavar="N",
+                   help="only calls with this number (repeatable)")
+    p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
+    p.add_argument("-o", "--output", required=True, help="events Parquet file to write")
+    p.add_argument("--journal", default=None, help="folder for the raw message journal")
+
+    p = sub.add_parser("demo", help="simulate two sites, capture, parse and report",
+                       description="Start two simulated sites, capture them live, parse "
+                                   "the archive they wrote and write an HTML report.")
+    p.add_argument("--out", default="demo-report", help="report folder (default demo-report)")
+    p.add_argument("--seconds", type=float, default=30.0, help="capture time (default 30)")
+    p.add_argument("--seed", type=int, default=7)
+
+    p = sub.add_parser("report", help="write an HTML report for a calls table",
+                       description="Write an HTML report (charts and tables) for a calls "
+                                   "table read from Parquet or parsed from an archive.")
+    p.add_argument("source", help="calls .parquet file, or a CDR archive")
+    p.add_argument("--out", default="report", help="report folder (default report)")
+    p.add_argument("--tz", default="UTC", help="zone for the charts' time axis")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    module = importlib.import_module(f".commands.{args.command}", __package__)
+    try:
+        return int(module.run(args) or 0)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (UsageError, RecstatsError, OSError) as exc:
+        print(f"recstats {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

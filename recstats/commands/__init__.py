@@ -1,0 +1,1 @@
+"""One module per ``recstats`` sub-command, each with ``run(args) -> int``."""

@@ -1,0 +1,61 @@
+"""The exceptions recstats raises; every one says what went wrong and what to do."""
+
+from __future__ import annotations
+
+
+class RecstatsError(Exception):
+    """Base class of every error recstats raises on purpose."""
+
+
+class CDRParseError(RecstatsError, ValueError):
+    """A CDR document could not be read.
+
+    ``path`` names the file (or ``None`` for bytes), ``reason`` says why, in one line.
+    """
+
+    def __init__(self, reason: str, path: str | None = None):
+        self.path = None if path is None else str(path)
+        self.reason = reason
+        where = f"{self.path}: " if self.path else ""
+        super().__init__(f"{where}{reason}")
+
+
+class ProtocolError(RecstatsError):
+    """The byte stream from a recording server broke the protocol.
+
+    ``offset`` is the byte position in the stream (from the start of the connection)
+    where the problem was found, when known.
+    """
+
+    def __init__(self, message: str, offset: int | None = None):
+        self.offset = offset
+        where = f" (at byte {offset})" if offset is not None else ""
+        super().__init__(f"{message}{where}")
+
+
+class ServerError(RecstatsError):
+    """The server answered a request with a failure response (code != 0)."""
+
+    def __init__(self, code: int, description: str = "", detail: str = "",
+                 request_id: str | None = None):
+        self.code = code
+        self.description = description
+        self.detail = detail
+        self.request_id = request_id
+        text = f"server answered code {code}"
+        if description:
+            text += f": {description}"
+        if detail:
+            text += f" ({detail})"
+        super().__init__(text)
+
+
+class ConnectionLost(RecstatsError):
+    """The connection to a recording server ended; ``reason`` says how.
+
+    The socket is already closed when this is raised: reconnect to go on.
+    """
+
+    def __init__(self, reason: str):
+        self.reason = reason
+        super().__init__(reason)
