@@ -262,6 +262,21 @@ def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp:
     return local.tz_convert("UTC").as_unit("us")
 
 
+def format_time(moment: pd.Timestamp | _dt.datetime, tz: str = "UTC") -> str:
+    """A moment -> CDR time text (``YYYY-MM-DD hh:mm:ss.SSS``) as wall-clock time in ``tz``.
+
+    The inverse of :func:`parse_time` (to the millisecond) for times that exist once.
+
+    >>> format_time(pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC"), "Europe/Budapest")
+    '2026-11-02 09:15:02.120'
+    """
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    local = stamp.tz_convert(tz)
+    return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d}"
+
+
 def _parse_float(raw: str | None) -> float:
     if raw is None:
         return float("nan")
