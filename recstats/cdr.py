@@ -325,7 +325,8 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
     for raw_name, (column, table) in ENUMS.items():
         if raw_name == "direction_id" and directions is not None:
             table = directions
-        record[column] = decode_enum(record[raw_name], table)
+        if record[raw_name] is not None:  # else a same-named field stays, as in the batch path
+            record[column] = decode_enum(record[raw_name], table)
     start, end = record["start_time"], record["end_time"]
     if start is None:
         record["start_time"] = start = pd.NaT
@@ -502,13 +503,19 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
         if name in BOOLEAN_FIELDS:
             out[name] = raw[name].map(parse_bool, na_action="ignore")
         else:
-            out[RENAMES.get(name, name)] = raw[name]
+            # a field named like a column another field fills (e.g. `call_id`) overrides it
+            # only where present, as in record_from_fields; never blanks the other rows
+            target = RENAMES.get(name, name)
+            out[target] = raw[name] if target not in out \
+                else raw[name].where(raw[name].notna(), out[target])
     for raw_name, (target, table) in ENUMS.items():
         if raw_name == "direction_id" and directions is not None:
             table = directions
         codes = out.get(raw_name)
         if codes is not None:
-            out[target] = codes.map(lambda v, t=table: decode_enum(v, t), na_action="ignore")
+            decoded = codes.map(lambda v, t=table: decode_enum(v, t), na_action="ignore")
+            out[target] = decoded if target not in out else decoded.where(codes.notna(),
+                                                                          out[target])
     frame = pd.DataFrame(out, index=raw.index)
     if rejected:
         frame = frame.drop(index=sorted(rejected))
