@@ -15,6 +15,7 @@ import importlib
 from .cdr import calls_frame, read_cdr
 from .errors import (CDRParseError, ConnectionLost, ProtocolError, RecstatsError,
                      ServerError)
+from . import accessor as _accessor  # noqa: F401  (registers df.calls)
 
 __version__ = "0.1.0"
 

@@ -1,0 +1,246 @@
+"""The ``df.calls`` pandas accessor: recstats' statistics and charts as DataFrame methods.
+
+Importing :mod:`recstats` registers it. The accessor checks in ``__init__`` that the
+frame is a calls table (as from :func:`recstats.read_archive` or a capture), then only
+delegates: every method returns exactly what the :mod:`recstats.stats` or
+:mod:`recstats.plot` function of the same purpose returns for the frame, and never
+modifies the frame. This module imports pandas only; stats and plotting load on first use.
+
+>>> import pandas as pd, recstats
+>>> from recstats.cdr import coerce_calls
+>>> calls = coerce_calls(pd.DataFrame({
+...     "call_id": ["a", "b"], "site": ["NY", "NY"],
+...     "start_time": ["2026-11-02 09:00", "2026-11-02 09:10"],
+...     "end_time": ["2026-11-02 09:20", "2026-11-02 09:30"]}))
+>>> calls.calls.concurrency()["concurrent"].max()
+np.int64(2)
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+__all__ = ["REQUIRED_COLUMNS", "CallsAccessor", "CallsSummary"]
+
+#: Columns ``df.calls`` needs; the rest of the calls-table schema is optional.
+REQUIRED_COLUMNS = ("call_id", "start_time", "end_time")
+_TIME_COLUMNS = ("start_time", "end_time")
+
+
+@dataclass(frozen=True)
+class CallsSummary:
+    """A calls table at a glance, from :meth:`CallsAccessor.summary`.
+
+    ``calls`` rows; ``sites`` the site names seen (empty without a ``site`` column);
+    ``first_start``/``last_end`` the span covered (``last_end`` is the latest start when
+    every call is still ongoing); ``ongoing`` calls without an end time; ``peak`` the
+    highest number of calls in progress at once and ``peak_time`` when it was first
+    reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
+    ``busy_hour_traffic`` its mean traffic in erlangs, ``tz`` the zone of that hour.
+    """
+
+    calls: int
+    sites: tuple[str, ...]
+    first_start: pd.Timestamp | None
+    last_end: pd.Timestamp | None
+    ongoing: int
+    peak: int
+    peak_time: pd.Timestamp | None
+    busy_hour: int | None
+    busy_hour_traffic: float | None
+    tz: str = "UTC"
+
+    def _rows(self) -> list[tuple[str, str]]:
+        def moment(value: pd.Timestamp | None) -> str:
+            return "–" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+        span = "–"
+        if self.first_start is not None:
+            span = f"{moment(self.first_start)} → {moment(self.last_end)}"
+        busy = "–"
+        if self.busy_hour is not None:
+            busy = (f"{self.busy_hour:02d}:00–{(self.busy_hour + 1) % 24:02d}:00 {self.tz}, "
+                    f"{self.busy_hour_traffic:.2f} erlangs")
+        peak = f"{self.peak}"
+        if self.peak_time is not None:
+            peak += f" at {moment(self.peak_time)}"
+        sites = ", ".join(self.sites) if self.sites else "–"
+        return [("calls", f"{self.calls:,}"), (f"sites ({len(self.sites)})", sites),
+                ("span", span), ("ongoing", f"{self.ongoing:,}"),
+                ("peak concurrency", peak), ("busy hour", busy)]
+
+    def __repr__(self) -> str:
+        rows = self._rows()
+        width = max(len(name) for name, _ in rows)
+        lines = [f"  {name:<{width}}  {value}" for name, value in rows]
+        return "CallsSummary\n" + "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        cells = "".join(
+            f"<tr><th style='text-align:left'>{html.escape(name)}</th>"
+            f"<td style='text-align:left'>{html.escape(value)}</td></tr>"
+            for name, value in self._rows())
+        return f"<table><caption>Calls summary</caption><tbody>{cells}</tbody></table>"
+
+
+@pd.api.extensions.register_dataframe_accessor("calls")
+class CallsAccessor:
+    """``df.calls``: the stats and charts of :mod:`recstats` for a calls table.
+
+    Raises ``AttributeError`` (so ``hasattr(df, "calls")`` is False) when the frame
+    lacks ``call_id``, ``start_time`` or ``end_time`` or its time columns are not
+    datetimes. Times should be UTC (``datetime64[us, UTC]``), as recstats readers give.
+
+    >>> from recstats.cdr import coerce_calls
+    >>> calls = coerce_calls(pd.DataFrame({
+    ...     "call_id": ["a", "b"], "site": ["NY", "NY"],
+    ...     "start_time": ["2026-11-02 09:00", "2026-11-02 09:10"],
+    ...     "end_time": ["2026-11-02 09:20", "2026-11-02 09:30"]}))
+    >>> calls.calls.summary().peak
+    2
+    >>> calls.calls.concurrency()["concurrent"].tolist()
+    [1, 2, 1, 0]
+    >>> pd.DataFrame({"x": [1]}).calls  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    AttributeError: df.calls needs a calls table (...); missing columns: call_id, end_time, start_time
+    """
+
+    def __init__(self, frame: pd.DataFrame) -> None:
+        missing = sorted(set(REQUIRED_COLUMNS) - set(frame.columns))
+        if missing:
+            raise AttributeError(
+                "df.calls needs a calls table (see recstats.read_archive); "
+                f"missing columns: {', '.join(missing)}")
+        wrong = [f"{c} is {frame[c].dtype}" for c in _TIME_COLUMNS
+                 if not pd.api.types.is_datetime64_any_dtype(frame[c])]
+        if wrong:
+            raise AttributeError(
+                "df.calls needs datetime start_time and end_time columns "
+                f"({'; '.join(wrong)}); convert them with recstats.cdr.coerce_calls(df)")
+        self._frame = frame
+
+    # ------------------------------------------------------------------ statistics
+
+    def concurrency(self, freq: str | None = None, by: str | None = None,
+                    until: Any = None) -> pd.DataFrame:
+        """Calls in progress over time: :func:`recstats.stats.concurrency`.
+
+        ``freq=None`` gives the exact step function (``time``, ``concurrent``); a bin
+        size such as ``"15min"`` gives each bin's ``peak``, ``mean`` (erlangs) and
+        ``started``. ``by="site"`` splits by site.
+
+        >>> calls.calls.concurrency(freq="1h")["peak"].tolist()  # doctest: +SKIP
+        [2]
+        """
+        from . import stats
+        return stats.concurrency(self._frame, freq=freq, by=by, until=until)
+
+    def busy_hour(self, method: str = "time-consistent", days: Any = None,
+                  tz: str = "UTC") -> Any:
+        """The busy hour (ITU-T E.500): :func:`recstats.stats.busy_hour`.
+
+        >>> calls.calls.busy_hour().hour  # doctest: +SKIP
+        9
+        """
+        from . import stats
+        return stats.busy_hour(self._frame, method=method, days=days, tz=tz)
+
+    def traffic_profile(self, tz: str = "UTC") -> pd.DataFrame:
+        """Mean erlangs per weekday x hour: :func:`recstats.stats.traffic_profile`.
+
+        >>> calls.calls.traffic_profile().shape  # doctest: +SKIP
+        (7, 24)
+        """
+        from . import stats
+        return stats.traffic_profile(self._frame, tz=tz)
+
+    def extensions(self, extensions: Iterable[str] | None = None) -> pd.DataFrame:
+        """Per-extension figures: :func:`recstats.stats.extension_stats`.
+
+        >>> calls.calls.extensions().index.name  # doctest: +SKIP
+        'extension'
+        """
+        from . import stats
+        return stats.extension_stats(self._frame, extensions=extensions)
+
+    def capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
+                 tz: str = "UTC") -> pd.DataFrame:
+        """Channels needed per site at each blocking target:
+        :func:`recstats.stats.capacity_table`.
+
+        >>> calls.calls.capacity().loc["all", "observed_peak"]  # doctest: +SKIP
+        2
+        """
+        from . import stats
+        return stats.capacity_table(self._frame, blocking=blocking, tz=tz)
+
+    def summary(self, tz: str = "UTC") -> CallsSummary:
+        """Calls, sites, span, ongoing calls, peak concurrency and busy hour (in ``tz``).
+
+        >>> calls.calls.summary().peak  # doctest: +SKIP
+        2
+        """
+        from . import stats
+        frame = self._frame
+        sites: tuple[str, ...] = ()
+        if "site" in frame.columns:
+            sites = tuple(sorted(str(s) for s in frame["site"].dropna().unique()))
+        ongoing = int(frame["end_time"].isna().sum())
+        if frame.empty or frame["start_time"].isna().all():
+            return CallsSummary(len(frame), sites, None, None, ongoing, 0, None, None, None, tz)
+        first = pd.Timestamp(frame["start_time"].min())
+        last = frame["end_time"].max()
+        last = pd.Timestamp(frame["start_time"].max() if pd.isna(last) else last)
+        steps = stats.concurrency(frame)
+        at = int(steps["concurrent"].to_numpy().argmax())
+        busy = stats.busy_hour(frame, tz=tz)
+        return CallsSummary(
+            calls=len(frame), sites=sites, first_start=first, last_end=last, ongoing=ongoing,
+            peak=int(steps["concurrent"].iat[at]), peak_time=pd.Timestamp(steps["time"].iat[at]),
+            busy_hour=int(busy.hour), busy_hour_traffic=float(busy.traffic), tz=tz)
+
+    # ------------------------------------------------------------------ charts
+
+    def plot_concurrency(self, freq: str | None = "15min", by: str | None = None,
+                         tz: str = "UTC", ax: Any = None, exact: bool = True) -> Any:
+        """Concurrency chart: :func:`recstats.plot.plot_concurrency`; returns the Figure.
+
+        >>> calls.calls.plot_concurrency(by="site", tz="Europe/Budapest")  # doctest: +SKIP
+        """
+        from . import plot
+        return plot.plot_concurrency(self._frame, freq=freq, by=by, tz=tz, ax=ax, exact=exact)
+
+    def plot_traffic_heatmap(self, tz: str = "UTC", ax: Any = None) -> Any:
+        """Weekday x hour traffic heatmap: :func:`recstats.plot.plot_traffic_heatmap`.
+
+        >>> calls.calls.plot_traffic_heatmap(tz="Europe/Budapest")  # doctest: +SKIP
+        """
+        from . import plot
+        return plot.plot_traffic_heatmap(self._frame, tz=tz, ax=ax)
+
+    def plot_extensions(self, top: int = 10, by: str = "calls",
+                        extensions: Iterable[str] | None = None, ax: Any = None) -> Any:
+        """Top extensions bar chart: :func:`recstats.plot.plot_extensions`.
+
+        >>> calls.calls.plot_extensions(top=5, by="traffic")  # doctest: +SKIP
+        """
+        from . import plot
+        return plot.plot_extensions(self._frame, top=top, by=by, extensions=extensions, ax=ax)
+
+    def plot_capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
+                      traffic: float | None = None, peak: float | None = None,
+                      ax: Any = None, tz: str = "UTC") -> Any:
+        """Erlang B channels-vs-traffic chart with the observed busy hour and peak:
+        :func:`recstats.plot.plot_capacity`.
+
+        >>> calls.calls.plot_capacity(blocking=(0.01,))  # doctest: +SKIP
+        """
+        from . import plot
+        return plot.plot_capacity(self._frame, blocking=blocking, traffic=traffic, peak=peak,
+                                  ax=ax, tz=tz)
