@@ -1,0 +1,116 @@
+"""``recstats demo``: two simulated sites, captured live, checked against their archive.
+
+1. start two simulated recording servers (distinct sites and seeds, 60x accelerated
+   time) writing their CDR + media archive under ``<out>/archive``;
+2. capture both live for ``--seconds`` with a progress line;
+3. parse the archive they wrote with :func:`recstats.read_archive`;
+4. check every call that ended during the capture against its CDR
+   (:func:`recstats.report.compare_calls`);
+5. write the HTML report (:func:`recstats.report.write_report`) with the live events.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+from ..cli import UsageError
+
+#: The simulated sites: (location, seed offset, calls per simulated second).
+SITES = (("NEW-YORK", 0, 0.5), ("LONDON", 1, 0.35))
+SPEED = 60.0
+MEAN_HOLDING = 180.0
+
+
+def _prepare(out: Path) -> Path:
+    """The archive folder under ``out``, emptied when ``out`` is a previous demo report."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out} is a file; --out needs a folder")
+    if out.exists() and any(out.iterdir()) and not (out / "index.html").exists():
+        raise UsageError(f"{out} is not empty and not a previous report; choose another --out")
+    archive = out / "archive"
+    if archive.exists():
+        shutil.rmtree(archive)  # the old run's files would be parsed with the new ones
+    archive.mkdir(parents=True)
+    return archive
+
+
+def _progress(seconds: float, capture, stream=None) -> None:
+    """Wait ``seconds`` while showing live counts (a tqdm bar on a terminal)."""
+    from tqdm.auto import tqdm
+
+    stream = stream or sys.stderr
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    deadline = time.monotonic() + seconds
+    with tqdm(total=round(seconds), unit="s", desc="capturing", file=stream,
+              disable=not interactive, bar_format="{desc}: {bar} {n:.0f}/{total}s {postfix}"
+              ) as bar:
+        last_line = 0.0
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            time.sleep(min(0.5, left))
+            ongoing, ended = _counts(capture)
+            bar.n = min(seconds, seconds - max(0.0, deadline - time.monotonic()))
+            bar.set_postfix_str(f"{ongoing} ongoing, {ended} ended")
+            if not interactive and time.monotonic() - last_line >= 5:
+                print(f"capturing: {bar.n:.0f}/{seconds:.0f}s, {ongoing} ongoing, "
+                      f"{ended} ended", file=stream, flush=True)
+                last_line = time.monotonic()
+
+
+def _counts(capture) -> tuple[int, int]:
+    calls = capture.calls
+    ended = int(calls["end_time"].notna().sum()) if len(calls) else 0
+    return len(capture.ongoing), ended
+
+
+def run(args) -> int:
+    from .. import archive as archive_module
+    from ..capture import Capture
+    from ..report import compare_calls, write_report
+    from ..simulator import RecorderSimulator
+
+    if args.seconds <= 0:
+        raise UsageError(f"--seconds must be positive, not {args.seconds}")
+    began = time.monotonic()
+    out = Path(args.out)
+    archive_dir = _prepare(out)
+    seed = args.seed
+
+    with ExitStack() as stack:
+        sims = [stack.enter_context(RecorderSimulator(
+                    host="127.0.0.1", port=0, location=location, rate=rate,
+                    mean_holding=MEAN_HOLDING, speed=SPEED,
+                    seed=None if seed is None else seed + offset, archive=archive_dir))
+                for location, offset, rate in SITES]
+        servers = [("127.0.0.1", sim.port) for sim in sims]
+        print(f"simulating {len(sims)} sites at {SPEED:g}x speed on "
+              + ", ".join(f"{h}:{p}" for h, p in servers), file=sys.stderr)
+        capture = Capture(servers)
+        capture.start()
+        try:
+            _progress(args.seconds, capture)
+        finally:
+            capture.stop()
+        live = capture.calls
+        events = capture.events
+        status = capture.status
+    # the simulators have stopped: every call that ended has its CDR on disk
+    archive = archive_module.read_archive(archive_dir, progress=False)
+    errors = archive_module.archive_errors(archive)
+    comparison = compare_calls(live, archive)
+    index = write_report(archive, out, events=events,
+                         title="recstats demo: two simulated sites", errors=errors,
+                         comparison=comparison)
+    reconnects = int(status["reconnects"].sum()) if "reconnects" in status else 0
+    print(f"captured {len(events):,} events, {len(live):,} calls "
+          f"({comparison.live_ended:,} ended, {reconnects} reconnects); "
+          f"archive: {len(archive):,} calls, {len(errors):,} unreadable files")
+    print(f"live vs archive: {comparison}")
+    print(f"report: {index.resolve()}  ({time.monotonic() - began:.1f} s)")
+    return 0 if comparison.ok and not len(errors) else 1

@@ -1,0 +1,415 @@
+"""A live dashboard over a :class:`recstats.Capture`, made of ipywidgets.
+
+The capture's threads only fill buffers; every widget update happens in
+:meth:`LiveDashboard.refresh`, called on the kernel's main thread, either directly or
+by the periodic timer :meth:`LiveDashboard.start` puts on the kernel's running asyncio
+loop (JupyterLab, Notebook, VS Code and headless kernels all run one). Where no loop
+runs (a plain script), call ``refresh()`` yourself.
+
+The chart is a matplotlib Figure drawn off-screen and shown as a PNG
+(``ipywidgets.Image``): no GUI backend and no front-end extension beyond ipywidgets,
+so it renders the same in JupyterLab and in headless notebook runs. Each refresh moves
+the existing lines' data instead of re-plotting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import io
+import time
+from collections.abc import Callable
+from typing import Any
+
+import ipywidgets as widgets
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from . import stats
+
+__all__ = ["LiveDashboard"]
+
+_TOTAL = "total"
+_STYLE = ("<style>.rs-dash table{border-collapse:collapse;font-size:12px}"
+          ".rs-dash td,.rs-dash th{padding:1px 6px;border-bottom:1px solid #eee;"
+          "text-align:left}.rs-dash th{background:#f4f4f4}</style>")
+
+
+def _naive_utc(values: pd.Series | pd.Index) -> np.ndarray:
+    """tz-aware times -> naive ``datetime64[us]`` UTC (what matplotlib reads fast)."""
+    index = pd.DatetimeIndex(values)
+    if index.tz is not None:
+        index = index.tz_convert("UTC").tz_localize(None)
+    return index.as_unit("us").to_numpy()
+
+
+def _latest_time(calls: pd.DataFrame) -> pd.Timestamp | None:
+    """The latest start or end time in a calls table (the data's own "now")."""
+    if calls is None or not len(calls):
+        return None
+    latest = calls["start_time"].max()
+    end = calls["end_time"].max()
+    if pd.notna(end) and (pd.isna(latest) or end > latest):
+        latest = end
+    return None if pd.isna(latest) else latest
+
+
+class LiveDashboard:
+    """Live concurrent calls per site, ongoing calls, top extensions and site status.
+
+    ``capture`` is a :class:`recstats.Capture` (or any object with the same snapshot
+    attributes ``calls``, ``ongoing`` and ``status``). ``window`` is how much time the
+    chart shows, ending at "now"; ``refresh`` the seconds between automatic updates
+    after :meth:`start`; times are shown in zone ``tz``.
+
+    "Now" is ``clock()`` when a clock is given, otherwise the latest start or end time
+    the capture has seen, so the window follows a server whose clock runs fast or
+    slow (the simulator at ``speed=60``) just as well as a real one.
+
+    The chart is the exact step function of calls in progress
+    (:func:`recstats.stats.concurrency`, calls counting over ``[start, end)``), one
+    line per site plus the total. The ongoing-calls table shows at most ``max_rows``
+    calls, newest first; the filter box keeps calls whose caller or callee contains
+    its text. While the Pause button is down, :meth:`refresh` changes nothing.
+
+    >>> import recstats as rs                                       # doctest: +SKIP
+    >>> with rs.Capture([("127.0.0.1", 10300)]) as capture:          # doctest: +SKIP
+    ...     dash = rs.LiveDashboard(capture, window="30min")
+    ...     dash.start()        # refreshes every second from the kernel's event loop
+    ...     dash                # displays the widgets
+    """
+
+    def __init__(self, capture: Any, window: str | pd.Timedelta = "1h", refresh: float = 1.0,
+                 tz: str = "UTC", top: int = 5, max_rows: int = 50,
+                 clock: Callable[[], pd.Timestamp] | None = None):
+        if refresh <= 0:
+            raise ValueError(f"refresh must be a positive number of seconds, not {refresh}")
+        self.capture = capture
+        self.window = pd.Timedelta(window)
+        if self.window <= pd.Timedelta(0):
+            raise ValueError(f"window must be positive, not {window!r}")
+        self.interval = float(refresh)
+        self.tz = tz
+        self.top = int(top)
+        self.max_rows = int(max_rows)
+        self.clock = clock
+        #: what the last refresh showed (tests and notebooks read these)
+        self.counts: dict[str, int] = {}
+        self.now: pd.Timestamp | None = None
+        self.table = pd.DataFrame()
+        self.top_extensions = pd.Series(dtype="int64")
+        self.refreshes = 0
+        self.last_error: str | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ongoing = pd.DataFrame()
+
+        self.figure = Figure(figsize=(9, 3), dpi=80, layout="constrained")
+        FigureCanvasAgg(self.figure)
+        self.ax = self.figure.add_subplot()
+        self.ax.set_ylabel("calls in progress")
+        self.ax.set_xlabel(f"time ({tz})")
+        self.ax.grid(True, alpha=0.3)
+        import matplotlib.dates as mdates
+        locator = mdates.AutoDateLocator(tz=tz)
+        self.ax.xaxis.set_major_locator(locator)
+        self.ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
+        self.lines: dict[str, Any] = {}
+
+        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
+        self.status_html = widgets.HTML()
+        self.counters_html = widgets.HTML()
+        self.table_html = widgets.HTML(layout=widgets.Layout(flex="3 1 0%"))
+        self.top_html = widgets.HTML(layout=widgets.Layout(flex="1 1 0%"))
+        self.error_html = widgets.HTML()
+        self.filter = widgets.Text(placeholder="extension, e.g. 1001",
+                                   description="Filter:", continuous_update=True)
+        self.pause = widgets.ToggleButton(value=False, description="Pause", icon="pause",
+                                          tooltip="stop updating the dashboard")
+        self.filter.observe(self._on_filter, names="value")
+        self.pause.observe(self._on_pause, names="value")
+        self.widget = widgets.VBox(
+            [widgets.HTML(_STYLE), widgets.HBox([self.filter, self.pause, self.counters_html]),
+             self.status_html, self.image,
+             widgets.HBox([self.table_html, self.top_html]), self.error_html],
+            layout=widgets.Layout(width="100%"))
+        self.widget.add_class("rs-dash")
+
+    # ------------------------------------------------------------------ display
+
+    def _repr_mimebundle_(self, **kwargs):
+        return self.widget._repr_mimebundle_(**kwargs)
+
+    def _ipython_display_(self):
+        from IPython.display import display
+        display(self.widget)
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def paused(self) -> bool:
+        """True while the Pause button is down (refresh() then changes nothing)."""
+        return bool(self.pause.value)
+
+    @property
+    def running(self) -> bool:
+        """True while the periodic refresh started by :meth:`start` is scheduled."""
+        return self._handle is not None
+
+    def _on_pause(self, change) -> None:
+        self.pause.description = "Resume" if change["new"] else "Pause"
+        self.pause.icon = "play" if change["new"] else "pause"
+        if not change["new"]:
+            self.refresh()
+
+    def _on_filter(self, change) -> None:
+        if not self.paused:
+            self._render_table()
+
+    # ------------------------------------------------------------------ refresh
+
+    def refresh(self, force: bool = False) -> bool:
+        """Redraw everything from the capture's current snapshots, on the calling thread.
+
+        Returns False (and changes nothing) while paused, unless ``force``.
+        """
+        if self.paused and not force:
+            return False
+        capture = self.capture
+        calls = capture.calls
+        ongoing = capture.ongoing
+        status = capture.status
+        now = self.clock() if self.clock is not None else _latest_time(calls)
+        if now is None:
+            now = pd.Timestamp.now(tz="UTC")
+        self.now = pd.Timestamp(now)
+        self._ongoing = ongoing
+        self._render_chart(calls, self.now)
+        self._render_status(status, calls, ongoing)
+        self._render_table()
+        self._render_top(calls, ongoing, self.now)
+        self.refreshes += 1
+        return True
+
+    def _window_calls(self, calls: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
+        """Calls that overlap ``[now - window, now]`` (ongoing calls included)."""
+        if not len(calls):
+            return calls
+        begin = now - self.window
+        keep = (calls["start_time"] <= now) & (calls["end_time"].isna()
+                                               | (calls["end_time"] > begin))
+        return calls[keep.to_numpy()]
+
+    def _line(self, name: str):
+        line = self.lines.get(name)
+        if line is None:
+            style = {"color": "k", "linewidth": 1.6} if name == _TOTAL else \
+                {"linewidth": 1.0, "color": f"C{len(self.lines) % 10}"}
+            (line,) = self.ax.plot([], [], drawstyle="steps-post", label=name, gid=name,
+                                   **style)
+            self.lines[name] = line
+            self.ax.legend(loc="upper left", fontsize="small")
+        return line
+
+    def _render_chart(self, calls: pd.DataFrame, now: pd.Timestamp) -> None:
+        visible = self._window_calls(calls, now)
+        begin = now - self.window
+        total = stats.concurrency(visible, until=now) if len(visible) else None
+        seen = set()
+        if len(visible):
+            per_site = stats.concurrency(visible, by="site", until=now)
+            for site, part in per_site.groupby("site", observed=True, sort=True):
+                name = str(site)
+                self._set_step(self._line(name), part, now)
+                seen.add(name)
+        self._set_step(self._line(_TOTAL), total, now)
+        seen.add(_TOTAL)
+        for name, line in self.lines.items():
+            if name not in seen:
+                line.set_data(np.array([], dtype="datetime64[us]"), np.array([]))
+        top = max((float(np.max(line.get_ydata())) for line in self.lines.values()
+                   if len(line.get_ydata())), default=0.0)
+        self.ax.set_xlim(_naive_utc(pd.DatetimeIndex([begin]))[0],
+                         _naive_utc(pd.DatetimeIndex([now]))[0])
+        self.ax.set_ylim(0, max(1.0, top) * 1.15)
+        self.ax.set_title(f"Concurrent calls, last {self.window} "
+                          f"(now {now.tz_convert(self.tz):%Y-%m-%d %H:%M:%S} {self.tz})",
+                          fontsize="medium")
+        buffer = io.BytesIO()
+        self.figure.savefig(buffer, format="png")
+        self.image.value = buffer.getvalue()
+
+    @staticmethod
+    def _set_step(line, frame: pd.DataFrame | None, now: pd.Timestamp) -> None:
+        """Point a steps-post line at an exact concurrency frame, held flat up to now."""
+        if frame is None or not len(frame):
+            line.set_data(np.array([], dtype="datetime64[us]"), np.array([]))
+            return
+        x = _naive_utc(frame["time"])
+        y = frame["concurrent"].to_numpy(dtype="float64")
+        end = _naive_utc(pd.DatetimeIndex([now]))[0]
+        if x[-1] < end:  # hold the last value up to "now" so the line reaches the edge
+            x = np.append(x, end)
+            y = np.append(y, y[-1])
+        elif len(y) > 1:  # ongoing calls "end" at now: keep the count, not a drop to 0
+            y = y.copy()
+            y[-1] = y[-2]
+        line.set_data(x, y)
+
+    def _render_status(self, status: pd.DataFrame, calls: pd.DataFrame,
+                       ongoing: pd.DataFrame) -> None:
+        ended = int(calls["end_time"].notna().sum()) if len(calls) else 0
+        events = int(status["events"].sum()) if len(status) and "events" in status else 0
+        self.counts = {
+            "servers": len(status),
+            "connected": int(status["connected"].sum()) if len(status) else 0,
+            "ongoing": len(ongoing), "ended": ended, "events": events,
+            "reconnects": int(status["reconnects"].sum()) if len(status) else 0,
+        }
+        self.counters_html.value = (
+            f"<b>{self.counts['ongoing']:,}</b> ongoing · <b>{ended:,}</b> ended · "
+            f"<b>{events:,}</b> events · {self.counts['connected']}/{self.counts['servers']}"
+            " servers connected")
+        rows = []
+        for record in status.to_dict("records"):
+            up = bool(record.get("connected"))
+            light = ('<span style="color:#1a7f37" title="connected">●</span>' if up else
+                     '<span style="color:#c62828" title="disconnected">●</span>')
+            error = record.get("last_error")
+            rows.append(
+                "<tr>" + "".join(f"<td>{cell}</td>" for cell in (
+                    light, html.escape(str(record.get("server", ""))),
+                    self._time(record.get("since")), self._time(record.get("last_keepalive")),
+                    html.escape(str(record.get("events", ""))),
+                    html.escape(str(record.get("reconnects", ""))),
+                    "" if error is None or (not isinstance(error, str) and pd.isna(error))
+                    else html.escape(str(error)))) + "</tr>")
+        self.status_html.value = (
+            "<table><tr><th></th><th>server</th><th>since</th><th>last keep-alive</th>"
+            "<th>events</th><th>reconnects</th><th>last error</th></tr>"
+            + "".join(rows) + "</table>")
+
+    def _time(self, value) -> str:
+        if value is None or (not isinstance(value, str) and pd.isna(value)):
+            return ""
+        stamp = pd.Timestamp(value)
+        if stamp.tzinfo is None:
+            stamp = stamp.tz_localize("UTC")
+        return html.escape(f"{stamp.tz_convert(self.tz):%H:%M:%S}")
+
+    def filtered_ongoing(self) -> pd.DataFrame:
+        """The ongoing calls that match the filter box (all of them when it is empty)."""
+        ongoing = self._ongoing
+        text = self.filter.value.strip()
+        if not text or not len(ongoing):
+            return ongoing
+        keep = np.zeros(len(ongoing), dtype=bool)
+        for column in ("caller", "callee"):
+            if column in ongoing.columns:
+                keep |= ongoing[column].astype("str").str.contains(
+                    text, regex=False, na=False).to_numpy()
+        return ongoing[keep]
+
+    def _render_table(self) -> None:
+        shown = self.filtered_ongoing()
+        matching = len(shown)
+        if matching:
+            order = np.argsort(_naive_utc(shown["start_time"]))[::-1][: self.max_rows]
+            shown = shown.iloc[order]
+        columns = [c for c in ("site", "caller", "callee", "start_time", "direction")
+                   if c in shown.columns]
+        self.table = shown[columns].reset_index(drop=True) if matching else \
+            pd.DataFrame(columns=columns)
+        now = self.now
+        body = []
+        for record in self.table.to_dict("records"):
+            start = record.get("start_time")
+            held = "" if now is None or pd.isna(start) else \
+                f"{max(0.0, (now - start).total_seconds()):,.0f} s"
+            cells = [html.escape("" if pd.isna(record.get(c)) else str(record.get(c)))
+                     for c in columns if c != "start_time"]
+            body.append("<tr>" + "".join(f"<td>{c}</td>" for c in cells)
+                        + f"<td>{self._time(start)}</td><td>{held}</td></tr>")
+        header = "".join(f"<th>{html.escape(c)}</th>" for c in columns if c != "start_time")
+        text = self.filter.value.strip()
+        caption = (f"Ongoing calls: {matching:,}"
+                   + (f" matching “{html.escape(text)}”" if text else "")
+                   + (f" (newest {self.max_rows} shown)" if matching > self.max_rows else ""))
+        self.table_html.value = (f"<b>{caption}</b><table><tr>{header}<th>started</th>"
+                                 f"<th>held</th></tr>{''.join(body)}</table>")
+
+    def _render_top(self, calls: pd.DataFrame, ongoing: pd.DataFrame,
+                    now: pd.Timestamp) -> None:
+        """Extensions in the most calls that ran inside the window (caller or callee)."""
+        visible = self._window_calls(calls, now)
+        parts = [visible[c].dropna().astype("str") for c in ("caller", "callee")
+                 if c in visible.columns]
+        counts = pd.concat(parts).value_counts() if parts else pd.Series(dtype="int64")
+        self.top_extensions = counts.head(self.top)
+        rows = "".join(f"<tr><td>{html.escape(str(ext))}</td><td>{n:,}</td></tr>"
+                       for ext, n in self.top_extensions.items())
+        self.top_html.value = (f"<b>Top extensions, last {self.window}</b><table>"
+                               f"<tr><th>extension</th><th>calls</th></tr>{rows}</table>")
+
+    # ------------------------------------------------------------------ periodic
+
+    def start(self) -> bool:
+        """Refresh every ``refresh`` seconds from the running asyncio loop (the kernel's).
+
+        Returns True when scheduled. Without a running loop (a plain script) nothing is
+        scheduled and it returns False: call :meth:`refresh` yourself.
+        """
+        if self._handle is not None:
+            return True
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+        self._loop = loop
+        self._handle = loop.call_soon(self._tick)
+        return True
+
+    def stop(self) -> None:
+        """Stop the periodic refresh (the widgets keep their last state)."""
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _tick(self) -> None:
+        began = time.monotonic()
+        try:
+            self.refresh()
+            self.last_error = None
+            self.error_html.value = ""
+        except Exception as exc:  # noqa: BLE001 - a timer must survive a bad snapshot
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            self.error_html.value = f'<span style="color:#c62828">{html.escape(self.last_error)}'\
+                                    "</span>"
+        if self._handle is not None and self._loop is not None:
+            delay = max(0.05, self.interval - (time.monotonic() - began))
+            self._handle = self._loop.call_later(delay, self._tick)
+
+    def snapshot(self, tz: str | None = None) -> Figure:
+        """A static copy of the current chart as a new Figure (e.g. for a report)."""
+        tz = tz or self.tz
+        fig = Figure(figsize=(9, 3.5), layout="constrained")
+        ax = fig.add_subplot()
+        for name, line in self.lines.items():
+            ax.plot(line.get_xdata(), line.get_ydata(), drawstyle="steps-post",
+                    color=line.get_color(), linewidth=line.get_linewidth(), label=name,
+                    gid=name)
+        ax.set_xlim(self.ax.get_xlim())
+        ax.set_ylim(self.ax.get_ylim())
+        ax.set_title(self.ax.get_title())
+        ax.set_ylabel("calls in progress")
+        ax.set_xlabel(f"time ({tz})")
+        ax.grid(True, alpha=0.3)
+        import matplotlib.dates as mdates
+        locator = mdates.AutoDateLocator(tz=tz)
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
+        if self.lines:
+            ax.legend(loc="upper left", fontsize="small")
+        return fig

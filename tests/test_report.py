@@ -1,0 +1,142 @@
+"""The HTML report writer, the live-vs-archive comparison and ``recstats report``."""
+
+from __future__ import annotations
+
+import html
+import re
+
+import pandas as pd
+import pytest
+
+from recstats.cdr import calls_frame, calls_from_fields
+from recstats.cli import main
+from recstats.report import choose_freq, compare_calls, report_notes, write_report
+from recstats.traffic import generate_calls
+
+T0 = pd.Timestamp("2026-11-02 09:00", tz="UTC")
+
+
+def _call(call_id, start_min, end_min, site="NY", caller="1000", callee="1001"):
+    return {"call_id": call_id, "site": site, "caller": caller, "callee": callee,
+            "start_time": T0 + pd.Timedelta(minutes=start_min),
+            "end_time": pd.NaT if end_min is None else T0 + pd.Timedelta(minutes=end_min)}
+
+
+@pytest.fixture(scope="module")
+def calls():
+    rows = (generate_calls("2026-11-02 08:00", 4 * 3600, rate=0.05, location="NY", rng=3)
+            + generate_calls("2026-11-02 08:00", 4 * 3600, rate=0.03, location="LDN", rng=4))
+    frame, rejected = calls_from_fields(rows)
+    assert not rejected
+    return frame
+
+
+# --------------------------------------------------------------------------- comparison
+
+
+def test_compare_counts_matches_missing_mismatches_and_unseen():
+    live = calls_frame([_call("a", 0, 5), _call("b", 1, 6), _call("c", 2, None),
+                        _call("d", 3, 7), _call("e", 4, 8, callee="2000")])
+    archive = calls_frame([_call("a", 0, 5), _call("b", 1, 6.5), _call("e", 4, 8),
+                           _call("x", 2, 6),      # ended inside the live span, never seen
+                           _call("y", 0, 30),     # ended after the capture: not checked
+                           _call("c", 2, 12)])    # ongoing when the capture stopped
+    result = compare_calls(live, archive)
+    assert result.live_calls == 5
+    assert result.live_ended == 4                      # a, b, d, e
+    assert result.matched == 1                         # only a is identical
+    assert result.missing["call_id"].tolist() == ["d"]
+    assert sorted(zip(result.mismatches["call_id"], result.mismatches["column"])) == \
+        [("b", "end_time"), ("e", "callee")]
+    assert result.archive_only["call_id"].tolist() == ["x"]
+    assert result.differences == 3
+    assert not result.ok
+    assert "Differences" in result._repr_html_()
+
+
+def test_compare_identical_tables_is_ok_and_does_not_mutate(calls):
+    before = calls.copy()
+    result = compare_calls(calls, calls)
+    assert result.ok and result.differences == 0
+    assert result.matched == result.live_ended == len(calls)
+    pd.testing.assert_frame_equal(calls, before)
+
+
+def test_choose_freq_keeps_bins_under_the_limit():
+    calls = calls_frame([_call("a", 0, 600)])          # ten hours
+    assert choose_freq(calls) == "15min"               # 40 bins; 5min would be 120
+    assert choose_freq(calls, max_bins=10) == "1h"
+    assert choose_freq(calls_frame([_call("a", 0, 20)])) == "1min"
+
+
+# --------------------------------------------------------------------------- report
+
+
+def test_report_folder_is_complete_and_self_contained(calls, tmp_path):
+    events = pd.DataFrame({"received_at": [T0], "site": ["NY"], "event": ["start"],
+                           "call_id": ["a"]})
+    errors = pd.DataFrame({"path": ["bad/<one>.xml"], "error": ["malformed XML & more"]})
+    index = write_report(calls, tmp_path / "rep", events=events, errors=errors,
+                         title="Test <report>", tz="Europe/Budapest")
+    assert index == tmp_path / "rep" / "index.html"
+    assert report_notes(index) == []                   # every chart and table was made
+    text = index.read_text(encoding="utf-8")
+    images = re.findall(r'<img src="([^"]+)"', text)
+    assert set(images) >= {"concurrency.png", "traffic_heatmap.png", "extensions.png",
+                           "capacity.png"}
+    for name in images:                                # relative, present, really PNG
+        assert "/" not in name
+        assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for section in ("summary", "concurrency", "traffic", "extensions", "capacity", "errors"):
+        assert f'id="{section}"' in text
+    assert "Test &lt;report&gt;" in text and "<report>" not in text
+    assert "bad/&lt;one&gt;.xml" in text and "malformed XML &amp; more" in text
+    assert "Europe/Budapest" in text
+    back = pd.read_parquet(tmp_path / "rep" / "calls.parquet")
+    pd.testing.assert_frame_equal(back, calls.reset_index(drop=True), check_categorical=False)
+    assert len(pd.read_parquet(tmp_path / "rep" / "events.parquet")) == 1
+
+
+def test_report_summary_states_the_hand_computed_peak(tmp_path):
+    # a 09:00-09:10, b 09:05-09:20, c 09:06-09:07: three at once from 09:06 to 09:07
+    calls = calls_frame([_call("a", 0, 10), _call("b", 5, 20, site="LDN"), _call("c", 6, 7)])
+    text = write_report(calls, tmp_path).read_text(encoding="utf-8")
+    summary = text.split('id="summary"', 1)[1].split("</section>", 1)[0]
+    assert "3 at 2026-11-02 09:06:00" in summary
+    assert "LDN, NY" in summary
+    assert not (tmp_path / "events.parquet").exists()
+    assert 'id="comparison"' not in text and 'id="errors"' not in text
+
+
+def test_report_escapes_hostile_labels(tmp_path):
+    evil = "<script>alert(1)</script>"
+    calls = calls_frame([_call("x", 0, 5, site=evil, caller=evil), _call("y", 1, 3)])
+    text = write_report(calls, tmp_path).read_text(encoding="utf-8")
+    assert evil not in text
+    assert html.escape(evil) in text
+
+
+def test_report_includes_the_comparison(calls, tmp_path):
+    result = compare_calls(calls, calls)
+    text = write_report(calls, tmp_path, comparison=result).read_text(encoding="utf-8")
+    assert 'id="comparison"' in text and "every ended live call matches" in text
+
+
+# --------------------------------------------------------------------------- command
+
+
+def test_report_command_from_parquet(calls, tmp_path, capsys):
+    source = tmp_path / "calls.parquet"
+    calls.to_parquet(source)
+    assert main(["report", str(source), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "index.html").exists()
+    assert f"{len(calls):,} calls" in capsys.readouterr().out
+
+
+def test_report_command_user_errors_exit_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path / "nope.parquet"), "--out", str(tmp_path)]) == 2
+    assert "no such file" in capsys.readouterr().err
+    other = tmp_path / "other.parquet"
+    pd.DataFrame({"x": [1]}).to_parquet(other)
+    assert main(["report", str(other), "--out", str(tmp_path / "o")]) == 2
+    assert "not a calls table" in capsys.readouterr().err
