@@ -398,6 +398,11 @@ def empty_calls() -> pd.DataFrame:
     return coerce_calls(pd.DataFrame({c: [] for c in CALL_COLUMNS}))
 
 
+# a label column without any value: object categories, whatever the input dtype, so it
+# reads back from Parquet as the same dtype (an empty float/str dictionary does not)
+_NO_CATEGORIES = pd.CategoricalDtype(pd.Index([], dtype=object))
+
+
 def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
     """Give a frame the calls-table schema: column order, dtypes, missing fixed columns.
 
@@ -416,7 +421,7 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
             values = pd.to_numeric(values, errors="coerce").astype("float64")
         elif column in CATEGORY_COLUMNS:
             values = values.astype("str").astype("category") if values.notna().any() \
-                else values.astype("category")
+                else values.astype(_NO_CATEGORIES)
             values = values.cat.remove_unused_categories()
         elif column in BOOLEAN_FIELDS:
             values = values.astype("boolean")
