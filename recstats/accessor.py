@@ -95,6 +95,9 @@ class CallsAccessor:
     Raises ``AttributeError`` (so ``hasattr(df, "calls")`` is False) when the frame
     lacks ``call_id``, ``start_time`` or ``end_time`` or its time columns are not
     datetimes. Times should be UTC (``datetime64[us, UTC]``), as recstats readers give.
+    A frame that is not a calls table but has a column named ``calls`` (such as
+    :func:`recstats.stats.extension_stats`' result) gets that column, as plain pandas
+    attribute access would give.
 
     >>> from recstats.cdr import coerce_calls
     >>> calls = coerce_calls(pd.DataFrame({
@@ -110,6 +113,13 @@ class CallsAccessor:
     ...
     AttributeError: df.calls needs a calls table (...); missing columns: call_id, end_time, start_time
     """
+
+    def __new__(cls, frame: pd.DataFrame) -> Any:
+        # A result table with a "calls" column (e.g. extension_stats) is not a calls
+        # table: give the column back, as ``df.calls`` would without this accessor.
+        if "calls" in frame.columns and not set(REQUIRED_COLUMNS) <= set(frame.columns):
+            return frame["calls"]
+        return super().__new__(cls)
 
     def __init__(self, frame: pd.DataFrame) -> None:
         missing = sorted(set(REQUIRED_COLUMNS) - set(frame.columns))
