@@ -1,0 +1,534 @@
+"""The bytes on the wire: cutting the incoming stream into whole XML documents, and
+writing outgoing messages as whole documents.
+
+:mod:`recstats.protocol` builds on this (and re-exports every name): it turns framed
+documents into typed events.
+
+Reading.
+A recording server writes XML documents back to back on one TCP connection, with no
+length prefix or terminator; whitespace, NUL bytes or a byte-order mark may stand
+between them. :class:`Framer` finds where each document ends, whatever the read
+boundaries, without parsing it: it only follows the markup that can hide a ``<``
+(comments, CDATA sections, processing instructions) and counts start and end tags of
+the root element's name. The documents it returns are then parsed by lxml, which is
+what judges their well-formedness.
+
+The scan jumps with compiled regular expressions and ``bytes.find`` (no Python loop
+per byte), resumes where the previous read stopped (no rescanning of a large document
+read in small pieces) and refuses any document that grows past a bound, so a peer can
+neither stall it nor make it buffer without limit.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from lxml import etree
+
+from . import cdr
+from .errors import ProtocolError
+
+__all__ = [
+    "Framer",
+    "call_detail_request",
+    "call_detail_response",
+    "call_notification",
+    "error_response",
+    "keepalive_message",
+    "ongoing_calls_request",
+    "ongoing_calls_response",
+    "subscribe_request",
+    "subscribe_response",
+]
+
+# what may stand between documents: XML whitespace, NUL bytes, UTF-8 byte-order marks
+_SEPARATORS = re.compile(rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*")
+_BOM = b"\xef\xbb\xbf"
+# the rest of a start tag after its name; attribute values may hold ">" but never "<"
+_TAG_REST = re.compile(rb"""[^<>"']*(?:(?:"[^<"]*"|'[^<']*')[^<>"']*)*>""")
+_NAME = re.compile(rb"<([^\s/>!?<\"'=]+)")
+_DECLARATION = re.compile(rb"<\?xml[\s?]")
+_END_REST = re.compile(rb"\s*>")
+
+_PROLOG, _BODY, _SKIP = 0, 1, 2
+# what each "<!"/"<?" construct ends with
+_COMMENT, _CDATA, _PI = b"-->", b"]]>", b"?>"
+
+_body_patterns: dict[bytes, re.Pattern] = {}
+
+
+def _body_pattern(root: bytes) -> re.Pattern:
+    """The markup that matters inside a document whose root element is named ``root``."""
+    pattern = _body_patterns.get(root)
+    if pattern is None:
+        if len(_body_patterns) > 64:  # roots are nearly always "VerbaApi": keep it small
+            _body_patterns.clear()
+        name = re.escape(root)
+        pattern = _body_patterns[root] = re.compile(
+            rb"<(?:(!--)|(!\[CDATA\[)|(\?)|(!)|(/)?" + name + rb"(?=[\s/>]))")
+    return pattern
+
+
+class Framer:
+    """Cuts a byte stream into whole XML documents, whatever the read boundaries.
+
+    Feed it bytes as they arrive; it returns the documents completed so far, each
+    from its XML declaration (or its root start tag when it has none) to the end of its
+    root element. Separators between documents (whitespace, NUL bytes, byte-order marks)
+    and comments or processing instructions before a declaration are dropped.
+
+    ``offset`` is the number of stream bytes fully dealt with (returned or dropped);
+    ``pending`` the number buffered for the document in progress, so
+    ``offset + pending`` is everything fed so far.
+
+    Raises :class:`recstats.ProtocolError` (with the stream offset) for bytes that
+    cannot start a document, a DTD (refused for safety), an end tag outside any
+    document, and a document larger than ``max_document_bytes`` -- as soon as the
+    buffered part of it exceeds the bound. Documents completed before the error in
+    the same call are attached to the exception as ``documents``. After an error the
+    framer is unusable (the stream has lost its framing).
+
+    >>> framer = Framer()
+    >>> framer.feed(b'<a x="1>2"><b/></a>\\n<?xml version="1.0"?><c/><a>')
+    [b'<a x="1>2"><b/></a>', b'<?xml version="1.0"?><c/>']
+    >>> framer.feed(b"</a>"), framer.offset, framer.pending
+    ([b'<a></a>'], 52, 0)
+    """
+
+    __slots__ = (
+        "_base",
+        "_buf",
+        "_depth",
+        "_documents",
+        "_error",
+        "_pattern",
+        "_pos",
+        "_root",
+        "_start",
+        "_state",
+        "_term",
+        "max_document_bytes",
+    )
+
+    def __init__(self, max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES):
+        if max_document_bytes <= 0:
+            raise ValueError("max_document_bytes must be positive")
+        self.max_document_bytes = int(max_document_bytes)
+        self._buf = bytearray()
+        self._base = 0          # stream offset of _buf[0]
+        self._pos = 0           # scan position in _buf
+        self._start: int | None = None  # start of the document in progress, in _buf
+        self._state = _PROLOG
+        self._root = b""
+        self._depth = 0
+        self._pattern: re.Pattern | None = None
+        self._term = b""        # terminator awaited in the _SKIP state
+        self._error: ProtocolError | None = None
+        self._documents: list[bytes] = []
+
+    @property
+    def offset(self) -> int:
+        """Stream bytes fully consumed: returned as documents or dropped as separators."""
+        return self._base + (self._start if self._start is not None else self._pos)
+
+    @property
+    def pending(self) -> int:
+        """Bytes buffered for the document in progress (not yet complete)."""
+        return len(self._buf) - (self._start if self._start is not None else self._pos)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """Add ``data`` (any length, ``b""`` included) and return the completed documents.
+
+        >>> Framer().feed(b"<r/>\\x00<r/>")
+        [b'<r/>', b'<r/>']
+        """
+        return [doc for _, doc in self.feed_with_offsets(data)]
+
+    def feed_with_offsets(self, data: bytes) -> list[tuple[int, bytes]]:
+        """Like :meth:`feed`, each document paired with its stream offset.
+
+        >>> Framer().feed_with_offsets(b"  <r/> <s/>")
+        [(2, b'<r/>'), (7, b'<s/>')]
+        """
+        if self._error is not None:
+            raise self._error
+        buf = self._buf
+        buf += data
+        found: list[tuple[int, bytes]] = []
+        try:
+            self._scan(buf, found)
+        except ProtocolError as exc:
+            exc.documents = [doc for _, doc in found]
+            exc.located = found
+            self._error = exc
+            raise
+        # drop what is done; bytearray deletes from the front cheaply
+        cut = self._start if self._start is not None else self._pos
+        if cut:
+            del buf[:cut]
+            self._base += cut
+            self._pos -= cut
+            if self._start is not None:
+                self._start -= cut
+        if self.pending > self.max_document_bytes:
+            self._fail(f"document larger than the {self.max_document_bytes}-byte limit",
+                       self.offset, found)
+        return found
+
+    # ------------------------------------------------------------------ scanning
+
+    def _fail(self, message: str, offset: int, found=()) -> None:
+        exc = ProtocolError(message, offset)
+        exc.documents = [doc for _, doc in found]
+        exc.located = list(found)
+        self._error = exc
+        raise exc
+
+    def _scan(self, buf: bytearray, found: list[tuple[int, bytes]]) -> None:
+        size = len(buf)
+        pos = self._pos
+        while True:
+            state = self._state
+            if state == _BODY:
+                match = self._pattern.search(buf, pos)
+                if match is None:
+                    # a hit needs at most len(root) + 3 bytes ("</" name lookahead) or
+                    # 9 ("<![CDATA["): the tail shorter than that is searched again
+                    self._pos = max(pos, size - len(self._root) - 10)
+                    return
+                at = match.start()
+                if match.group(1):
+                    term, skip_from = _COMMENT, at + 4
+                elif match.group(2):
+                    term, skip_from = _CDATA, at + 9
+                elif match.group(3):
+                    term, skip_from = _PI, at + 2
+                elif match.group(4):
+                    # "<!" that is not (yet) a comment or CDATA: wait if it may become one
+                    head = bytes(buf[at:at + 9])
+                    if b"<!--".startswith(head) or b"<![CDATA[".startswith(head):
+                        self._pos = at
+                        return
+                    self._fail("markup declaration (<!...) inside a document; DTDs are "
+                               "refused", self._base + at)
+                elif match.group(5):  # end tag of the root's name
+                    rest = _END_REST.match(buf, match.end())
+                    if rest is None:
+                        if buf.find(b">", match.end()) != -1 or size - match.end() > 256:
+                            self._fail("malformed end tag", self._base + at)
+                        self._pos = at
+                        return
+                    pos = rest.end()
+                    self._depth -= 1
+                    if self._depth == 0:
+                        start = self._start
+                        found.append((self._base + start, bytes(buf[start:pos])))
+                        self._start = None
+                        self._state = _PROLOG
+                    continue
+                else:  # a nested element with the root's name
+                    rest = _TAG_REST.match(buf, match.end())
+                    if rest is None:
+                        if buf.find(b"<", match.end()) != -1:
+                            self._fail("malformed start tag", self._base + at)
+                        self._pos = at
+                        return
+                    pos = rest.end()
+                    if buf[pos - 2] != 0x2F:  # not "/>": it opens a level
+                        self._depth += 1
+                    continue
+                end = buf.find(term, skip_from)
+                if end == -1:
+                    self._term = term
+                    self._state = _SKIP
+                    self._pos = max(skip_from, size - len(term) + 1)
+                    return
+                pos = end + len(term)
+            elif state == _PROLOG:
+                pos = _SEPARATORS.match(buf, pos).end()
+                if pos >= size:
+                    self._pos = pos
+                    return
+                if buf[pos] != 0x3C:  # "<"
+                    tail = bytes(buf[pos:pos + 3])
+                    if len(tail) < 3 and _BOM.startswith(tail):
+                        self._pos = pos  # a byte-order mark cut by the read boundary
+                        return
+                    self._fail(f"unexpected bytes {tail!r} where a document should start",
+                               self._base + pos)
+                nxt = buf[pos + 1] if pos + 1 < size else None
+                if nxt is None:
+                    self._pos = pos
+                    return
+                if nxt == 0x3F:  # "<?": declaration or processing instruction
+                    end = buf.find(_PI, pos + 2)
+                    if end == -1:
+                        self._pos = pos  # kept (and bounded) from here until complete
+                        return
+                    if _DECLARATION.match(buf, pos):
+                        self._start = pos  # the document starts at its declaration
+                    pos = end + 2
+                elif nxt == 0x21:  # "<!"
+                    if buf.startswith(b"<!--", pos):
+                        end = buf.find(_COMMENT, pos + 4)
+                        if end == -1:
+                            self._pos = pos
+                            return
+                        pos = end + 3
+                    elif size - pos < 4 and b"<!--".startswith(bytes(buf[pos:])):
+                        self._pos = pos
+                        return
+                    else:
+                        self._fail("DTD or markup declaration before the root element; "
+                                   "refused for safety", self._base + pos)
+                elif nxt == 0x2F:  # "</"
+                    self._fail("end tag outside any document", self._base + pos)
+                else:
+                    name = _NAME.match(buf, pos)
+                    if name is None:
+                        self._fail("malformed start tag", self._base + pos)
+                    rest = _TAG_REST.match(buf, name.end())
+                    if rest is None:
+                        if buf.find(b"<", name.end()) != -1:
+                            self._fail("malformed start tag", self._base + pos)
+                        self._pos = pos
+                        return
+                    start = pos if self._start is None else self._start
+                    pos = rest.end()
+                    if buf[pos - 2] == 0x2F:  # a self-closing root
+                        found.append((self._base + start, bytes(buf[start:pos])))
+                        self._start = None
+                        continue
+                    self._start = start
+                    self._root = bytes(name.group(1))
+                    self._pattern = _body_pattern(self._root)
+                    self._depth = 1
+                    self._state = _BODY
+            else:  # _SKIP: inside a comment, CDATA section or processing instruction
+                end = buf.find(self._term, pos)
+                if end == -1:
+                    self._pos = max(pos, size - len(self._term) + 1)
+                    return
+                pos = end + len(self._term)
+                self._state = _BODY
+
+
+# --------------------------------------------------------------------------- writing
+#: Every document recstats writes starts with this declaration line.
+DECLARATION = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+ROOT = "VerbaApi"
+SUBSCRIBE = "SubscribeOnCallEvent"
+ONGOING = "GetOngoingCalls"
+DETAIL = "GetCallDetail"
+#: A session ends when no keep-alive arrives within this many announced intervals.
+KEEPALIVE_FACTOR = 1.5
+
+_STARTS = frozenset({"start", "started", "begin", "began", "begun"})
+_ENDS = frozenset({"end", "ended", "stop", "stopped"})
+
+
+def _format_seconds(value: float) -> str:
+    value = float(value)
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"an interval must be a finite number of seconds >= 0, not {value}")
+    return str(int(value)) if value.is_integer() else repr(value)
+
+
+def _kind(text: str | None) -> str | None:
+    """Notification type -> "start" / "end" / None (CallStarted, begin, STOP, ...)."""
+    if not text:
+        return None
+    word = text.strip().lower().replace("_", "").replace("-", "").replace(" ", "")
+    word = word.removeprefix("call")
+    if word in _STARTS:
+        return "start"
+    if word in _ENDS:
+        return "end"
+    return None
+
+
+def _extensions(extensions) -> tuple[str, ...]:
+    if extensions is None:
+        return ()
+    if isinstance(extensions, (str, int)):
+        extensions = [extensions]
+    out = tuple(str(e).strip() for e in extensions)
+    if any(not e for e in out):
+        raise ValueError("an extension number cannot be empty")
+    return out
+
+
+
+
+def _document(root: etree._Element) -> bytes:
+    return DECLARATION + etree.tostring(root, encoding="UTF-8")
+
+
+def _request(request_type: str, request_id: str | None) -> tuple[etree._Element, Any]:
+    root = etree.Element(ROOT)
+    attrib = {"type": request_type}
+    if request_id is not None:
+        attrib["id"] = str(request_id)
+    return root, etree.SubElement(root, "Request", attrib)
+
+
+def _success(request_type: str | None, request_id: str | None):
+    root = etree.Element(ROOT)
+    response = etree.SubElement(root, "Response", code="0")
+    if request_type is not None or request_id is not None:
+        attrib = {}
+        if request_type is not None:
+            attrib["type"] = request_type
+        if request_id is not None:
+            attrib["id"] = str(request_id)
+        etree.SubElement(response, "Request", attrib)
+    return root, response
+
+
+def subscribe_request(request_id: str | None, extensions=None,
+                      keepalive: float | None = None) -> bytes:
+    """A ``SubscribeOnCallEvent`` request; ``keepalive`` asks for an interval
+    (``0``: none), ``None`` leaves it to the server.
+
+    >>> subscribe_request("1", ["1000"])[39:]
+    b'<VerbaApi><Request type="SubscribeOnCallEvent" id="1"><Extension number="1000"/></Request></VerbaApi>'
+    """
+    root, request = _request(SUBSCRIBE, request_id)
+    for number in _extensions(extensions):
+        etree.SubElement(request, "Extension", number=number)
+    if keepalive is not None:
+        etree.SubElement(request, "Keepalive", time=_format_seconds(keepalive))
+    return _document(root)
+
+
+def ongoing_calls_request(request_id: str | None, extensions=None) -> bytes:
+    """A ``GetOngoingCalls`` request, optionally restricted to ``extensions``.
+
+    >>> ongoing_calls_request("2")[39:]
+    b'<VerbaApi><Request type="GetOngoingCalls" id="2"/></VerbaApi>'
+    """
+    root, request = _request(ONGOING, request_id)
+    for number in _extensions(extensions):
+        etree.SubElement(request, "Extension", number=number)
+    return _document(root)
+
+
+def call_detail_request(request_id: str | None, call_id: str) -> bytes:
+    """A ``GetCallDetail`` request for one call id.
+
+    >>> call_detail_request("3", "c1")[39:]
+    b'<VerbaApi><Request type="GetCallDetail" id="3"><Call id="c1"/></Request></VerbaApi>'
+    """
+    if not call_id or not str(call_id).strip():
+        raise ValueError("call_detail_request needs a call id")
+    root, request = _request(DETAIL, request_id)
+    etree.SubElement(request, "Call", id=str(call_id))
+    return _document(root)
+
+
+def subscribe_response(request_id: str | None, keepalive: float | None) -> bytes:
+    """The success answer to a subscription, announcing the keep-alive interval
+    (``None`` or ``0``: keep-alive off, written as ``time="0"``).
+
+    >>> subscribe_response("1", 10)[39:]
+    b'<VerbaApi><Response code="0"><Request type="SubscribeOnCallEvent" id="1"/><Keepalive time="10"/></Response></VerbaApi>'
+    """
+    root, response = _success(SUBSCRIBE, request_id)
+    etree.SubElement(response, "Keepalive", time=_format_seconds(keepalive or 0))
+    return _document(root)
+
+
+def keepalive_message(interval: float) -> bytes:
+    """A keep-alive ("empty response") announcing the next interval.
+
+    >>> keepalive_message(0.2)[39:]
+    b'<VerbaApi><Response code="0"><Keepalive time="0.2"/></Response></VerbaApi>'
+    """
+    root, response = _success(None, None)
+    etree.SubElement(response, "Keepalive", time=_format_seconds(interval))
+    return _document(root)
+
+
+def call_notification(kind: str, fields: Mapping[str, Any]) -> bytes:
+    """A ``CallStarted`` (``kind="start"``) or ``CallEnded`` (``"end"``) notification;
+    ``fields`` are raw CDR fields under their source names (``None`` values left out).
+
+    >>> call_notification("start", {"id": "c1", "location": "NY"})[39:]
+    b'<VerbaApi><Notification type="CallStarted"><Call><id>c1</id><location>NY</location></Call></Notification></VerbaApi>'
+    """
+    which = _kind(kind)
+    if which is None:
+        raise ValueError(f"kind must be 'start' or 'end', not {kind!r}")
+    root = etree.Element(ROOT)
+    note = etree.SubElement(root, "Notification",
+                            type="CallStarted" if which == "start" else "CallEnded")
+    note.append(cdr.call_element(fields, "Call"))
+    return _document(root)
+
+
+def ongoing_calls_response(request_id: str | None,
+                           calls: Iterable[Mapping[str, Any]]) -> bytes:
+    """The success answer to ``GetOngoingCalls``: ``<Calls count="N">`` of ``<Call>``s.
+
+    >>> ongoing_calls_response("2", [{"id": "c1"}])[39:]
+    b'<VerbaApi><Response code="0"><Request type="GetOngoingCalls" id="2"/><Calls count="1"><Call><id>c1</id></Call></Calls></Response></VerbaApi>'
+    """
+    root, response = _success(ONGOING, request_id)
+    container = etree.SubElement(response, "Calls")
+    count = 0
+    for fields in calls:
+        container.append(cdr.call_element(fields, "Call"))
+        count += 1
+    container.set("count", str(count))
+    return _document(root)
+
+
+def call_detail_response(request_id: str | None, cdr_document: bytes) -> bytes:
+    """The success answer to ``GetCallDetail``: the CDR file's root element after the
+    echoed request. ``cdr_document`` is parsed with the hardened parser
+    (:class:`recstats.CDRParseError` if it is not a CDR document).
+
+    >>> call_detail_response("3", b"<verbacdr><id>c1</id></verbacdr>")[39:]
+    b'<VerbaApi><Response code="0"><Request type="GetCallDetail" id="3"/><verbacdr><id>c1</id></verbacdr></Response></VerbaApi>'
+    """
+    document = cdr.parse_document(bytes(cdr_document))
+    root, response = _success(DETAIL, request_id)
+    document.tail = None
+    response.append(document)
+    return _document(root)
+
+
+def error_response(request_id: str | None, request_type: str | None, code: int = 2,
+                   description: str = "Processing Error", detail: str = "",
+                   placement: str = "response") -> bytes:
+    """A failure answer. ``placement="response"`` puts ``type``/``id`` on ``Response``
+    (as in the vendor's sample); ``"request"`` echoes them in a ``Request`` child.
+
+    >>> error_response("7", "GetCallDetail", detail="no such call")[39:]
+    b'<VerbaApi><Response code="2" type="GetCallDetail" id="7"><ErrorMessage description="Processing Error">no such call</ErrorMessage></Response></VerbaApi>'
+    """
+    code = int(code)
+    if code == 0:
+        raise ValueError("an error response needs a non-zero code")
+    if placement not in ("response", "request"):
+        raise ValueError(f"placement must be 'response' or 'request', not {placement!r}")
+    root = etree.Element(ROOT)
+    response = etree.SubElement(root, "Response", code=str(code))
+    attrib = {}
+    if request_type is not None:
+        attrib["type"] = str(request_type)
+    if request_id is not None:
+        attrib["id"] = str(request_id)
+    if placement == "response":
+        for key, value in attrib.items():
+            response.set(key, value)
+    elif attrib:
+        etree.SubElement(response, "Request", attrib)
+    message = etree.SubElement(response, "ErrorMessage", description=str(description))
+    message.text = str(detail) if detail else None
+    return _document(root)
+
+
