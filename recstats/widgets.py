@@ -216,10 +216,12 @@ class LiveDashboard:
     def _render_chart(self, calls: pd.DataFrame, now: pd.Timestamp) -> None:
         visible = self._window_calls(calls, now)
         begin = now - self.window
-        total = stats.concurrency(visible, until=now) if len(visible) else None
+        # one microsecond past now, so that a call starting exactly at now is counted
+        until = now + pd.Timedelta(1, "us")
+        total = stats.concurrency(visible, until=until) if len(visible) else None
         seen = set()
         if len(visible):
-            per_site = stats.concurrency(visible, by="site", until=now)
+            per_site = stats.concurrency(visible, by="site", until=until)
             for site, part in per_site.groupby("site", observed=True, sort=True):
                 name = str(site)
                 self._set_step(self._line(name), part, now)
@@ -253,7 +255,7 @@ class LiveDashboard:
         if x[-1] < end:  # hold the last value up to "now" so the line reaches the edge
             x = np.append(x, end)
             y = np.append(y, y[-1])
-        elif len(y) > 1:  # ongoing calls "end" at now: keep the count, not a drop to 0
+        elif x[-1] > end and len(y) > 1:  # ongoing calls "end" at until: keep the count, not a drop to 0
             y = y.copy()
             y[-1] = y[-2]
         line.set_data(x, y)

@@ -1,0 +1,252 @@
+"""LiveDashboard: widget state and chart data after refresh, filter, pause, timer."""
+
+from __future__ import annotations
+
+import asyncio
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from recstats.cdr import calls_from_fields
+from recstats.traffic import generate_calls
+from recstats.widgets import LiveDashboard
+
+NOW = pd.Timestamp("2026-11-02 10:00", tz="UTC")
+
+
+class FakeCapture:
+    """The snapshot attributes of recstats.Capture, over a fixed calls table at NOW."""
+
+    def __init__(self, calls: pd.DataFrame, now: pd.Timestamp = NOW):
+        self.set(calls, now)
+
+    def set(self, calls: pd.DataFrame, now: pd.Timestamp) -> None:
+        seen = calls[calls["start_time"] <= now].copy()
+        running = seen["end_time"] > now
+        seen.loc[running, "end_time"] = pd.NaT             # not ended yet at NOW
+        seen.loc[running, "duration"] = np.nan
+        self.calls = seen.reset_index(drop=True)
+        self.ongoing = self.calls[self.calls["end_time"].isna()].reset_index(drop=True)
+        # the last event seen: the latest start or end before `now`
+        self.latest = max(self.calls["start_time"].max(), self.calls["end_time"].max()) \
+            if len(self.calls) else None
+        self.status = pd.DataFrame({
+            "server": ["127.0.0.1:1", "127.0.0.1:2"], "connected": [True, False],
+            "since": [now - pd.Timedelta("1h"), pd.NaT], "last_keepalive": [now, pd.NaT],
+            "reconnects": [0, 3], "events": [2 * len(self.calls), 17],
+            "last_error": [None, "connection refused <x>"]})
+
+
+@pytest.fixture(scope="module")
+def calls():
+    rows = (generate_calls("2026-11-02 08:30", 5400, rate=0.2, location="NY", rng=11)
+            + generate_calls("2026-11-02 08:30", 5400, rate=0.1, location="LDN", rng=12))
+    frame, _ = calls_from_fields(rows)
+    return frame
+
+
+def _value_at(line, moment: pd.Timestamp) -> float:
+    """The steps-post value a line shows at ``moment``."""
+    x = mdates.date2num(line.get_xdata())
+    at = np.searchsorted(x, mdates.date2num(moment.tz_convert("UTC").tz_localize(None)),
+                         side="right") - 1
+    return float(line.get_ydata()[at]) if at >= 0 else 0.0
+
+
+def _brute_force(calls: pd.DataFrame, moment: pd.Timestamp, site=None) -> int:
+    """Calls in progress at ``moment`` over [start, end), ongoing calls open-ended."""
+    n = 0
+    for row in calls.itertuples():
+        if site is not None and row.site != site:
+            continue
+        ends = row.end_time if pd.notna(row.end_time) else pd.Timestamp.max.tz_localize("UTC")
+        n += row.start_time <= moment < ends
+    return n
+
+
+def test_refresh_counters_show_the_capture_numbers(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, window="30min")
+    assert dash.refresh() is True
+    ended = int(capture.calls["end_time"].notna().sum())
+    assert dash.counts == {"servers": 2, "connected": 1, "ongoing": len(capture.ongoing),
+                           "ended": ended, "events": 2 * len(capture.calls) + 17,
+                           "reconnects": 3}
+    assert f"<b>{len(capture.ongoing):,}</b> ongoing" in dash.counters_html.value
+    assert "connection refused &lt;x&gt;" in dash.status_html.value      # escaped
+    assert dash.status_html.value.count('title="disconnected"') == 1
+    assert dash.image.value[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_chart_lines_carry_the_concurrency(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, window="30min")
+    dash.refresh()
+    now = capture.latest
+    assert dash.now == now and now <= NOW < now + pd.Timedelta("1min")
+    assert set(dash.lines) == {"NY", "LDN", "total"}
+    left, right = dash.ax.get_xlim()
+    assert right == pytest.approx(mdates.date2num(now.tz_localize(None)))
+    assert right - left == pytest.approx(30 / 1440)
+    for minute in (0.01, 1, 7.5, 13.2, 22, 29.9):
+        moment = now - pd.Timedelta(minutes=minute)
+        expected = _brute_force(capture.calls, moment)
+        assert _value_at(dash.lines["total"], moment) == expected
+        for site in ("NY", "LDN"):
+            assert _value_at(dash.lines[site], moment) == \
+                _brute_force(capture.calls, moment, site)
+    # at the right edge the line holds the number of ongoing calls
+    assert dash.lines["total"].get_ydata()[-1] == len(capture.ongoing)
+
+
+def test_window_scrolls_with_the_data(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, window="10min")
+    dash.refresh()
+    later = NOW + pd.Timedelta("20min")
+    capture.set(calls, later)
+    dash.refresh()
+    assert dash.now == capture.latest > NOW
+    moment = capture.latest - pd.Timedelta("3min")
+    assert _value_at(dash.lines["total"], moment) == _brute_force(capture.calls, moment)
+    assert dash.ax.get_xlim()[1] == pytest.approx(
+        mdates.date2num(capture.latest.tz_localize(None)))
+
+
+def test_filter_box_restricts_the_table(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, max_rows=1000)
+    dash.refresh()
+    assert len(dash.table) == len(capture.ongoing)
+    extension = capture.ongoing["caller"].value_counts().index[0]
+    dash.filter.value = extension            # the observer re-renders at once
+    expected = sum(extension in str(a) or extension in str(b)
+                   for a, b in zip(capture.ongoing["caller"], capture.ongoing["callee"]))
+    assert 0 < len(dash.table) == expected < len(capture.ongoing)
+    assert all(extension in f"{a} {b}" for a, b in zip(dash.table["caller"],
+                                                       dash.table["callee"]))
+    assert f"Ongoing calls: {expected:,} matching" in dash.table_html.value
+    dash.filter.value = ""
+    assert len(dash.table) == len(capture.ongoing)
+
+
+def test_table_is_capped_newest_first(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, max_rows=5)
+    dash.refresh()
+    newest = capture.ongoing.sort_values("start_time", ascending=False).head(5)
+    assert dash.table["start_time"].tolist() == newest["start_time"].tolist()
+    assert "newest 5 shown" in dash.table_html.value
+
+
+def test_top_extensions_count_calls_in_the_window(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, window="15min", top=3)
+    dash.refresh()
+    begin = capture.latest - pd.Timedelta("15min")
+    c = capture.calls
+    inside = c[ (c["end_time"].isna() | (c["end_time"] > begin))]
+    counts: dict[str, int] = {}
+    for a, b in zip(inside["caller"], inside["callee"]):
+        for ext in (a, b):
+            if isinstance(ext, str):
+                counts[ext] = counts.get(ext, 0) + 1
+    best = sorted(counts.values(), reverse=True)[:3]
+    assert dash.top_extensions.tolist() == best
+    for ext, n in dash.top_extensions.items():
+        assert counts[ext] == n
+
+
+def test_pause_stops_updates_and_resume_catches_up(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture)
+    dash.refresh()
+    before = (dict(dash.counts), dash.image.value, dash.refreshes)
+    dash.pause.value = True
+    assert dash.paused and dash.pause.description == "Resume"
+    capture.set(calls, NOW + pd.Timedelta("10min"))
+    assert dash.refresh() is False
+    assert (dash.counts, dash.image.value, dash.refreshes) == before
+    dash.pause.value = False                 # resuming redraws at once
+    assert dash.refreshes == before[2] + 1
+    assert dash.counts["ongoing"] == len(capture.ongoing)
+    assert dash.now == capture.latest
+
+
+def test_empty_capture_and_a_given_clock():
+    empty, _ = calls_from_fields([])
+    capture = FakeCapture(empty)
+    fixed = pd.Timestamp("2026-01-01 12:00", tz="UTC")
+    dash = LiveDashboard(capture, clock=lambda: fixed)
+    dash.refresh()
+    assert dash.now == fixed
+    assert dash.counts["ongoing"] == 0 and len(dash.table) == 0
+    assert len(dash.lines["total"].get_xdata()) == 0
+
+
+def test_start_without_a_loop_degrades_to_manual_refresh(calls):
+    dash = LiveDashboard(FakeCapture(calls))
+    assert dash.start() is False and not dash.running
+    assert dash.refreshes == 0
+
+
+def test_start_refreshes_from_the_running_loop_until_stopped(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, refresh=0.05)
+
+    async def session():
+        assert dash.start() is True and dash.running
+        await asyncio.sleep(0.4)
+        dash.stop()
+        counted = dash.refreshes
+        await asyncio.sleep(0.2)
+        return counted
+
+    counted = asyncio.run(session())
+    assert counted >= 2
+    assert dash.refreshes == counted and not dash.running
+
+
+def test_timer_survives_a_failing_snapshot(calls):
+    class Broken(FakeCapture):
+        @property
+        def status(self):
+            raise RuntimeError("boom")
+
+        @status.setter
+        def status(self, value):
+            pass
+
+    dash = LiveDashboard(Broken(calls), refresh=0.05)
+
+    async def session():
+        dash.start()
+        await asyncio.sleep(0.2)
+        dash.stop()
+
+    asyncio.run(session())
+    assert dash.last_error == "RuntimeError: boom"
+    assert "boom" in dash.error_html.value
+
+
+def test_snapshot_is_a_static_copy(calls):
+    dash = LiveDashboard(FakeCapture(calls), window="20min")
+    dash.refresh()
+    fig = dash.snapshot()
+    assert isinstance(fig, Figure)
+    copied = {line.get_gid(): line for line in fig.axes[0].lines}
+    assert set(copied) == set(dash.lines)
+    np.testing.assert_array_equal(copied["total"].get_ydata(),
+                                  dash.lines["total"].get_ydata())
+    assert fig.axes[0].get_xlim() == dash.ax.get_xlim()
+
+
+def test_display_hooks_expose_the_widget(calls):
+    dash = LiveDashboard(FakeCapture(calls))
+    bundle = dash._repr_mimebundle_()
+    assert "application/vnd.jupyter.widget-view+json" in bundle
+    with pytest.raises(ValueError):
+        LiveDashboard(FakeCapture(calls), refresh=0)
