@@ -1,0 +1,667 @@
+"""Pure functions on the calls table: concurrency, busy hour, extensions, capacity.
+
+Every function takes a calls table (see :data:`recstats.cdr.CALL_COLUMNS`; only the
+columns a function needs must be present) and returns new pandas objects; nothing here
+plots, reads or writes. Times are handled as int64 microseconds since the epoch, so the
+work is vectorised NumPy whatever the table's size.
+
+Definitions used throughout:
+
+* A call is *in progress* over the half-open interval ``[start_time, end_time)``: a call
+  ending at ``t`` and another starting at ``t`` never overlap, and a zero-length (or,
+  for corrupt data, negative-length) call is in progress nowhere.
+* Calls without a ``start_time`` are ignored. A call without an ``end_time`` is an
+  ongoing live call and is counted until ``until`` (default: now, UTC). Archives (CDR
+  files) only contain finished calls, so ``until`` only matters for live captures.
+* *Concurrency* is the exact step function of the number of calls in progress; a bin's
+  *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
+  average, which is the traffic carried in the bin in erlangs.
+
+The Erlang B functions live in :mod:`recstats.erlang` and are re-exported here.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from .erlang import channels_for, erlang_b, traffic_for
+
+__all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
+           "erlang_b", "extension_stats", "traffic_for", "traffic_profile"]
+
+_US_PER_S = 1_000_000
+_US_PER_HOUR = 3600 * _US_PER_S
+_NAT = np.iinfo("int64").min
+_TIME_DTYPE = "datetime64[us, UTC]"
+WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _require(calls: pd.DataFrame, *columns: str) -> None:
+    if not isinstance(calls, pd.DataFrame):
+        raise TypeError(f"expected a calls table (pandas DataFrame), got "
+                        f"{type(calls).__name__}; build one with recstats.read_archive or "
+                        "recstats.calls_frame")
+    missing = [c for c in columns if c not in calls.columns]
+    if missing:
+        raise ValueError(f"the calls table has no {', '.join(missing)} column(s); "
+                         "pass a table with the recstats calls schema "
+                         "(recstats.cdr.coerce_calls builds one)")
+
+
+def _micros(values: pd.Series) -> np.ndarray:
+    """A time column -> int64 microseconds since the epoch (NaT -> int64 min)."""
+    if not isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = pd.to_datetime(values, utc=True)
+    elif str(values.dt.tz) != "UTC":
+        values = values.dt.tz_convert("UTC")
+    return values.dt.as_unit("us").dt.tz_convert(None).to_numpy().view("int64")
+
+
+def _timestamp_us(moment) -> int:
+    ts = pd.Timestamp(moment)
+    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+    return int(ts.value // 1000)
+
+
+def _to_times(micros: np.ndarray) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(np.asarray(micros, dtype="int64").view("M8[us]")).tz_localize(
+        "UTC")
+
+
+def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]:
+    """(starts, ends) in microseconds for every call with a start time.
+
+    Ongoing calls (no end) end at ``until`` (now, UTC, when None). A call's end is
+    never before its start (corrupt ends become zero-length calls).
+    """
+    _require(calls, "start_time", "end_time")
+    start = _micros(calls["start_time"])
+    end = _micros(calls["end_time"])
+    keep = start != _NAT
+    start, end = start[keep], end[keep]
+    ongoing = end == _NAT
+    if ongoing.any():
+        limit = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
+        end = np.where(ongoing, limit, end)
+    return start, np.maximum(end, start)
+
+
+def _step(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The exact concurrency step function: (change times, value from each change on).
+
+    One sort of 2N int64 keys ``time << 1 | is_start`` does the work of an argsort of
+    the ±1 events; ties resolve to the same value because only the last event at each
+    instant is kept, and instants where nothing changes are dropped.
+    """
+    real = end > start
+    start, end = start[real], end[real]
+    if start.size == 0:
+        return np.empty(0, "int64"), np.empty(0, "int64")
+    keys = np.empty(2 * start.size, dtype="int64")
+    np.left_shift(start, 1, out=keys[:start.size])
+    keys[:start.size] |= 1
+    np.left_shift(end, 1, out=keys[start.size:])
+    keys.sort()
+    level = np.cumsum((keys & 1).astype("int8") * 2 - 1, dtype="int64")
+    times = keys >> 1
+    del keys
+    last = np.empty(times.size, dtype=bool)
+    np.not_equal(times[1:], times[:-1], out=last[:-1])
+    last[-1] = True
+    times, level = times[last], level[last]
+    changed = np.empty(level.size, dtype=bool)
+    changed[0] = level[0] != 0
+    np.not_equal(level[1:], level[:-1], out=changed[1:])
+    return times[changed], level[changed]
+
+
+def _area(times: np.ndarray, level: np.ndarray) -> np.ndarray:
+    """Integral of the step function (call-microseconds) up to each change time."""
+    area = np.zeros(times.size, dtype="int64")
+    if times.size > 1:
+        np.cumsum(level[:-1] * np.diff(times), out=area[1:])
+    return area
+
+
+def _integral_at(times, level, area, at: np.ndarray) -> np.ndarray:
+    """Integral of the step function from -inf up to each instant of ``at``."""
+    j = np.searchsorted(times, at, side="right") - 1
+    safe = np.maximum(j, 0)
+    value = area[safe] + level[safe] * (at - times[safe]) if times.size else np.zeros_like(at)
+    return np.where(j >= 0, value, 0)
+
+
+def _value_at(times, level, at: np.ndarray) -> np.ndarray:
+    j = np.searchsorted(times, at, side="right") - 1
+    if times.size == 0:
+        return np.zeros(np.shape(at), dtype="int64")
+    return np.where(j >= 0, level[np.maximum(j, 0)], 0)
+
+
+def _freq_micros(freq) -> int:
+    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        nanos = offset.nanos
+    except ValueError:
+        raise ValueError(f"freq {freq!r} has no fixed length; use one like '15min', '1h' "
+                         "or '1D'") from None
+    if nanos <= 0 or nanos % 1000:
+        raise ValueError(f"freq {freq!r} must be a positive whole number of microseconds")
+    return nanos // 1000
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def _exact_frame(times: np.ndarray, level: np.ndarray) -> pd.DataFrame:
+    return pd.DataFrame({"time": pd.Series(_to_times(times)),
+                         "concurrent": pd.Series(level, dtype="int64")})
+
+
+def _binned(start, end, width, lo=None, hi=None) -> tuple[np.ndarray, dict]:
+    """Per-bin peak/mean/started on the grid of ``width`` µs aligned to the epoch.
+
+    Bins run from the one holding the first activity (a start or a change) to the one
+    holding the last instant of activity, or over ``[lo, hi]`` bins when given.
+    """
+    times, level = _step(start, end)
+    if lo is None:
+        first = [a.min() for a in (start, times) if a.size]
+        last = [a for a in (start.max() if start.size else None,
+                            times[-1] - 1 if times.size else None) if a is not None]
+        if not first:
+            return np.empty(0, "int64"), {"peak": np.empty(0, "int64"),
+                                          "mean": np.empty(0), "started": np.empty(0, "int64")}
+        lo, hi = min(first) // width, max(last) // width
+    edges = np.arange(lo, hi + 2, dtype="int64") * width
+    nbins = edges.size - 1
+    peak = _value_at(times, level, edges[:-1])
+    if times.size:
+        inside = (times >= edges[0]) & (times < edges[-1])
+        t_in, v_in = times[inside], level[inside]
+        if t_in.size:
+            bin_of = (t_in - edges[0]) // width
+            seg = np.flatnonzero(np.r_[True, bin_of[1:] != bin_of[:-1]])
+            peak[bin_of[seg]] = np.maximum(peak[bin_of[seg]],
+                                           np.maximum.reduceat(v_in, seg))
+    area = _area(times, level)
+    integral = _integral_at(times, level, area, edges) if times.size else np.zeros(nbins + 1)
+    mean = np.diff(integral).astype("float64") / width
+    in_range = (start >= edges[0]) & (start < edges[-1])
+    started = np.bincount((start[in_range] - edges[0]) // width, minlength=nbins)
+    return edges[:-1], {"peak": peak.astype("int64"), "mean": mean,
+                        "started": started.astype("int64")}
+
+
+def _binned_frame(bins: np.ndarray, columns: dict) -> pd.DataFrame:
+    return pd.DataFrame(columns, index=_to_times(bins).rename("time"))
+
+
+def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
+                until=None) -> pd.DataFrame:
+    """Number of calls in progress: the exact step function, or per-bin summaries.
+
+    Each call counts over ``[start_time, end_time)``; zero-length calls count nowhere,
+    calls without a start are ignored, and ongoing calls (no ``end_time``) count until
+    ``until`` -- by default now (UTC) if any call is ongoing. Archives hold finished
+    calls only, so ``until`` matters only for live data; it clips nothing else.
+
+    ``freq=None`` returns the exact step function: columns ``time`` (UTC) and
+    ``concurrent`` (int64), the value from that instant until the next row; rows exist
+    only where the value changes, the first is the first change and the last brings the
+    count back to 0 (at ``until`` for ongoing calls: the end of what is known).
+
+    With a fixed-length ``freq`` (``"15min"``, ``"1h"``, ``"1D"``...) the result is
+    indexed by bin start (``time``, UTC, bins aligned to the epoch, every bin from the
+    first to the last activity including empty ones), with ``peak`` (int64: maximum of
+    the step function inside the bin, counting the value carried in from before -- not
+    the number of calls touching the bin), ``mean`` (float64: time-weighted average =
+    carried traffic in erlangs) and ``started`` (int64: calls starting in the bin,
+    zero-length ones included).
+
+    ``by`` (e.g. ``"site"``) computes each group separately, sorted by group (unused
+    categories dropped): exact -> columns ``[by, time, concurrent]``; binned -> a
+    ``(by, time)`` MultiIndex, every group on the same bins.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 10:10"], utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 10:20", "2024-01-01 10:30"], utc=True)})
+    >>> concurrency(calls)["concurrent"].tolist()
+    [1, 2, 1, 0]
+    >>> concurrency(calls, freq="20min")[["peak", "mean", "started"]].values.tolist()
+    [[2.0, 1.5, 2.0], [1.0, 0.5, 0.0]]
+    """
+    _require(calls, "start_time", "end_time")
+    width = None if freq is None else _freq_micros(freq)
+    start, end = _intervals(calls, until)
+    if by is None:
+        if width is None:
+            return _exact_frame(*_step(start, end))
+        return _binned_frame(*_binned(start, end, width))
+    codes, uniques = _group_codes(calls, by)
+    parts = [(k, start[codes == k], end[codes == k]) for k in range(len(uniques))]
+    if width is None:
+        frames = [_exact_frame(*_step(s, e)) for _, s, e in parts]
+        out = pd.concat([_exact_frame(*_step(start[:0], end[:0]))] + frames,
+                        ignore_index=True)
+        labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
+        out.insert(0, by, uniques.take(labels))
+        return out
+    first, _ = _binned(start, end, width)
+    lo, hi = (first[0] // width, first[-1] // width) if first.size else (0, -1)
+    frames = [_binned_frame(*_binned(s, e, width, lo, hi)) for _, s, e in parts]
+    out = pd.concat([_binned_frame(*_binned(start[:0], end[:0], width, 0, -1))] + frames)
+    labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
+    out.index = pd.MultiIndex.from_arrays([uniques.take(labels), out.index],
+                                          names=[by, "time"])
+    return out
+
+
+def _group_codes(calls: pd.DataFrame, by: str):
+    """Group number of each call with a start time, and the sorted group labels.
+
+    Calls whose label is missing get -1 and fall in no group (as in ``groupby``).
+    """
+    if by not in calls.columns:
+        raise ValueError(f"cannot group by {by!r}: the calls table has no such column "
+                         f"(columns: {', '.join(map(str, calls.columns))})")
+    values = calls[by][calls["start_time"].notna().to_numpy()]
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.cat.remove_unused_categories()
+    codes, uniques = pd.factorize(values, sort=True)
+    if isinstance(uniques, pd.Categorical):
+        uniques = pd.CategoricalIndex(uniques, name=by)
+    return codes, pd.Index(uniques, name=by)
+
+
+# --------------------------------------------------------------------------- busy hour
+
+_QUARTER = 15 * 60 * _US_PER_S
+
+
+def _day_start_us(day: _dt.date, tz: str) -> int:
+    # midnight may not exist (or exist twice) in a few zones: take the earliest instant
+    ts = pd.Timestamp(day).tz_localize(tz, nonexistent="shift_forward", ambiguous=True)
+    return _timestamp_us(ts)
+
+
+def _hourly(start: np.ndarray, end: np.ndarray, tz: str):
+    """Carried erlangs per local date and clock hour: (dates, ndays x 24 array).
+
+    Days run from the local date of the first activity to that of the last, whole
+    days, so quiet hours count as 0 erlangs. A clock hour's traffic is the step
+    function's mean over the real time the clock shows that hour: a 25-hour DST day's
+    repeated hour averages both occurrences, a 23-hour day's skipped hour is NaN.
+    Quarter-hour UTC slices are labelled with their local clock hour, which is exact
+    for every zone whose offsets are multiples of 15 minutes (all current ones).
+    """
+    times, level = _step(start, end)
+    if times.size == 0:
+        return [], np.empty((0, 24))
+    local = _to_times(times[[0, -1]] - [0, 1]).tz_convert(tz)
+    first, last = local[0].date(), local[1].date()
+    lo = _day_start_us(first, tz)
+    hi = _day_start_us(last + _dt.timedelta(days=1), tz)
+    grid = np.arange(lo, hi + 1, _QUARTER, dtype="int64")
+    if grid[-1] != hi:
+        grid = np.append(grid, hi)
+    area = np.diff(_integral_at(times, level, _area(times, level), grid)).astype("float64")
+    wall = _to_times(grid[:-1]).tz_convert(tz).tz_localize(None).as_unit("us")
+    wall = wall.to_numpy().view("int64")
+    day0 = (first - _dt.date(1970, 1, 1)).days
+    slot = (wall // (86400 * _US_PER_S) - day0) * 24 + (wall // _US_PER_HOUR) % 24
+    ndays = (last - first).days + 1
+    total = np.bincount(slot, weights=area, minlength=ndays * 24)
+    length = np.bincount(slot, weights=np.diff(grid).astype("float64"),
+                         minlength=ndays * 24)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        table = np.where(length > 0, total / length, np.nan).reshape(ndays, 24)
+    dates = [first + _dt.timedelta(days=k) for k in range(ndays)]
+    return dates, table
+
+
+def _select_days(dates, table, days):
+    if days is None:
+        return dates, table
+    wanted = sorted({pd.Timestamp(d).date() for d in days})
+    index = {d: k for k, d in enumerate(dates)}
+    missing = [d for d in wanted if d not in index]
+    if missing:
+        raise ValueError(f"days {', '.join(map(str, missing))} are outside the calls' date "
+                         f"range ({dates[0]} to {dates[-1]}); pass dates the table covers")
+    return wanted, table[[index[d] for d in wanted]]
+
+
+@dataclass(frozen=True)
+class BusyHour:
+    """The busy hour of a calls table (see :func:`busy_hour`)."""
+
+    method: str
+    hour: int
+    traffic: float
+    per_day: pd.DataFrame
+    profile: pd.Series
+    tz: str = "UTC"
+
+    def __str__(self) -> str:
+        return (f"busy hour ({self.method}, {self.tz}): {self.hour:02d}:00-"
+                f"{(self.hour + 1) % 24:02d}:00, {self.traffic:.3f} erlangs "
+                f"over {len(self.per_day)} day(s)")
+
+    def _repr_html_(self) -> str:
+        return (f"<p><b>Busy hour</b> ({html.escape(self.method)}, {html.escape(self.tz)}): "
+                f"<b>{self.hour:02d}:00&ndash;{(self.hour + 1) % 24:02d}:00</b>, "
+                f"{self.traffic:.3f} erlangs over {len(self.per_day)} day(s)</p>"
+                + self.profile.to_frame().T.to_html(float_format="{:.2f}".format)
+                + self.per_day.to_html(index=False, max_rows=20))
+
+
+def busy_hour(calls: pd.DataFrame, method: str = "time-consistent", days=None,
+              tz: str = "UTC", *, until=None) -> BusyHour:
+    """The busy hour, as ITU-T E.500 defines it, in clock hours of ``tz``.
+
+    Traffic per clock hour is the carried traffic in erlangs (the mean of the
+    concurrency step function over that hour) for every hour of every local date from
+    the first call to the last (quiet hours count as 0).
+
+    * ``"time-consistent"``: the clock hour whose traffic, averaged over the days, is
+      highest; ``traffic`` is that average.
+    * ``"bouncing"``: each day's own busiest hour; ``traffic`` is the average of those
+      daily maxima and ``hour`` the most frequent daily busiest hour (ties: earliest).
+
+    ``per_day`` gives each day's busiest ``hour`` (NA on a day without traffic) and its
+    ``traffic``; ``profile`` the mean erlangs by clock hour 0-23 over the days.
+    ``days`` restricts the days used (dates or strings like ``"2024-03-04"``; e.g.
+    working days only, as E.500 recommends); a day outside the table's range is an error.
+    DST: a 23-hour day has no traffic for its skipped hour (left out of that hour's
+    average), a 25-hour day's repeated hour is averaged over both real hours.
+    Raises ValueError when no call has a duration.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00", "2024-01-02 10:00"], utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 10:00", "2024-01-02 10:30"], utc=True)})
+    >>> bh = busy_hour(calls)
+    >>> bh.hour, bh.traffic
+    (9, 0.5)
+    >>> busy_hour(calls, "bouncing").traffic
+    0.75
+    """
+    if method not in ("time-consistent", "bouncing"):
+        raise ValueError(f"method must be 'time-consistent' or 'bouncing', not {method!r}")
+    start, end = _intervals(calls, until)
+    dates, table = _hourly(start, end, tz)
+    if not dates:
+        raise ValueError("no call has both a start and a later end, so there is no "
+                         "traffic to find a busy hour in")
+    dates, table = _select_days(dates, table, days)
+    hours = pd.Index(range(24), name="hour")
+    with np.errstate(invalid="ignore"), _quiet():
+        profile = pd.Series(np.nanmean(table, axis=0), index=hours, name="traffic")
+        daily_max = np.nanmax(table, axis=1)
+    daily_hour = pd.array(np.nanargmax(np.where(np.isnan(table), -1.0, table), axis=1),
+                          dtype="Int64")
+    daily_hour[daily_max <= 0] = pd.NA
+    per_day = pd.DataFrame({"date": dates, "hour": daily_hour, "traffic": daily_max})
+    if method == "time-consistent":
+        hour = int(np.nanargmax(profile.to_numpy()))
+        traffic = float(profile.iloc[hour])
+    else:
+        counts = per_day["hour"].value_counts()
+        hour = int(min(counts.index[counts == counts.max()])) if len(counts) else \
+            int(np.nanargmax(profile.to_numpy()))
+        traffic = float(np.mean(daily_max))
+    return BusyHour(method, hour, traffic, per_day, profile, tz)
+
+
+class _quiet:
+    """Silence NumPy's "mean of empty slice" warnings for all-NaN hours."""
+
+    def __enter__(self):
+        import warnings
+        self._ctx = warnings.catch_warnings()
+        self._ctx.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._ctx.__exit__(*exc)
+
+
+def traffic_profile(calls: pd.DataFrame, tz: str = "UTC", *, until=None) -> pd.DataFrame:
+    """Mean carried erlangs by weekday (rows Monday..Sunday) and clock hour (columns 0-23).
+
+    Each cell averages that clock hour's traffic over the dates (local to ``tz``) that
+    fall on that weekday, between the first and the last call; a weekday without such a
+    date is all NaN. DST days are handled as in :func:`busy_hour`.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"], utc=True),  # a Monday
+    ...     "end_time": pd.to_datetime(["2024-01-01 09:30"], utc=True)})
+    >>> traffic_profile(calls).loc["Monday", 9]
+    np.float64(0.5)
+    """
+    dates, table = _hourly(*_intervals(calls, until), tz)
+    weekday = np.array([d.weekday() for d in dates], dtype="int64")
+    out = np.full((7, 24), np.nan)
+    with _quiet():
+        for w in np.unique(weekday):
+            out[w] = np.nanmean(table[weekday == w], axis=0)
+    return pd.DataFrame(out, index=pd.Index(WEEKDAYS, name="weekday"),
+                        columns=pd.Index(range(24), name="hour"))
+
+
+# --------------------------------------------------------------------------- extensions
+
+_EXTENSION_COLUMNS = ("calls", "inbound", "outbound", "internal", "total_duration",
+                      "mean_duration", "median_duration", "p90_duration", "traffic",
+                      "peak_concurrent", "busiest_hour", "first_call", "last_call")
+
+
+def _extension_mask(numbers: pd.Series, extensions) -> np.ndarray:
+    """Which of ``numbers`` are monitored extensions (see :func:`extension_stats`)."""
+    text = numbers.astype("str").str.strip()
+    if extensions is None:
+        pattern = re.compile(r"\d{1,6}")
+    elif isinstance(extensions, re.Pattern):
+        pattern = extensions
+    elif isinstance(extensions, str):
+        pattern = re.compile(extensions)
+    elif isinstance(extensions, (int, np.integer)) and not isinstance(extensions, bool):
+        if extensions < 1:
+            raise ValueError("extensions as a number is the maximum digit count, >= 1")
+        pattern = re.compile(rf"\d{{1,{int(extensions)}}}")
+    elif isinstance(extensions, Iterable):
+        wanted = {str(e).strip() for e in extensions}
+        return text.isin(wanted).fillna(False).to_numpy(dtype=bool)
+    else:
+        raise ValueError("extensions must be None, a list of numbers, a regex (string or "
+                         "compiled) or a maximum digit count")
+    return text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
+
+
+def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
+                    until=None) -> pd.DataFrame:
+    """Per-extension call counts, durations, traffic and peak concurrency.
+
+    A call belongs to each monitored extension among its ``caller`` and ``callee``, so
+    a call between two monitored extensions counts for both (once for a call to
+    itself). ``extensions`` says which numbers are extensions: a list of numbers, a
+    regex (string or compiled; the whole number must match), or an int maximum digit
+    count; default: numbers of 1 to 6 digits (so never E.164 ``+...`` numbers).
+
+    Columns: ``calls``; ``inbound``/``outbound``/``internal`` (by ``direction``);
+    ``total_duration``, ``mean_duration``, ``median_duration``, ``p90_duration``
+    (seconds, over calls with a duration); ``traffic`` (erlangs: total duration over the
+    whole table's time span, first start to last end); ``peak_concurrent`` (maximum
+    number of the extension's own calls in progress at once); ``busiest_hour`` (the
+    clock hour in ``tz`` in which most of its calls started, earliest on ties);
+    ``first_call``/``last_call`` (earliest/latest start). Sorted by calls (descending),
+    then extension. Ongoing calls count until ``until`` (now) for ``peak_concurrent``.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 09:10"], utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 09:20", "2024-01-01 09:30"], utc=True),
+    ...     "caller": ["101", "+15551234567"], "callee": ["102", "101"],
+    ...     "direction": ["Internal", "Inbound"], "duration": [1200.0, 1200.0]})
+    >>> extension_stats(calls)[["calls", "inbound", "internal", "peak_concurrent"]]
+    ... # doctest: +NORMALIZE_WHITESPACE
+               calls  inbound  internal  peak_concurrent
+    extension
+    101            2        1         1                2
+    102            1        0         1                1
+    """
+    _require(calls, "start_time", "end_time", "caller", "callee")
+    n = len(calls)
+    rows, ext = [], []
+    for column in ("caller", "callee"):
+        mask = _extension_mask(calls[column], extensions)
+        rows.append(np.flatnonzero(mask))
+        ext.append(calls[column].astype("str").str.strip().to_numpy(dtype=object)[mask])
+    pairs = pd.DataFrame({"row": np.concatenate(rows),
+                          "extension": np.concatenate(ext).astype(str)}).drop_duplicates()
+    start = _micros(calls["start_time"])
+    end = _micros(calls["end_time"])
+    if "duration" in calls.columns:
+        duration = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
+    else:
+        duration = np.where((start != _NAT) & (end != _NAT), (end - start) / _US_PER_S,
+                            np.nan)
+    direction = calls["direction"].astype("str").str.lower().to_numpy(dtype=object) \
+        if "direction" in calls.columns else np.full(n, None, dtype=object)
+    row = pairs["row"].to_numpy()
+    frame = pd.DataFrame({
+        "extension": pairs["extension"].to_numpy(),
+        "duration": duration[row],
+        "start": np.where(start[row] == _NAT, np.nan, start[row].astype("float64")),
+        "inbound": direction[row] == "inbound", "outbound": direction[row] == "outbound",
+        "internal": direction[row] == "internal"})
+    grouped = frame.groupby("extension", sort=True)
+    out = pd.DataFrame({
+        "calls": grouped.size(), "inbound": grouped["inbound"].sum(),
+        "outbound": grouped["outbound"].sum(), "internal": grouped["internal"].sum(),
+        "total_duration": grouped["duration"].sum(),
+        "mean_duration": grouped["duration"].mean(),
+        "median_duration": grouped["duration"].median(),
+        "p90_duration": grouped["duration"].quantile(0.9)})
+    out = out.astype({c: "int64" for c in ("calls", "inbound", "outbound", "internal")})
+    span_start, span_end = _intervals(calls, until)
+    span = (span_end.max() - span_start.min()) / _US_PER_S if span_start.size else 0.0
+    out["traffic"] = out["total_duration"] / span if span > 0 else np.nan
+    out["peak_concurrent"] = _peaks(calls, row, frame["extension"], out.index, until)
+    first = grouped["start"].min()
+    last = grouped["start"].max()
+    out["busiest_hour"] = _busiest_hour(frame, tz).reindex(out.index).astype("Int64")
+    out["first_call"] = _float_times(first)
+    out["last_call"] = _float_times(last)
+    out.index = out.index.astype("str").rename("extension")
+    out = out.reset_index().sort_values(["calls", "extension"], ascending=[False, True])
+    return out.set_index("extension")[list(_EXTENSION_COLUMNS)]
+
+
+def _float_times(values: pd.Series) -> pd.Series:
+    micros = values.to_numpy()
+    ok = ~np.isnan(micros)
+    out = np.full(micros.size, _NAT, dtype="int64")
+    out[ok] = micros[ok].astype("int64")
+    return pd.Series(_to_times(out), index=values.index)
+
+
+def _busiest_hour(frame: pd.DataFrame, tz: str) -> pd.Series:
+    started = frame.dropna(subset=["start"])
+    hours = _to_times(started["start"].to_numpy().astype("int64")).tz_convert(tz).hour
+    counts = pd.crosstab(started["extension"].to_numpy(), np.asarray(hours))
+    return counts.idxmax(axis=1)  # idxmax takes the first (earliest) hour on ties
+
+
+def _peaks(calls, row, extension, index, until) -> np.ndarray:
+    """Peak concurrency of each extension's own calls, in one vectorised sweep.
+
+    Events are sorted by (extension, time, end-before-start); each extension's calls
+    open and close, so the running sum restarts from 0 at each extension's block.
+    """
+    start = _micros(calls["start_time"])[row]
+    end = _micros(calls["end_time"])[row]
+    code = pd.Categorical(extension, categories=index).codes.astype("int64")
+    keep = start != _NAT
+    start, end, code = start[keep], end[keep], code[keep]
+    if (end == _NAT).any():
+        limit = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
+        end = np.where(end == _NAT, limit, end)
+    real = end > start
+    start, end, code = start[real], end[real], code[real]
+    peaks = np.zeros(len(index), dtype="int64")
+    if start.size == 0:
+        return peaks
+    times = np.concatenate([start, end])
+    flags = np.concatenate([np.ones(start.size, "int64"), np.zeros(end.size, "int64")])
+    codes = np.concatenate([code, code])
+    order = np.lexsort((flags, times, codes))
+    level = np.cumsum(flags[order] * 2 - 1)
+    codes = codes[order]
+    seg = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    peaks[codes[seg]] = np.maximum.reduceat(level, seg)
+    return peaks
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = "UTC",
+                   *, until=None) -> pd.DataFrame:
+    """Busy-hour traffic, observed peak and Erlang B channels needed, per site and "all".
+
+    One row per ``site`` (sorted) plus ``"all"`` (every call together, not the sum of
+    the sites): ``busy_hour_traffic`` (time-consistent busy-hour erlangs, see
+    :func:`busy_hour`), ``busy_hour`` (its clock hour in ``tz``, NA without traffic),
+    ``observed_peak`` (maximum concurrency) and, per blocking target ``b``, a column
+    ``channels@<b as %>`` = :func:`channels_for` (busy-hour traffic, ``b``). Without a
+    ``site`` column there is only the ``"all"`` row.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"] * 3, utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 10:00"] * 3, utc=True),
+    ...     "site": ["NY", "NY", "LA"]})
+    >>> capacity_table(calls, blocking=[0.01])  # doctest: +NORMALIZE_WHITESPACE
+          busy_hour_traffic  busy_hour  observed_peak  channels@1%
+    site
+    LA                  1.0          9              1            5
+    NY                  2.0          9              2            7
+    all                 3.0          9              3            8
+    """
+    blocking = list(np.atleast_1d(blocking))
+    for b in blocking:
+        if not 0 < b < 1:
+            raise ValueError(f"blocking {b!r} must be a probability strictly between 0 and "
+                             "1, e.g. 0.01 for 1 %")
+    start, end = _intervals(calls, until)
+    parts = []
+    if "site" in calls.columns:
+        codes, sites = _group_codes(calls, "site")
+        parts = [(str(site), start[codes == k], end[codes == k])
+                 for k, site in enumerate(sites)]
+    parts.append(("all", start, end))
+    rows = []
+    for name, s, e in parts:
+        dates, table = _hourly(s, e, tz)
+        if dates:
+            with _quiet():
+                profile = np.nanmean(table, axis=0)
+            hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
+        else:
+            hour, traffic = pd.NA, 0.0
+        _, level = _step(s, e)
+        row = {"site": name, "busy_hour_traffic": traffic, "busy_hour": hour,
+               "observed_peak": int(level.max()) if level.size else 0}
+        for b in blocking:
+            row[f"channels@{float(b) * 100:g}%"] = channels_for(traffic, float(b))
+        rows.append(row)
+    out = pd.DataFrame(rows).set_index("site")
+    return out.astype({"busy_hour": "Int64", "observed_peak": "int64"})
