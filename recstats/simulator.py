@@ -1,0 +1,629 @@
+"""An embedded recording server: speaks PROTOCOL.md over TCP, plays a traffic model.
+
+:class:`RecorderSimulator` is the default "server" of demos, notebooks and tests. One
+background thread runs a ``selectors`` loop that accepts any number of clients, answers
+their requests (through :class:`recstats.protocol.ServerConnection` and its builders),
+sends keep-alives, and plays the calls of :func:`recstats.traffic.call_stream` in
+simulated time: every start and end becomes a notification to each subscribed client
+whose filter matches, and, with ``archive``, each ended call leaves a CDR file and a
+small media stand-in on disk.
+
+Simulated time runs ``speed`` times faster than real time from ``start_time``; the
+timestamps in notifications and files are simulated times. For deterministic tests the
+clock can be frozen (:meth:`~RecorderSimulator.pause`) or fully manual
+(``manual_clock=True`` plus :meth:`~RecorderSimulator.advance`). Keep-alives always run
+on real seconds, as a real server's do.
+"""
+
+from __future__ import annotations
+
+import heapq
+import io
+import itertools
+import os
+import queue
+import selectors
+import socket
+import threading
+import time
+import wave
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, Self
+
+import pandas as pd
+
+from . import cdr, protocol
+from .errors import ProtocolError
+from .traffic import PlannedCall, call_stream
+
+__all__ = ["RecorderSimulator"]
+
+#: A client that stops reading is dropped once this much output waits for it.
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+_RECV_BYTES = 65536
+_MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
+
+
+class _Client:
+    """One connected client: its socket, protocol state and subscription."""
+
+    __slots__ = ("address", "conn", "extensions", "keepalive", "next_keepalive", "out",
+                 "sock", "subscribed")
+
+    def __init__(self, sock: socket.socket, address):
+        self.sock = sock
+        self.address = address
+        self.conn = protocol.ServerConnection()
+        self.out = bytearray()
+        self.subscribed = False
+        self.extensions: frozenset[str] | None = None
+        self.keepalive: float | None = None
+        self.next_keepalive: float | None = None
+
+    def wants(self, fields: dict[str, str]) -> bool:
+        return self.subscribed and _matches(self.extensions, fields)
+
+
+def _matches(extensions: frozenset[str] | None, fields: dict[str, str]) -> bool:
+    # PROTOCOL.md: a call matches when any listed number is its caller OR its callee
+    if not extensions:
+        return True
+    return (fields.get("source_caller_id") in extensions
+            or fields.get("destination_caller_id") in extensions)
+
+
+def _wav_stand_in() -> bytes:
+    """A valid, empty 8 kHz 16-bit mono WAV file: media players and pairing see a file."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(8000)
+        out.writeframes(b"")
+    return buffer.getvalue()
+
+
+_WAV = _wav_stand_in()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # a hidden temp name that does not end in .xml/.wav: archive scanners skip it
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+    os.replace(temp, path)
+
+
+class RecorderSimulator:
+    """A simulated recording server on a loopback (or any) TCP port.
+
+    ``rate`` calls per simulated second, lognormal holding times with mean
+    ``mean_holding`` seconds, between ``extensions`` and outside numbers (see
+    :mod:`recstats.traffic`); ``speed`` simulated seconds per real second; ``seed`` makes
+    the calls reproducible (their delivery timing aside); ``keepalive`` the default
+    interval in seconds (0/None: none) for clients that do not ask for one; ``tz`` the
+    site's zone for the wall-clock times it writes; ``start_time`` the simulated moment
+    the clock starts at (default: now). ``archive``: a folder receiving
+    ``<location>/<YYYY>/<MM>/<DD>/<id>.xml`` beside ``<id>.wav`` (``.txt`` for IM) for
+    each ended call, written atomically. ``manual_clock=True`` stops simulated time
+    until :meth:`advance` moves it; ``profile`` is passed to the traffic model;
+    ``history`` bounds how many ended calls stay in memory (default: all).
+
+    Use it as a context manager, or call :meth:`start` and :meth:`stop`::
+
+        >>> with RecorderSimulator(rate=5, speed=60, seed=1) as sim:   # doctest: +SKIP
+        ...     client = rs.RecorderClient(*sim.address)
+        ...     client.subscribe()
+
+    :attr:`truth` is the calls table of every call made so far (ongoing ones with
+    ``NaT`` end_time); :meth:`stop` leaves ongoing calls ongoing. Fault switches for
+    tests: :meth:`drop_connections`, :meth:`stall_keepalives`, :meth:`send_raw`.
+    :attr:`stats` counts connections, notifications, keep-alives and errors.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, location: str = "SITE-A",
+                 rate: float = 2.0, mean_holding: float = 180, extensions: Iterable =
+                 range(1000, 1100), speed: float = 1.0, seed: int | None = None,
+                 archive: str | os.PathLike | None = None, keepalive: float | None = 10,
+                 tz: str = "UTC", start_time=None, *, manual_clock: bool = False,
+                 profile: Callable | None = None, history: int | None = None):
+        if not speed > 0:
+            raise ValueError(f"speed must be > 0 simulated seconds per second, got {speed}")
+        if keepalive is not None and keepalive < 0:
+            raise ValueError(f"keepalive must be >= 0 seconds, got {keepalive}")
+        self.host = host
+        self.location = location
+        self.rate = float(rate)
+        self.mean_holding = float(mean_holding)
+        self.extensions = tuple(str(e) for e in extensions)
+        self.speed = float(speed)
+        self.seed = seed
+        self.archive = None if archive is None else Path(archive)
+        self.keepalive = float(keepalive) if keepalive else None
+        self.tz = tz
+        self.manual_clock = manual_clock
+        self.history = history
+        self.start_time = _utc(pd.Timestamp.now("UTC").floor("ms") if start_time is None
+                               else start_time)
+        # validates rate/mean_holding/extensions now rather than in the loop thread
+        self._stream = call_stream(self.start_time, rate=self.rate,
+                                   mean_holding=self.mean_holding,
+                                   extensions=self.extensions, location=location,
+                                   rng=seed, profile=profile, tz=tz)
+        self._next: PlannedCall | None = next(self._stream, None)
+        self._ongoing: dict[str, PlannedCall] = {}
+        self._ended: dict[str, PlannedCall] = {}
+        self._ends: list[tuple[float, int, str]] = []
+        self._tiebreak = itertools.count()
+        self._offset = 0.0          # simulated seconds since start_time at _base_mono
+        self._base_mono: float | None = None
+        self._paused = manual_clock
+        self._stall_until = 0.0
+        self._clients: dict[socket.socket, _Client] = {}
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self.stats = {"connections": 0, "notifications": 0, "keepalives": 0,
+                      "requests": 0, "errors_sent": 0, "protocol_errors": 0,
+                      "dropped_clients": 0, "calls_started": 0, "calls_ended": 0,
+                      "archive_errors": 0}
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self._listener.setblocking(False)
+        self.port: int = self._listener.getsockname()[1]
+        self._waker_r, self._waker_w = socket.socketpair()
+        self._waker_r.setblocking(False)
+        self._waker_w.setblocking(False)
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` to connect to."""
+        return (self.host, self.port)
+
+    def __repr__(self) -> str:
+        state = "running" if self.running else "stopped"
+        return (f"<RecorderSimulator {self.location} {self.host}:{self.port} {state}, "
+                f"{len(self._ongoing)} ongoing, {len(self._clients)} clients>")
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> RecorderSimulator:
+        """Start serving in a background thread; returns ``self``."""
+        if self._thread is not None:
+            if self._stopping.is_set():
+                raise RuntimeError("a stopped RecorderSimulator cannot be restarted")
+            return self
+        self._base_mono = time.monotonic()
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name=f"RecorderSimulator-{self.location}")
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and the listening socket; ongoing calls stay ongoing."""
+        if self._stopping.is_set():
+            return
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+        if self._thread is None or not self._thread.is_alive():
+            self._close_all()
+
+    close = stop
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ clock
+
+    def _sim_offset(self, now: float | None = None) -> float:
+        if self._paused or self._base_mono is None:
+            return self._offset
+        now = time.monotonic() if now is None else now
+        return self._offset + (now - self._base_mono) * self.speed
+
+    @property
+    def now(self) -> pd.Timestamp:
+        """The current simulated moment (UTC)."""
+        return self.start_time + pd.Timedelta(seconds=self._sim_offset())
+
+    def pause(self) -> None:
+        """Freeze simulated time (no call starts or ends) until :meth:`resume`."""
+        self._call(self._pause)
+
+    def _pause(self) -> None:
+        self._advance(self._sim_offset())
+        self._offset = self._sim_offset()
+        self._paused = True
+
+    def resume(self) -> None:
+        """Let simulated time run again after :meth:`pause` (not in manual-clock mode)."""
+        if self.manual_clock:
+            raise RuntimeError("a manual-clock simulator moves only with advance()")
+        self._call(self._resume)
+
+    def _resume(self) -> None:
+        self._base_mono = time.monotonic()
+        self._paused = False
+
+    def advance(self, seconds: float) -> None:
+        """Move a paused or manual clock ``seconds`` of simulated time forward.
+
+        Every call starting or ending meanwhile is played (notified, archived) before
+        this returns; the notifications are on their way to the clients.
+        """
+        if not self._paused:
+            raise RuntimeError("advance() needs a paused or manual-clock simulator")
+        if seconds < 0:
+            raise ValueError("simulated time only moves forward")
+
+        def move():
+            self._offset += seconds
+            self._advance(self._offset)
+        self._call(move)
+
+    # ------------------------------------------------------------------ truth
+
+    @property
+    def truth(self) -> pd.DataFrame:
+        """Calls table of every call started so far; ongoing ones have ``NaT`` end_time."""
+        rows = self._call(lambda: [c.fields for c in self._ended.values()]
+                          + [c.start_fields for c in self._ongoing.values()])
+        if not rows:
+            return cdr.empty_calls()
+        calls, _ = cdr.calls_from_fields(rows, tz=self.tz)
+        return calls.sort_values(["start_time", "call_id"], kind="stable") \
+            .reset_index(drop=True)
+
+    @property
+    def ongoing(self) -> list[dict[str, str]]:
+        """Raw fields of the calls in progress now, in start order."""
+        return self._call(lambda: [dict(c.start_fields) for c in self._ongoing.values()])
+
+    def cdr_path(self, call_id: str) -> Path | None:
+        """Where the CDR file of an ended call is (``None`` without an archive)."""
+        call = self._ended.get(call_id)
+        if call is None or self.archive is None:
+            return None
+        return self._folder(call) / f"{call_id}.xml"
+
+    def _folder(self, call: PlannedCall) -> Path:
+        day = call.start_fields["start_time"][:10]  # the site's local date
+        year, month, dom = day.split("-")
+        return self.archive / self.location / year / month / dom
+
+    # ------------------------------------------------------------------ fault switches
+
+    def drop_connections(self) -> int:
+        """Close every client connection (the server keeps listening); returns how many."""
+        def drop():
+            count = len(self._clients)
+            for client in list(self._clients.values()):
+                self._drop(client)
+            return count
+        return self._call(drop)
+
+    def stall_keepalives(self, seconds: float) -> None:
+        """Send no keep-alive for the next ``seconds`` real seconds (then resume)."""
+        def stall():
+            self._stall_until = time.monotonic() + seconds
+        self._call(stall)
+
+    def send_raw(self, data: bytes) -> None:
+        """Write ``data`` as is to every connected client (garbage, half a document...)."""
+        def send():
+            for client in list(self._clients.values()):
+                self._queue(client, bytes(data))
+        self._call(send)
+
+    @property
+    def client_count(self) -> int:
+        """Number of connected clients."""
+        return len(self._clients)
+
+    # ------------------------------------------------------------------ loop plumbing
+
+    def _wake(self) -> None:
+        try:
+            self._waker_w.send(b"x")
+        except OSError:  # buffer full (already awake) or closed (stopped)
+            pass
+
+    def _call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
+        """Run ``fn`` in the loop thread (or here, when the loop is not running)."""
+        if not self.running or threading.current_thread() is self._thread:
+            return fn()
+        done = threading.Event()
+        box: dict[str, Any] = {}
+        self._commands.put((fn, done, box))
+        self._wake()
+        deadline = time.monotonic() + timeout
+        while not done.wait(0.05):
+            if not self.running:  # the loop ended meanwhile: nobody else will run it
+                self._run_commands()
+            elif time.monotonic() > deadline:
+                raise TimeoutError("the simulator loop did not answer")
+        if "error" in box:
+            raise box["error"]
+        return box.get("value")
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                fn, done, box = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                box["error"] = exc
+            done.set()
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        self._selector = selector
+        selector.register(self._listener, selectors.EVENT_READ, "listen")
+        selector.register(self._waker_r, selectors.EVENT_READ, "wake")
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                if not self._paused:
+                    self._advance(self._sim_offset(now))
+                self._send_keepalives(now)
+                for key, mask in selector.select(self._wait_time(now)):
+                    if key.data == "listen":
+                        self._accept(selector)
+                    elif key.data == "wake":
+                        try:
+                            while self._waker_r.recv(4096):
+                                pass
+                        except OSError:
+                            pass
+                    else:
+                        client = key.data
+                        if mask & selectors.EVENT_READ:
+                            self._read(client)
+                        if mask & selectors.EVENT_WRITE and client.sock in self._clients:
+                            self._flush(client)
+                self._run_commands()
+        finally:
+            self._run_commands()
+            self._close_all()
+            selector.close()
+
+    def _wait_time(self, now: float) -> float:
+        wait = _MAX_WAIT
+        if not self._paused:
+            upcoming = self._next_offset()
+            if upcoming is not None:
+                wait = min(wait, (upcoming - self._sim_offset(now)) / self.speed)
+        for client in self._clients.values():
+            if client.next_keepalive is not None:
+                wait = min(wait, max(client.next_keepalive, self._stall_until) - now)
+        return max(wait, 0.0)
+
+    def _accept(self, selector) -> None:
+        while True:
+            try:
+                sock, address = self._listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            client = _Client(sock, address)
+            self._clients[sock] = client
+            selector.register(sock, selectors.EVENT_READ, client)
+            self.stats["connections"] += 1
+
+    def _read(self, client: _Client) -> None:
+        try:
+            data = client.sock.recv(_RECV_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        try:
+            requests = client.conn.receive_data(data)
+        except ProtocolError:
+            self.stats["protocol_errors"] += 1
+            self._drop(client)
+            return
+        for request in requests:
+            if client.sock not in self._clients:
+                return
+            self._handle(client, request)
+
+    def _queue(self, client: _Client, data: bytes) -> None:
+        if client.sock not in self._clients:
+            return
+        client.out += data
+        self._flush(client)
+
+    def _flush(self, client: _Client) -> None:
+        try:
+            while client.out:
+                sent = client.sock.send(client.out)
+                del client.out[:sent]
+        except (BlockingIOError, InterruptedError):
+            pass
+        except OSError:
+            self._drop(client)
+            return
+        if len(client.out) > MAX_PENDING_BYTES:  # a client that stopped reading
+            self._drop(client)
+            return
+        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
+        try:
+            self._selector.modify(client.sock, events, client)
+        except (KeyError, ValueError, AttributeError):
+            pass
+
+    def _drop(self, client: _Client) -> None:
+        if self._clients.pop(client.sock, None) is None:
+            return
+        self.stats["dropped_clients"] += 1
+        try:
+            self._selector.unregister(client.sock)
+        except (KeyError, ValueError, AttributeError):
+            pass
+        try:
+            client.sock.close()
+        except OSError:
+            pass
+
+    def _close_all(self) -> None:
+        for client in list(self._clients.values()):
+            self._drop(client)
+        for sock in (self._listener, self._waker_r, self._waker_w):
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    # ------------------------------------------------------------------ requests
+
+    def _handle(self, client: _Client, request) -> None:
+        self.stats["requests"] += 1
+        if isinstance(request, protocol.ConnectionClosed):
+            self._drop(client)
+        elif isinstance(request, protocol.SubscribeRequest):
+            if request.keepalive is None:
+                interval = self.keepalive
+            else:
+                interval = float(request.keepalive) or None
+            client.subscribed = True
+            client.extensions = frozenset(request.extensions) or None
+            client.keepalive = interval
+            client.next_keepalive = None if interval is None else time.monotonic() + interval
+            self._queue(client, protocol.subscribe_response(request.request_id, interval))
+        elif isinstance(request, protocol.OngoingCallsRequest):
+            wanted = frozenset(request.extensions) or None
+            calls = [c.start_fields for c in self._ongoing.values()
+                     if _matches(wanted, c.start_fields)]
+            self._queue(client, protocol.ongoing_calls_response(request.request_id, calls))
+        elif isinstance(request, protocol.CallDetailRequest):
+            document = self._document(request.call_id)
+            if document is None:
+                self._error(client, request.request_id, "GetCallDetail",
+                            f"no call with id {request.call_id!r} on {self.location}")
+            else:
+                self._queue(client, protocol.call_detail_response(request.request_id,
+                                                                  document))
+        else:  # UnknownRequest, or anything newer the protocol module reports
+            kind = getattr(request, "request_type", type(request).__name__)
+            self._error(client, getattr(request, "request_id", None), kind,
+                        f"unsupported request type {kind!r}")
+
+    def _error(self, client: _Client, request_id, request_type, detail: str) -> None:
+        self.stats["errors_sent"] += 1
+        self._queue(client, protocol.error_response(
+            request_id, request_type, code=2, description="Processing Error", detail=detail))
+
+    def _document(self, call_id: str) -> bytes | None:
+        call = self._ended.get(call_id)
+        if call is not None:
+            return cdr.cdr_xml(call.fields)  # byte for byte the archived CDR file
+        call = self._ongoing.get(call_id)
+        if call is not None:
+            return cdr.cdr_xml(call.start_fields)
+        return None
+
+    # ------------------------------------------------------------------ keep-alives
+
+    def _send_keepalives(self, now: float) -> None:
+        if now < self._stall_until:
+            return
+        for client in list(self._clients.values()):
+            due = client.next_keepalive
+            if due is None or now < due:
+                continue
+            self.stats["keepalives"] += 1
+            client.next_keepalive = now + client.keepalive
+            self._queue(client, protocol.keepalive_message(client.keepalive))
+
+    # ------------------------------------------------------------------ traffic
+
+    def _next_offset(self) -> float | None:
+        candidates = []
+        if self._next is not None:
+            candidates.append(self._next.offset)
+        if self._ends:
+            candidates.append(self._ends[0][0])
+        return min(candidates) if candidates else None
+
+    def _advance(self, until: float) -> None:
+        """Play every start and end up to simulated offset ``until``, in time order."""
+        while True:
+            end_at = self._ends[0][0] if self._ends else None
+            start_at = self._next.offset if self._next is not None else None
+            # half-open [start, end): at equal times the end goes first
+            if end_at is not None and end_at <= until and (start_at is None
+                                                          or end_at <= start_at):
+                _, _, call_id = heapq.heappop(self._ends)
+                self._end(self._ongoing.pop(call_id))
+            elif start_at is not None and start_at <= until:
+                call, self._next = self._next, next(self._stream, None)
+                self._start(call)
+            else:
+                return
+
+    def _start(self, call: PlannedCall) -> None:
+        self._ongoing[call.call_id] = call
+        heapq.heappush(self._ends, (call.offset + call.holding, next(self._tiebreak),
+                                    call.call_id))
+        self.stats["calls_started"] += 1
+        self._notify("start", call.start_fields)
+
+    def _end(self, call: PlannedCall) -> None:
+        fields = call.fields
+        if self.archive is not None:
+            self._write(call, fields)
+        self._ended[call.call_id] = call
+        if self.history is not None:
+            while len(self._ended) > self.history:
+                del self._ended[next(iter(self._ended))]
+        self.stats["calls_ended"] += 1
+        self._notify("end", fields)
+
+    def _notify(self, kind: str, fields: dict[str, str]) -> None:
+        message = None
+        for client in list(self._clients.values()):
+            if client.wants(fields):
+                if message is None:
+                    message = protocol.call_notification(kind, fields)
+                self.stats["notifications"] += 1
+                self._queue(client, message)
+
+    def _write(self, call: PlannedCall, fields: dict[str, str]) -> None:
+        folder = self._folder(call)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            media = fields.get("media_file") or f"{call.call_id}.wav"
+            if media.endswith(".txt"):
+                body = (f"[{fields['start_time']}] {fields.get('source_caller_id', '')}: "
+                        "(instant message session; text not simulated)\n").encode()
+            else:
+                body = _WAV
+            # media first: whoever finds the CDR also finds its media
+            _write_atomic(folder / media, body)
+            _write_atomic(folder / f"{call.call_id}.xml", cdr.cdr_xml(fields))
+        except OSError:
+            self.stats["archive_errors"] += 1
+
+
+def _utc(moment) -> pd.Timestamp:
+    stamp = pd.Timestamp(moment)
+    if stamp.tzinfo is None:
+        stamp = stamp.tz_localize("UTC")
+    return stamp.tz_convert("UTC").as_unit("us")
