@@ -502,7 +502,8 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
         if name in ("id", "duration") or name in TIME_FIELDS:
             continue
         if name == "ccdr_id":
-            if "id" in raw.columns and raw["ccdr_id"].notna().any():
+            # only documents with both ids keep ccdr_id, as in record_from_fields
+            if "id" in raw.columns and (raw["ccdr_id"].notna() & raw["id"].notna()).any():
                 out["ccdr_id"] = raw["ccdr_id"].where(raw["id"].notna())
             continue
         if name in BOOLEAN_FIELDS:
@@ -524,6 +525,11 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     frame = pd.DataFrame(out, index=raw.index)
     if rejected:
         frame = frame.drop(index=sorted(rejected))
+        # fields only rejected documents had are not columns of the result
+        kept = raw.drop(index=sorted(rejected))
+        only_rejected = {RENAMES.get(c, c) for c in kept.columns if kept[c].isna().all()}
+        frame = frame.drop(columns=[c for c in only_rejected
+                                    if c in frame.columns and c not in CALL_COLUMNS])
     return coerce_calls(frame), rejected
 
 
