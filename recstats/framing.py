@@ -174,11 +174,15 @@ class Framer:
             if self._start is not None:
                 self._start -= cut
         if self.pending > self.max_document_bytes:
-            self._fail(f"document larger than the {self.max_document_bytes}-byte limit",
-                       self.offset, found)
+            self._too_big(self.offset, found)
         return found
 
     # ------------------------------------------------------------------ scanning
+
+    def _too_big(self, offset: int, found=()) -> None:
+        self._fail(f"document larger than the {self.max_document_bytes}-byte limit; "
+                   "raise max_document_bytes if the server really sends such messages",
+                   offset, found)
 
     def _fail(self, message: str, offset: int, found=()) -> None:
         exc = ProtocolError(message, offset)
@@ -225,6 +229,8 @@ class Framer:
                     self._depth -= 1
                     if self._depth == 0:
                         start = self._start
+                        if pos - start > self.max_document_bytes:
+                            self._too_big(self._base + start)
                         found.append((self._base + start, bytes(buf[start:pos])))
                         self._start = None
                         self._state = _PROLOG
@@ -299,6 +305,8 @@ class Framer:
                     start = pos if self._start is None else self._start
                     pos = rest.end()
                     if buf[pos - 2] == 0x2F:  # a self-closing root
+                        if pos - start > self.max_document_bytes:
+                            self._too_big(self._base + start)
                         found.append((self._base + start, bytes(buf[start:pos])))
                         self._start = None
                         continue
