@@ -329,15 +329,15 @@ def _tasks(plan, listing: _Listing, chunk: int) -> Iterator[tuple]:
 
 
 def _tar_tasks(path: str, chunk: int) -> Iterator[tuple]:
-    # a compressed tar has no index: stream it once, shipping bounded chunks of bytes
-    # (sorted by member name, like the listing, so every source gives the same order)
+    # a compressed tar has no index: read it front to back (sorting the members would
+    # decompress from the start for every backward seek), shipping bounded chunks of
+    # bytes; the final sort makes the order irrelevant
     with tarfile.open(path, "r:*") as tf:
-        members = sorted((m for m in tf.getmembers()
-                          if m.isfile() and _member_ok(m.name) and _is_cdr(m.name)),
-                         key=lambda m: m.name)
         batch: list[tuple[str, bytes | str]] = []
         size = 0
-        for member in members:
+        for member in tf:
+            if not (member.isfile() and _member_ok(member.name) and _is_cdr(member.name)):
+                continue
             display = f"{path}/{member.name}"
             if member.size > MAX_DOCUMENT_BYTES:
                 data: bytes | str = f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
@@ -478,6 +478,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
             for zf in _ZIPS.values():
                 zf.close()
             _ZIPS.clear()
+    errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     frame = _assemble(tables)
     frame["media_path"] = _pair(frame["cdr_path"], listing)
     frame = coerce_calls(frame)
