@@ -1,0 +1,80 @@
+"""``recstats simulate``: simulated recording servers on consecutive ports until Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import string
+import sys
+import time
+
+from ..cli import UsageError
+
+
+def site_name(index: int) -> str:
+    """``0 -> "SITE-A"``, ``25 -> "SITE-Z"``, ``26 -> "SITE-AA"`` (spreadsheet style).
+
+    >>> [site_name(i) for i in (0, 1, 25, 26)]
+    ['SITE-A', 'SITE-B', 'SITE-Z', 'SITE-AA']
+    """
+    letters = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        letters = string.ascii_uppercase[rest] + letters
+    return f"SITE-{letters}"
+
+
+def run(args, *, wait=None) -> int:
+    """Start ``args.sites`` simulators, print where they listen, serve until Ctrl-C.
+
+    ``wait`` (for tests) replaces the endless wait; it is called once with the list of
+    running simulators.
+    """
+    from ..simulator import RecorderSimulator
+
+    if args.sites < 1:
+        raise UsageError("--sites must be at least 1")
+    if not args.rate > 0:
+        raise UsageError("--rate must be a positive number of calls per second")
+    if not args.speed > 0:
+        raise UsageError("--speed must be positive")
+    if not args.mean_holding > 0:
+        raise UsageError("--mean-holding must be positive seconds")
+    if args.keepalive < 0:
+        raise UsageError("--keepalive must be >= 0 seconds")
+    if not 0 <= args.port <= 65535 or (args.port and args.port + args.sites - 1 > 65535):
+        raise UsageError(f"--port {args.port} with {args.sites} sites is out of range")
+    if args.archive is not None and os.path.exists(args.archive) \
+            and not os.path.isdir(args.archive):
+        raise UsageError(f"--archive {args.archive} exists and is not a folder")
+    simulators = []
+    try:
+        for i in range(args.sites):
+            port = args.port + i if args.port else 0
+            try:
+                sim = RecorderSimulator(
+                    host=args.host, port=port, location=site_name(i), rate=args.rate,
+                    mean_holding=args.mean_holding, speed=args.speed,
+                    seed=None if args.seed is None else args.seed + i,
+                    archive=args.archive, keepalive=args.keepalive,
+                    # a long run keeps the newest calls in memory, the archive keeps all
+                    history=200_000)
+            except OSError as exc:
+                raise UsageError(f"cannot listen on {args.host}:{port}: "
+                                 f"{exc.strerror or exc}") from None
+            simulators.append(sim.start())
+            print(f"{sim.location} listening on {sim.host}:{sim.port}", flush=True)
+        where = f", writing CDR files under {args.archive}" if args.archive else ""
+        print(f"{args.rate:g} calls/s per site at {args.speed:g}x speed{where}; "
+              "Ctrl-C to stop", flush=True)
+        if wait is not None:
+            wait(simulators)
+        else:
+            while True:
+                time.sleep(1.0)
+    except KeyboardInterrupt:
+        print("stopping", file=sys.stderr, flush=True)
+    finally:
+        for sim in simulators:
+            sim.stop()
+    return 0
