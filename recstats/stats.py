@@ -499,7 +499,8 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
 
     Columns: ``calls``; ``inbound``/``outbound``/``internal`` (by ``direction``);
     ``total_duration``, ``mean_duration``, ``median_duration``, ``p90_duration``
-    (seconds, over calls with a duration); ``traffic`` (erlangs: total duration over the
+    (seconds: end - start, else the ``duration`` column; calls without one are left
+    out; p90 interpolates linearly); ``traffic`` (erlangs: total duration over the
     whole table's time span, first start to last end); ``peak_concurrent`` (maximum
     number of the extension's own calls in progress at once); ``busiest_hour`` (the
     clock hour in ``tz`` in which most of its calls started, earliest on ties);
@@ -529,11 +530,11 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
                           "extension": np.concatenate(ext).astype(str)}).drop_duplicates()
     start = _micros(calls["start_time"])
     end = _micros(calls["end_time"])
+    # end - start where both are known, else the stated duration (as in the calls table)
+    duration = np.where((start != _NAT) & (end != _NAT), (end - start) / _US_PER_S, np.nan)
     if "duration" in calls.columns:
-        duration = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
-    else:
-        duration = np.where((start != _NAT) & (end != _NAT), (end - start) / _US_PER_S,
-                            np.nan)
+        stated = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
+        duration = np.where(np.isnan(duration), stated, duration)
     direction = calls["direction"].astype("str").str.lower().to_numpy(dtype=object) \
         if "direction" in calls.columns else np.full(n, None, dtype=object)
     row = pairs["row"].to_numpy()
