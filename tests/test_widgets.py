@@ -50,21 +50,26 @@ def calls():
 
 def _value_at(line, moment: pd.Timestamp) -> float:
     """The steps-post value a line shows at ``moment``."""
-    x = mdates.date2num(line.get_xdata())
+    x = np.asarray(line.get_xdata(), dtype="float64")
     at = np.searchsorted(x, mdates.date2num(moment.tz_convert("UTC").tz_localize(None)),
                          side="right") - 1
     return float(line.get_ydata()[at]) if at >= 0 else 0.0
 
 
-def _brute_force(calls: pd.DataFrame, moment: pd.Timestamp, site=None) -> int:
-    """Calls in progress at ``moment`` over [start, end), ongoing calls open-ended."""
-    n = 0
-    for row in calls.itertuples():
-        if site is not None and row.site != site:
-            continue
-        ends = row.end_time if pd.notna(row.end_time) else pd.Timestamp.max.tz_localize("UTC")
-        n += row.start_time <= moment < ends
-    return n
+def _brute_force(calls: pd.DataFrame, moment, site=None):
+    """Calls in progress at ``moment`` (one time or many) over [start, end), by broadcasting.
+
+    Ongoing calls (no end) are open-ended.
+    """
+    if site is not None:
+        calls = calls[calls["site"] == site]
+    start = calls["start_time"].to_numpy(dtype="datetime64[us]")
+    end = calls["end_time"].to_numpy(dtype="datetime64[us]")
+    end = np.where(np.isnat(end), np.datetime64("9999-01-01", "us"), end)
+    at = np.atleast_1d(pd.DatetimeIndex(np.atleast_1d(moment)).tz_convert("UTC")
+                       .tz_localize(None).as_unit("us").to_numpy())
+    counts = ((start[None, :] <= at[:, None]) & (at[:, None] < end[None, :])).sum(axis=1)
+    return int(counts[0]) if np.ndim(moment) == 0 and not isinstance(moment, list) else counts
 
 
 def test_refresh_counters_show_the_capture_numbers(calls):
@@ -250,3 +255,41 @@ def test_display_hooks_expose_the_widget(calls):
     assert "application/vnd.jupyter.widget-view+json" in bundle
     with pytest.raises(ValueError):
         LiveDashboard(FakeCapture(calls), refresh=0)
+
+
+def test_envelope_keeps_each_columns_extremes_and_final_value():
+    from recstats.widgets import _envelope
+
+    rng = np.random.default_rng(5)
+    x = np.sort(rng.choice(np.arange(-50_000, 1_000_000), 4000, replace=False))
+    y = rng.integers(0, 40, len(x)).astype("float64")
+    lo, hi, bins = 0, 900_000, 60
+    ex, ey = _envelope(x, y, lo, hi, bins)
+    assert ex[-1] == hi and len(ex) == 3 * bins + 1
+
+    def exact(t):                                   # steps-post value at t
+        i = np.searchsorted(x, t, side="right") - 1
+        return y[i] if i >= 0 else 0.0
+
+    width = (hi - lo) / bins
+    for k in range(bins):
+        s, e = lo + k * width, lo + (k + 1) * width
+        values = [exact(s)] + [y[i] for i in range(len(x)) if s < x[i] < e]
+        high, low, last = ey[3 * k: 3 * k + 3]
+        assert (high, low) == (max(values), min(values))
+        assert last == (exact(hi) if k == bins - 1 else exact(np.nextafter(e, -np.inf)))
+    assert ey[-1] == exact(hi)
+
+
+def test_many_calls_are_drawn_as_an_envelope_with_the_true_peak(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture, window="1h", max_points=50)
+    dash.refresh()
+    line = dash.lines["total"]
+    assert len(line.get_xdata()) == 3 * dash.pixels + 1
+    begin = capture.latest - pd.Timedelta("1h")
+    changes = pd.concat([capture.calls["start_time"], capture.calls["end_time"]]).dropna()
+    changes = changes[(changes >= begin) & (changes <= capture.latest)]
+    peak = _brute_force(capture.calls, list(changes)).max()
+    assert line.get_ydata().max() == peak
+    assert line.get_ydata()[-1] == len(capture.ongoing)
