@@ -23,7 +23,7 @@ EXTENSIONS = [str(n) for n in range(1000, 1010)]
 
 def make_sim(**kwargs) -> RecorderSimulator:
     options = {"rate": 1.0, "mean_holding": 60.0, "extensions": EXTENSIONS, "seed": 7,
-                   "start_time": START, "keepalive": None, "manual_clock": True}
+               "start_time": START, "keepalive": None, "manual_clock": True}
     options.update(kwargs)
     return RecorderSimulator(**options)
 
