@@ -1,0 +1,285 @@
+"""recstats.cdr: field decoding, enum tables, values, time zones, and per-record ==
+vectorised. Expected values are typed from PROTOCOL.md or computed by hand."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from lxml import etree
+
+from recstats import CDRParseError, cdr, read_cdr
+
+# --------------------------------------------------------------------------- PROTOCOL.md
+# typed from PROTOCOL.md, independently of recstats/cdr.py
+PROTOCOL_CAUSES = """0 Normal, 1 Source disconnected, 2 Destination disconnected,
+3 Hold, 4 Transfer, 5 Cancelled, 6 Busy, 7 Not found, 8 Error, 13 Conference, 14 Call park,
+15 Join, 28 Direct transfer, 60 Line change, 80 Timeout, 81 Forced termination,
+82 Manual termination, 83 Program termination, 84 Video escalation, 500 Undefined"""
+PROTOCOL_CODECS = """1 Non-standard, 2 G.711 A-law 64k, 3 G.711 A-law 56k, 4 G.711 µ-law 64k,
+5 G.711 µ-law 56k, 6 G.722 64k, 7 G.722 56k, 8 G.722 48k, 9 G.723.1, 10 G.728, 11 G.729,
+12 G.729A, 13 IS11172, 14 IS13818, 15 G.729B, 16 G.729AB, 18 GSM FR, 19 GSM HR, 20 GSM EFR,
+25 Wideband 256k, 32 Data 64k, 33 Data 56k, 80 GSM, 81 ActiveVoice, 82 G.726 32k,
+83 G.726 24k, 84 G.726 16k, 90 iLBC 20ms, 91 iLBC 30ms"""
+PROTOCOL_MODALITIES = ["voice", "video", "screen", "share", "im", "file_share", "poll",
+                       "whiteboard", "sms"]
+
+
+def _table(text: str) -> dict[str, str]:
+    out = {}
+    for item in " ".join(text.split()).split(", "):
+        code, name = item.split(" ", 1)
+        out[code] = name
+    return out
+
+
+def _doc(body: str) -> bytes:
+    return f"<verbacdr><id>c1</id>{body}</verbacdr>".encode()
+
+
+def test_enum_tables_match_protocol_exactly():
+    assert cdr.CAUSES == _table(PROTOCOL_CAUSES)
+    assert len(cdr.CAUSES) == 20
+    assert cdr.AUDIO_CODECS == _table(PROTOCOL_CODECS)
+    assert len(cdr.AUDIO_CODECS) == 29
+    assert cdr.DIRECTIONS == {"0": "Internal", "1": "Inbound", "2": "Outbound"}
+    assert list(cdr.MODALITIES) == PROTOCOL_MODALITIES
+
+
+@pytest.mark.parametrize("field,column,table", [
+    ("cause_id", "cause", _table(PROTOCOL_CAUSES)),
+    ("audio_codec_id", "audio_codec", _table(PROTOCOL_CODECS)),
+    ("direction_id", "direction", {"0": "Internal", "1": "Inbound", "2": "Outbound"}),
+])
+def test_every_code_decodes_through_both_paths(field, column, table):
+    rows = [{"id": f"c{code}", field: code} for code in table]
+    frame, rejected = cdr.calls_from_fields(rows)
+    assert rejected == {}
+    assert frame[column].astype(str).tolist() == list(table.values())
+    assert frame[field].tolist() == list(table)
+    for code, name in table.items():
+        record = read_cdr(_doc(f"<{field}>{code}</{field}>"))
+        assert record[column] == name
+        assert record[field] == code
+
+
+def test_unknown_codes_and_names():
+    record = read_cdr(_doc("<cause_id>99</cause_id><audio_codec_id>17</audio_codec_id>"
+                           "<direction_id>PSTN In</direction_id>"))
+    assert record["cause"] == "Unknown (99)"
+    assert record["audio_codec"] == "Unknown (17)"  # 17 is a gap in the table
+    assert record["direction"] == "PSTN In"  # newer servers write names
+    assert cdr.decode_enum("006", cdr.CAUSES) == "Busy"  # leading zeros
+    assert cdr.decode_enum("-1", cdr.CAUSES) == "Unknown (-1)"
+
+
+def test_directions_override():
+    record = read_cdr(_doc("<direction_id>3</direction_id>"),
+                      directions={"3": "PSTN Out"})
+    assert record["direction"] == "PSTN Out"
+    frame, _ = cdr.calls_from_fields([{"id": "a", "direction_id": "3"}],
+                                     directions={"3": "PSTN Out"})
+    assert frame["direction"].tolist() == ["PSTN Out"]
+
+
+@pytest.mark.parametrize("raw,expected", [
+    ("true", True), ("false", False), ("1", True), ("0", False), ("TRUE", True),
+    (" False ", False), ("yes", True), ("no", False), ("maybe", None), (None, None),
+])
+def test_booleans(raw, expected):
+    assert cdr.parse_bool(raw) is expected
+
+
+def test_boolean_fields_in_table():
+    frame, _ = cdr.calls_from_fields([{"id": "a", "ondemand": "1", "manual": "false"},
+                                      {"id": "b", "ondemand": "false"}])
+    assert str(frame["ondemand"].dtype) == "boolean"
+    assert frame["ondemand"].tolist() == [True, False]
+    assert bool(frame["manual"].iloc[0]) is False
+    assert pd.isna(frame["manual"].iloc[1])
+
+
+# --------------------------------------------------------------------------- fields
+
+
+def test_renames_and_children():
+    record = read_cdr(b"""<verbacdr><id>g1</id><location>NY</location>
+        <source_caller_id>1000</source_caller_id><destination_caller_id>+3612</destination_caller_id>
+        <source_name>Anna</source_name><destination_name>Bob</destination_name>
+        <modality_id>voice</modality_id><custom>x</custom></verbacdr>""")
+    assert (record["call_id"], record["site"], record["caller"], record["callee"],
+            record["caller_name"], record["callee_name"], record["modality"]) == \
+        ("g1", "NY", "1000", "+3612", "Anna", "Bob", "voice")
+    assert record["custom"] == "x"
+    assert "location" not in record and "source_caller_id" not in record
+
+
+def test_attributes_equal_child_elements():
+    as_children = read_cdr(b"<verbacdr><id>a</id><location>NY</location>"
+                           b"<start_time>2026-11-02 09:00:00</start_time></verbacdr>")
+    as_attributes = read_cdr(b'<verbacdr id="a" location="NY" '
+                             b'start_time="2026-11-02 09:00:00"/>')
+    pd.testing.assert_frame_equal(cdr.calls_frame([as_children]),
+                                  cdr.calls_frame([as_attributes]))
+    assert as_children["start_time"] == pd.Timestamp("2026-11-02 09:00", tz="UTC")
+
+
+def test_ccdr_id_any_root_and_both_ids():
+    assert read_cdr(b"<Call><ccdr_id>z9</ccdr_id></Call>")["call_id"] == "z9"
+    both = read_cdr(b"<x><id>a</id><ccdr_id>b</ccdr_id></x>")
+    assert both["call_id"] == "a" and both["ccdr_id"] == "b"
+
+
+def test_bom_and_escaped_characters():
+    data = ("\ufeff<?xml version='1.0' encoding='UTF-8'?><verbacdr><id>a</id>"
+            "<source_name>Smith &amp; Sons &lt;Sales&gt; &#233;</source_name>"
+            "<destination_name><![CDATA[<b>&</b>]]></destination_name>"
+            "<location>Győr</location></verbacdr>").encode("utf-8")
+    assert data.startswith(b"\xef\xbb\xbf")
+    record = read_cdr(data)
+    assert record["caller_name"] == "Smith & Sons <Sales> é"
+    assert record["callee_name"] == "<b>&</b>"
+    assert record["site"] == "Győr"
+
+
+def test_nested_flattening_and_repeats():
+    root = etree.fromstring(b"<c><id>x</id><shared_item kind='doc'><id>s1</id>"
+                            b"<publisher>1000</publisher><meta><a>1</a></meta></shared_item>"
+                            b"<tag>one</tag><tag>two</tag><empty/><blank>  </blank></c>")
+    assert cdr.fields_of(root) == {
+        "id": "x", "shared_item.kind": "doc", "shared_item.id": "s1",
+        "shared_item.publisher": "1000", "shared_item.meta.a": "1", "tag": "one; two"}
+
+
+def test_call_id_never_taken_from_nested_element():
+    with pytest.raises(CDRParseError, match="no id"):
+        read_cdr(b"<verbacdr><shared_item><id>s1</id></shared_item></verbacdr>")
+    frame, rejected = cdr.calls_from_fields(
+        [cdr.fields_of(etree.fromstring(b"<c><x><ccdr_id>n</ccdr_id></x></c>"))])
+    assert len(frame) == 0 and list(rejected) == [0]
+
+
+def test_extra_call_id_field_does_not_blank_other_rows():
+    # a foreign <call_id> field on one document must not erase the others' ids
+    frame, _ = cdr.calls_from_fields([{"id": "a", "call_id": "other"}, {"id": "b"}])
+    assert frame["call_id"].tolist() == ["other", "b"]
+    assert [cdr.record_from_fields(r)["call_id"] for r in ({"id": "a", "call_id": "other"},
+                                                           {"id": "b"})] == ["other", "b"]
+
+
+def test_duration_from_times_or_field():
+    assert read_cdr(_doc("<start_time>2026-11-02 09:00:00</start_time>"
+                         "<end_time>2026-11-02 09:02:03.250</end_time>"
+                         "<duration>1</duration>"))["duration"] == 123.25
+    assert read_cdr(_doc("<duration>42.5</duration>"))["duration"] == 42.5
+    assert pd.isna(read_cdr(_doc(""))["duration"])
+
+
+@pytest.mark.parametrize("data,reason", [
+    (b"", "empty"), (b"   \n", "empty"), (b"<verbacdr><id>a</id>", "malformed"),
+    (b"\x00\x01binary", "XML"), (b"<html/>", "not a CDR"),
+    (_doc("<start_time>soon</start_time>"), "not a time"),
+    (b'<!DOCTYPE v [<!ENTITY e "x">]><v><id>&e;</id></v>', "DTD"),
+])
+def test_parse_errors(data, reason):
+    with pytest.raises(CDRParseError, match=reason):
+        read_cdr(data)
+
+
+# --------------------------------------------------------------------------- times
+
+
+@pytest.mark.parametrize("raw,tz,utc", [
+    ("2026-11-02 09:15:02.120", "UTC", "2026-11-02 09:15:02.120"),
+    ("2026-11-02 09:15:02", "UTC", "2026-11-02 09:15:02"),
+    ("2026-11-02 09:15:02.120", "Europe/Budapest", "2026-11-02 08:15:02.120"),  # CET +1
+    ("2026-07-01 12:00:00", "Europe/Budapest", "2026-07-01 10:00:00"),  # CEST +2
+    ("2026-07-01 12:00:00", "America/New_York", "2026-07-01 16:00:00"),  # EDT -4
+    # clocks forward 2026-03-29 02:00 -> 03:00: 02:30 does not exist -> 03:00 CEST
+    ("2026-03-29 02:30:00", "Europe/Budapest", "2026-03-29 01:00:00"),
+    # clocks back 2026-10-25 03:00 -> 02:00: 02:30 happens twice -> first (CEST, +2)
+    ("2026-10-25 02:30:00", "Europe/Budapest", "2026-10-25 00:30:00"),
+    # New York falls back 2026-11-01 02:00 -> 01:00: 01:30 twice -> first (EDT, -4)
+    ("2026-11-01 01:30:00", "America/New_York", "2026-11-01 05:30:00"),
+    ("2026-11-01 01:30:00+01:00", "America/New_York", "2026-11-01 00:30:00"),  # own offset
+    ("2026-11-01 01:30:00Z", "Europe/Budapest", "2026-11-01 01:30:00"),
+])
+def test_times_both_paths(raw, tz, utc):
+    expected = pd.Timestamp(utc, tz="UTC")
+    assert cdr.parse_time(raw, tz) == expected
+    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}], tz=tz)
+    assert rejected == {}
+    assert frame["start_time"].iloc[0] == expected
+    assert str(frame["start_time"].dtype) == "datetime64[us, UTC]"
+
+
+def test_format_time_inverts_parse_time():
+    moment = pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
+    text = cdr.format_time(moment, "Europe/Budapest")
+    assert text == "2026-11-02 09:15:02.120"
+    assert cdr.parse_time(text, "Europe/Budapest") == moment
+
+
+# --------------------------------------------------------------------------- per record
+# == vectorised, on random documents
+
+_VALUES = {
+    "start_time": st.sampled_from(["2026-11-02 09:15:02.120", "2026-11-02 09:15:02",
+                                   "2026-10-25 02:30:00", "2026-03-29 02:30:00",
+                                   "2026-11-02T09:00:00+01:00", "2026-11-02 09:00:00Z",
+                                   "soon", "2026-13-45 00:00:00"]),
+    "end_time": st.sampled_from(["2026-11-02 09:20:00.001", "2026-11-02 09:15:02.120",
+                                 "2026-10-25 02:59:59"]),
+    "duration": st.sampled_from(["12.5", "0", "abc", "1e3"]),
+    "direction_id": st.sampled_from(["0", "1", "2", "7", "PSTN In", "01"]),
+    "cause_id": st.sampled_from(["0", "6", "500", "999", "Busy"]),
+    "audio_codec_id": st.sampled_from(["2", "90", "17"]),
+    "location": st.sampled_from(["NY", "LDN", "Győr"]),
+    "ondemand": st.sampled_from(["true", "0", "maybe"]),
+    "modality_id": st.sampled_from(PROTOCOL_MODALITIES),
+    "source_caller_id": st.sampled_from(["1000", "+3612345"]),
+    "ccdr_id": st.sampled_from(["k1", "k2"]),
+    "call_id": st.just("foreign"),
+    "site": st.just("other-site"),
+    "direction": st.just("sideways"),
+    "shared_item.id": st.just("s1"),
+    "extra": st.sampled_from(["x", "y & z"]),
+}
+
+
+@st.composite
+def _documents(draw):
+    fields = {}
+    if draw(st.integers(0, 5)):  # mostly with an id
+        fields["id"] = draw(st.sampled_from(["a", "b", "c"]))
+    for name, strategy in _VALUES.items():
+        if draw(st.integers(0, 2)) == 0:
+            fields[name] = draw(strategy)
+    return fields
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(rows=st.lists(_documents(), min_size=1, max_size=6),
+       tz=st.sampled_from(["UTC", "Europe/Budapest"]))
+def test_per_record_equals_vectorised(rows, tz):
+    records, rejected_expected = [], set()
+    for pos, fields in enumerate(rows):
+        try:
+            records.append(cdr.record_from_fields(fields, tz=tz))
+        except CDRParseError:
+            rejected_expected.add(pos)
+    frame, rejected = cdr.calls_from_fields(rows, tz=tz)
+    assert set(rejected) == rejected_expected
+    expected = cdr.calls_frame(records)
+    pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected)
+
+
+def test_calls_table_schema():
+    frame = cdr.calls_frame([read_cdr(_doc("<location>NY</location>"))])
+    assert list(frame.columns[:len(cdr.CALL_COLUMNS)]) == list(cdr.CALL_COLUMNS)
+    assert str(frame["site"].dtype) == "category"
+    assert str(frame["end_time"].dtype) == "datetime64[us, UTC]"
+    assert frame["duration"].dtype == "float64"
+    empty = cdr.empty_calls()
+    assert len(empty) == 0 and list(empty.columns) == list(cdr.CALL_COLUMNS)
