@@ -23,6 +23,10 @@ __all__ = ["Comparison", "choose_freq", "compare_calls", "write_report"]
 #: Columns that must agree between a call seen live and its CDR file.
 COMPARED_COLUMNS = ("site", "start_time", "end_time", "caller", "callee")
 
+#: The extension_stats columns the report shows (the Parquet file has them all).
+_EXTENSION_COLUMNS = ("calls", "inbound", "outbound", "internal", "total_duration",
+                      "mean_duration", "traffic", "peak_concurrent")
+
 #: Candidate bin widths for the concurrency chart and table, finest first.
 _FREQS = ("1min", "5min", "15min", "1h", "1D")
 
@@ -257,6 +261,11 @@ def _summary(calls: pd.DataFrame, tz: str, events: pd.DataFrame | None) -> dict[
     return items
 
 
+def _observed_span(calls: pd.DataFrame) -> pd.Timedelta | None:
+    start, end = calls["start_time"].min(), calls["end_time"].max()
+    return None if pd.isna(start) or pd.isna(end) else end - start
+
+
 def _concurrency_table(calls: pd.DataFrame, freq: str) -> pd.DataFrame:
     """Per-bin peak and mean per site, one row per bin, sites side by side."""
     from . import stats
@@ -339,7 +348,10 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
                   "traffic by weekday and hour", notes)
     try:
         profile = stats.traffic_profile(calls, tz=tz)
-        body += "<p>Mean traffic (erlangs) by day and hour of day.</p>"
+        used = profile.fillna(0).ne(0)
+        profile = profile.loc[used.any(axis=1), used.any(axis=0)]  # observed cells only
+        body += (f"<p>Mean traffic (erlangs) by weekday and hour of day ({html.escape(tz)}), "
+                 "for the days and hours with calls.</p>")
         body += _table(profile, 40, tz, index=True)
     except Exception as exc:  # noqa: BLE001 - listed under Report notes
         notes.append(f"traffic profile: {exc}")
@@ -349,17 +361,26 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
                   "top extensions", notes)
     try:
         ext = stats.extension_stats(calls)
-        body += _table(ext.head(20), 20, tz, index=not isinstance(ext.index, pd.RangeIndex))
+        shown = [c for c in _EXTENSION_COLUMNS if c in ext.columns] or list(ext.columns)
+        body += f"<p>The {min(len(ext), 15)} extensions in the most calls, of {len(ext):,}.</p>"
+        body += _table(ext[shown].head(15), 15, tz,
+                       index=not isinstance(ext.index, pd.RangeIndex))
     except Exception as exc:  # noqa: BLE001 - listed under Report notes
         notes.append(f"extension statistics: {exc}")
     sections.append(_section("Top extensions", body, "extensions"))
 
-    body = _chart(out, "capacity.png", lambda: plot.plot_capacity(calls),
+    body = _chart(out, "capacity.png", lambda: plot.plot_capacity(calls, tz=tz),
                   "Erlang B channels against blocking", notes)
     try:
         body += ("<p>Channels needed (Erlang B) for the busy-hour traffic at each blocking "
                  "target, against the observed peak.</p>")
-        cap = stats.capacity_table(calls)
+        span = _observed_span(calls)
+        if span is not None and span < pd.Timedelta("2h"):
+            body += (f'<p class="bad">Only {span / pd.Timedelta("1min"):,.0f} minutes of calls '
+                     "were observed. Busy-hour traffic is the mean over a whole clock hour, "
+                     "so hours observed in part understate it; the per-bin means above show "
+                     "the traffic while calls were observed.</p>")
+        cap = stats.capacity_table(calls, tz=tz)
         body += _table(cap, 20, tz, index=not isinstance(cap.index, pd.RangeIndex))
         body += "<h3>Busy hour</h3>" + _table(_busy_hour_table(calls, tz), 5, tz)
     except Exception as exc:  # noqa: BLE001 - listed under Report notes

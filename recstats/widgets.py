@@ -246,6 +246,8 @@ class LiveDashboard:
         """Calls that overlap ``[now - window, now]`` (ongoing calls included)."""
         if not len(calls):
             return calls
+        if "end_unknown" in calls.columns:  # ended while the capture was away: end unknown
+            calls = calls[~calls["end_unknown"].fillna(False).to_numpy(dtype=bool)]
         begin = now - self.window
         keep = (calls["start_time"] <= now) & (calls["end_time"].isna()
                                                | (calls["end_time"] > begin))
