@@ -1,0 +1,48 @@
+"""``recstats demo``: two simulated sites captured live, checked against their archive."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from recstats.cli import main
+
+
+@pytest.mark.timeout(120)
+def test_demo_writes_a_complete_report_with_zero_differences(tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--seconds", "4", "--seed", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "live vs archive: OK" in printed
+    assert f"report: {(out / 'index.html').resolve()}" in printed
+
+    cdr_files = sorted((out / "archive").rglob("*.xml"))
+    media = {p.stem for p in (out / "archive").rglob("*") if p.suffix in (".wav", ".txt")}
+    assert cdr_files and {p.stem for p in cdr_files} == media
+    sites = {p.relative_to(out / "archive").parts[0] for p in cdr_files}
+    assert len(sites) == 2                                  # two simulated sites
+
+    calls = pd.read_parquet(out / "calls.parquet")
+    assert sorted(calls["call_id"]) == sorted(p.stem for p in cdr_files)
+    assert set(calls["site"].astype(str)) == sites
+    events = pd.read_parquet(out / "events.parquet")
+    assert set(events["event"]) == {"start", "end"}
+    ended_live = set(events.loc[events["event"] == "end", "call_id"])
+    assert ended_live and ended_live <= set(calls["call_id"])   # every live end has a CDR
+
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "every ended live call matches its CDR" in text
+    for name in re.findall(r'<img src="([^"]+)"', text):
+        assert (out / name).read_bytes()[:4] == b"\x89PNG"
+    assert 'id="notes"' not in text                        # no chart or table failed
+    matched = re.search(r"<td>matched</td><td>(\d+)</td>", text)
+    assert matched and int(matched.group(1)) == len(ended_live)
+
+
+def test_demo_refuses_a_folder_that_is_not_a_previous_report(tmp_path, capsys):
+    (tmp_path / "precious.txt").write_text("keep me")
+    assert main(["demo", "--out", str(tmp_path), "--seconds", "1"]) == 2
+    assert "not a previous report" in capsys.readouterr().err
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
