@@ -78,6 +78,7 @@ class _Server:
         self.connects = 0
         self.unknown = 0
         self.last_error: str | None = None
+        self.site: str | None = None
 
     # journal ------------------------------------------------------------------------
 
@@ -201,6 +202,7 @@ class _Server:
             self.tables.end_unknown(self.name, call_id)
 
     def _emit(self, values: dict) -> None:
+        self.site = str(values["site"])
         if self.on_event is not None:
             try:
                 self.on_event(self.name, values)
@@ -208,11 +210,12 @@ class _Server:
                 self.last_error = f"on_event callback failed: {exc!r}"
 
     def status(self) -> dict[str, Any]:
-        return {"server": self.name, "connected": self.connected,
+        return {"server": self.name, "site": self.site, "connected": self.connected,
                 "since": _stamp(self.since), "last_keepalive": _stamp(self.last_keepalive),
                 "reconnects": max(self.connects - 1, 0),
                 "events": self.tables.counts.get(self.name, 0),
-                "unknown_messages": self.unknown, "last_error": self.last_error}
+                "ongoing": len(self.ongoing), "unknown_messages": self.unknown,
+                "last_error": self.last_error}
 
 
 # --------------------------------------------------------------------------- the capture
@@ -337,8 +340,10 @@ class Capture:
     def stop(self, timeout: float = 2.0) -> None:
         """Close every connection and wait (up to ``timeout`` s) for the threads.
 
-        Idempotent; the tables stay readable afterwards.
+        Idempotent (and a no-op before :meth:`start`); the tables stay readable.
         """
+        if not self._threads:
+            return
         self._stopping.set()
         with self._lock:
             clients = list(self._clients.values())
@@ -450,15 +455,16 @@ class Capture:
 
     @property
     def status(self) -> pd.DataFrame:
-        """One row per server: server, connected, since, last_keepalive, reconnects,
-        events, unknown_messages, last_error."""
+        """One row per server: server, site (the last one its calls named), connected,
+        since (last connect or disconnect), last_keepalive, reconnects, events,
+        ongoing (calls in progress), unknown_messages, last_error."""
         rows = [server.status() for server in self._servers.values()]
         frame = pd.DataFrame(rows)
         for column in ("since", "last_keepalive"):
             frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("us")
-        return frame.astype({"server": "str", "connected": "bool", "reconnects": "int64",
-                             "events": "int64", "unknown_messages": "int64",
-                             "last_error": "str"})
+        return frame.astype({"server": "str", "site": "str", "connected": "bool",
+                             "reconnects": "int64", "events": "int64", "ongoing": "int64",
+                             "unknown_messages": "int64", "last_error": "str"})
 
     # ------------------------------------------------------------------ replay
 

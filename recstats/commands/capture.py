@@ -1,0 +1,99 @@
+"""``recstats capture``: subscribe to recording servers and write the events table.
+
+One :class:`recstats.Capture` over every ``HOST:PORT``; a status line on stderr (events,
+calls in progress per site, servers connected) refreshed every second on a terminal and
+written as a plain line every few seconds otherwise. A server that cannot be reached is
+reported and retried while the others go on. The events table is written to Parquet
+when ``--duration`` is over or on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+
+from ..cli import UsageError
+
+_PLAIN_EVERY = 5.0  # seconds between status lines when stderr is not a terminal
+
+
+def status_line(status) -> str:
+    """One line: events, calls in progress per site, servers connected.
+
+    >>> import pandas as pd
+    >>> status_line(pd.DataFrame({"site": ["NY", None], "connected": [True, False],
+    ...                           "events": [7, 0], "ongoing": [2, 0]}))
+    'events 7 | NY: 2 ongoing | 1/2 servers connected'
+    """
+    sites: dict[str, int] = {}
+    for site, ongoing in zip(status["site"], status["ongoing"], strict=True):
+        if isinstance(site, str):
+            sites[site] = sites.get(site, 0) + int(ongoing)
+    per_site = ", ".join(f"{site}: {n} ongoing" for site, n in sorted(sites.items()))
+    parts = [f"events {int(status['events'].sum()):,}"]
+    if per_site:
+        parts.append(per_site)
+    parts.append(f"{int(status['connected'].sum())}/{len(status)} servers connected")
+    return " | ".join(parts)
+
+
+def _watch(capture, duration: float | None, stream) -> None:
+    """Show the status until ``duration`` seconds have passed (forever: None)."""
+    tty = hasattr(stream, "isatty") and stream.isatty()
+    began = time.monotonic()
+    shown_errors: dict[str, str] = {}
+    last_plain = None
+    while True:
+        left = None if duration is None else began + duration - time.monotonic()
+        if left is not None and left <= 0:
+            break
+        time.sleep(1.0 if left is None else min(1.0, left))
+        status = capture.status
+        for server, connected, error in zip(status["server"], status["connected"],
+                                            status["last_error"], strict=True):
+            if not connected and isinstance(error, str) and shown_errors.get(server) != error:
+                shown_errors[server] = error
+                if tty:
+                    stream.write("\r\x1b[K")
+                stream.write(f"{server}: {error} (retrying)\n")
+        line = status_line(status)
+        if tty:
+            stream.write(f"\r\x1b[K{line}")
+        elif last_plain is None or time.monotonic() - last_plain >= _PLAIN_EVERY:
+            stream.write(line + "\n")
+            last_plain = time.monotonic()
+        stream.flush()
+    if tty:
+        stream.write("\n")
+
+
+def run(args) -> int:
+    from ..capture import Capture
+
+    if args.duration is not None and not args.duration > 0:
+        raise UsageError(f"--duration must be positive, not {args.duration}")
+    out = Path(args.output)
+    if out.is_dir():
+        raise UsageError(f"{out} is a folder; -o needs a .parquet file name")
+    if not out.parent.is_dir():
+        raise UsageError(f"folder {out.parent} does not exist")
+    capture = Capture(args.servers, extensions=args.extension, journal=args.journal)
+    names = ", ".join(f"{host}:{port}" for host, port in capture.servers)
+    print(f"capturing {names}" + (f" for {args.duration:g} s" if args.duration else
+                                   " until Ctrl-C"), file=sys.stderr, flush=True)
+    capture.start()
+    try:
+        _watch(capture, args.duration, sys.stderr)
+    finally:
+        # also on Ctrl-C: what was captured is written before the interrupt goes on
+        capture.stop()
+        events = capture.events
+        partial = out.with_name(out.name + ".partial")
+        events.to_parquet(partial, index=False)
+        os.replace(partial, out)
+        status = capture.status
+        print(f"wrote {len(events):,} events of {events['call_id'].nunique():,} calls "
+              f"to {out}; {int(status['reconnects'].sum())} reconnects", file=sys.stderr)
+    return 0

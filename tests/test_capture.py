@@ -1,0 +1,399 @@
+"""recstats.capture: live capture of simulated servers checked against their truth."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recstats import cdr
+from recstats._capture_buffers import Tables
+from recstats.capture import Capture
+from recstats.simulator import RecorderSimulator
+
+pytestmark = pytest.mark.timeout(60)
+
+# fast traffic: ~20 calls per real second per site, ~16 calls in progress
+TRAFFIC = {"rate": 5.0, "mean_holding": 3.0, "speed": 4.0}
+COMPARED = ["call_id", "site", "start_time", "end_time", "duration", "caller", "callee",
+            "caller_name", "callee_name", "direction", "direction_id", "modality",
+            "cause", "cause_id", "audio_codec", "audio_codec_id"]
+
+
+def wait_for(predicate, timeout=10.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def plain(frame: pd.DataFrame) -> pd.DataFrame:
+    """Categories as text, so tables with different category sets compare by value."""
+    out = frame.copy()
+    for column in out.columns:
+        if isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].astype("str")
+    return out.sort_values("call_id").reset_index(drop=True)
+
+
+class Site:
+    """A simulator plus what a capture of it must contain."""
+
+    def __init__(self, location: str, seed: int, **kwargs):
+        self.sim = RecorderSimulator(location=location, seed=seed, **{**TRAFFIC, **kwargs})
+        self.location = location
+        self.expected: set[str] = set()
+        self.seen: set[str] = set()   # every call id the truth held at the last freeze
+        self.invisible: set[str] = set()  # started and ended while no one listened
+
+    def freeze(self) -> pd.DataFrame:
+        """Pause the clock; calls made since the last freeze become expected."""
+        self.sim.pause()
+        truth = self.sim.truth
+        self.expected |= set(truth.call_id) - self.seen - self.invisible
+        self.seen = set(truth.call_id)
+        return truth
+
+    def start_watching(self) -> None:
+        """Before a capture connects (clock paused): only ongoing calls are expected."""
+        wait_for(lambda: len(self.sim.ongoing) > 5, what="calls in progress")
+        truth = self.freeze()
+        ongoing = truth[truth.end_time.isna()]
+        assert len(ongoing) > 3, "the resync path needs calls in progress"
+        self.expected = set(ongoing.call_id)
+
+    def check(self, calls: pd.DataFrame) -> None:
+        """The capture's calls of this site equal the simulator's truth, exactly once."""
+        truth = self.sim.truth
+        mine = calls[calls.site == self.location]
+        assert not mine.call_id.duplicated().any()
+        assert set(mine.call_id) == self.expected
+        got = plain(mine)[COMPARED]
+        want = plain(truth[truth.call_id.isin(self.expected)])[COMPARED]
+        pd.testing.assert_frame_equal(got, want)
+
+
+def settle(capture: Capture, sites: list[Site]) -> pd.DataFrame:
+    """Wait until the capture has every expected call with its final state."""
+    def done():
+        calls = capture.calls
+        for site in sites:
+            truth = site.sim.truth
+            ended = set(truth.call_id[truth.end_time.notna()]) & site.expected
+            mine = calls[calls.site == site.location]
+            if set(mine.call_id) != site.expected:
+                return False
+            if set(mine.call_id[mine.end_time.notna()]) != ended:
+                return False
+        return True
+    wait_for(done, what="the capture to catch up with the simulators")
+    return capture.calls
+
+
+@pytest.fixture
+def two_sites():
+    sites = [Site("SITE-A", 1), Site("SITE-B", 2, rate=3.0)]
+    for site in sites:
+        site.sim.start()
+    yield sites
+    for site in sites:
+        site.sim.stop()
+
+
+def test_two_sites_match_truth_including_calls_found_by_resync(two_sites, tmp_path):
+    for site in two_sites:
+        site.start_watching()
+    capture = Capture([s.sim.address for s in two_sites], journal=tmp_path / "j")
+    with capture:
+        wait_for(lambda: capture.status.connected.all(), what="both connected")
+        settle(capture, two_sites)  # the ongoing calls arrive through the resync
+        for site in two_sites:
+            site.sim.resume()
+        time.sleep(1.5)
+        for site in two_sites:
+            site.freeze()
+        calls = settle(capture, two_sites)
+        events = capture.events
+        status = capture.status
+    for site in two_sites:
+        site.check(calls)
+    # calls in progress at the start came from the resync, later ones from notifications
+    starts = events[events.event == "start"]
+    resynced = set(starts.call_id[starts.origin == "resync"])
+    assert resynced and resynced.isdisjoint(starts.call_id[starts.origin == "notification"])
+    assert not starts.duplicated(["server", "call_id"]).any()
+    ends = events[events.event == "end"]
+    assert not ends.duplicated(["server", "call_id"]).any()
+    assert set(ends.call_id) == set(calls.call_id[calls.end_time.notna()])
+    # status counts agree with the events table
+    counts = events.groupby("server", observed=True).size()
+    assert dict(zip(status.server, status.events, strict=True)) == counts.to_dict()
+    assert (status.reconnects == 0).all() and status.connected.all()
+    assert not capture.status.connected.any()  # stopped
+    assert events.received_at.is_monotonic_increasing
+    assert str(events.received_at.dtype) == "datetime64[us, UTC]"
+    # the calls table has the calls-table schema, plus server and end_unknown
+    core = calls.drop(columns=["server", "end_unknown"])
+    pd.testing.assert_frame_equal(cdr.coerce_calls(core), core)
+    assert not calls.end_unknown.any()
+    ongoing = capture.ongoing
+    assert set(ongoing.call_id) == set(calls.call_id[calls.end_time.isna()])
+    # replaying the journal rebuilds the same tables
+    replayed = Capture.replay(tmp_path / "j")
+    pd.testing.assert_frame_equal(replayed.events, events)
+    pd.testing.assert_frame_equal(replayed.calls, calls)
+    assert replayed.status.events.tolist() == status.events.tolist()
+
+
+def test_drop_connections_reconnects_and_resyncs(tmp_path):
+    site = Site("SITE-D", 3)
+    with site.sim:
+        site.start_watching()
+        with Capture([site.sim.address], journal=tmp_path, backoff=0.5,
+                     max_backoff=1.0) as capture:
+            wait_for(lambda: capture.status.connected.all(), what="connected")
+            settle(capture, [site])
+            site.sim.resume()
+            time.sleep(0.5)
+            before = site.freeze()
+            settle(capture, [site])
+            # while the capture is away: some calls end, some start (and some of those end)
+            assert site.sim.drop_connections() == 1
+            site.sim.advance(2.0)
+            after = site.sim.truth
+            was_ongoing = set(before.call_id[before.end_time.isna()])
+            ended_away = was_ongoing & set(after.call_id[after.end_time.notna()])
+            born_away = after[~after.call_id.isin(before.call_id)]
+            site.invisible = set(born_away.call_id[born_away.end_time.notna()])
+            assert ended_away, "the test needs calls that end while the capture is away"
+            site.freeze()
+            calls = settle(capture, [site])
+            status = capture.status
+        events = capture.events
+    site.check(calls)
+    assert status.reconnects.tolist() == [1]
+    assert status.events.tolist() == [len(events)]
+    ends = events[events.event == "end"]
+    # calls that ended while away got their end (right time, checked above) via detail
+    assert set(ends.call_id[ends.origin == "detail"]) == ended_away
+    starts = events[events.event == "start"]
+    assert set(born_away.call_id) - site.invisible <= set(
+        starts.call_id[starts.origin == "resync"])
+    assert not starts.duplicated("call_id").any() and not ends.duplicated("call_id").any()
+    replayed = Capture.replay(tmp_path)
+    pd.testing.assert_frame_equal(replayed.events, events)
+    pd.testing.assert_frame_equal(replayed.calls, calls)
+    assert replayed.status.reconnects.tolist() == [1]
+
+
+def test_end_unknown_when_call_detail_fails(tmp_path):
+    # history=0: the server forgets ended calls, so their detail is an error answer
+    sim = RecorderSimulator(location="SITE-F", seed=4, history=0, **TRAFFIC)
+    with sim, Capture([sim.address], journal=tmp_path, backoff=0.5) as capture:
+        wait_for(lambda: len(capture.ongoing) > 3, what="ongoing calls")
+        sim.pause()
+        wait_for(lambda: set(capture.ongoing.call_id) == {c["id"] for c in sim.ongoing},
+                 what="capture in step")
+        known = set(capture.ongoing.call_id)
+        sim.drop_connections()
+        sim.advance(3.0)
+        gone = known - {c["id"] for c in sim.ongoing}
+        assert gone
+        wait_for(lambda: capture.status.reconnects.iloc[0] == 1
+                 and gone <= set(capture.calls.call_id[capture.calls.end_unknown]),
+                 what="the lost calls to be flagged")
+        calls = capture.calls
+    lost = calls[calls.end_unknown]
+    assert set(lost.call_id) == gone
+    assert lost.end_time.isna().all() and lost.start_time.notna().all()
+    assert gone.isdisjoint(capture.ongoing.call_id)
+    pd.testing.assert_frame_equal(Capture.replay(tmp_path).calls, calls)
+
+
+def test_server_down_at_start_is_captured_once_it_comes_up():
+    port = free_port()
+    with RecorderSimulator(location="UP", seed=5, **TRAFFIC) as up:
+        capture = Capture([up.address, ("127.0.0.1", port)], backoff=0.05, max_backoff=0.2)
+        with capture:
+            wait_for(lambda: capture.status.events.iloc[0] > 5, what="events from UP")
+            status = capture.status
+            assert status.connected.tolist() == [True, False]
+            assert "could not connect" in status.last_error.iloc[1]
+            with RecorderSimulator(port=port, location="LATE", seed=6, **TRAFFIC):
+                wait_for(lambda: capture.status.connected.all(), what="LATE connected")
+                wait_for(lambda: (capture.calls.site == "LATE").sum() > 3, what="LATE calls")
+            wait_for(lambda: not capture.status.connected.iloc[1], what="LATE gone")
+        assert capture.status.events.iloc[0] > 5  # UP went on meanwhile
+    calls = capture.calls
+    assert set(calls.site) == {"UP", "LATE"}
+    assert set(calls.server[calls.site == "LATE"]) == {f"127.0.0.1:{port}"}
+
+
+def test_malformed_bytes_end_the_session_not_the_capture():
+    with RecorderSimulator(location="BAD", seed=7, **TRAFFIC) as sim, \
+            Capture([sim.address], backoff=0.05) as capture:
+        wait_for(lambda: capture.status.events.iloc[0] > 0, what="events")
+        sim.send_raw(b"<VerbaApi><Notification></Oops></VerbaApi>")
+        wait_for(lambda: capture.status.reconnects.iloc[0] >= 1, what="reconnect")
+        count = capture.status.events.iloc[0]
+        wait_for(lambda: capture.status.events.iloc[0] > count, what="events after")
+        assert not capture.calls.duplicated("call_id").any()
+
+
+def test_stop_is_idempotent_and_joins_threads():
+    dead = free_port()
+    with RecorderSimulator(location="S", seed=8, **TRAFFIC) as sim:
+        capture = Capture([sim.address, f"127.0.0.1:{dead}"], backoff=5, max_backoff=10)
+        capture.stop()  # before start: nothing to do
+        capture.start()
+        wait_for(lambda: capture.status.connected.iloc[0], what="connected")
+        capture.stop()
+        assert not capture.running  # both threads ended within stop()'s timeout
+        capture.stop()
+        assert not capture.running and not capture.status.connected.any()
+        with pytest.raises(RuntimeError):
+            capture.start()
+
+
+def test_server_arguments_are_validated():
+    assert Capture("h:1").servers == [("h", 1)]
+    assert Capture(("h", 2)).servers == [("h", 2)]
+    assert Capture([("h", 2), "g:3"]).servers == [("h", 2), ("g", 3)]
+    for bad in (["nohost"], ["h:0"], [("h", "x")], [], ["h:1", ("h", 1)]):
+        with pytest.raises(ValueError):
+            Capture(bad)
+
+
+# --------------------------------------------------------------------------- buffers
+
+
+def _record(call_id, **fields):
+    raw = {"id": call_id, **fields}
+    return cdr.read_cdr(cdr.cdr_xml(raw))
+
+
+def test_buffers_merge_like_a_brute_force_reference():
+    rng = np.random.default_rng(11)
+    tables = Tables()
+    merged: dict[tuple[str, str], dict] = {}
+    servers = ["h:1", "h:2"]
+    t = 1_000_000
+    for i in range(300):
+        server = servers[rng.integers(2)]
+        call_id = f"c{rng.integers(120)}"
+        fields = {"start_time": f"2026-11-02 09:{rng.integers(60):02d}:00.{i % 1000:03d}"}
+        if rng.random() < 0.5:
+            fields["end_time"] = "2026-11-02 10:00:00"
+            fields["cause_id"] = str(rng.choice(["0", "6", "99"]))
+        if rng.random() < 0.7:
+            fields["location"] = f"L{server[-1]}"
+        if rng.random() < 0.3:
+            fields["ondemand"] = str(rng.choice(["true", "0"]))
+        if rng.random() < 0.2:
+            fields[f"extra_{rng.integers(3)}"] = f"x{i}"
+        record = _record(call_id, **fields)
+        t += int(rng.integers(0, 3))
+        tables.add(t, server, "end" if "end_time" in fields else "start", "notification",
+                   record)
+        key = (server, call_id)
+        base = merged.setdefault(key, {"site": record["site"] or server, "server": server})
+        base.update({k: v for k, v in record.items()
+                     if v is not None and not (isinstance(v, float) and np.isnan(v))
+                     and v is not pd.NaT})
+    for row in merged.values():  # the duration of the merged start and end
+        if "start_time" in row and "end_time" in row:
+            row["duration"] = (row["end_time"] - row["start_time"]).total_seconds()
+    got = tables.calls_frame()
+    assert len(got) == len(merged)
+    want = cdr.calls_frame(list(merged.values()))
+    got_cmp = plain(got).sort_values(["call_id", "server"]).reset_index(drop=True)
+    want_cmp = plain(want).sort_values(["call_id", "server"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(got_cmp[want_cmp.columns], want_cmp)
+    events = tables.events_frame()
+    assert len(events) == 300
+    assert events.received_at.is_monotonic_increasing
+    assert (events.received_at.astype("int64") >= 1_000_000).all()
+
+
+def test_event_site_falls_back_to_call_then_server():
+    tables = Tables()
+    tables.add(1, "h:1", "start", "notification", _record("a", location="NY"))
+    tables.add(2, "h:1", "end", "notification", _record("a", end_time="2026-01-01 00:00:01"))
+    tables.add(3, "h:1", "start", "notification", _record("b"))
+    events = tables.events_frame()
+    assert events.site.astype("str").tolist() == ["NY", "NY", "h:1"]
+    calls = tables.calls_frame()
+    assert calls.set_index("call_id").site.astype("str").to_dict() == {"a": "NY", "b": "h:1"}
+
+
+def test_replay_skips_a_cut_last_line(tmp_path):
+    with RecorderSimulator(location="J", seed=9, **TRAFFIC) as sim, \
+            Capture([sim.address], journal=tmp_path) as capture:
+        wait_for(lambda: capture.status.events.iloc[0] > 3, what="events")
+    events = capture.events
+    (journal,) = tmp_path.glob("*.jsonl")
+    header = json.loads(journal.read_text().splitlines()[0])
+    assert header["server"] == f"127.0.0.1:{sim.port}"
+    with open(journal, "a") as handle:
+        handle.write('{"t": 12, "doc": "PFZlcmJh')  # a write cut by a crash
+    replayed = Capture.replay(journal)
+    pd.testing.assert_frame_equal(replayed.events, events)
+    assert "1 journal line" in replayed.status.last_error.iloc[0]
+
+
+# --------------------------------------------------------------------------- command
+
+
+def test_capture_command_writes_parquet(tmp_path, capsys):
+    from recstats.cli import main
+
+    dead = free_port()
+    out = tmp_path / "events.parquet"
+    with RecorderSimulator(location="CLI", seed=10, **TRAFFIC) as sim:
+        code = main(["capture", f"127.0.0.1:{sim.port}", f"127.0.0.1:{dead}",
+                     "--duration", "1.5", "-o", str(out), "--journal", str(tmp_path / "j")])
+    assert code == 0
+    err = capsys.readouterr().err
+    assert f"127.0.0.1:{dead}" in err and "could not connect" in err
+    events = pd.read_parquet(out)
+    assert len(events) > 5 and set(events.site) == {"CLI"}
+    assert {"received_at", "server", "event", "call_id"} <= set(events.columns)
+    pd.testing.assert_frame_equal(events, Capture.replay(tmp_path / "j").events,
+                                  check_categorical=False)
+
+
+def test_capture_command_writes_parquet_on_ctrl_c(tmp_path):
+    out = tmp_path / "events.parquet"
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with RecorderSimulator(location="INT", seed=12, **TRAFFIC) as sim:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "recstats.cli", "capture", f"127.0.0.1:{sim.port}",
+             "-o", str(out)], stderr=subprocess.PIPE, text=True, env=env)
+        try:
+            assert "capturing" in proc.stderr.readline()
+            assert "events" in proc.stderr.readline()  # a status line: the capture runs
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=20)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert len(pd.read_parquet(out)) > 0
