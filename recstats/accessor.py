@@ -19,7 +19,7 @@ np.int64(2)
 from __future__ import annotations
 
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -152,35 +152,36 @@ class CallsAccessor:
         return stats.concurrency(self._frame, freq=freq, by=by, until=until)
 
     def busy_hour(self, method: str = "time-consistent", days: Any = None,
-                  tz: str = "UTC") -> Any:
+                  tz: str = "UTC", *, until: Any = None) -> Any:
         """The busy hour (ITU-T E.500): :func:`recstats.stats.busy_hour`.
 
         >>> calls.calls.busy_hour().hour  # doctest: +SKIP
         9
         """
         from . import stats
-        return stats.busy_hour(self._frame, method=method, days=days, tz=tz)
+        return stats.busy_hour(self._frame, method=method, days=days, tz=tz, until=until)
 
-    def traffic_profile(self, tz: str = "UTC") -> pd.DataFrame:
+    def traffic_profile(self, tz: str = "UTC", *, until: Any = None) -> pd.DataFrame:
         """Mean erlangs per weekday x hour: :func:`recstats.stats.traffic_profile`.
 
         >>> calls.calls.traffic_profile().shape  # doctest: +SKIP
         (7, 24)
         """
         from . import stats
-        return stats.traffic_profile(self._frame, tz=tz)
+        return stats.traffic_profile(self._frame, tz=tz, until=until)
 
-    def extensions(self, extensions: Iterable[str] | None = None) -> pd.DataFrame:
+    def extensions(self, extensions: Any = None, *, tz: str = "UTC",
+                   until: Any = None) -> pd.DataFrame:
         """Per-extension figures: :func:`recstats.stats.extension_stats`.
 
         >>> calls.calls.extensions().index.name  # doctest: +SKIP
         'extension'
         """
         from . import stats
-        return stats.extension_stats(self._frame, extensions=extensions)
+        return stats.extension_stats(self._frame, extensions=extensions, tz=tz, until=until)
 
     def capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
-                 tz: str = "UTC") -> pd.DataFrame:
+                 tz: str = "UTC", *, until: Any = None) -> pd.DataFrame:
         """Channels needed per site at each blocking target:
         :func:`recstats.stats.capacity_table`.
 
@@ -188,10 +189,14 @@ class CallsAccessor:
         2
         """
         from . import stats
-        return stats.capacity_table(self._frame, blocking=blocking, tz=tz)
+        return stats.capacity_table(self._frame, blocking=blocking, tz=tz, until=until)
 
-    def summary(self, tz: str = "UTC") -> CallsSummary:
+    def summary(self, tz: str = "UTC", *, until: Any = None) -> CallsSummary:
         """Calls, sites, span, ongoing calls, peak concurrency and busy hour (in ``tz``).
+
+        Peak and busy hour come from :func:`recstats.stats.concurrency` and
+        :func:`recstats.stats.busy_hour` (time-consistent); ongoing calls count until
+        ``until`` (default now). Without any traffic the busy hour is ``None``.
 
         >>> calls.calls.summary().peak  # doctest: +SKIP
         2
@@ -207,45 +212,55 @@ class CallsAccessor:
         first = pd.Timestamp(frame["start_time"].min())
         last = frame["end_time"].max()
         last = pd.Timestamp(frame["start_time"].max() if pd.isna(last) else last)
-        steps = stats.concurrency(frame)
-        at = int(steps["concurrent"].to_numpy().argmax())
-        busy = stats.busy_hour(frame, tz=tz)
+        steps = stats.concurrency(frame, until=until)
+        peak, peak_time = 0, None
+        if len(steps):
+            at = int(steps["concurrent"].to_numpy().argmax())
+            peak, peak_time = int(steps["concurrent"].iat[at]), pd.Timestamp(steps["time"].iat[at])
+        hour = traffic = None
+        if peak:  # busy_hour refuses a table without traffic
+            busy = stats.busy_hour(frame, tz=tz, until=until)
+            hour, traffic = int(busy.hour), float(busy.traffic)
         return CallsSummary(
             calls=len(frame), sites=sites, first_start=first, last_end=last, ongoing=ongoing,
-            peak=int(steps["concurrent"].iat[at]), peak_time=pd.Timestamp(steps["time"].iat[at]),
-            busy_hour=int(busy.hour), busy_hour_traffic=float(busy.traffic), tz=tz)
+            peak=peak, peak_time=peak_time, busy_hour=hour, busy_hour_traffic=traffic, tz=tz)
 
     # ------------------------------------------------------------------ charts
 
     def plot_concurrency(self, freq: str | None = "15min", by: str | None = None,
-                         tz: str = "UTC", ax: Any = None, exact: bool = True) -> Any:
+                         tz: str = "UTC", ax: Any = None, exact: bool = True, *,
+                         until: Any = None) -> Any:
         """Concurrency chart: :func:`recstats.plot.plot_concurrency`; returns the Figure.
 
         >>> calls.calls.plot_concurrency(by="site", tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_concurrency(self._frame, freq=freq, by=by, tz=tz, ax=ax, exact=exact)
+        return plot.plot_concurrency(self._frame, freq=freq, by=by, tz=tz, ax=ax, exact=exact,
+                                     until=until)
 
-    def plot_traffic_heatmap(self, tz: str = "UTC", ax: Any = None) -> Any:
+    def plot_traffic_heatmap(self, tz: str = "UTC", ax: Any = None, *,
+                             until: Any = None) -> Any:
         """Weekday x hour traffic heatmap: :func:`recstats.plot.plot_traffic_heatmap`.
 
         >>> calls.calls.plot_traffic_heatmap(tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_traffic_heatmap(self._frame, tz=tz, ax=ax)
+        return plot.plot_traffic_heatmap(self._frame, tz=tz, ax=ax, until=until)
 
     def plot_extensions(self, top: int = 10, by: str = "calls",
-                        extensions: Iterable[str] | None = None, ax: Any = None) -> Any:
+                        extensions: Any = None, ax: Any = None, *, tz: str = "UTC",
+                        until: Any = None) -> Any:
         """Top extensions bar chart: :func:`recstats.plot.plot_extensions`.
 
         >>> calls.calls.plot_extensions(top=5, by="traffic")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_extensions(self._frame, top=top, by=by, extensions=extensions, ax=ax)
+        return plot.plot_extensions(self._frame, top=top, by=by, extensions=extensions, ax=ax,
+                                    tz=tz, until=until)
 
     def plot_capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
                       traffic: float | None = None, peak: float | None = None,
-                      ax: Any = None, tz: str = "UTC") -> Any:
+                      ax: Any = None, tz: str = "UTC", *, until: Any = None) -> Any:
         """Erlang B channels-vs-traffic chart with the observed busy hour and peak:
         :func:`recstats.plot.plot_capacity`.
 
@@ -253,4 +268,4 @@ class CallsAccessor:
         """
         from . import plot
         return plot.plot_capacity(self._frame, blocking=blocking, traffic=traffic, peak=peak,
-                                  ax=ax, tz=tz)
+                                  ax=ax, tz=tz, until=until)

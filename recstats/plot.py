@@ -22,7 +22,7 @@ and tests can find them again.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import matplotlib.dates as mdates
@@ -113,7 +113,8 @@ def _percent(blocking: float) -> str:
 
 
 def plot_concurrency(calls: pd.DataFrame, freq: str | None = "15min", by: str | None = None,
-                     tz: str = "UTC", ax: Axes | None = None, exact: bool = True) -> Figure:
+                     tz: str = "UTC", ax: Axes | None = None, exact: bool = True, *,
+                     until: Any = None) -> Figure:
     """Concurrent calls over time: the exact step curve and/or per-bin peak and mean.
 
     * ``exact=True`` draws :func:`recstats.stats.concurrency` ``(calls, by=by)`` as a
@@ -126,6 +127,8 @@ def plot_concurrency(calls: pd.DataFrame, freq: str | None = "15min", by: str | 
       point is appended at the last bin's end so the last bin shows its width.
       ``freq=None`` leaves them out.
     * ``by`` (e.g. ``"site"``) draws one set of lines per group, one colour per group.
+    * ``until``: where ongoing calls (no ``end_time``) stop counting, as in
+      :func:`recstats.stats.concurrency` (default: now).
 
     The highest point drawn (the exact peak if drawn, else the highest bin peak) is
     marked and annotated with its value and time (gid ``"peak"``). The time axis is
@@ -147,19 +150,21 @@ def plot_concurrency(calls: pd.DataFrame, freq: str | None = "15min", by: str | 
         return what if group is None else f"{group}: {what}"
 
     if exact:
-        frame = stats.concurrency(calls, by=by)
+        frame = stats.concurrency(calls, by=by, until=until)
         for group, part in _exact_groups(frame, by):
             if part.empty:
                 continue
             x = _utc_values(part["time"])
             y = part["concurrent"].to_numpy()
+            # lighter under bin summaries, which would otherwise drown in a long curve
             ax.plot(x, y, drawstyle="steps-post", color=colour(group), linewidth=1.0,
+                    alpha=1.0 if freq is None else 0.5,
                     label=name(group, "calls in progress"), gid="exact")
             at = int(np.argmax(y))
             if peak is None or y[at] > peak[0]:
                 peak = (y[at], x[at], group)
     if freq is not None:
-        binned = stats.concurrency(calls, freq=freq, by=by)
+        binned = stats.concurrency(calls, freq=freq, by=by, until=until)
         step = pd.tseries.frequencies.to_offset(freq)
         for group, part in _binned_groups(binned, by):
             if part.empty:
@@ -210,16 +215,18 @@ def plot_concurrency(calls: pd.DataFrame, freq: str | None = "15min", by: str | 
 # --------------------------------------------------------------------------- heatmap
 
 
-def plot_traffic_heatmap(calls: pd.DataFrame, tz: str = "UTC", ax: Axes | None = None) -> Figure:
+def plot_traffic_heatmap(calls: pd.DataFrame, tz: str = "UTC", ax: Axes | None = None, *,
+                         until: Any = None) -> Figure:
     """Weekday x hour heatmap of :func:`recstats.stats.traffic_profile` (mean erlangs).
 
     Rows are Monday..Sunday, columns the hours 0..23 of the day in zone ``tz``; the
-    colour bar is in erlangs. Cells never observed are left blank.
+    colour bar is in erlangs. Cells never observed are left blank. ``until`` is passed
+    on to traffic_profile (where ongoing calls stop counting).
 
     >>> plot_traffic_heatmap(calls, tz="Europe/Budapest")  # doctest: +SKIP
     """
     fig, ax = _figure_axes(ax, (10, 3.8))
-    profile = stats.traffic_profile(calls, tz=tz)
+    profile = stats.traffic_profile(calls, tz=tz, until=until)
     values = profile.to_numpy(dtype="float64")
     image = ax.imshow(values, aspect="auto", interpolation="nearest", cmap="viridis",
                       vmin=0, gid="traffic-profile")
@@ -239,12 +246,14 @@ def plot_traffic_heatmap(calls: pd.DataFrame, tz: str = "UTC", ax: Axes | None =
 
 
 def plot_extensions(calls: pd.DataFrame, top: int = 10, by: str = "calls",
-                    extensions: Iterable[str] | None = None, ax: Axes | None = None) -> Figure:
+                    extensions: Any = None, ax: Axes | None = None, *, tz: str = "UTC",
+                    until: Any = None) -> Figure:
     """Horizontal bars of the ``top`` extensions by ``by``, largest at the top.
 
     ``by`` is a column of :func:`recstats.stats.extension_stats`: ``"calls"`` or
     ``"traffic"`` (erlangs) usually, or any other of its numeric columns. Ties keep
-    extension_stats' order. ``extensions`` limits the table as in extension_stats.
+    extension_stats' order. ``extensions`` (which numbers are extensions), ``tz`` and
+    ``until`` are passed on to extension_stats.
     Each bar is labelled with its value.
 
     >>> plot_extensions(calls, top=5, by="traffic")  # doctest: +SKIP
@@ -252,7 +261,7 @@ def plot_extensions(calls: pd.DataFrame, top: int = 10, by: str = "calls",
     if top < 1:
         raise ValueError(f"top must be at least 1, not {top}")
     fig, ax = _figure_axes(ax, (7, 1.2 + 0.35 * top))
-    table = stats.extension_stats(calls, extensions=extensions)
+    table = stats.extension_stats(calls, extensions=extensions, tz=tz, until=until)
     numeric = [c for c in table.columns if pd.api.types.is_numeric_dtype(table[c])]
     if by not in numeric:
         raise ValueError(f"by must be one of {', '.join(numeric)}; got {by!r}")
@@ -278,7 +287,7 @@ def plot_extensions(calls: pd.DataFrame, top: int = 10, by: str = "calls",
 def plot_capacity(calls: pd.DataFrame | None = None,
                   blocking: Sequence[float] = (0.001, 0.01, 0.05),
                   traffic: float | None = None, peak: float | None = None,
-                  ax: Axes | None = None, tz: str = "UTC") -> Figure:
+                  ax: Axes | None = None, tz: str = "UTC", *, until: Any = None) -> Figure:
     """Erlang B: channels needed against offered traffic, one curve per blocking target.
 
     Each curve is :func:`recstats.stats.channels_for` ``(x, b)`` sampled on an even grid
@@ -289,7 +298,8 @@ def plot_capacity(calls: pd.DataFrame | None = None,
     * the observed peak concurrency (horizontal line, gid ``"observed-peak"``).
 
     Both come from :func:`recstats.stats.capacity_table` ``(calls, blocking, tz)`` (its
-    ``"all"`` row) or are given as ``traffic`` / ``peak``, which win over ``calls``.
+    ``"all"`` row; ``until`` is passed on) or are given as ``traffic`` / ``peak``, which
+    win over ``calls``.
 
     >>> fig = plot_capacity(traffic=12.5, peak=19)
     >>> [line.get_label() for line in fig.axes[0].lines][:3]
@@ -301,7 +311,7 @@ def plot_capacity(calls: pd.DataFrame | None = None,
     fig, ax = _figure_axes(ax, (8, 5))
     busy_hour = None
     if calls is not None and (traffic is None or peak is None) and len(calls):
-        table = stats.capacity_table(calls, blocking=tuple(targets), tz=tz)
+        table = stats.capacity_table(calls, blocking=tuple(targets), tz=tz, until=until)
         row = table.loc["all"] if "all" in table.index else table.iloc[-1]
         if traffic is None:
             traffic = float(row["busy_hour_traffic"])

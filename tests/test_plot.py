@@ -1,0 +1,297 @@
+"""recstats.plot: the figures draw exactly what recstats.stats computes."""
+
+from __future__ import annotations
+
+import matplotlib.dates as mdates
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from recstats import plot, stats
+from recstats.cdr import coerce_calls, empty_calls
+
+
+def _calls(rows, **extra):
+    frame = pd.DataFrame(rows, columns=["call_id", "site", "start_time", "end_time",
+                                        "caller", "callee"])
+    for name, values in extra.items():
+        frame[name] = values
+    return coerce_calls(frame)
+
+
+@pytest.fixture
+def calls():
+    # NY: a 09:00-09:20, b 09:10-09:30; LA: c 09:05-10:05, d 09:50-10:00 (UTC)
+    # all calls in progress: 09:00 1, 09:05 2, 09:10 3, 09:20 2, 09:30 1, 09:50 2,
+    # 10:00 1, 10:05 0 -> peak 3 at 09:10 UTC
+    return _calls([
+        ("a", "NY", "2026-11-02 09:00", "2026-11-02 09:20", "100", "200"),
+        ("b", "NY", "2026-11-02 09:10", "2026-11-02 09:30", "101", "100"),
+        ("c", "LA", "2026-11-02 09:05", "2026-11-02 10:05", "+3612345", "102"),
+        ("d", "LA", "2026-11-02 09:50", "2026-11-02 10:00", "100", "+3699999"),
+    ])
+
+
+def _utc(texts):
+    return pd.DatetimeIndex(pd.to_datetime(texts)).as_unit("us").to_numpy()
+
+
+def _lines(ax, gid):
+    return [line for line in ax.lines if line.get_gid() == gid]
+
+
+def _texts(ax, gid):
+    return [t for t in ax.texts if t.get_gid() == gid]
+
+
+# --------------------------------------------------------------------------- concurrency
+
+
+def test_exact_step_curve_is_the_concurrency_frame(calls):
+    fig = plot.plot_concurrency(calls, freq=None)
+    assert isinstance(fig, Figure)
+    ax = fig.axes[0]
+    (line,) = _lines(ax, "exact")
+    assert line.get_drawstyle() == "steps-post"
+    expected = stats.concurrency(calls)
+    np.testing.assert_array_equal(line.get_xdata(), expected["time"].dt.tz_convert(None))
+    np.testing.assert_array_equal(line.get_ydata(), expected["concurrent"])
+    # and independently of stats: the hand-computed step function
+    np.testing.assert_array_equal(line.get_xdata(), _utc(
+        ["2026-11-02 09:00", "2026-11-02 09:05", "2026-11-02 09:10", "2026-11-02 09:20",
+         "2026-11-02 09:30", "2026-11-02 09:50", "2026-11-02 10:00", "2026-11-02 10:05"]))
+    np.testing.assert_array_equal(line.get_ydata(), [1, 2, 3, 2, 1, 2, 1, 0])
+    assert not _lines(ax, "bin-peak") and not _lines(ax, "bin-mean")
+
+
+def test_binned_peak_and_mean_lines(calls):
+    fig = plot.plot_concurrency(calls, freq="30min", exact=False)
+    ax = fig.axes[0]
+    assert not _lines(ax, "exact")
+    (peak,), (mean,) = _lines(ax, "bin-peak"), _lines(ax, "bin-mean")
+    binned = stats.concurrency(calls, freq="30min")
+    starts = binned.index.tz_convert(None).as_unit("us").to_numpy()
+    for line, column in ((peak, "peak"), (mean, "mean")):
+        assert line.get_drawstyle() == "steps-post"
+        x, y = line.get_xdata(), line.get_ydata()
+        np.testing.assert_array_equal(x[:-1], starts)
+        assert x[-1] == starts[-1] + np.timedelta64(30, "m")  # the last bin's end
+        np.testing.assert_allclose(y[:-1], binned[column])
+        assert y[-1] == y[-2]
+    # by hand: 09:00-09:30 peak 3, mean (20+20+25+0)/30; 09:30-10:00 peak 2,
+    # mean (30+10)/30; 10:00-10:30 peak 1, mean 5/30
+    np.testing.assert_array_equal(peak.get_ydata()[:-1], [3, 2, 1])
+    np.testing.assert_allclose(mean.get_ydata()[:-1], [65 / 30, 40 / 30, 5 / 30])
+
+
+def test_exact_and_binned_together(calls):
+    ax = plot.plot_concurrency(calls, freq="15min").axes[0]
+    assert len(_lines(ax, "exact")) == len(_lines(ax, "bin-peak")) == 1
+    assert len(_lines(ax, "bin-mean")) == 1
+    assert "erlangs" in ax.get_ylabel()
+
+
+def test_one_line_per_group_with_by(calls):
+    ax = plot.plot_concurrency(calls, freq="1h", by="site").axes[0]
+    exact = _lines(ax, "exact")
+    assert [line.get_label() for line in exact] == ["LA: calls in progress",
+                                                     "NY: calls in progress"]
+    frame = stats.concurrency(calls, by="site")
+    for line, site in zip(exact, ["LA", "NY"], strict=True):
+        part = frame[frame["site"] == site]
+        np.testing.assert_array_equal(line.get_xdata(), part["time"].dt.tz_convert(None))
+        np.testing.assert_array_equal(line.get_ydata(), part["concurrent"])
+    np.testing.assert_array_equal(exact[1].get_ydata(), [1, 2, 1, 0])  # NY by hand
+    binned = stats.concurrency(calls, freq="1h", by="site")
+    for line, site in zip(_lines(ax, "bin-peak"), ["LA", "NY"], strict=True):
+        np.testing.assert_array_equal(line.get_ydata()[:-1], binned.loc[site, "peak"])
+    # a group keeps one colour across its lines
+    colours = {line.get_label().split(":")[0]: set() for line in ax.lines
+               if line.get_gid() in ("exact", "bin-peak", "bin-mean")}
+    for line in ax.lines:
+        if line.get_gid() in ("exact", "bin-peak", "bin-mean"):
+            colours[line.get_label().split(":")[0]].add(line.get_color())
+    assert all(len(c) == 1 for c in colours.values()) and len(colours) == 2
+    assert ax.get_title() == "Concurrent calls by site"
+
+
+def test_peak_annotated_with_value_and_local_time(calls):
+    ax = plot.plot_concurrency(calls, freq=None, tz="Europe/Budapest").axes[0]
+    (note,) = _texts(ax, "peak")
+    # 09:10 UTC is 10:10 in Budapest (CET, UTC+1, in November)
+    assert "3 calls" in note.get_text()
+    assert "2026-11-02 10:10:00 Europe/Budapest" in note.get_text()
+    assert note.xy == pytest.approx((mdates.date2num(np.datetime64("2026-11-02T09:10")), 3))
+    assert ax.get_xlabel() == "time (Europe/Budapest)"
+
+
+def test_time_axis_ticks_in_the_requested_zone(calls):
+    fig = plot.plot_concurrency(calls, freq=None, tz="America/New_York")
+    ax = fig.axes[0]
+    formatter = ax.xaxis.get_major_formatter()
+    assert isinstance(formatter, mdates.ConciseDateFormatter)
+    # 09:00 UTC is 04:00 in New York (EST, UTC-5, in November)
+    ticks = [mdates.date2num(np.datetime64("2026-11-02T09:00")),
+             mdates.date2num(np.datetime64("2026-11-02T09:30"))]
+    assert formatter.format_ticks(ticks) == ["04:00", "04:30"]
+
+
+def test_binned_only_annotates_the_highest_bin_peak(calls):
+    ax = plot.plot_concurrency(calls, freq="30min", exact=False).axes[0]
+    (note,) = _texts(ax, "peak")
+    assert "3 calls" in note.get_text() and "2026-11-02 09:00:00 UTC" in note.get_text()
+
+
+def test_concurrency_needs_something_to_draw(calls):
+    with pytest.raises(ValueError, match="nothing to draw"):
+        plot.plot_concurrency(calls, freq=None, exact=False)
+
+
+def test_concurrency_of_no_calls_is_an_empty_chart():
+    fig = plot.plot_concurrency(empty_calls(), freq="15min")
+    ax = fig.axes[0]
+    assert not ax.lines or all(len(line.get_xdata()) == 0 for line in ax.lines)
+    assert [t.get_text() for t in _texts(ax, "no-data")] == ["no calls"]
+    assert ax.get_title() == "Concurrent calls"
+
+
+# --------------------------------------------------------------------------- ax handling
+
+
+@pytest.mark.parametrize("draw", [
+    lambda calls, ax: plot.plot_concurrency(calls, ax=ax),
+    lambda calls, ax: plot.plot_traffic_heatmap(calls, ax=ax),
+    lambda calls, ax: plot.plot_extensions(calls, ax=ax),
+    lambda calls, ax: plot.plot_capacity(calls, ax=ax),
+], ids=["concurrency", "heatmap", "extensions", "capacity"])
+def test_draws_on_the_given_axes(calls, draw):
+    fig = Figure()
+    left, right = fig.subplots(1, 2)
+    assert draw(calls, right) is fig
+    assert right.has_data() and not left.has_data()
+    assert right.get_title() and right.get_xlabel() and right.get_ylabel()
+
+
+def test_new_figures_do_not_touch_pyplot(calls):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    plot.plot_concurrency(calls)
+    plot.plot_traffic_heatmap(calls)
+    plot.plot_extensions(calls)
+    plot.plot_capacity(calls)
+    assert plt.get_fignums() == before
+
+
+def test_figures_render_headless(calls, tmp_path):
+    fig = plot.plot_concurrency(calls, by="site", tz="Europe/Budapest")
+    fig.savefig(tmp_path / "c.png")
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --------------------------------------------------------------------------- heatmap
+
+
+def test_heatmap_is_the_traffic_profile(calls):
+    fig = plot.plot_traffic_heatmap(calls, tz="Europe/Budapest")
+    ax = fig.axes[0]
+    (image,) = ax.images
+    profile = stats.traffic_profile(calls, tz="Europe/Budapest")
+    np.testing.assert_array_equal(np.ma.filled(image.get_array(), np.nan),
+                                  profile.to_numpy(dtype="float64"))
+    assert image.get_array().shape == (7, 24)
+    assert [t.get_text() for t in ax.get_yticklabels()] == [
+        "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == [str(h) for h in range(24)]
+    colorbar = image.colorbar
+    assert colorbar is not None and colorbar.ax.get_ylabel() == "erlangs"
+    assert ax.get_xlabel() == "hour of day (Europe/Budapest)"
+    assert ax.get_title()
+    # by hand: Monday 2026-11-02, 10:00 Budapest carries 105 call-minutes = 1.75 E
+    assert image.get_array()[0, 10] == pytest.approx(1.75)
+    assert image.get_array()[0, 11] == pytest.approx(5 / 60)
+
+
+# --------------------------------------------------------------------------- extensions
+
+
+def test_extension_bars_are_the_top_of_extension_stats(calls):
+    table = stats.extension_stats(calls)
+    for by in ("calls", "traffic"):
+        ax = plot.plot_extensions(calls, top=3, by=by).axes[0]
+        want = table[by].sort_values(ascending=False, kind="stable").head(3)
+        bars = ax.patches
+        assert [p.get_width() for p in bars] == pytest.approx(want.tolist())
+        assert [t.get_text() for t in ax.get_yticklabels()] == list(want.index)
+        # the largest bar is drawn at the top
+        assert ax.yaxis_inverted()
+        assert ax.get_title() == f"Top 3 extensions by {by}"
+    assert ax.get_xlabel() == "traffic (erlangs)"
+
+
+def test_extension_bars_by_hand(calls):
+    # 100 takes part in a (caller), b (callee) and d (caller): 10 + 20 + 10 = 40 minutes
+    ax = plot.plot_extensions(calls, top=1).axes[0]
+    assert ax.get_yticklabels()[0].get_text() == "100"
+    assert ax.patches[0].get_width() == 3
+    assert ax.get_xlabel() == "calls"
+    ax = plot.plot_extensions(calls, top=1, by="traffic", extensions=["101", "102"]).axes[0]
+    assert ax.get_yticklabels()[0].get_text() == "102"  # 60 minutes against 20
+
+
+def test_extensions_rejects_unknown_measure(calls):
+    with pytest.raises(ValueError, match="by must be one of"):
+        plot.plot_extensions(calls, by="colour")
+    with pytest.raises(ValueError, match="top"):
+        plot.plot_extensions(calls, top=0)
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def test_capacity_curves_are_channels_for(calls):
+    ax = plot.plot_capacity(traffic=10.0, peak=21).axes[0]
+    curves = _lines(ax, "capacity")
+    assert [c.get_label() for c in curves] == ["blocking 0.1%", "blocking 1%", "blocking 5%"]
+    for curve, target in zip(curves, (0.001, 0.01, 0.05), strict=True):
+        x = np.asarray(curve.get_xdata())
+        assert x[0] == 0 and x[-1] >= 21 and np.all(np.diff(x) > 0)
+        np.testing.assert_array_equal(curve.get_ydata(), stats.channels_for(x, target))
+    # the classic Erlang B table: 10 E needs 18 channels at 1 %, 15 at 5 %, 21 at 0.1 %
+    needs = [line.get_ydata()[0] for line in _lines(ax, "busy-hour-need")]
+    assert needs == [21, 18, 15]
+    (vline,) = _lines(ax, "busy-hour-traffic")
+    assert list(vline.get_xdata()) == [10.0, 10.0]
+    (hline,) = _lines(ax, "observed-peak")
+    assert list(hline.get_ydata()) == [21, 21]
+    assert ax.get_xlabel() == "offered traffic (erlangs)" and ax.get_ylabel() == "channels"
+    assert ax.get_title()
+
+
+def test_capacity_marks_come_from_capacity_table(calls):
+    ax = plot.plot_capacity(calls, blocking=(0.01,)).axes[0]
+    row = stats.capacity_table(calls, blocking=(0.01,)).loc["all"]
+    (vline,) = _lines(ax, "busy-hour-traffic")
+    (hline,) = _lines(ax, "observed-peak")
+    assert vline.get_xdata()[0] == pytest.approx(row["busy_hour_traffic"])
+    assert hline.get_ydata()[0] == row["observed_peak"]
+    # by hand: peak 3; busy hour 09:00 UTC carries 1.75 E
+    assert hline.get_ydata()[0] == 3
+    assert vline.get_xdata()[0] == pytest.approx(1.75)
+    assert "09:00 UTC" in vline.get_label()
+
+
+def test_capacity_explicit_values_win_and_calls_are_optional(calls):
+    ax = plot.plot_capacity(calls, traffic=4.0, peak=9).axes[0]
+    assert _lines(ax, "busy-hour-traffic")[0].get_xdata()[0] == 4.0
+    assert _lines(ax, "observed-peak")[0].get_ydata()[0] == 9
+    ax = plot.plot_capacity(blocking=(0.02,)).axes[0]
+    assert len(_lines(ax, "capacity")) == 1
+    assert not _lines(ax, "busy-hour-traffic") and not _lines(ax, "observed-peak")
+
+
+@pytest.mark.parametrize("blocking", [(), (0.0,), (1.0,), (0.01, 1.5)])
+def test_capacity_rejects_bad_blocking(blocking):
+    with pytest.raises(ValueError, match="blocking"):
+        plot.plot_capacity(blocking=blocking)
