@@ -41,6 +41,12 @@ __all__ = ["RecorderSimulator"]
 
 #: A client that stops reading is dropped once this much output waits for it.
 MAX_PENDING_BYTES = 64 * 1024 * 1024
+#: While a client has this much output waiting, simulated calls wait too (back-pressure:
+#: at extreme speeds the clock lags rather than the slowest client being dropped)...
+HIGH_WATER_BYTES = 256 * 1024
+#: ...but a client stuck above it for this many seconds is dropped.
+STUCK_SECONDS = 10.0
+_TURN_EVENTS = 200  # starts/ends played per loop turn, so sockets are served meanwhile
 _RECV_BYTES = 65536
 _MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
 
@@ -48,8 +54,8 @@ _MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
 class _Client:
     """One connected client: its socket, protocol state and subscription."""
 
-    __slots__ = ("address", "conn", "extensions", "keepalive", "next_keepalive", "out",
-                 "sock", "subscribed")
+    __slots__ = ("address", "blocked_since", "conn", "extensions", "keepalive",
+                 "next_keepalive", "out", "sock", "subscribed", "writing")
 
     def __init__(self, sock: socket.socket, address):
         self.sock = sock
@@ -60,6 +66,8 @@ class _Client:
         self.extensions: frozenset[str] | None = None
         self.keepalive: float | None = None
         self.next_keepalive: float | None = None
+        self.blocked_since: float | None = None
+        self.writing = False  # registered for EVENT_WRITE
 
     def wants(self, fields: dict[str, str]) -> bool:
         return self.subscribed and _matches(self.extensions, fields)
@@ -157,10 +165,12 @@ class RecorderSimulator:
         self._ends: list[tuple[float, int, str]] = []
         self._tiebreak = itertools.count()
         self._offset = 0.0          # simulated seconds since start_time at _base_mono
+        self._played = 0.0          # simulated seconds whose starts and ends are played
         self._base_mono: float | None = None
         self._paused = manual_clock
         self._stall_until = 0.0
         self._clients: dict[socket.socket, _Client] = {}
+        self._dirty: dict[socket.socket, _Client] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -241,8 +251,11 @@ class RecorderSimulator:
         self._call(self._pause)
 
     def _pause(self) -> None:
-        self._advance(self._sim_offset())
-        self._offset = self._sim_offset()
+        until = self._sim_offset()
+        # at extreme speeds the loop may lag: freeze where it got to rather than replay
+        # an unbounded backlog here
+        self._advance(until, limit=100_000)
+        self._offset = self._played
         self._paused = True
 
     def resume(self) -> None:
@@ -366,6 +379,7 @@ class RecorderSimulator:
                 box["value"] = fn()
             except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
                 box["error"] = exc
+            self._flush_dirty()  # what the command produced is on its way when it returns
             done.set()
 
     def _run(self) -> None:
@@ -376,10 +390,12 @@ class RecorderSimulator:
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
-                if not self._paused:
-                    self._advance(self._sim_offset(now))
+                behind = False
+                if not self._paused and not self._backlogged(now):
+                    behind = not self._advance(self._sim_offset(now), _TURN_EVENTS)
                 self._send_keepalives(now)
-                for key, mask in selector.select(self._wait_time(now)):
+                self._flush_dirty()
+                for key, mask in selector.select(0.0 if behind else self._wait_time(now)):
                     if key.data == "listen":
                         self._accept(selector)
                     elif key.data == "wake":
@@ -395,10 +411,26 @@ class RecorderSimulator:
                         if mask & selectors.EVENT_WRITE and client.sock in self._clients:
                             self._flush(client)
                 self._run_commands()
+                self._flush_dirty()
         finally:
             self._run_commands()
             self._close_all()
             selector.close()
+
+    def _backlogged(self, now: float) -> bool:
+        """True while some client has too much output waiting; drops stuck clients."""
+        backlogged = False
+        for client in list(self._clients.values()):
+            if len(client.out) < HIGH_WATER_BYTES:
+                client.blocked_since = None
+            elif client.blocked_since is None:
+                client.blocked_since = now
+                backlogged = True
+            elif now - client.blocked_since > STUCK_SECONDS:
+                self._drop(client)
+            else:
+                backlogged = True
+        return backlogged
 
     def _wait_time(self, now: float) -> float:
         wait = _MAX_WAIT
@@ -448,7 +480,14 @@ class RecorderSimulator:
         if client.sock not in self._clients:
             return
         client.out += data
-        self._flush(client)
+        # written once per loop turn: one send() for many messages
+        self._dirty[client.sock] = client
+
+    def _flush_dirty(self) -> None:
+        while self._dirty:
+            _, client = self._dirty.popitem()
+            if client.sock in self._clients:
+                self._flush(client)
 
     def _flush(self, client: _Client) -> None:
         try:
@@ -463,11 +502,14 @@ class RecorderSimulator:
         if len(client.out) > MAX_PENDING_BYTES:  # a client that stopped reading
             self._drop(client)
             return
-        events = selectors.EVENT_READ | (selectors.EVENT_WRITE if client.out else 0)
-        try:
-            self._selector.modify(client.sock, events, client)
-        except (KeyError, ValueError, AttributeError):
-            pass
+        writing = bool(client.out)
+        if writing != client.writing:
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
+            try:
+                self._selector.modify(client.sock, events, client)
+                client.writing = writing
+            except (KeyError, ValueError, AttributeError):
+                pass
 
     def _drop(self, client: _Client) -> None:
         if self._clients.pop(client.sock, None) is None:
@@ -562,9 +604,18 @@ class RecorderSimulator:
             candidates.append(self._ends[0][0])
         return min(candidates) if candidates else None
 
-    def _advance(self, until: float) -> None:
-        """Play every start and end up to simulated offset ``until``, in time order."""
+    def _advance(self, until: float, limit: int | None = None) -> bool:
+        """Play every start and end up to simulated offset ``until``, in time order.
+
+        With ``limit``, stop after that many; returns False when some were left over.
+        """
+        played = 0
         while True:
+            if limit is not None and played >= limit:
+                return False
+            played += 1
+            # how far simulated time is played: up to the event about to be played
+            self._played = min(until, self._next_offset() or until)
             end_at = self._ends[0][0] if self._ends else None
             start_at = self._next.offset if self._next is not None else None
             # half-open [start, end): at equal times the end goes first
@@ -576,7 +627,8 @@ class RecorderSimulator:
                 call, self._next = self._next, next(self._stream, None)
                 self._start(call)
             else:
-                return
+                self._played = until
+                return True
 
     def _start(self, call: PlannedCall) -> None:
         self._ongoing[call.call_id] = call
