@@ -295,3 +295,11 @@ def test_capacity_explicit_values_win_and_calls_are_optional(calls):
 def test_capacity_rejects_bad_blocking(blocking):
     with pytest.raises(ValueError, match="blocking"):
         plot.plot_capacity(blocking=blocking)
+
+
+@pytest.mark.parametrize("draw", [plot.plot_traffic_heatmap, plot.plot_extensions],
+                         ids=["heatmap", "extensions"])
+def test_no_calls_gives_an_empty_chart_not_an_error(draw):
+    ax = draw(empty_calls()).axes[0]
+    assert [t.get_text() for t in _texts(ax, "no-data")] == ["no calls"]
+    assert ax.get_title()
