@@ -158,38 +158,45 @@ def fields_of(element: etree._Element) -> dict[str, str]:
     {'id': 'x', 'location': 'NY', 's.id': '7'}
     """
     fields: dict[str, str] = {}
-
-    def put(name: str, value: str | None) -> None:
-        if value is None:
-            return
-        value = value.strip()
-        if not value:
-            return
-        if name in fields:
-            fields[name] = f"{fields[name]}; {value}"
-        else:
-            fields[name] = value
-
-    for name, value in element.attrib.items():
-        put(_local_name(name) or name, value)
-    _collect(element, "", put)
+    if len(element.attrib):
+        for name, value in element.items():
+            _put(fields, _local_name(name) or name, value)
+    _collect(element, "", fields)
     return fields
 
 
-def _collect(element: etree._Element, prefix: str, put) -> None:
+def _put(fields: dict[str, str], name: str, value: str | None) -> None:
+    if value is None:
+        return
+    value = value.strip()
+    if not value:
+        return
+    old = fields.get(name)
+    fields[name] = value if old is None else f"{old}; {value}"
+
+
+def _collect(element: etree._Element, prefix: str, fields: dict[str, str]) -> None:
+    # the hot loop of every parse (archive and live): one lxml property access per
+    # need, and the common leaf without attributes handled inline
     for child in element:
-        name = _local_name(child.tag)
-        if name is None:
+        tag = child.tag
+        if tag.__class__ is not str:  # comments, processing instructions, entity refs
             continue
-        full = f"{prefix}{name}"
+        if tag[0] == "{":
+            tag = tag.rpartition("}")[2]
+        full = prefix + tag
+        if len(child.attrib):
+            for attr, value in child.items():
+                _put(fields, f"{full}.{_local_name(attr) or attr}", value)
         if len(child):
-            for attr, value in child.attrib.items():
-                put(f"{full}.{_local_name(attr) or attr}", value)
-            _collect(child, f"{full}.", put)
-        else:
-            for attr, value in child.attrib.items():
-                put(f"{full}.{_local_name(attr) or attr}", value)
-            put(full, child.text)
+            _collect(child, f"{full}.", fields)
+            continue
+        text = child.text
+        if text is not None:
+            text = text.strip()
+            if text:
+                old = fields.get(full)
+                fields[full] = text if old is None else f"{old}; {text}"
 
 
 # --------------------------------------------------------------------------- values
@@ -250,6 +257,24 @@ def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp:
     """
     if raw is None:
         return pd.NaT
+    key = (raw, tz)
+    stamp = _time_cache.get(key)
+    if stamp is None:
+        stamp = _parse_time(raw, tz)
+        if len(_time_cache) >= _TIME_CACHE_SIZE:
+            _time_cache.clear()
+        _time_cache[key] = stamp
+    return stamp
+
+
+# A call's start time reaches parse_time twice on the live path (start and end
+# notifications) and building a Timestamp dominates record_from_fields: remember recent
+# results (Timestamps are immutable, so sharing them is safe; bounded, cleared when full).
+_TIME_CACHE_SIZE = 16384
+_time_cache: dict[tuple[str, Any], pd.Timestamp] = {}
+
+
+def _parse_time(raw: str, tz: str) -> pd.Timestamp:
     text = raw.strip()
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
@@ -304,39 +329,58 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
     call_id = fields.get("id") or fields.get("ccdr_id")
     if not call_id:
         raise CDRParseError("not a CDR: no id or ccdr_id field", source)
-    record: dict[str, Any] = dict.fromkeys(CALL_COLUMNS)
+    record: dict[str, Any] = _RECORD_TEMPLATE.copy()
     record["call_id"] = call_id
+    how_of = _FIELD_HOW  # one lookup per field: the live path decodes every call with this
     for name, value in fields.items():
-        if name in ("id", "ccdr_id"):
-            if name == "ccdr_id" and "id" in fields:
-                record["ccdr_id"] = value  # both present: keep the second one too
-            continue
-        if name in TIME_FIELDS:
+        how = how_of.get(name)
+        if how is None:
+            record[name] = value
+        elif how.__class__ is str:
+            record[how] = value
+        elif how == _TIME:
             try:
                 record[name] = parse_time(value, tz)
             except ValueError:
                 raise CDRParseError(f"{name} {value!r} is not a time", source) from None
-        elif name in BOOLEAN_FIELDS:
+        elif how == _ID:
+            if name == "ccdr_id" and "id" in fields:
+                record["ccdr_id"] = value  # both present: keep the second one too
+        elif how == _BOOL:
             record[name] = parse_bool(value)
-        elif name == "duration":
-            record["duration"] = _parse_float(value)
         else:
-            record[RENAMES.get(name, name)] = value
+            record["duration"] = _parse_float(value)
     for raw_name, (column, table) in ENUMS.items():
-        if raw_name == "direction_id" and directions is not None:
-            table = directions
-        if record[raw_name] is not None:  # else a same-named field stays, as in the batch path
-            record[column] = decode_enum(record[raw_name], table)
+        raw = record[raw_name]
+        if raw is not None:  # else a same-named field stays, as in the batch path
+            if raw_name == "direction_id" and directions is not None:
+                table = directions
+            name = table.get(raw)
+            record[column] = name if name is not None else decode_enum(raw, table)
     start, end = record["start_time"], record["end_time"]
     if start is None:
         record["start_time"] = start = pd.NaT
     if end is None:
         record["end_time"] = end = pd.NaT
     if start is not pd.NaT and end is not pd.NaT:
-        record["duration"] = (end - start).total_seconds()
+        # == (end - start).total_seconds() (an int true division is exact-rounded)
+        # without building a Timedelta; .value is in ns, out of range before 1677
+        try:
+            record["duration"] = (end.value - start.value) / 1_000_000_000
+        except OverflowError:
+            record["duration"] = (end - start).total_seconds()
     elif record["duration"] is None:
         record["duration"] = float("nan")
     return record
+
+
+# how record_from_fields treats a field: a str is the column it is renamed to
+_ID, _TIME, _BOOL, _DURATION = 0, 1, 2, 3
+_FIELD_HOW: dict[str, Any] = {
+    **RENAMES, "id": _ID, "ccdr_id": _ID, "duration": _DURATION,
+    **dict.fromkeys(TIME_FIELDS, _TIME), **dict.fromkeys(BOOLEAN_FIELDS, _BOOL),
+}
+_RECORD_TEMPLATE = dict.fromkeys(CALL_COLUMNS)
 
 
 def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC",
