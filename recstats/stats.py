@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import html
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ _US_PER_S = 1_000_000
 _US_PER_HOUR = 3600 * _US_PER_S
 _NAT = np.iinfo("int64").min
 _TIME_DTYPE = "datetime64[us, UTC]"
+_LITTLE = sys.byteorder == "little"
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
 # --------------------------------------------------------------------------- helpers
@@ -80,48 +82,61 @@ def _to_times(micros: np.ndarray) -> pd.DatetimeIndex:
 def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) in microseconds for every call with a start time.
 
-    Ongoing calls (no end) end at ``until`` (now, UTC, when None). A call's end is
-    never before its start (corrupt ends become zero-length calls).
+    Ongoing calls (no end) end at ``until`` (now, UTC, when None). Ends before starts
+    (corrupt data) stay as they are: like zero-length calls they count nowhere.
     """
     _require(calls, "start_time", "end_time")
     start = _micros(calls["start_time"])
     end = _micros(calls["end_time"])
     keep = start != _NAT
-    start, end = start[keep], end[keep]
+    if not keep.all():
+        start, end = start[keep], end[keep]
     ongoing = end == _NAT
     if ongoing.any():
         limit = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
         end = np.where(ongoing, limit, end)
-    return start, np.maximum(end, start)
+    return start, end
 
 
 def _step(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The exact concurrency step function: (change times, value from each change on).
 
-    One sort of 2N int64 keys ``time << 1 | is_start`` does the work of an argsort of
-    the ±1 events; ties resolve to the same value because only the last event at each
-    instant is kept, and instants where nothing changes are dropped.
+    One in-place sort of 2N int64 keys ``time << 1 | is_start`` replaces the argsort of
+    the ±1 events (several times faster, no index array); at equal times ends sort
+    first, and only the last event of each instant is kept, so ties resolve to the
+    value after the instant; instants where the value does not change are dropped --
+    which is also why zero-length calls need no filtering: their +1 and -1 cancel.
+    Big temporaries are few because fresh memory is what costs most at 10 M calls.
+    (Times beyond year ±146 000 would overflow the shift.)
     """
-    real = end > start
-    start, end = start[real], end[real]
     if start.size == 0:
         return np.empty(0, "int64"), np.empty(0, "int64")
-    keys = np.empty(2 * start.size, dtype="int64")
-    np.left_shift(start, 1, out=keys[:start.size])
-    keys[:start.size] |= 1
-    np.left_shift(end, 1, out=keys[start.size:])
+    if (end < start).any():  # corrupt: make them zero-length, which count nowhere
+        end = np.maximum(end, start)
+    n = start.size
+    keys = np.empty(2 * n, dtype="int64")
+    np.left_shift(start, 1, out=keys[:n])
+    np.left_shift(end, 1, out=keys[n:])
+    keys[:n] |= 1
     keys.sort()
-    level = np.cumsum((keys & 1).astype("int8") * 2 - 1, dtype="int64")
-    times = keys >> 1
-    del keys
-    last = np.empty(times.size, dtype=bool)
-    np.not_equal(times[1:], times[:-1], out=last[:-1])
-    last[-1] = True
-    times, level = times[last], level[last]
-    changed = np.empty(level.size, dtype=bool)
-    changed[0] = level[0] != 0
-    np.not_equal(level[1:], level[:-1], out=changed[1:])
-    return times[changed], level[changed]
+    low = keys.view(np.uint8)[(0 if _LITTLE else 7)::8]  # the byte holding is_start
+    delta = np.bitwise_and(low, 1).view(np.int8)
+    delta <<= 1
+    delta -= 1
+    level = np.cumsum(delta, dtype="int32")  # concurrency never nears 2**31
+    del delta
+    keys >>= 1
+    times = keys
+    keep = np.empty(times.size, dtype=bool)
+    np.not_equal(times[1:], times[:-1], out=keep[:-1])
+    keep[-1] = True
+    ends = level[keep]
+    changed = np.empty(ends.size, dtype=bool)
+    changed[0] = ends[0] != 0
+    np.not_equal(ends[1:], ends[:-1], out=changed[1:])
+    if not changed.all():
+        keep[keep] = changed
+    return times[keep], level[keep].astype("int64")
 
 
 def _area(times: np.ndarray, level: np.ndarray) -> np.ndarray:
