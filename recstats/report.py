@@ -78,6 +78,7 @@ class Comparison:
     def summary(self) -> dict[str, int]:
         """The counts as a plain dict (for printing and JSON)."""
         return {"live calls": self.live_calls, "ended live": self.live_ended,
+                "in progress at the end (no CDR yet)": self.live_calls - self.live_ended,
                 "archive calls": self.archive_calls, "matched": self.matched,
                 "missing from archive": len(self.missing),
                 "calls with differences": int(self.mismatches["call_id"].nunique()),

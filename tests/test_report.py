@@ -50,6 +50,7 @@ def test_compare_counts_matches_missing_mismatches_and_unseen():
         [("b", "end_time"), ("e", "callee")]
     assert result.archive_only["call_id"].tolist() == ["x"]
     assert result.differences == 3
+    assert result.summary()["in progress at the end (no CDR yet)"] == 1      # c
     assert not result.ok
     assert "Differences" in result._repr_html_()
 

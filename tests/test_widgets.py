@@ -293,3 +293,30 @@ def test_many_calls_are_drawn_as_an_envelope_with_the_true_peak(calls):
     peak = _brute_force(capture.calls, list(changes)).max()
     assert line.get_ydata().max() == peak
     assert line.get_ydata()[-1] == len(capture.ongoing)
+
+
+@pytest.mark.timeout(60)
+def test_dashboard_over_a_real_simulator_and_capture():
+    import time
+
+    from recstats.capture import Capture
+    from recstats.simulator import RecorderSimulator
+
+    with RecorderSimulator(location="SIM", rate=2, speed=60, seed=4, keepalive=0) as sim, \
+            Capture([sim.address]) as capture:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(capture.calls) < 30:
+            time.sleep(0.1)
+        sim.pause()                                 # freeze the server: snapshots settle
+        time.sleep(0.5)
+        dash = LiveDashboard(capture, window="10min")
+        dash.refresh()
+        truth = sim.truth
+    assert len(capture.calls) >= 30
+    ongoing = capture.ongoing
+    assert dash.counts["ongoing"] == len(ongoing) == int(truth["end_time"].isna().sum())
+    assert dash.counts["ended"] == int(capture.calls["end_time"].notna().sum())
+    assert dash.counts["connected"] == 1
+    assert set(dash.lines) == {"SIM", "total"}
+    assert dash.lines["total"].get_ydata()[-1] == len(ongoing)
+    assert sorted(dash.table["start_time"]) == sorted(ongoing["start_time"])
