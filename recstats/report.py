@@ -178,8 +178,8 @@ def choose_freq(calls: pd.DataFrame, max_bins: int = 60) -> str:
 
     >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
     >>> calls = pd.DataFrame({"start_time": [t], "end_time": [t + pd.Timedelta("3h")]})
-    >>> choose_freq(calls), choose_freq(calls, max_bins=200)
-    ('15min', '5min')
+    >>> choose_freq(calls), choose_freq(calls, max_bins=200)   # 36 and 180 bins
+    ('5min', '1min')
     """
     start = calls["start_time"].min()
     end = max(calls["end_time"].max(), calls["start_time"].max()) \
@@ -370,22 +370,26 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
         notes.append(f"extension statistics: {exc}")
     sections.append(_section("Top extensions", body, "extensions"))
 
-    body = _chart(out, "capacity.png", lambda: plot.plot_capacity(calls, tz=tz),
-                  "Erlang B channels against blocking", notes)
-    try:
-        body += ("<p>Channels needed (Erlang B) for the busy-hour traffic at each blocking "
-                 "target, against the observed peak.</p>")
-        span = _observed_span(calls)
-        if span is not None and span < pd.Timedelta("2h"):
-            body += (f'<p class="bad">Only {span / pd.Timedelta("1min"):,.0f} minutes of calls '
-                     "were observed. Busy-hour traffic is the mean over a whole clock hour, "
-                     "so hours observed in part understate it; the per-bin means above show "
-                     "the traffic while calls were observed.</p>")
-        cap = stats.capacity_table(calls, tz=tz)
-        body += _table(cap, 20, tz, index=not isinstance(cap.index, pd.RangeIndex))
-        body += "<h3>Busy hour</h3>" + _table(_busy_hour_table(calls, tz), 5, tz)
-    except Exception as exc:  # noqa: BLE001 - listed under Report notes
-        notes.append(f"capacity: {exc}")
+    finished = (calls["end_time"] > calls["start_time"]).to_numpy(dtype=bool, na_value=False)
+    if not finished.any():
+        body = "<p>No finished call with a duration: no traffic to size channels for.</p>"
+    else:
+        body = _chart(out, "capacity.png", lambda: plot.plot_capacity(calls, tz=tz),
+                      "Erlang B channels against blocking", notes)
+        try:
+            body += ("<p>Channels needed (Erlang B) for the busy-hour traffic at each blocking "
+                     "target, against the observed peak.</p>")
+            span = _observed_span(calls)
+            if span is not None and span < pd.Timedelta("2h"):
+                body += (f'<p class="bad">Only {span / pd.Timedelta("1min"):,.0f} minutes of calls '
+                         "were observed. Busy-hour traffic is the mean over a whole clock hour, "
+                         "so hours observed in part understate it; the per-bin means above show "
+                         "the traffic while calls were observed.</p>")
+            cap = stats.capacity_table(calls, tz=tz)
+            body += _table(cap, 20, tz, index=not isinstance(cap.index, pd.RangeIndex))
+            body += "<h3>Busy hour</h3>" + _table(_busy_hour_table(calls, tz), 5, tz)
+        except Exception as exc:  # noqa: BLE001 - listed under Report notes
+            notes.append(f"capacity: {exc}")
     sections.append(_section("Capacity", body, "capacity"))
 
     if errors is not None and len(errors):

@@ -141,3 +141,23 @@ def test_report_command_user_errors_exit_2(tmp_path, capsys):
     pd.DataFrame({"x": [1]}).to_parquet(other)
     assert main(["report", str(other), "--out", str(tmp_path / "o")]) == 2
     assert "not a calls table" in capsys.readouterr().err
+
+
+def test_report_of_an_empty_table_is_written_without_failures(tmp_path):
+    from recstats.cdr import empty_calls
+
+    index = write_report(empty_calls(), tmp_path)
+    assert report_notes(index) == []
+    assert "no traffic to size channels for" in index.read_text(encoding="utf-8")
+
+
+def test_report_command_parses_an_archive_and_lists_its_errors(samples_dir, tmp_path, capsys):
+    import recstats as rs
+
+    expected = rs.read_archive(samples_dir / "odd", progress=False)
+    n_errors = len(rs.archive_errors(expected))
+    assert main(["report", str(samples_dir / "odd"), "--out", str(tmp_path / "r")]) == 0
+    assert f"{len(expected):,} calls, {n_errors:,} files with errors" in capsys.readouterr().out
+    text = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert f"Files that could not be parsed ({n_errors:,})" in text
+    assert len(pd.read_parquet(tmp_path / "r" / "calls.parquet")) == len(expected)
