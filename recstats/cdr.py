@@ -321,8 +321,10 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
 
     Every column of :data:`CALL_COLUMNS` is present (``None``/``NaT``/``nan`` when the
     document lacks it); every other field is kept under its own name, as text, except
-    the documented booleans, which become ``True``/``False``. ``directions`` overrides
-    the ``direction_id`` table. ``source`` names the document in error messages.
+    the documented booleans, which become ``True``/``False``. A field named like a
+    column that a documented field fills (``site``, ``call_id``, ``caller``, ...) only
+    fills it when that field is absent. ``directions`` overrides the ``direction_id``
+    table. ``source`` names the document in error messages.
 
     Raises :class:`CDRParseError` when the call has no id or a time is not a time.
     """
@@ -332,6 +334,7 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
     record: dict[str, Any] = _RECORD_TEMPLATE.copy()
     record["call_id"] = call_id
     how_of = _FIELD_HOW  # one lookup per field: the live path decodes every call with this
+    shadows: list[tuple[str, str]] = []
     for name, value in fields.items():
         how = how_of.get(name)
         if how is None:
@@ -348,8 +351,13 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
                 record["ccdr_id"] = value  # both present: keep the second one too
         elif how == _BOOL:
             record[name] = parse_bool(value)
+        elif how == _SHADOW:
+            shadows.append((name, value))
         else:
             record["duration"] = _parse_float(value)
+    for name, value in shadows:  # e.g. <site>: only where <location> gave no value
+        if record[name] is None:
+            record[name] = value
     for raw_name, (column, table) in ENUMS.items():
         raw = record[raw_name]
         if raw is not None:  # else a same-named field stays, as in the batch path
@@ -375,8 +383,12 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
 
 
 # how record_from_fields treats a field: a str is the column it is renamed to
-_ID, _TIME, _BOOL, _DURATION = 0, 1, 2, 3
+_ID, _TIME, _BOOL, _DURATION, _SHADOW = 0, 1, 2, 3, 4
+#: Extra fields named like a column a documented field fills (``site``, ``call_id``, ...):
+#: they fill that column only when the documented field is absent, whatever the order.
+SHADOWED = frozenset(RENAMES.values())
 _FIELD_HOW: dict[str, Any] = {
+    **dict.fromkeys(SHADOWED, _SHADOW),
     **RENAMES, "id": _ID, "ccdr_id": _ID, "duration": _DURATION,
     **dict.fromkeys(TIME_FIELDS, _TIME), **dict.fromkeys(BOOLEAN_FIELDS, _BOOL),
 }
@@ -552,12 +564,11 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             continue
         if name in BOOLEAN_FIELDS:
             out[name] = raw[name].map(parse_bool, na_action="ignore")
-        else:
-            # a field named like a column another field fills (e.g. `call_id`) overrides it
-            # only where present, as in record_from_fields; never blanks the other rows
-            target = RENAMES.get(name, name)
-            out[target] = raw[name] if target not in out \
-                else raw[name].where(raw[name].notna(), out[target])
+        elif name not in SHADOWED:
+            out[RENAMES.get(name, name)] = raw[name]
+    for name in SHADOWED.intersection(raw.columns):  # as in record_from_fields
+        out[name] = raw[name] if name not in out else out[name].where(out[name].notna(),
+                                                                          raw[name])
     for raw_name, (target, table) in ENUMS.items():
         if raw_name == "direction_id" and directions is not None:
             table = directions
@@ -571,7 +582,11 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
         frame = frame.drop(index=sorted(rejected))
         # fields only rejected documents had are not columns of the result
         kept = raw.drop(index=sorted(rejected))
-        only_rejected = {RENAMES.get(c, c) for c in kept.columns if kept[c].isna().all()}
+        present = kept.notna()
+        if "ccdr_id" in kept.columns:  # a column only where a document has both ids
+            present["ccdr_id"] &= present["id"] if "id" in kept.columns else False
+        only_rejected = {c if c == "ccdr_id" else RENAMES.get(c, c)
+                         for c in kept.columns if not present[c].any()}
         frame = frame.drop(columns=[c for c in only_rejected
                                     if c in frame.columns and c not in CALL_COLUMNS])
     return coerce_calls(frame), rejected

@@ -160,12 +160,16 @@ def test_call_id_never_taken_from_nested_element():
     assert len(frame) == 0 and list(rejected) == [0]
 
 
-def test_extra_call_id_field_does_not_blank_other_rows():
-    # a foreign <call_id> field on one document must not erase the others' ids
-    frame, _ = cdr.calls_from_fields([{"id": "a", "call_id": "other"}, {"id": "b"}])
-    assert frame["call_id"].tolist() == ["other", "b"]
-    assert [cdr.record_from_fields(r)["call_id"] for r in ({"id": "a", "call_id": "other"},
-                                                           {"id": "b"})] == ["other", "b"]
+def test_fields_named_like_columns_never_beat_documented_ones():
+    # a foreign <call_id>/<site> never replaces id/location, nor blanks other rows
+    rows = [{"id": "a", "call_id": "other", "site": "S"},
+            {"site": "S", "id": "b", "location": "NY"}, {"id": "c", "location": "LDN"}]
+    frame, _ = cdr.calls_from_fields(rows)
+    assert frame["call_id"].tolist() == ["a", "b", "c"]
+    assert frame["site"].astype(str).tolist() == ["S", "NY", "LDN"]
+    records = [cdr.record_from_fields(r) for r in rows]
+    assert [r["call_id"] for r in records] == ["a", "b", "c"]
+    assert [r["site"] for r in records] == ["S", "NY", "LDN"]
 
 
 def test_duration_from_times_or_field():
