@@ -1,4 +1,4 @@
-"""Erlang B: blocking probability, channels needed and traffic allowed, vectorised.
+"""Erlang B (blocking, channels needed, traffic allowed; vectorised) and capacity tables.
 
 The three functions answer the three questions of the classic Erlang B tables:
 
@@ -10,15 +10,17 @@ The three functions answer the three questions of the classic Erlang B tables:
 ``B`` is evaluated with the numerically stable recurrence
 ``B(A, 0) = 1``, ``B(A, n) = A·B(A, n-1) / (n + A·B(A, n-1))``, which never forms the
 factorials of the textbook formula, so thousands of channels are fine. Every function
-broadcasts NumPy arrays and returns a Python scalar for scalar inputs. They are
+broadcasts NumPy arrays and returns a Python scalar for scalar inputs.
+:func:`capacity_table` applies them to a calls table's busy hour per site. Every name is
 importable from :mod:`recstats.stats` too.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["channels_for", "erlang_b", "traffic_for"]
+__all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
 
 
 def _traffic(traffic) -> np.ndarray:
@@ -179,3 +181,58 @@ def traffic_for(channels, blocking, rtol: float = 1e-10):
     x = np.where(over, lo, x).reshape(shape)
     return _out(x, scalar)
 
+
+
+# --------------------------------------------------------------------------- capacity
+
+
+def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = "UTC",
+                   *, until=None) -> pd.DataFrame:
+    """Busy-hour traffic, observed peak and Erlang B channels needed, per site and "all".
+
+    One row per ``site`` (sorted) plus ``"all"`` (every call together, not the sum of
+    the sites): ``busy_hour_traffic`` (time-consistent busy-hour erlangs, see
+    :func:`recstats.stats.busy_hour`), ``busy_hour`` (its clock hour in ``tz``, NA
+    without traffic), ``observed_peak`` (maximum concurrency) and, per blocking target
+    ``b``, a column ``channels@<b as %>`` = :func:`channels_for` (busy-hour traffic,
+    ``b``). Without a ``site`` column there is only the ``"all"`` row. Ongoing calls
+    count until ``until`` (now).
+
+    >>> import pandas as pd
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"] * 3, utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 10:00"] * 3, utc=True),
+    ...     "site": ["NY", "NY", "LA"]})
+    >>> capacity_table(calls, blocking=[0.01])  # doctest: +NORMALIZE_WHITESPACE
+          busy_hour_traffic  busy_hour  observed_peak  channels@1%
+    site
+    LA                  1.0          9              1            5
+    NY                  2.0          9              2            7
+    all                 3.0          9              3            8
+    """
+    from . import stats  # stats re-exports this module's names: import it late
+
+    blocking = [float(b) for b in np.atleast_1d(blocking)]
+    _blocking(blocking)
+    start, end = stats._intervals(calls, until)
+    parts = []
+    if "site" in calls.columns:
+        codes, sites = stats._group_codes(calls, "site")
+        parts = [(str(site), start[codes == k], end[codes == k])
+                 for k, site in enumerate(sites)]
+    parts.append(("all", start, end))
+    rows = []
+    for name, s, e in parts:
+        times, level = stats._step(s, e)
+        dates, table = stats._hourly(times, level, tz)
+        hour, traffic = pd.NA, 0.0
+        if dates:
+            profile = stats._nanmean(table)
+            hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
+        row = {"site": name, "busy_hour_traffic": traffic, "busy_hour": hour,
+               "observed_peak": int(level.max()) if level.size else 0}
+        for b in blocking:
+            row[f"channels@{b * 100:g}%"] = channels_for(traffic, b)
+        rows.append(row)
+    out = pd.DataFrame(rows).set_index("site")
+    return out.astype({"busy_hour": "Int64", "observed_peak": "int64"})

@@ -17,7 +17,8 @@ Definitions used throughout:
   *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
   average, which is the traffic carried in the bin in erlangs.
 
-The Erlang B functions live in :mod:`recstats.erlang` and are re-exported here.
+The Erlang B functions and :func:`capacity_table` live in :mod:`recstats.erlang` and
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from .erlang import channels_for, erlang_b, traffic_for
+from .erlang import capacity_table, channels_for, erlang_b, traffic_for
 
 __all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
            "erlang_b", "extension_stats", "traffic_for", "traffic_profile"]
@@ -149,10 +150,11 @@ def _area(times: np.ndarray, level: np.ndarray) -> np.ndarray:
 
 def _integral_at(times, level, area, at: np.ndarray) -> np.ndarray:
     """Integral of the step function from -inf up to each instant of ``at``."""
+    if times.size == 0:
+        return np.zeros(np.shape(at), dtype="int64")
     j = np.searchsorted(times, at, side="right") - 1
     safe = np.maximum(j, 0)
-    value = area[safe] + level[safe] * (at - times[safe]) if times.size else np.zeros_like(at)
-    return np.where(j >= 0, value, 0)
+    return np.where(j >= 0, area[safe] + level[safe] * (at - times[safe]), 0)
 
 
 def _value_at(times, level, at: np.ndarray) -> np.ndarray:
@@ -182,34 +184,39 @@ def _exact_frame(times: np.ndarray, level: np.ndarray) -> pd.DataFrame:
                          "concurrent": pd.Series(level, dtype="int64")})
 
 
-def _binned(start, end, width, lo=None, hi=None) -> tuple[np.ndarray, dict]:
+def _bin_range(start, times, width):
+    """First and last bin number holding activity: a start, or the step function != 0."""
+    if not start.size:
+        return 0, -1
+    first, last = start.min(), start.max()
+    if times.size:
+        first, last = min(first, times[0]), max(last, times[-1] - 1)
+    lo, hi = int(first // width), int(last // width)
+    if hi - lo > 50_000_000:
+        raise ValueError(f"{hi - lo + 1} bins of {width / 1e6:g} s is too many: use a coarser "
+                         "freq, or drop calls with implausible times first")
+    return lo, hi
+
+
+def _binned(start, end, width, span=None) -> tuple[np.ndarray, dict]:
     """Per-bin peak/mean/started on the grid of ``width`` µs aligned to the epoch.
 
-    Bins run from the one holding the first activity (a start or a change) to the one
-    holding the last instant of activity, or over ``[lo, hi]`` bins when given.
+    Bins run over ``span`` = (first, last) bin numbers, by default :func:`_bin_range`.
     """
     times, level = _step(start, end)
-    if lo is None:
-        first = [a.min() for a in (start, times) if a.size]
-        last = [a for a in (start.max() if start.size else None,
-                            times[-1] - 1 if times.size else None) if a is not None]
-        if not first:
-            return np.empty(0, "int64"), {"peak": np.empty(0, "int64"),
-                                          "mean": np.empty(0), "started": np.empty(0, "int64")}
-        lo, hi = min(first) // width, max(last) // width
+    lo, hi = _bin_range(start, times, width) if span is None else span
     edges = np.arange(lo, hi + 2, dtype="int64") * width
     nbins = edges.size - 1
-    peak = _value_at(times, level, edges[:-1])
-    if times.size:
-        inside = (times >= edges[0]) & (times < edges[-1])
-        t_in, v_in = times[inside], level[inside]
+    peak = _value_at(times, level, edges[:-1])  # the value carried into each bin
+    if times.size and nbins:
+        a, b = np.searchsorted(times, edges[[0, -1]])
+        t_in, v_in = times[a:b], level[a:b]
         if t_in.size:
             bin_of = (t_in - edges[0]) // width
             seg = np.flatnonzero(np.r_[True, bin_of[1:] != bin_of[:-1]])
             peak[bin_of[seg]] = np.maximum(peak[bin_of[seg]],
                                            np.maximum.reduceat(v_in, seg))
-    area = _area(times, level)
-    integral = _integral_at(times, level, area, edges) if times.size else np.zeros(nbins + 1)
+    integral = _integral_at(times, level, _area(times, level), edges)
     mean = np.diff(integral).astype("float64") / width
     in_range = (start >= edges[0]) & (start < edges[-1])
     started = np.bincount((start[in_range] - edges[0]) // width, minlength=nbins)
@@ -271,10 +278,9 @@ def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
         labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
         out.insert(0, by, uniques.take(labels))
         return out
-    first, _ = _binned(start, end, width)
-    lo, hi = (first[0] // width, first[-1] // width) if first.size else (0, -1)
-    frames = [_binned_frame(*_binned(s, e, width, lo, hi)) for _, s, e in parts]
-    out = pd.concat([_binned_frame(*_binned(start[:0], end[:0], width, 0, -1))] + frames)
+    span = _bin_range(start, _step(start, end)[0], width)
+    frames = [_binned_frame(*_binned(s, e, width, span)) for _, s, e in parts]
+    out = pd.concat([_binned_frame(*_binned(start[:0], end[:0], width, (0, -1)))] + frames)
     labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
     out.index = pd.MultiIndex.from_arrays([uniques.take(labels), out.index],
                                           names=[by, "time"])
@@ -309,8 +315,9 @@ def _day_start_us(day: _dt.date, tz: str) -> int:
     return _timestamp_us(ts)
 
 
-def _hourly(start: np.ndarray, end: np.ndarray, tz: str):
-    """Carried erlangs per local date and clock hour: (dates, ndays x 24 array).
+def _hourly(times: np.ndarray, level: np.ndarray, tz: str):
+    """Carried erlangs per local date and clock hour of a step function (:func:`_step`):
+    (dates, ndays x 24 array).
 
     Days run from the local date of the first activity to that of the last, whole
     days, so quiet hours count as 0 erlangs. A clock hour's traffic is the step
@@ -319,7 +326,6 @@ def _hourly(start: np.ndarray, end: np.ndarray, tz: str):
     Quarter-hour UTC slices are labelled with their local clock hour, which is exact
     for every zone whose offsets are multiples of 15 minutes (all current ones).
     """
-    times, level = _step(start, end)
     if times.size == 0:
         return [], np.empty((0, 24))
     local = _to_times(times[[0, -1]] - [0, 1]).tz_convert(tz)
@@ -413,15 +419,14 @@ def busy_hour(calls: pd.DataFrame, method: str = "time-consistent", days=None,
     if method not in ("time-consistent", "bouncing"):
         raise ValueError(f"method must be 'time-consistent' or 'bouncing', not {method!r}")
     start, end = _intervals(calls, until)
-    dates, table = _hourly(start, end, tz)
+    dates, table = _hourly(*_step(start, end), tz)
     if not dates:
         raise ValueError("no call has both a start and a later end, so there is no "
                          "traffic to find a busy hour in")
     dates, table = _select_days(dates, table, days)
     hours = pd.Index(range(24), name="hour")
-    with np.errstate(invalid="ignore"), _quiet():
-        profile = pd.Series(np.nanmean(table, axis=0), index=hours, name="traffic")
-        daily_max = np.nanmax(table, axis=1)
+    profile = pd.Series(_nanmean(table), index=hours, name="traffic")
+    daily_max = np.nanmax(table, axis=1)  # every day has at least 23 hours
     daily_hour = pd.array(np.nanargmax(np.where(np.isnan(table), -1.0, table), axis=1),
                           dtype="Int64")
     daily_hour[daily_max <= 0] = pd.NA
@@ -437,17 +442,11 @@ def busy_hour(calls: pd.DataFrame, method: str = "time-consistent", days=None,
     return BusyHour(method, hour, traffic, per_day, profile, tz)
 
 
-class _quiet:
-    """Silence NumPy's "mean of empty slice" warnings for all-NaN hours."""
-
-    def __enter__(self):
-        import warnings
-        self._ctx = warnings.catch_warnings()
-        self._ctx.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._ctx.__exit__(*exc)
+def _nanmean(table: np.ndarray) -> np.ndarray:
+    """Column means ignoring NaN (all-NaN -> NaN), without NumPy's empty-slice warning."""
+    count = (~np.isnan(table)).sum(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, np.nansum(table, axis=0) / count, np.nan)
 
 
 def traffic_profile(calls: pd.DataFrame, tz: str = "UTC", *, until=None) -> pd.DataFrame:
@@ -463,12 +462,11 @@ def traffic_profile(calls: pd.DataFrame, tz: str = "UTC", *, until=None) -> pd.D
     >>> traffic_profile(calls).loc["Monday", 9]
     np.float64(0.5)
     """
-    dates, table = _hourly(*_intervals(calls, until), tz)
+    dates, table = _hourly(*_step(*_intervals(calls, until)), tz)
     weekday = np.array([d.weekday() for d in dates], dtype="int64")
     out = np.full((7, 24), np.nan)
-    with _quiet():
-        for w in np.unique(weekday):
-            out[w] = np.nanmean(table[weekday == w], axis=0)
+    for w in np.unique(weekday):
+        out[w] = _nanmean(table[weekday == w])
     return pd.DataFrame(out, index=pd.Index(WEEKDAYS, name="weekday"),
                         columns=pd.Index(range(24), name="hour"))
 
@@ -625,59 +623,3 @@ def _peaks(calls, row, extension, index, until) -> np.ndarray:
     seg = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     peaks[codes[seg]] = np.maximum.reduceat(level, seg)
     return peaks
-
-
-# --------------------------------------------------------------------------- capacity
-
-
-def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = "UTC",
-                   *, until=None) -> pd.DataFrame:
-    """Busy-hour traffic, observed peak and Erlang B channels needed, per site and "all".
-
-    One row per ``site`` (sorted) plus ``"all"`` (every call together, not the sum of
-    the sites): ``busy_hour_traffic`` (time-consistent busy-hour erlangs, see
-    :func:`busy_hour`), ``busy_hour`` (its clock hour in ``tz``, NA without traffic),
-    ``observed_peak`` (maximum concurrency) and, per blocking target ``b``, a column
-    ``channels@<b as %>`` = :func:`channels_for` (busy-hour traffic, ``b``). Without a
-    ``site`` column there is only the ``"all"`` row.
-
-    >>> calls = pd.DataFrame({
-    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"] * 3, utc=True),
-    ...     "end_time": pd.to_datetime(["2024-01-01 10:00"] * 3, utc=True),
-    ...     "site": ["NY", "NY", "LA"]})
-    >>> capacity_table(calls, blocking=[0.01])  # doctest: +NORMALIZE_WHITESPACE
-          busy_hour_traffic  busy_hour  observed_peak  channels@1%
-    site
-    LA                  1.0          9              1            5
-    NY                  2.0          9              2            7
-    all                 3.0          9              3            8
-    """
-    blocking = list(np.atleast_1d(blocking))
-    for b in blocking:
-        if not 0 < b < 1:
-            raise ValueError(f"blocking {b!r} must be a probability strictly between 0 and "
-                             "1, e.g. 0.01 for 1 %")
-    start, end = _intervals(calls, until)
-    parts = []
-    if "site" in calls.columns:
-        codes, sites = _group_codes(calls, "site")
-        parts = [(str(site), start[codes == k], end[codes == k])
-                 for k, site in enumerate(sites)]
-    parts.append(("all", start, end))
-    rows = []
-    for name, s, e in parts:
-        dates, table = _hourly(s, e, tz)
-        if dates:
-            with _quiet():
-                profile = np.nanmean(table, axis=0)
-            hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
-        else:
-            hour, traffic = pd.NA, 0.0
-        _, level = _step(s, e)
-        row = {"site": name, "busy_hour_traffic": traffic, "busy_hour": hour,
-               "observed_peak": int(level.max()) if level.size else 0}
-        for b in blocking:
-            row[f"channels@{float(b) * 100:g}%"] = channels_for(traffic, float(b))
-        rows.append(row)
-    out = pd.DataFrame(rows).set_index("site")
-    return out.astype({"busy_hour": "Int64", "observed_peak": "int64"})
