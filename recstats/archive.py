@@ -119,7 +119,14 @@ def _kind(path: str) -> str:
 
 
 def _member_ok(name: str) -> bool:
-    return not any(_skipped(part) for part in name.split("/") if part)
+    return not any(_skipped(part) for part in name.split("/") if part not in ("", ".", ".."))
+
+
+def _member_name(name: str) -> str:
+    """A member's name as shown: ``./a/b.xml`` and ``/a/b.xml`` -> ``a/b.xml``."""
+    while name.startswith(("./", "/")):
+        name = name[1:] if name.startswith("/") else name[2:]
+    return name
 
 
 def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
@@ -154,7 +161,7 @@ def _discover(path) -> tuple[_Listing, Any]:
             return listing, ("zip", path)
         if kind == "tar":
             with tarfile.open(path, "r:*") as tf:
-                names = sorted(m.name for m in tf.getmembers()
+                names = sorted(_member_name(m.name) for m in tf.getmembers()
                                if m.isfile() and _member_ok(m.name))
             for name in names:
                 listing.add(f"{path}/{name}")
@@ -338,7 +345,7 @@ def _tar_tasks(path: str, chunk: int) -> Iterator[tuple]:
         for member in tf:
             if not (member.isfile() and _member_ok(member.name) and _is_cdr(member.name)):
                 continue
-            display = f"{path}/{member.name}"
+            display = f"{path}/{_member_name(member.name)}"
             if member.size > MAX_DOCUMENT_BYTES:
                 data: bytes | str = f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
             else:

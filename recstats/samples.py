@@ -35,7 +35,7 @@ def _mean_profile(start: pd.Timestamp, seconds: float, tz: str) -> float:
     minutes = pd.date_range(start, periods=max(1, int(seconds // 60)), freq="min")
     local = minutes.tz_convert(tz)
     hours = local.hour + local.minute / 60.0
-    return float(np.mean(office_hours_profile(hours.to_numpy(), local.weekday.to_numpy())))
+    return float(np.mean(office_hours_profile(hours.to_numpy(), local.day_of_week.to_numpy())))
 
 
 def generate_archive(root: str | os.PathLike, *, calls: int = 400,

@@ -1,0 +1,349 @@
+"""recstats.archive and recstats.samples: archives of CDR files -> the calls table."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tarfile
+import zipfile
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import recstats as rs
+from recstats import archive
+from recstats.samples import generate_archive, odd_cases
+
+
+def _relative(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
+    """Paths made relative to ``prefix`` (so different containers compare equal)."""
+    out = frame.copy()
+    for column in ("cdr_path", "media_path"):
+        out[column] = out[column].str.removeprefix(prefix).str.replace(os.sep, "/")
+    return out
+
+
+def _counts_add_up(calls: pd.DataFrame) -> None:
+    attrs = calls.attrs
+    assert attrs["files"] == attrs["parsed"] + attrs["failed"]
+    assert attrs["parsed"] == len(calls)
+    assert attrs["failed"] == len(attrs["errors"])
+
+
+# --------------------------------------------------------------------------- generator
+
+
+def test_generated_layout_is_protocol_layout(small_archive):
+    root, truth = small_archive
+    assert len(truth) == 60
+    xml = sorted(root.rglob("*.xml"))
+    media = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix != ".xml")
+    assert len(xml) == len(media) == 60
+    for path in xml:
+        site, year, month, day, name = path.relative_to(root).parts
+        assert site in ("NY-RECORDER", "LDN-RECORDER")
+        text = path.read_text(encoding="utf-8")
+        call_id = re.search(r"<id>([^<]+)</id>", text).group(1)
+        start = re.search(r"<start_time>([^<]+)</start_time>", text).group(1)
+        assert name == f"{call_id}.xml"
+        assert start.startswith(f"{year}-{month}-{day} ")
+        assert f"<location>{site}</location>" in text
+        is_im = "<modality_id>im</modality_id>" in text
+        beside = path.with_suffix(".txt" if is_im else ".wav")
+        assert beside.is_file() and 0 < beside.stat().st_size < 64
+
+
+def test_generator_is_deterministic_and_exact(tmp_path):
+    a = generate_archive(tmp_path / "a", calls=25, days=3, seed=5)
+    b = generate_archive(tmp_path / "b", calls=25, days=3, seed=5)
+    assert len(a) == 25
+    pd.testing.assert_frame_equal(_relative(a, str(tmp_path / "a")),
+                                  _relative(b, str(tmp_path / "b")))
+    assert a.start_time.min() >= pd.Timestamp("2026-11-02", tz="UTC")
+    assert a.start_time.max() < pd.Timestamp("2026-11-05", tz="UTC")
+
+
+def test_read_archive_equals_ground_truth(small_archive):
+    root, truth = small_archive
+    calls = rs.read_archive(root, progress=False)
+    pd.testing.assert_frame_equal(calls, truth)
+    assert calls.attrs["errors"] == [] and calls.attrs["media_without_cdr"] == []
+    assert calls.media_path.notna().all()
+    _counts_add_up(calls)
+    # ordered by start time, then call id; index 0..n-1
+    assert calls.start_time.is_monotonic_increasing
+    assert list(calls.index) == list(range(len(calls)))
+
+
+def test_non_utc_site_across_dst(tmp_path):
+    # New York falls back on 2026-11-01: files are written in local wall-clock time
+    truth = generate_archive(tmp_path / "ny", calls=40, days=3, start="2026-10-31",
+                             tz="America/New_York", seed=3)
+    calls = rs.read_archive(tmp_path / "ny", tz="America/New_York", progress=False)
+    pd.testing.assert_frame_equal(calls, truth)
+    naive = rs.read_archive(tmp_path / "ny", progress=False)  # wrongly read as UTC
+    shift = (calls.start_time - naive.start_time).dt.total_seconds() / 3600
+    assert set(shift) <= {4.0, 5.0}  # EDT then EST
+
+
+def test_committed_samples(samples_dir):
+    calls = rs.read_archive(samples_dir / "archive", progress=False)
+    assert len(calls) >= 300
+    assert calls.attrs["errors"] == [] and calls.attrs["media_without_cdr"] == []
+    assert set(calls.site) == {"NY-RECORDER", "LDN-RECORDER"}
+    assert calls.start_time.dt.date.nunique() == 5
+    assert calls.media_path.notna().all()
+    size = sum(p.stat().st_size for p in samples_dir.rglob("*") if p.is_file())
+    assert size < 2 * 1024 * 1024
+
+
+# --------------------------------------------------------------------------- containers
+
+
+def _zip(root: Path, target: Path, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted(root.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(root).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return target
+
+
+def test_folder_zip_tar_and_list_agree(small_archive, tmp_path):
+    root, truth = small_archive
+    expected = _relative(truth, str(root) + os.sep)
+    zipped = _zip(root, tmp_path / "calls.zip",
+                  {"__MACOSX/NY/._x.xml": b"\x00\x05\x16\x07 resource fork"})
+    tarred = tmp_path / "calls.tar.gz"
+    with tarfile.open(tarred, "w:gz") as tf:
+        tf.add(root, arcname=".")
+    files = sorted(str(p) for p in root.rglob("*") if p.is_file())
+    only_xml = [f for f in files if f.endswith(".xml")]
+    for source, prefix in [(zipped, f"{zipped}/"), (tarred, f"{tarred}/"),
+                           (files, str(root) + os.sep), (only_xml, str(root) + os.sep)]:
+        calls = rs.read_archive(source, progress=False)
+        assert calls.attrs["errors"] == [], source
+        _counts_add_up(calls)
+        pd.testing.assert_frame_equal(_relative(calls, prefix), expected)
+    assert rs.read_archive(zipped, progress=False).cdr_path.iloc[0].startswith(
+        f"{zipped}/")
+
+
+def test_workers_give_the_same_result(small_archive, tmp_path, monkeypatch):
+    root, _ = small_archive
+    for name, data in odd_cases().items():  # errors and odd columns in several chunks
+        (root / name).write_bytes(data)
+    one = rs.read_archive(root, workers=1, progress=False)
+    two = rs.read_archive(root, workers=2, progress=False)
+    pd.testing.assert_frame_equal(one, two)
+    assert one.attrs == two.attrs
+    monkeypatch.setattr(archive, "MAX_CHUNK", 7)  # many in-process chunks
+    pd.testing.assert_frame_equal(rs.read_archive(root, workers=1, progress=False), one)
+    zipped = _zip(root, tmp_path / "all.zip")
+    via_zip = rs.read_archive(zipped, workers=2, progress=False)
+    pd.testing.assert_frame_equal(_relative(via_zip, f"{zipped}/"),
+                                  _relative(one, str(root) + os.sep))
+
+
+# --------------------------------------------------------------------------- odd files
+
+
+def _readme_table(readme: Path) -> dict[str, str]:
+    rows = {}
+    for line in readme.read_text(encoding="utf-8").splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0] not in ("file", "---") and "." in cells[0]:
+            rows[cells[0]] = cells[2]
+    return rows
+
+
+def test_odd_files_give_what_the_readme_says(samples_dir):
+    odd = samples_dir / "odd"
+    table = _readme_table(samples_dir / "README.md")
+    assert set(table) == {p.name for p in odd.iterdir()}
+    calls = rs.read_archive(odd, progress=False)
+    errors = {Path(e["path"]).name: e["error"] for e in calls.attrs["errors"]}
+    rows = {Path(p).name: row for p, (_, row) in zip(calls.cdr_path, calls.iterrows())}
+    for name, expected in table.items():
+        if expected.startswith("error:"):
+            options = expected.removeprefix("error:").strip().split(" or ")
+            assert name in errors, name
+            assert any(o.lower() in errors[name].lower() for o in options), (name, errors)
+        elif expected == "media without CDR":
+            assert [Path(p).name for p in calls.attrs["media_without_cdr"]] == [name]
+        elif expected.startswith("media of "):
+            assert Path(rows[expected.removeprefix("media of ")]["media_path"]).name == name
+        else:
+            row = rows[name]
+            for pair in expected.split("; "):
+                column, value = pair.split("=", 1)
+                if column == "media":
+                    got = row["media_path"]
+                    got = "<NA>" if pd.isna(got) else Path(got).name
+                else:
+                    got = row[column]
+                    got = "<NA>" if pd.isna(got) else str(got)
+                assert got == value, (name, column, got, value)
+    _counts_add_up(calls)
+    assert (calls.attrs["files"], calls.attrs["parsed"]) == (len(table) - 2, len(rows))
+    assert (len(rows), len(errors)) == (10, 8)
+    assert calls.start_time.isna().iloc[-1]  # missing start times sort last
+
+
+def test_committed_odd_files_are_the_generated_ones(samples_dir):
+    for name, data in odd_cases().items():
+        assert (samples_dir / "odd" / name).read_bytes() == data, name
+
+
+# --------------------------------------------------------------------------- hostile
+
+
+def _everything(calls: pd.DataFrame) -> str:
+    return calls.to_json(orient="records", date_format="iso") + json.dumps(calls.attrs)
+
+
+def test_hostile_xml_never_leaks_or_expands(tmp_path):
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOP-SECRET-7f3a9c")
+    uri = secret.as_uri()
+    docs = {
+        "xxe.xml": f'<!DOCTYPE v [<!ENTITY s SYSTEM "{uri}">]><v><id>x1</id>'
+                   f"<source_name>&s;</source_name></v>",
+        "param.xml": f'<!DOCTYPE v [<!ENTITY % p SYSTEM "{uri}"> %p;]><v><id>x2</id></v>',
+        "dtd.xml": f'<!DOCTYPE v SYSTEM "{uri}"><v><id>x3</id></v>',
+        "bomb.xml": '<!DOCTYPE v [<!ENTITY a "TOP-SECRET-7f3a9c">'
+                    + "".join(f'<!ENTITY {c} "{("&" + p + ";") * 10}">'
+                              for p, c in zip("abcdefgh", "bcdefghi"))
+                    + ']><v><id>&i;</id></v>',
+        "undeclared.xml": "<v><id>x5</id><source_name>&s;</source_name></v>",
+        "xinclude.xml": '<v xmlns:xi="http://www.w3.org/2001/XInclude"><id>x6</id>'
+                        f'<xi:include href="{uri}" parse="text"/></v>',
+    }
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+    calls = rs.read_archive(sorted(str(tmp_path / n) for n in docs), progress=False)
+    assert "TOP-SECRET-7f3a9c" not in _everything(calls)
+    failed = {Path(e["path"]).name for e in calls.attrs["errors"]}
+    assert failed == {"xxe.xml", "param.xml", "dtd.xml", "bomb.xml", "undeclared.xml"}
+    assert calls.call_id.tolist() == ["x6"]  # XInclude is not processed: a plain element
+    with pytest.raises(rs.CDRParseError):
+        rs.read_cdr(docs["xxe.xml"].encode())
+
+
+def test_oversized_file_is_an_error_row(tmp_path):
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as handle:  # sparse: cheap to make, 16 MiB + 1 byte long
+        handle.write(b"<v><id>big</id>")
+        handle.truncate(rs.cdr.MAX_DOCUMENT_BYTES + 1)
+    (tmp_path / "ok.xml").write_bytes(b"<v><id>ok</id></v>")
+    calls = rs.read_archive(tmp_path, progress=False)
+    assert calls.call_id.tolist() == ["ok"]
+    assert "byte limit" in calls.attrs["errors"][0]["error"]
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def test_on_error_raise_stops_at_the_first(tmp_path):
+    (tmp_path / "a.xml").write_bytes(b"<v><id>a</id></v>")
+    (tmp_path / "b.xml").write_bytes(b"")
+    (tmp_path / "c.xml").write_bytes(b"<v>")
+    for workers in (1, 2):
+        with pytest.raises(rs.CDRParseError) as info:
+            rs.read_archive(tmp_path, on_error="raise", workers=workers, progress=False)
+        assert info.value.path == str(tmp_path / "b.xml")
+        assert "empty" in info.value.reason
+
+
+def test_archive_errors_frame(samples_dir):
+    calls = rs.read_archive(samples_dir / "odd", progress=False)
+    errors = rs.archive_errors(calls)
+    assert list(errors.columns) == ["path", "error"]
+    assert len(errors) == 8 and errors.path.str.endswith(".xml").all()
+    empty = rs.archive_errors(pd.DataFrame())
+    assert list(empty.columns) == ["path", "error"] and len(empty) == 0
+
+
+def test_bad_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        rs.read_archive(tmp_path / "missing")
+    with pytest.raises(ValueError, match="on_error"):
+        rs.read_archive(tmp_path, on_error="ignore")
+    with pytest.raises(ValueError, match="workers"):
+        rs.read_archive(tmp_path, workers=0)
+    with pytest.raises(ValueError, match="time zone"):
+        rs.read_archive(tmp_path, tz="Mars/Olympus")
+    (tmp_path / "notes.md").write_text("hi")
+    with pytest.raises(ValueError, match="not a folder"):
+        rs.read_archive(tmp_path / "notes.md")
+
+
+def test_empty_folder_and_unreadable_listed_file(tmp_path):
+    calls = rs.read_archive(tmp_path, progress=False)
+    assert len(calls) == 0 and calls.attrs["files"] == 0
+    assert list(calls.columns[:len(rs.cdr.CALL_COLUMNS)]) == list(rs.cdr.CALL_COLUMNS)
+    listed = rs.read_archive([tmp_path / "gone.xml"], progress=False)
+    assert listed.attrs["errors"][0]["error"].startswith("cannot read file")
+    _counts_add_up(listed)
+
+
+def test_media_pairing_rules(tmp_path):
+    (tmp_path / "a.xml").write_bytes(b"<v><id>a</id></v>")
+    (tmp_path / "a.wav").write_bytes(b"w")
+    (tmp_path / "a.mp4").write_bytes(b"m")  # two media: the first by name
+    (tmp_path / "b.XML").write_bytes(b"<v><id>b</id></v>")  # upper-case extension
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "b.wav").write_bytes(b"w")  # other folder: not b's media
+    (tmp_path / ".hidden.xml").write_bytes(b"junk")  # hidden: skipped
+    calls = rs.read_archive(tmp_path, progress=False)
+    media = dict(zip(calls.call_id, calls.media_path))
+    assert media["a"] == str(tmp_path / "a.mp4")
+    assert pd.isna(media["b"])
+    assert calls.attrs["media_without_cdr"] == [str(tmp_path / "sub" / "b.wav")]
+    assert calls.attrs["files"] == 2
+
+
+def test_directions_override_and_progress_quiet(small_archive, capfd):
+    root, truth = small_archive
+    calls = rs.read_archive(root, directions={"1": "In", "2": "Out", "0": "Int"})
+    assert set(calls.direction.dropna()) <= {"In", "Out", "Int"}
+    assert (calls.direction_id == truth.direction_id).all()
+    assert capfd.readouterr().err == ""  # stderr is not a terminal: no bar
+
+
+# --------------------------------------------------------------------------- pandas ops
+
+
+def test_pandas_operations_keep_working(samples_dir, tmp_path):
+    calls = rs.read_archive(samples_dir / "odd", progress=False)
+    assert calls.attrs["errors"]
+    merged = calls.merge(calls[["call_id", "caller"]], on="call_id", suffixes=("", "_2"))
+    assert len(merged) == len(calls)
+    assert calls.astype({"duration": "float32", "site": "str"}).duration.dtype == "float32"
+    both = pd.concat([calls, calls], ignore_index=True)
+    assert len(both) == 2 * len(calls)
+    assert calls.groupby("site", observed=True).size().sum() == len(calls)
+    assert len(calls[calls.site == "NY-RECORDER"].copy()) == 8
+    calls.to_pickle(tmp_path / "calls.pkl")
+    pd.testing.assert_frame_equal(pd.read_pickle(tmp_path / "calls.pkl"), calls)
+    out = tmp_path / "plain.parquet"
+    calls.to_parquet(out)
+    back = pd.read_parquet(out)
+    assert back.attrs == calls.attrs and len(back) == len(calls)
+
+
+def test_write_parquet_round_trip(samples_dir, tmp_path):
+    for source in ("archive", "odd"):
+        calls = rs.read_archive(samples_dir / source, progress=False)
+        target = rs.write_parquet(calls, tmp_path / f"{source}.parquet")
+        back = pd.read_parquet(target)
+        pd.testing.assert_frame_equal(back, calls)
+        assert back.attrs == calls.attrs
+    (tmp_path / "nothing").mkdir()
+    empty = rs.read_archive(tmp_path / "nothing", progress=False)
+    back = pd.read_parquet(rs.write_parquet(empty, tmp_path / "empty.parquet"))
+    pd.testing.assert_frame_equal(back, empty)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
