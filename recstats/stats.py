@@ -533,93 +533,95 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
     102            1        0         1                1
     """
     _require(calls, "start_time", "end_time", "caller", "callee")
-    n = len(calls)
-    rows, ext = [], []
-    for column in ("caller", "callee"):
-        mask = _extension_mask(calls[column], extensions)
-        rows.append(np.flatnonzero(mask))
-        ext.append(calls[column].astype("str").str.strip().to_numpy(dtype=object)[mask])
-    pairs = pd.DataFrame({"row": np.concatenate(rows),
-                          "extension": np.concatenate(ext).astype(str)}).drop_duplicates()
-    start = _micros(calls["start_time"])
-    end = _micros(calls["end_time"])
+    caller = calls["caller"].astype("str").str.strip()
+    callee = calls["callee"].astype("str").str.strip()
+    by_caller = _extension_mask(caller, extensions)
+    # a call to oneself counts once
+    by_callee = _extension_mask(callee, extensions) & \
+        ~(by_caller & (caller == callee).fillna(False).to_numpy(bool))
+    rows = [np.flatnonzero(by_caller), np.flatnonzero(by_callee)]
+    numbers = [caller[by_caller], callee[by_callee]]
+    row = np.concatenate(rows)
+    code, names = pd.factorize(pd.concat(numbers, ignore_index=True), sort=True)
+    index = pd.Index(np.asarray(names, dtype=object), dtype="str", name="extension")
+    k = len(index)
+    start, end = _micros(calls["start_time"]), _micros(calls["end_time"])
     # end - start where both are known, else the stated duration (as in the calls table)
     duration = np.where((start != _NAT) & (end != _NAT), (end - start) / _US_PER_S, np.nan)
     if "duration" in calls.columns:
         stated = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
         duration = np.where(np.isnan(duration), stated, duration)
-    direction = calls["direction"].astype("str").str.lower().to_numpy(dtype=object) \
-        if "direction" in calls.columns else np.full(n, None, dtype=object)
-    row = pairs["row"].to_numpy()
-    frame = pd.DataFrame({
-        "extension": pairs["extension"].to_numpy(),
-        "duration": duration[row],
-        "start": np.where(start[row] == _NAT, np.nan, start[row].astype("float64")),
-        "inbound": direction[row] == "inbound", "outbound": direction[row] == "outbound",
-        "internal": direction[row] == "internal"})
-    grouped = frame.groupby("extension", sort=True)
-    out = pd.DataFrame({
-        "calls": grouped.size(), "inbound": grouped["inbound"].sum(),
-        "outbound": grouped["outbound"].sum(), "internal": grouped["internal"].sum(),
-        "total_duration": grouped["duration"].sum(),
-        "mean_duration": grouped["duration"].mean(),
-        "median_duration": grouped["duration"].median(),
-        "p90_duration": grouped["duration"].quantile(0.9)})
-    out = out.astype({c: "int64" for c in ("calls", "inbound", "outbound", "internal")})
+    grouped = pd.Series(duration[row]).groupby(code)
+    out = pd.DataFrame({"calls": np.bincount(code, minlength=k)}, index=index)
+    for name, flags in _directions(calls).items():
+        out[name] = np.bincount(code, weights=flags[row], minlength=k).astype("int64")
+    for name, values in (("total_duration", grouped.sum()), ("mean_duration", grouped.mean()),
+                         ("median_duration", grouped.median()),
+                         ("p90_duration", grouped.quantile(0.9))):
+        out[name] = values.reindex(range(k)).to_numpy()
     span_start, span_end = _intervals(calls, until)
     span = (span_end.max() - span_start.min()) / _US_PER_S if span_start.size else 0.0
     out["traffic"] = out["total_duration"] / span if span > 0 else np.nan
-    out["peak_concurrent"] = _peaks(calls, row, frame["extension"], out.index, until)
-    first = grouped["start"].min()
-    last = grouped["start"].max()
-    out["busiest_hour"] = _busiest_hour(frame, tz).reindex(out.index).astype("Int64")
-    out["first_call"] = _float_times(first)
-    out["last_call"] = _float_times(last)
-    out.index = out.index.astype("str").rename("extension")
-    out = out.reset_index().sort_values(["calls", "extension"], ascending=[False, True])
-    return out.set_index("extension")[list(_EXTENSION_COLUMNS)]
+    limit = end[row]
+    if (limit == _NAT).any():
+        now = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
+        limit = np.where(limit == _NAT, now, limit)
+    out["peak_concurrent"] = _peaks(start[row], limit, code, k)
+    started = start[row] != _NAT
+    s_code, s_time = code[started], start[row][started]
+    local = _to_times(s_time).tz_convert(tz)
+    counts = np.bincount(s_code * 24 + local.hour.to_numpy(), minlength=k * 24)
+    out["busiest_hour"] = pd.array(counts.reshape(k, 24).argmax(axis=1), dtype="Int64")
+    out.loc[counts.reshape(k, 24).sum(axis=1) == 0, "busiest_hour"] = pd.NA
+    for name, pick in (("first_call", np.minimum), ("last_call", np.maximum)):
+        extreme = np.full(k, np.iinfo("int64").max if pick is np.minimum else _NAT)
+        pick.at(extreme, s_code, s_time)
+        out[name] = _to_times(np.where(np.abs(extreme) == np.iinfo("int64").max, _NAT,
+                                       extreme))
+    order = np.lexsort((np.arange(k), -out["calls"].to_numpy()))  # names are sorted
+    return out.iloc[order][list(_EXTENSION_COLUMNS)]
 
 
-def _float_times(values: pd.Series) -> pd.Series:
-    micros = values.to_numpy()
-    ok = ~np.isnan(micros)
-    out = np.full(micros.size, _NAT, dtype="int64")
-    out[ok] = micros[ok].astype("int64")
-    return pd.Series(_to_times(out), index=values.index)
+def _directions(calls: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Per call: is it inbound / outbound / internal (case-insensitive ``direction``)."""
+    n = len(calls)
+    if "direction" not in calls.columns:
+        return {name: np.zeros(n) for name in ("inbound", "outbound", "internal")}
+    values = calls["direction"]
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        values = values.astype("str").astype("category")
+    labels = values.cat.categories.astype("str").str.lower().to_numpy(dtype=object)
+    codes = values.cat.codes.to_numpy()
+    return {name: np.r_[labels == name, False][codes].astype("float64")
+            for name in ("inbound", "outbound", "internal")}
 
 
-def _busiest_hour(frame: pd.DataFrame, tz: str) -> pd.Series:
-    started = frame.dropna(subset=["start"])
-    hours = _to_times(started["start"].to_numpy().astype("int64")).tz_convert(tz).hour
-    counts = pd.crosstab(started["extension"].to_numpy(), np.asarray(hours))
-    return counts.idxmax(axis=1)  # idxmax takes the first (earliest) hour on ties
+def _peaks(start, end, code, k) -> np.ndarray:
+    """Peak concurrency of each group's own calls, in one sort.
 
-
-def _peaks(calls, row, extension, index, until) -> np.ndarray:
-    """Peak concurrency of each extension's own calls, in one vectorised sweep.
-
-    Events are sorted by (extension, time, end-before-start); each extension's calls
-    open and close, so the running sum restarts from 0 at each extension's block.
+    Events sort by (group, time, end-before-start) -- packed into one int64 key when
+    the bits fit, else with lexsort; each group's calls open and close, so the running
+    sum is back at 0 at the end of each group's block.
     """
-    start = _micros(calls["start_time"])[row]
-    end = _micros(calls["end_time"])[row]
-    code = pd.Categorical(extension, categories=index).codes.astype("int64")
-    keep = start != _NAT
-    start, end, code = start[keep], end[keep], code[keep]
-    if (end == _NAT).any():
-        limit = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
-        end = np.where(end == _NAT, limit, end)
-    real = end > start
+    real = (start != _NAT) & (end > start)
     start, end, code = start[real], end[real], code[real]
-    peaks = np.zeros(len(index), dtype="int64")
+    peaks = np.zeros(k, dtype="int64")
     if start.size == 0:
         return peaks
-    times = np.concatenate([start, end])
-    flags = np.concatenate([np.ones(start.size, "int64"), np.zeros(end.size, "int64")])
-    codes = np.concatenate([code, code])
-    order = np.lexsort((flags, times, codes))
-    level = np.cumsum(flags[order] * 2 - 1)
-    codes = codes[order]
+    base = start.min()
+    time_bits = int(end.max() - base).bit_length() + 1
+    if time_bits + max(k, 1).bit_length() <= 62:
+        keys = np.concatenate([(code << time_bits) | ((start - base) << 1) | 1,
+                               (code << time_bits) | ((end - base) << 1)])
+        keys.sort()
+        codes, delta = keys >> time_bits, (keys & 1) * 2 - 1
+    else:
+        times = np.concatenate([start, end])
+        flags = np.r_[np.ones(start.size, "int64"), np.zeros(end.size, "int64")]
+        codes = np.concatenate([code, code])
+        order = np.lexsort((flags, times, codes))
+        codes, delta = codes[order], flags[order] * 2 - 1
+    level = np.cumsum(delta)
     seg = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
     peaks[codes[seg]] = np.maximum.reduceat(level, seg)
     return peaks
