@@ -45,33 +45,72 @@ def _kind(name: str) -> int:
 
 
 def is_null(value: Any) -> bool:
+    """None, NaT, NA or a float NaN."""
     return value is None or value is pd.NaT or value is pd.NA or (
         isinstance(value, float) and math.isnan(value))
 
 
+_Timestamp = pd.Timestamp
+
+
 def _micros(value: Any) -> int:
+    if value.__class__ is _Timestamp:
+        return value.value // 1000  # .value is nanoseconds whatever the unit
     if isinstance(value, int):
         return value
+    if is_null(value):
+        return _NAT
     return pd.Timestamp(value).as_unit("us").value // 1000
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _text(value: Any) -> str | None:
+    return None if is_null(value) else str(value)
+
+
+def _truth(value: Any) -> bool | None:
+    return None if is_null(value) else bool(value)
+
+
+#: rows of text/boolean columns kept as Python objects before they become Arrow arrays
+CHUNK = 65536
+_ARROW_TYPES = {_STR: pa.large_string(), _BOOL: pa.bool_()}
 
 
 class _Columns:
     """A columnar table under construction: one list/array per column.
 
-    Rows are appended (or updated in place) value by value; :meth:`take` copies the
-    raw columns (call it under the owner's lock) and :func:`_build` turns a copy into
-    pandas columns with one vectorised conversion per column.
+    Times, numbers, label codes and flags go to :mod:`array` buffers (8 or 4 bytes a
+    value, read by NumPy without copying). Text and booleans go to Python lists; with
+    ``chunked=True`` (append-only tables) every :data:`CHUNK` rows of them become an
+    Arrow array, so a long capture holds compact buffers, not millions of Python
+    objects, and a snapshot converts only the last, unfinished chunk. :meth:`take`
+    copies the raw columns (call it under the owner's lock) and :func:`_build` turns a
+    copy into pandas columns with one vectorised conversion per column.
     """
 
-    def __init__(self, names: Iterable[str] = ()):
+    def __init__(self, names: Iterable[str] = (), chunked: bool = False,
+                 skip: Iterable[str] = ()):
         self.n = 0
+        self.chunked = chunked
+        self.skip = frozenset(skip)  # names in the values that are not columns here
+        self.frozen = 0  # rows of the object columns already in self.chunks
         self.cols: dict[str, Any] = {}
         self.kinds: dict[str, int] = {}
         self.labels: dict[str, dict[str, int]] = {}
+        self.chunks: dict[str, list] = {}
+        self.by_kind: dict[int, dict[str, Any]] = {k: {} for k in range(6)}
         for name in names:
             self._column(name)
 
     def _column(self, name: str):
+        """The column ``name``, created full of nulls if new."""
         col = self.cols.get(name)
         if col is None:
             kind = self.kinds[name] = _kind(name)
@@ -86,34 +125,65 @@ class _Columns:
             elif kind == _FLAG:
                 col = array("b", [0]) * n
             else:
-                col = [None] * n
+                col = [None] * (n - self.frozen)
+                self.chunks[name] = [pa.nulls(self.frozen, _ARROW_TYPES[kind])] \
+                    if self.frozen else []
             self.cols[name] = col
+            self.by_kind[kind][name] = col
         return col
 
     def append(self, values: Mapping[str, Any]) -> int:
-        """Add a row holding ``values`` (nulls skipped); return its position."""
+        """Add a row holding ``values``; return its position."""
+        for name in values.keys() - self.cols.keys() - self.skip:
+            self._column(name)
+        get = values.get
+        by_kind = self.by_kind
+        for name, col in by_kind[_STR].items():
+            v = get(name)
+            col.append(v if v is None or v.__class__ is str else _text(v))
+        for name, col in by_kind[_TIME].items():
+            v = get(name)
+            col.append(_NAT if v is None else _micros(v))
+        for name, col in by_kind[_CAT].items():
+            v = get(name)
+            if v is None:
+                col.append(-1)
+                continue
+            if v.__class__ is not str:
+                v = _text(v)
+                if v is None:
+                    col.append(-1)
+                    continue
+            labels = self.labels[name]
+            code = labels.get(v)
+            if code is None:
+                code = labels[v] = len(labels)
+            col.append(code)
+        for name, col in by_kind[_FLOAT].items():
+            v = get(name)
+            col.append(math.nan if v is None else _float(v))
+        for name, col in by_kind[_BOOL].items():
+            v = get(name)
+            col.append(v if v is None or v.__class__ is bool else _truth(v))
+        for name, col in by_kind[_FLAG].items():
+            col.append(1 if get(name) else 0)
         row = self.n
         self.n += 1
-        kinds = self.kinds
-        for name, col in self.cols.items():
-            kind = kinds[name]
-            if kind == _TIME:
-                col.append(_NAT)
-            elif kind == _FLOAT:
-                col.append(math.nan)
-            elif kind == _CAT:
-                col.append(-1)
-            elif kind == _FLAG:
-                col.append(0)
-            else:
-                col.append(None)
-        self.update(row, values)
+        if self.chunked and self.n - self.frozen >= CHUNK:
+            self._freeze()
         return row
 
+    def _freeze(self) -> None:
+        for kind in (_STR, _BOOL):
+            for name, col in self.by_kind[kind].items():
+                self.chunks[name].append(pa.array(col, type=_ARROW_TYPES[kind]))
+                col.clear()
+        self.frozen = self.n
+
     def update(self, row: int, values: Mapping[str, Any]) -> None:
-        """Overwrite ``row``'s columns with the non-null ``values``."""
+        """Overwrite ``row``'s columns with the non-null ``values`` (unchunked tables)."""
         for name, value in values.items():
-            if is_null(value):
+            if is_null(value) or name in self.skip:
                 continue
             col = self.cols.get(name)
             if col is None:
@@ -122,10 +192,7 @@ class _Columns:
             if kind == _TIME:
                 col[row] = _micros(value)
             elif kind == _FLOAT:
-                try:
-                    col[row] = float(value)
-                except (TypeError, ValueError):
-                    pass
+                col[row] = _float(value)
             elif kind == _CAT:
                 labels = self.labels[name]
                 text = str(value)
@@ -138,11 +205,15 @@ class _Columns:
             elif kind == _BOOL:
                 col[row] = bool(value)
             else:
-                col[row] = value if isinstance(value, str) else str(value)
+                col[row] = value if value.__class__ is str else str(value)
 
-    def take(self) -> tuple[int, dict[str, Any], dict[str, int], dict[str, list[str]]]:
+    def take(self) -> tuple:
         """A private copy of the raw columns, safe to convert outside the lock."""
-        return (self.n, {name: col[:] for name, col in self.cols.items()}, dict(self.kinds),
+        cols = {}
+        for name, col in self.cols.items():
+            chunks = self.chunks.get(name)
+            cols[name] = col[:] if chunks is None else (list(chunks), col[:])
+        return (self.n, cols, dict(self.kinds),
                 {name: list(labels) for name, labels in self.labels.items()})
 
 
@@ -191,16 +262,16 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
                     names = [names[i] for i in keep]
                 out[name] = pd.Categorical.from_codes(
                     values, dtype=pd.CategoricalDtype(pd.Index(names, dtype="str")))
-        elif kind == _BOOL:
-            values = pa.array(col, type=pa.bool_())
-            if order is not None:
-                values = values.take(pa.array(order))
-            out[name] = pd.array(values.to_pandas(), dtype="boolean")
         else:
-            values = pa.array(col, type=pa.large_string())
+            chunks, tail = col
+            values = pa.chunked_array([*chunks, pa.array(tail, type=_ARROW_TYPES[kind])],
+                                      type=_ARROW_TYPES[kind])
             if order is not None:
                 values = values.take(pa.array(order))
-            out[name] = pd.array(values, dtype="str")
+            if kind == _BOOL:
+                out[name] = pd.array(values.to_numpy(zero_copy_only=False), dtype="boolean")
+            else:
+                out[name] = pd.array(values, dtype="str")
     return out
 
 
@@ -210,8 +281,9 @@ class Tables:
     def __init__(self):
         self.lock = threading.Lock()
         rest = [c for c in CALL_COLUMNS if c not in _EVENT_HEAD]
-        self.events = _Columns([*_EVENT_HEAD, *rest])
-        self.calls = _Columns([*CALL_COLUMNS, *_CALL_TAIL])
+        self.events = _Columns([*_EVENT_HEAD, *rest], chunked=True)
+        self.calls = _Columns([*CALL_COLUMNS, *_CALL_TAIL],
+                              skip=("received_at", "event", "origin"))
         self.rows: dict[tuple[str, str], int] = {}
         self.sites: dict[tuple[str, str], str] = {}
         self.counts: dict[str, int] = {}
@@ -227,18 +299,15 @@ class Tables:
             site = self.sites.get(key, server)
         values = dict(record)
         values.update(received_at=t, server=server, event=event, origin=origin, site=site)
-        call = dict(record)
-        call["server"] = server
         with self.lock:
             self.sites[key] = site
             self.events.append(values)
             self.counts[server] = self.counts.get(server, 0) + 1
             row = self.rows.get(key)
             if row is None:
-                call["site"] = values["site"]
-                self.rows[key] = self.calls.append(call)
+                self.rows[key] = self.calls.append(values)
             else:  # the later event's fields win; missing ones keep the earlier values
-                self.calls.update(row, call)
+                self.calls.update(row, values)
             self.version += 1
         return values
 

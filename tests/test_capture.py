@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recstats import _capture_buffers as buffers
 from recstats import cdr
 from recstats._capture_buffers import Tables
 from recstats.capture import Capture
@@ -159,7 +160,8 @@ def test_two_sites_match_truth_including_calls_found_by_resync(two_sites, tmp_pa
     replayed = Capture.replay(tmp_path / "j")
     pd.testing.assert_frame_equal(replayed.events, events)
     pd.testing.assert_frame_equal(replayed.calls, calls)
-    assert replayed.status.events.tolist() == status.events.tolist()
+    again = replayed.status
+    assert dict(zip(again.server, again.events, strict=True)) == counts.to_dict()
 
 
 def test_drop_connections_reconnects_and_resyncs(tmp_path):
@@ -289,11 +291,14 @@ def _record(call_id, **fields):
     return cdr.read_cdr(cdr.cdr_xml(raw))
 
 
-def test_buffers_merge_like_a_brute_force_reference():
+@pytest.mark.parametrize("chunk", [65536, 7])
+def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
+    monkeypatch.setattr(buffers, "CHUNK", chunk)  # 7: many Arrow chunks, columns added late
     rng = np.random.default_rng(11)
     tables = Tables()
     merged: dict[tuple[str, str], dict] = {}
     servers = ["h:1", "h:2"]
+    sent = []
     t = 1_000_000
     for i in range(300):
         server = servers[rng.integers(2)]
@@ -310,6 +315,9 @@ def test_buffers_merge_like_a_brute_force_reference():
             fields[f"extra_{rng.integers(3)}"] = f"x{i}"
         record = _record(call_id, **fields)
         t += int(rng.integers(0, 3))
+        sent.append({"t": t, "server": server, "call_id": call_id, "ondemand":
+                     record.get("ondemand"), "extra_0": record.get("extra_0"),
+                     "cause": record.get("cause")})
         tables.add(t, server, "end" if "end_time" in fields else "start", "notification",
                    record)
         key = (server, call_id)
@@ -327,9 +335,18 @@ def test_buffers_merge_like_a_brute_force_reference():
     want_cmp = plain(want).sort_values(["call_id", "server"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got_cmp[want_cmp.columns], want_cmp)
     events = tables.events_frame()
-    assert len(events) == 300
+    assert len(events) == len(sent) == 300
     assert events.received_at.is_monotonic_increasing
-    assert (events.received_at.astype("int64") >= 1_000_000).all()
+    # the events table holds what was sent, by receive time, then server, then arrival
+    want_events = pd.DataFrame(sent).sort_values(["t", "server"], kind="stable") \
+        .reset_index(drop=True)
+    assert (events.received_at.astype("int64") == want_events.t).all()
+    assert events.call_id.tolist() == want_events.call_id.tolist()
+    assert events.server.astype("str").tolist() == want_events.server.tolist()
+    for name in ("ondemand", "extra_0", "cause"):
+        got_values = events[name].astype("object").where(events[name].notna(), None)
+        assert got_values.tolist() == [None if pd.isna(v) else v
+                                       for v in want_events[name]], name
 
 
 def test_event_site_falls_back_to_call_then_server():
