@@ -332,9 +332,10 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
         sections.append(_section("Live capture vs archive", comparison._repr_html_(),
                                  "comparison"))
 
-    freq = choose_freq(calls)
+    # the chart can show finer bins than a table stays readable with
+    freq, chart_freq = choose_freq(calls), choose_freq(calls, max_bins=240)
     body = _chart(out, "concurrency.png",
-                  lambda: plot.plot_concurrency(calls, freq=freq, by="site", tz=tz),
+                  lambda: plot.plot_concurrency(calls, freq=chart_freq, by="site", tz=tz),
                   "concurrent calls per site", notes)
     try:
         body += (f"<p>Per {html.escape(freq)} bin: the peak of the exact number of calls "
