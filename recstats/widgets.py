@@ -330,23 +330,27 @@ class LiveDashboard:
             f"<b>{self.counts['ongoing']:,}</b> ongoing · <b>{ended:,}</b> ended · "
             f"<b>{events:,}</b> events · {self.counts['connected']}/{self.counts['servers']}"
             " servers connected")
+        def text(value) -> str:
+            if value is None or (not isinstance(value, str) and pd.isna(value)):
+                return ""
+            return html.escape(str(value))
+
+        # optional columns (a real Capture has them) are shown when present
+        extra = [c for c in ("site", "ongoing") if c in status.columns]
         rows = []
         for record in status.to_dict("records"):
-            up = bool(record.get("connected"))
-            light = ('<span style="color:#1a7f37" title="connected">●</span>' if up else
+            light = ('<span style="color:#1a7f37" title="connected">●</span>'
+                     if bool(record.get("connected")) else
                      '<span style="color:#c62828" title="disconnected">●</span>')
-            error = record.get("last_error")
-            rows.append(
-                "<tr>" + "".join(f"<td>{cell}</td>" for cell in (
-                    light, html.escape(str(record.get("server", ""))),
-                    self._time(record.get("since")), self._time(record.get("last_keepalive")),
-                    html.escape(str(record.get("events", ""))),
-                    html.escape(str(record.get("reconnects", ""))),
-                    "" if error is None or (not isinstance(error, str) and pd.isna(error))
-                    else html.escape(str(error)))) + "</tr>")
+            cells = [light, text(record.get("server")), *(text(record[c]) for c in extra),
+                     self._time(record.get("since")), self._time(record.get("last_keepalive")),
+                     text(record.get("events")), text(record.get("reconnects")),
+                     text(record.get("last_error"))]
+            rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
+        header = ["", "server", *extra, "since", "last keep-alive", "events", "reconnects",
+                  "last error"]
         self.status_html.value = (
-            "<table><tr><th></th><th>server</th><th>since</th><th>last keep-alive</th>"
-            "<th>events</th><th>reconnects</th><th>last error</th></tr>"
+            "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
             + "".join(rows) + "</table>")
 
     def _time(self, value) -> str:

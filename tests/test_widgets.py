@@ -320,3 +320,5 @@ def test_dashboard_over_a_real_simulator_and_capture():
     assert set(dash.lines) == {"SIM", "total"}
     assert dash.lines["total"].get_ydata()[-1] == len(ongoing)
     assert sorted(dash.table["start_time"]) == sorted(ongoing["start_time"])
+    assert "<td>SIM</td>" in dash.status_html.value          # the site of the server
+    assert "None" not in dash.status_html.value and "nan" not in dash.status_html.value
