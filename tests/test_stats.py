@@ -538,3 +538,86 @@ def test_nothing_mutates_the_callers_table():
     extension_stats(calls, until=jan(1, 12))
     capacity_table(calls, until=jan(1, 12))
     pd.testing.assert_frame_equal(calls, copy)
+
+
+def brute_extension_stats(calls, until, is_extension):
+    """Per extension, call by call, with plain Python."""
+    out = {}
+    for _, call in calls.iterrows():
+        mine = {n for n in (call["caller"], call["callee"])
+                if isinstance(n, str) and is_extension(n)}
+        for ext in mine:
+            out.setdefault(ext, []).append(call)
+    rows = {}
+    for ext, mine in out.items():
+        durations = [(c["end_time"] - c["start_time"]).total_seconds() for c in mine
+                     if not pd.isna(c["end_time"]) and not pd.isna(c["start_time"])]
+        spans = [(c["start_time"], until if pd.isna(c["end_time"]) else c["end_time"])
+                 for c in mine if not pd.isna(c["start_time"])]
+        instants = [s for s, _ in spans]
+        peak = max([sum(1 for s, e in spans if s <= t < e) for t in instants] or [0])
+        hours = [s.hour for s, _ in spans]
+        counts = [hours.count(h) for h in range(24)]
+        rows[ext] = {
+            "calls": len(mine),
+            "inbound": sum(c["direction"] == "Inbound" for c in mine),
+            "outbound": sum(c["direction"] == "Outbound" for c in mine),
+            "internal": sum(c["direction"] == "Internal" for c in mine),
+            "total_duration": sum(durations),
+            "median_duration": float(np.median(durations)) if durations else np.nan,
+            "peak_concurrent": peak,
+            "busiest_hour": counts.index(max(counts)) if hours else None,
+            "first_call": min(instants) if instants else pd.NaT,
+            "last_call": max(instants) if instants else pd.NaT}
+    return rows
+
+
+def test_extension_stats_matches_brute_force():
+    rng = np.random.default_rng(5)
+    calls = random_calls(rng, 150, spread_s=3 * 86400, no_start=0.03)
+    numbers = ["100", "101", "102", "2000", "+15550001", "5551234567", " 103 "]
+    calls["caller"] = pd.Series(rng.choice(numbers, len(calls)), dtype="str")
+    calls["callee"] = pd.Series(rng.choice(numbers, len(calls)), dtype="str")
+    calls["direction"] = pd.Categorical(rng.choice(["Inbound", "Outbound", "Internal"],
+                                                   len(calls)))
+    until = T0 + pd.Timedelta(days=4)
+    out = extension_stats(calls, until=until)
+    expected = brute_extension_stats(calls, until,
+                                     lambda n: re.fullmatch(r"\d{1,6}", n.strip()) is not None)
+    # " 103 " is stripped to "103"; the brute force keeps the raw text
+    expected = {k.strip(): v for k, v in expected.items()}
+    assert sorted(out.index) == sorted(expected)
+    order = sorted(expected, key=lambda e: (-expected[e]["calls"], e))
+    assert out.index.tolist() == order
+    for ext, row in expected.items():
+        got = out.loc[ext]
+        for column in ("calls", "inbound", "outbound", "internal", "peak_concurrent"):
+            assert got[column] == row[column], (ext, column)
+        assert got["total_duration"] == pytest.approx(row["total_duration"])
+        assert got["median_duration"] == pytest.approx(row["median_duration"], nan_ok=True)
+        assert got["busiest_hour"] == row["busiest_hour"]
+        assert got["first_call"] == row["first_call"] and got["last_call"] == row["last_call"]
+
+
+def test_negative_length_calls_count_nowhere():
+    calls = minutes_table([(10, 5), (0, 20)])
+    assert concurrency(calls)["concurrent"].tolist() == [1, 0]
+    out = concurrency(calls, freq="15min")
+    assert out["peak"].tolist() == [1, 1] and out["started"].tolist() == [2, 0]
+
+
+def test_absurd_bin_counts_are_refused():
+    calls = calls_table([(pd.Timestamp("1970-01-01", tz="UTC"),
+                          pd.Timestamp("2200-01-01", tz="UTC"))])
+    with pytest.raises(ValueError, match="coarser"):
+        concurrency(calls, freq="1min")
+    assert len(concurrency(calls, freq="1D")) > 80_000
+
+
+def test_calls_without_a_group_label_are_left_out():
+    calls = minutes_table([(0, 10), (5, 15)])
+    calls["site"] = pd.Series(["A", None], dtype="str")
+    out = concurrency(calls, by="site")
+    assert out["site"].tolist() == ["A", "A"] and out["concurrent"].tolist() == [1, 0]
+    binned = concurrency(calls, freq="5min", by="site")
+    assert binned.index.get_level_values("site").unique().tolist() == ["A"]
