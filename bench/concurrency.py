@@ -11,6 +11,9 @@ second so ties occur) and timed, best of ``--repeat``:
 * ``sweep``    -- the bare NumPy baseline, from int64 arrays already extracted: concatenate
   starts (+1) and ends (-1), ``argsort(kind="stable")``, ``cumsum`` (no tie merging,
   no output frame; it does less than ``exact``);
+* ``packed_sweep`` -- the bare sweep with recstats' sort trick (one in-place sort of
+  ``time << 1 | is_start`` keys instead of an argsort), to show what ``exact`` costs on
+  top of the fastest bare sweep (tie merging, dropping non-changes, the DataFrame);
 * ``groupby``  -- the pandas way an analyst would write the exact step function: an
   events frame (time, ±1) -> ``groupby("time")["delta"].sum().cumsum()``;
 * ``per_minute`` -- the naive binned way: explode each call into the minutes it touches,
@@ -59,6 +62,13 @@ def bare_sweep(start: np.ndarray, end: np.ndarray):
     delta = np.concatenate([np.ones(start.size, "int64"), -np.ones(end.size, "int64")])
     order = np.argsort(events, kind="stable")
     return events[order], np.cumsum(delta[order])
+
+
+def packed_sweep(start: np.ndarray, end: np.ndarray):
+    """The same sweep with recstats' trick: sort ``time << 1 | is_start`` keys, no argsort."""
+    keys = np.concatenate([(start << 1) | 1, end << 1])
+    keys.sort()
+    return keys >> 1, np.cumsum((keys & 1) * 2 - 1)
 
 
 def pandas_groupby(calls: pd.DataFrame) -> pd.Series:
@@ -111,6 +121,7 @@ def run(n: int, repeat: int, seed: int) -> dict:
     timing = {}
     for _ in range(1):  # interleave so a busy neighbour hurts every contender alike
         timing["sweep"] = best_of(lambda: bare_sweep(start, end), repeat)
+        timing["packed_sweep"] = best_of(lambda: packed_sweep(start, end), repeat)
         timing["exact"] = best_of(lambda: concurrency(calls), repeat)
         timing["binned"] = best_of(lambda: concurrency(calls, freq="15min"), repeat)
     timing["groupby"] = best_of(lambda: pandas_groupby(calls), max(1, repeat - 1))
@@ -118,12 +129,15 @@ def run(n: int, repeat: int, seed: int) -> dict:
     sub = calls.iloc[:subset]
     timing["per_minute"] = best_of(lambda: per_minute(sub), 1) * n / subset
     memory = {name: peak_memory(fn) for name, fn in (
-        ("sweep", lambda: bare_sweep(start, end)), ("exact", lambda: concurrency(calls)),
+        ("sweep", lambda: bare_sweep(start, end)),
+        ("packed_sweep", lambda: packed_sweep(start, end)),
+        ("exact", lambda: concurrency(calls)),
         ("binned", lambda: concurrency(calls, freq="15min")))}
     return {
         "calls": n, "seconds": {k: round(v, 4) for k, v in timing.items()},
         "exact_over_sweep": round(timing["exact"] / timing["sweep"], 3),
         "binned_over_sweep": round(timing["binned"] / timing["sweep"], 3),
+        "exact_over_packed_sweep": round(timing["exact"] / timing["packed_sweep"], 3),
         "groupby_over_exact": round(timing["groupby"] / timing["exact"], 2),
         "per_minute_over_binned": round(timing["per_minute"] / timing["binned"], 1),
         "per_minute_extrapolated_from": subset,
@@ -146,15 +160,18 @@ def main(argv=None) -> int:
         results.append(r)
         s = r["seconds"]
         print(f"N={n:>11,}  exact {s['exact']:.3f}s  binned {s['binned']:.3f}s  "
-              f"sweep {s['sweep']:.3f}s  groupby {s['groupby']:.3f}s  "
+              f"sweep {s['sweep']:.3f}s  packed sweep {s['packed_sweep']:.3f}s  groupby {s['groupby']:.3f}s  "
               f"per-minute ~{s['per_minute']:.1f}s (from {r['per_minute_extrapolated_from']:,})")
         print(f"    exact/sweep {r['exact_over_sweep']:.2f} (target <= 1.2)  "
               f"binned/sweep {r['binned_over_sweep']:.2f}  "
+              f"exact/packed-sweep {r['exact_over_packed_sweep']:.2f}  "
               f"groupby/exact {r['groupby_over_exact']:.1f} (target >= 10)  "
               f"per-minute/binned {r['per_minute_over_binned']:.0f}")
         print(f"    peak MiB above input ({r['input_mib']} MiB): " +
               ", ".join(f"{k} {v}" for k, v in r["peak_mib"].items()))
-    ok = all(r["exact_over_sweep"] <= 1.2 and r["groupby_over_exact"] >= 10 for r in results)
+    # targets are stated for 10 M calls; small tables are dominated by fixed costs
+    big = [r for r in results if r["calls"] >= 1_000_000] or results
+    ok = all(r["exact_over_sweep"] <= 1.2 and r["groupby_over_exact"] >= 10 for r in big)
     print(json.dumps({"bench": "concurrency", "targets_met": ok, "results": results}))
     return 0
 

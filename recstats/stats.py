@@ -61,12 +61,14 @@ def _require(calls: pd.DataFrame, *columns: str) -> None:
 
 
 def _micros(values: pd.Series) -> np.ndarray:
-    """A time column -> int64 microseconds since the epoch (NaT -> int64 min)."""
+    """A time column -> int64 microseconds since the epoch (NaT -> int64 min).
+
+    For the schema's ``datetime64[us, UTC]`` this is a read-only view, not a copy;
+    other zones are the same instants, naive times are taken as UTC, text is parsed.
+    """
     if not isinstance(values.dtype, pd.DatetimeTZDtype):
         values = pd.to_datetime(values, utc=True)
-    elif str(values.dt.tz) != "UTC":
-        values = values.dt.tz_convert("UTC")
-    return values.dt.as_unit("us").dt.tz_convert(None).to_numpy().view("int64")
+    return values.array.as_unit("us").asi8
 
 
 def _timestamp_us(moment) -> int:
@@ -131,13 +133,14 @@ def _step(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     keep = np.empty(times.size, dtype=bool)
     np.not_equal(times[1:], times[:-1], out=keep[:-1])
     keep[-1] = True
-    ends = level[keep]
+    idx = np.flatnonzero(keep)  # integer takes beat repeated boolean masks
+    ends = level[idx]
     changed = np.empty(ends.size, dtype=bool)
     changed[0] = ends[0] != 0
     np.not_equal(ends[1:], ends[:-1], out=changed[1:])
     if not changed.all():
-        keep[keep] = changed
-    return times[keep], level[keep].astype("int64")
+        idx, ends = idx[changed], ends[changed]
+    return times[idx], ends.astype("int64")
 
 
 def _area(times: np.ndarray, level: np.ndarray) -> np.ndarray:
