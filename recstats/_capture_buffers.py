@@ -343,6 +343,8 @@ class Tables:
 
 def _order(*keys: np.ndarray) -> np.ndarray | None:
     """Stable sort order by ``keys`` (last one primary), or None when already sorted."""
+    if len(keys[-1]) < 2 or (np.diff(keys[-1]) > 0).all():
+        return None  # strictly increasing primary key: no ties, already in order
     order = np.lexsort(keys)
     if (order == np.arange(len(order))).all():
         return None

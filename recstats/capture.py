@@ -91,9 +91,12 @@ class _Server:
 
     def _write(self, entry: dict) -> None:
         if self.journal is not None:
-            # flushed per line: a dying process loses nothing it had received
-            self.journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
-            self.journal.flush()
+            try:
+                # flushed per line: a dying process loses nothing it had received
+                self.journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
+                self.journal.flush()
+            except OSError as exc:  # e.g. a full disk: keep capturing, say so
+                self.last_error = f"journal write failed: {exc}"
 
     def close_journal(self) -> None:
         if self.journal is not None:

@@ -259,6 +259,31 @@ def test_malformed_bytes_end_the_session_not_the_capture():
         assert not capture.calls.duplicated("call_id").any()
 
 
+def test_silent_server_is_dropped_after_missed_keepalives_and_reconnected():
+    with RecorderSimulator(location="K", seed=13, **TRAFFIC) as sim, \
+            Capture([sim.address], keepalive=0.2, backoff=0.05) as capture:
+        wait_for(lambda: capture.status.last_keepalive.notna().all(), what="keep-alive")
+        sim.stall_keepalives(1.0)
+        wait_for(lambda: capture.status.reconnects.iloc[0] >= 1, what="reconnect")
+        assert "keep-alive" in capture.status.last_error.iloc[0]
+        wait_for(lambda: capture.status.connected.iloc[0], what="connected again")
+    assert not capture.calls.duplicated("call_id").any()
+
+
+def test_extensions_restrict_the_capture():
+    wanted = {"1000", "1001", "1002"}
+    with RecorderSimulator(location="E", seed=14, extensions=range(1000, 1006),
+                           **TRAFFIC) as sim, \
+            Capture([sim.address], extensions=sorted(wanted)) as capture:
+        wait_for(lambda: len(capture.calls) >= 10, what="calls")
+        calls = capture.calls
+        truth = sim.truth
+    involved = calls.caller.isin(wanted) | calls.callee.isin(wanted)
+    assert involved.all()
+    assert set(calls.call_id) <= set(truth.call_id)
+    assert not (truth.caller.isin(wanted) | truth.callee.isin(wanted)).all()
+
+
 def test_stop_is_idempotent_and_joins_threads():
     dead = free_port()
     with RecorderSimulator(location="S", seed=8, **TRAFFIC) as sim:
