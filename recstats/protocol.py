@@ -32,6 +32,7 @@ exception; malformed XML, a DTD or an oversized document is a
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -205,11 +206,19 @@ RequestEvent = (SubscribeRequest | OngoingCallsRequest | CallDetailRequest | Unk
 def _name(element) -> str | None:
     """Lower-case local name of an element (None for comments and the like)."""
     tag = element.tag
-    if not isinstance(tag, str):
-        return None
-    if tag[0] == "{":
-        tag = tag.rpartition("}")[2]
-    return tag.lower()
+    name = _names.get(tag)
+    if name is None:
+        if not isinstance(tag, str):
+            return None
+        name = tag.rpartition("}")[2].lower()
+        if len(_names) > 1024:  # peers choose names: keep the memo small
+            _names.clear()
+        _names[tag] = name
+    return name
+
+
+_names: dict[str, str] = {}  # tag -> lower-case local name, memoised (hot path)
+_kinds: dict[str, str] = {}  # notification type -> "start"/"end", memoised
 
 
 def _child(element, name: str):
@@ -247,6 +256,38 @@ def _parse(document: bytes, offset: int) -> etree._Element:
     if root.getroottree().docinfo.doctype:
         raise ProtocolError("document declares a DTD; refused for safety", offset)
     return root
+
+
+# A document that is a UTF-8 declaration (or none), whitespace and its root element
+_PLAIN_PROLOG = re.compile(rb'(<\?xml version=(?:"1\.0" encoding="(?:UTF|utf)-8"|'
+                           rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\r\n]*<[^!?]")
+
+
+def _parse_many(located: list[tuple[int, bytes]]) -> list | None:
+    """Parse several framed documents with one lxml call, or None if that is not sure
+    to give what parsing each alone gives (then each is parsed alone).
+
+    libxml2's fixed cost per document is about half of parsing a notification, so the
+    documents of one read are parsed as the children of one wrapper element. Only
+    documents made of a UTF-8 declaration (or none), whitespace and a root element take
+    part: stripped of their declaration they are well-formed alone exactly when they
+    are well-formed side by side. Any doubt (a comment or PI before the root, another
+    encoding, a parse error anywhere) returns None.
+    """
+    parts = [b"<_>"]
+    match = _PLAIN_PROLOG.match
+    for _, raw in located:
+        head = match(raw)
+        if head is None:
+            return None
+        parts.append(memoryview(raw)[head.end(1):] if head.end(1) > 0 else raw)
+    parts.append(b"</_>")
+    try:
+        wrapper = etree.fromstring(b"".join(parts), cdr.safe_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    roots = list(wrapper)
+    return roots if len(roots) == len(located) else None
 
 
 def _messages(root) -> list:
@@ -293,6 +334,13 @@ class _Connection:
             failure, located = exc, exc.located
         events: list = []
         on_document = self._on_document
+        roots = _parse_many(located) if len(located) > 1 else None
+        if roots is not None:  # all well-formed: nothing below can fail
+            for (_, raw), root in zip(located, roots):
+                if on_document is not None:
+                    on_document(raw)
+                events.extend(decode(root, raw))
+            located = ()
         try:
             for offset, raw in located:
                 if on_document is not None:
@@ -420,7 +468,12 @@ class ClientConnection(_Connection):
         return events
 
     def _notification(self, message, raw: bytes) -> Event:
-        kind = _kind(message.get("type"))
+        text = message.get("type")
+        kind = _kinds.get(text)
+        if kind is None:
+            kind = _kind(text)
+            if kind is not None and len(_kinds) < 256:
+                _kinds[text] = kind
         if kind is None:
             return UnknownMessage(raw, f"unknown notification type {message.get('type')!r}")
         call = _child(message, "call")

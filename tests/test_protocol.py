@@ -603,3 +603,55 @@ def test_character_references_are_not_entities():
     data = b'<VerbaApi><Notification type="start"><Call id="a&#38;b&amp;c"/></Notification></VerbaApi>'
     [event] = client_events(data)
     assert event.call["call_id"] == "a&b&c"
+
+
+# --------------------------------------------------------------------------- one read or many
+
+MESSAGES = [
+    P.keepalive_message(2),
+    P.call_notification("start", {"id": "a", "start_time": "2026-01-01 10:00:00"}),
+    P.call_notification("end", FIELDS),
+    P.subscribe_response("1", 5),
+    P.error_response("3", "GetCallDetail", detail="x"),
+    b'<VerbaApi><Notification type="odd"><Call id="b"/></Notification></VerbaApi>',
+    (b"<?xml version='1.0' encoding='UTF-8'?><VerbaApi><Response code='0'>"
+    b"<Keepalive time='1'/></Response></VerbaApi>"),
+    (b'<?xml version="1.0" encoding="ISO-8859-1"?><VerbaApi><Notification type="start">'
+    b'<Call id="\xe9"/></Notification></VerbaApi>'),
+    DECL + b'<!-- c --><VerbaApi><Response code="0"><Keepalive time="3"/></Response></VerbaApi>',
+    DECL + b"\xef\xbb\xbf<VerbaApi/>",           # a BOM after the declaration: malformed
+    b"<VerbaApi><Response code='0'></VerbaApi>",   # mismatched tags: malformed
+    b'<VerbaApi><Notification type="start"><Call id="&nope;"/></Notification></VerbaApi>',
+    (b'<VerbaApi xmlns="urn:v"><Notification type="start"><Call id="n"/></Notification>'
+    b"</VerbaApi>"),
+    (b'<?xml version="1.0" encoding="UTF-8" standalone="yes"?><VerbaApi><Response code="0">'
+    b'<Keepalive time="4"/></Response></VerbaApi>'),
+]
+
+
+def _run(conn: ClientConnection, reads: list[bytes]):
+    events = []
+    try:
+        for data in reads:
+            events += conn.receive_data(data, now=1.0)
+    except ProtocolError as exc:
+        return events + list(exc.events), ("error", exc.offset)
+    return events, None
+
+
+def _comparable(events):
+    # repr: nan and NaT compare unequal to themselves
+    return [repr(dict(e.call)) if hasattr(e, "call") else repr(e) for e in events]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(MESSAGES), min_size=1, max_size=8))
+def test_one_read_or_one_read_per_document_give_the_same_events(messages):
+    seen_one, seen_many = [], []
+    one = _run(ClientConnection(on_document=seen_one.append), [b"\n".join(messages)])
+    many = _run(ClientConnection(on_document=seen_many.append),
+                [m + b"\n" for m in messages])
+    assert _comparable(one[0]) == _comparable(many[0])
+    assert one[1] == many[1]
+    if one[1] is None:
+        assert seen_one == seen_many == messages

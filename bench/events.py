@@ -1,0 +1,171 @@
+"""Event-ingest benchmark: protocol decoding vs a bare lxml parse of the same documents.
+
+Builds a pre-recorded stream of realistic call notifications (a start and an end per
+call, ~15 CDR fields each) with a keep-alive every 100 messages, then measures:
+
+* ``lxml``:    ``lxml.etree.fromstring`` over the pre-split documents (the baseline);
+* ``framer``:  :class:`recstats.protocol.Framer` alone over 64 KiB reads;
+* ``decode``:  :class:`recstats.protocol.ClientConnection` over 64 KiB reads: framing,
+  hardened parsing and decoding every call into its record (the real work).
+
+Target (DESIGN.md): decode >= 0.5 x lxml. When ``recstats/simulator.py`` exists it also
+measures end to end: a ``RecorderSimulator`` at maximum speed over loopback to one
+``RecorderClient``. Prints rates and ratios, then one JSON line.
+
+    .venv/bin/python bench/events.py [--calls 25000] [--repeat 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from lxml import etree
+
+from recstats import protocol as P
+
+READ = 64 * 1024
+
+
+def notifications(calls: int, seed: int = 1) -> list[bytes]:
+    """``2 * calls`` notifications (start then end, interleaved) plus keep-alives."""
+    rng = random.Random(seed)
+    docs: list[bytes] = []
+    open_calls: list[dict] = []
+    t0 = 1_790_000_000.0
+    clock = t0
+    for n in range(calls):
+        clock += rng.expovariate(5.0)
+        start = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(clock)) + \
+            f".{rng.randrange(1000):03d}"
+        fields = {
+            "id": str(uuid.UUID(int=rng.getrandbits(128))),
+            "modality_id": "voice", "native_id": str(rng.randrange(10**9)),
+            "native_call_id": f"{rng.randrange(10**12):x}@10.0.0.{rng.randrange(255)}",
+            "location": f"SITE-{rng.randrange(4)}",
+            "source_caller_id": str(1000 + rng.randrange(500)),
+            "source_name": rng.choice(["Ann Lee", "Bo Nagy", "Cy Ortiz", "Di Park"]),
+            "destination_caller_id": f"+36{rng.randrange(10**8):08d}",
+            "destination_name": "", "start_time": start,
+            "direction_id": str(rng.randrange(3)), "audio_codec_id": "2",
+            "recorder_service_id": "rec-1",
+        }
+        docs.append(P.call_notification("start", fields))
+        open_calls.append((clock + rng.expovariate(1 / 180), fields))
+        if len(open_calls) > 50 or n == calls - 1:
+            while open_calls:
+                end, fields = open_calls.pop(rng.randrange(len(open_calls)))
+                ended = dict(fields, cause_id=str(rng.choice([0, 0, 0, 1, 2, 6])),
+                             end_time=time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(end))
+                             + ".250", media_file=fields["id"] + ".wav")
+                docs.append(P.call_notification("end", ended))
+                if len(docs) % 100 == 0:
+                    docs.append(P.keepalive_message(10))
+    return docs
+
+
+def best(repeat: int, func) -> float:
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        func()
+        times.append(time.perf_counter() - t)
+    return min(times)
+
+
+def bench_decoding(calls: int, repeat: int) -> dict:
+    docs = notifications(calls)
+    stream = b"\n".join(docs)
+    reads = [stream[i:i + READ] for i in range(0, len(stream), READ)]
+    n = len(docs)
+
+    def lxml_loop():
+        fromstring = etree.fromstring
+        for doc in docs:
+            fromstring(doc)
+
+    def framer_loop():
+        framer = P.Framer()
+        count = 0
+        for chunk in reads:
+            count += len(framer.feed(chunk))
+        assert count == n
+
+    def decode_loop():
+        conn = P.ClientConnection()
+        count = 0
+        for chunk in reads:
+            count += len(conn.receive_data(chunk, now=0.0))
+        assert count == n
+
+    t_lxml = best(repeat, lxml_loop)
+    t_framer = best(repeat, framer_loop)
+    t_decode = best(repeat, decode_loop)
+    return {
+        "documents": n, "stream_bytes": len(stream),
+        "lxml_docs_per_s": n / t_lxml, "framer_docs_per_s": n / t_framer,
+        "decode_docs_per_s": n / t_decode, "decode_vs_lxml": t_lxml / t_decode,
+        "framer_vs_lxml": t_lxml / t_framer,
+    }
+
+
+def bench_end_to_end(seconds: float) -> dict | None:
+    """Events/s from a simulator at full speed to one client over loopback."""
+    try:
+        from recstats.client import RecorderClient
+        from recstats.simulator import RecorderSimulator
+    except ImportError as exc:
+        print(f"end to end: skipped, simulator/client not available yet ({exc})")
+        return None
+    try:
+        # rate and speed as high as the simulator allows: the client is the bottleneck
+        with RecorderSimulator(port=0, rate=1e6, speed=1e6, keepalive=1.0) as sim:
+            client = RecorderClient("127.0.0.1", sim.port, timeout=10)
+            client.subscribe()
+            count = 0
+            t0 = time.perf_counter()
+            for event in client.events():
+                count += 1
+                if time.perf_counter() - t0 > seconds:
+                    break
+            elapsed = time.perf_counter() - t0
+            client.close()
+    except Exception as exc:  # noqa: BLE001 -- report it, keep the decoding figures
+        print(f"end to end: failed: {type(exc).__name__}: {exc}")
+        return None
+    return {"e2e_events": count, "e2e_events_per_s": count / elapsed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=25_000,
+                        help="calls (each a start and an end notification)")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--e2e-seconds", type=float, default=3.0)
+    args = parser.parse_args()
+    result = bench_decoding(args.calls, args.repeat)
+    print(f"{result['documents']} documents, {result['stream_bytes'] / 1e6:.1f} MB, "
+          f"{READ // 1024} KiB reads")
+    print(f"  lxml.fromstring loop : {result['lxml_docs_per_s']:>10,.0f} docs/s")
+    print(f"  Framer only          : {result['framer_docs_per_s']:>10,.0f} docs/s "
+          f"({result['framer_vs_lxml']:.2f} x lxml)")
+    print(f"  ClientConnection     : {result['decode_docs_per_s']:>10,.0f} docs/s "
+          f"({result['decode_vs_lxml']:.2f} x lxml; target >= 0.5)")
+    e2e = bench_end_to_end(args.e2e_seconds)
+    if e2e:
+        print(f"  end to end           : {e2e['e2e_events_per_s']:>10,.0f} events/s "
+              f"({e2e['e2e_events']} events)")
+        result.update(e2e)
+    print(json.dumps({"bench": "events", **{k: round(v, 3) if isinstance(v, float) else v
+                                            for k, v in result.items()}}))
+
+
+if __name__ == "__main__":
+    main()
