@@ -117,7 +117,11 @@ class _Server:
         self.pending.append((t, raw))
 
     def mark(self, what: str, **fields) -> None:
-        """A capture decision that a replay must repeat (journaled, then applied)."""
+        """A capture decision that a replay must repeat (journaled, then applied).
+
+        Documents received before it are applied first, as a replay will apply them.
+        """
+        self.drain()
         t = self._time()
         self._write({"t": t, "mark": what, **fields})
         self.apply(t, what, fields)
@@ -145,7 +149,9 @@ class _Server:
                 self.decoder.get_call_detail(fields["call_id"])
         elif what == "lost":
             call_id = fields["call_id"]
-            self.ongoing.pop(call_id, None)
+            if call_id not in self.ongoing:
+                return  # its end arrived after all
+            del self.ongoing[call_id]
             self.ended.add(call_id)
             self.tables.end_unknown(self.name, call_id)
         elif what == "disconnect":
@@ -427,13 +433,16 @@ class Capture:
         for call_id in list(server.vanished):
             if self._stopping.is_set():
                 return
+            server.drain()
+            if call_id not in server.ongoing:
+                continue  # its end notification came meanwhile
             server.mark("request", type="detail", call_id=call_id)
             try:
                 client.call_detail(call_id)
             except ServerError:
-                server.mark("lost", call_id=call_id)
+                pass  # the server does not know it (any more): the end stays unknown
             server.drain()
-            if call_id in server.ongoing:  # answered, but not with a usable CDR
+            if call_id in server.ongoing:  # refused, or answered without a usable CDR
                 server.mark("lost", call_id=call_id)
         server.vanished = []
 
