@@ -302,7 +302,7 @@ def _busy_hour_table(calls: pd.DataFrame, tz: str) -> pd.DataFrame:
 
 def write_report(calls: pd.DataFrame, out_dir: str | Path,
                  events: pd.DataFrame | None = None, title: str = "recstats report",
-                 tz: str = "UTC", errors: pd.DataFrame | None = None,
+                 tz: str = "UTC", errors: pd.DataFrame | list[dict] | None = None,
                  comparison: Comparison | None = None) -> Path:
     """Write an HTML report folder for a calls table and return the ``index.html`` path.
 
@@ -310,7 +310,9 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
     extensions, capacity and busy-hour sections; parse errors and the live-vs-archive
     comparison when given), one PNG per chart (referenced by relative path),
     ``calls.parquet`` and, when ``events`` is given, ``events.parquet``. Times are shown
-    in ``tz``. All text from the data is HTML-escaped. The caller's frames are not modified.
+    in ``tz``. ``errors`` is :func:`recstats.archive_errors`' table (or the list of dicts in
+    ``calls.attrs["errors"]``). All text from the data is HTML-escaped. The caller's frames
+    are not modified.
 
     >>> path = write_report(calls, "report", tz="Europe/Budapest")  # doctest: +SKIP
     >>> path.name                                                    # doctest: +SKIP
@@ -393,6 +395,8 @@ def write_report(calls: pd.DataFrame, out_dir: str | Path,
             notes.append(f"capacity: {exc}")
     sections.append(_section("Capacity", body, "capacity"))
 
+    if errors is not None and not isinstance(errors, pd.DataFrame):
+        errors = pd.DataFrame(list(errors))  # e.g. calls.attrs["errors"], a list of dicts
     if errors is not None and len(errors):
         sections.append(_section(f"Files that could not be parsed ({len(errors):,})",
                                  _table(errors, 100, tz), "errors"))
@@ -424,7 +428,14 @@ def _version() -> str:
 
 
 def report_notes(index: str | Path) -> list[str]:
-    """The problems a written report lists under "Report notes" (empty when none)."""
+    """The problems a written report lists under "Report notes" (empty when none).
+
+    A chart or table that could not be made is left out of the page and its reason
+    listed there, so one failing figure never loses the whole report.
+
+    >>> report_notes(write_report(calls, "report"))  # doctest: +SKIP
+    []
+    """
     text = Path(index).read_text(encoding="utf-8")
     if 'id="notes"' not in text:
         return []

@@ -117,6 +117,13 @@ def test_report_escapes_hostile_labels(tmp_path):
     assert html.escape(evil) in text
 
 
+def test_report_takes_errors_as_attrs_list(tmp_path):
+    calls = calls_frame([_call("a", 0, 5)])
+    errors = [{"path": "x.xml", "error": "empty document"}]
+    text = write_report(calls, tmp_path, errors=errors).read_text(encoding="utf-8")
+    assert "Files that could not be parsed (1)" in text and "empty document" in text
+
+
 def test_report_includes_the_comparison(calls, tmp_path):
     result = compare_calls(calls, calls)
     text = write_report(calls, tmp_path, comparison=result).read_text(encoding="utf-8")
