@@ -168,8 +168,9 @@ def test_drop_connections_reconnects_and_resyncs(tmp_path):
     site = Site("SITE-D", 3)
     with site.sim:
         site.start_watching()
-        with Capture([site.sim.address], journal=tmp_path, backoff=0.5,
-                     max_backoff=1.0) as capture:
+        # backoff 1 s: the capture stays away >= 0.5 s, while advance() plays the gap
+        with Capture([site.sim.address], journal=tmp_path, backoff=1.0,
+                     max_backoff=2.0) as capture:
             wait_for(lambda: capture.status.connected.all(), what="connected")
             settle(capture, [site])
             site.sim.resume()
@@ -208,7 +209,7 @@ def test_drop_connections_reconnects_and_resyncs(tmp_path):
 def test_end_unknown_when_call_detail_fails(tmp_path):
     # history=0: the server forgets ended calls, so their detail is an error answer
     sim = RecorderSimulator(location="SITE-F", seed=4, history=0, **TRAFFIC)
-    with sim, Capture([sim.address], journal=tmp_path, backoff=0.5) as capture:
+    with sim, Capture([sim.address], journal=tmp_path, backoff=1.0) as capture:
         wait_for(lambda: len(capture.ongoing) > 3, what="ongoing calls")
         sim.pause()
         wait_for(lambda: set(capture.ongoing.call_id) == {c["id"] for c in sim.ongoing},
