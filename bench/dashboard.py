@@ -87,7 +87,7 @@ def replot(calls: pd.DataFrame, now: pd.Timestamp) -> bytes:
 def main() -> None:
     capture = make_capture()
     dash = LiveDashboard(capture, window="1h")
-    refresh = timed(dash.refresh, 15)
+    refresh = timed(lambda: dash.refresh(force=True), 15)  # force: a full redraw each time
 
     def png_only():
         dash.figure.savefig(io.BytesIO(), format="png")

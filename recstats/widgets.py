@@ -144,6 +144,8 @@ class LiveDashboard:
         self.table = pd.DataFrame()
         self.top_extensions = pd.Series(dtype="int64")
         self.refreshes = 0
+        self.redraws = 0  # refreshes that re-rendered the chart
+        self._chart_key: tuple | None = None
         self.last_error: str | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -167,7 +169,7 @@ class LiveDashboard:
         self.ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator, tz=tz))
         self.lines: dict[str, Any] = {}
 
-        self.image = widgets.Image(format="png", layout=widgets.Layout(width="100%"))
+        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="100%"))
         self.status_html = widgets.HTML()
         self.counters_html = widgets.HTML()
         self.table_html = widgets.HTML(layout=widgets.Layout(flex="3 1 0%"))
@@ -222,7 +224,9 @@ class LiveDashboard:
     def refresh(self, force: bool = False) -> bool:
         """Redraw everything from the capture's current snapshots, on the calling thread.
 
-        Returns False (and changes nothing) while paused, unless ``force``.
+        Returns False (and changes nothing) while paused. The chart is rendered again
+        only when "now" or the calls changed; ``force=True`` redraws everything, paused
+        or not.
         """
         if self.paused and not force:
             return False
@@ -235,7 +239,12 @@ class LiveDashboard:
             now = pd.Timestamp.now(tz="UTC")
         self.now = pd.Timestamp(now)
         self._ongoing = ongoing
-        self._render_chart(calls, self.now)
+        # the chart only changes with "now" or the calls (an end fills an existing row)
+        key = (self.now, len(calls), int(calls["end_time"].notna().sum()) if len(calls) else 0)
+        if force or key != self._chart_key:
+            self._render_chart(calls, self.now)
+            self._chart_key = key
+            self.redraws += 1
         self._render_status(status, calls, ongoing)
         self._render_table()
         self._render_top(calls, ongoing, self.now)

@@ -181,6 +181,20 @@ def test_pause_stops_updates_and_resume_catches_up(calls):
     assert dash.now == capture.latest
 
 
+def test_chart_is_rendered_again_only_when_something_changed(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture)
+    dash.refresh()
+    image = dash.image.value
+    dash.refresh()
+    assert (dash.refreshes, dash.redraws) == (2, 1) and dash.image.value is image
+    ended = capture.calls["end_time"].notna()
+    capture.calls = capture.calls.assign(end_time=capture.calls["end_time"].where(
+        ended, capture.latest))                 # the ongoing calls end, nothing is added
+    dash.refresh()
+    assert dash.redraws == 2 and dash.lines["total"].get_ydata()[-1] == 0
+
+
 def test_empty_capture_and_a_given_clock():
     empty, _ = calls_from_fields([])
     capture = FakeCapture(empty)
