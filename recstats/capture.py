@@ -20,6 +20,7 @@ event, no per-event DataFrame work); a snapshot converts them once, vectorised.
 from __future__ import annotations
 
 import base64
+import html
 import json
 import os
 import random
@@ -320,8 +321,7 @@ class Capture:
                 f"{sum(self._tables.counts.values())} events>")
 
     def _repr_html_(self) -> str:
-        return f"<p>{self!r}</p>".replace("<Capture", "&lt;Capture").replace(
-            "events>", "events&gt;") + self.status.to_html(index=False)
+        return f"<p>{html.escape(repr(self))}</p>" + self.status.to_html(index=False)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -418,6 +418,8 @@ class Capture:
                 break
             attempt = 0 if synced else attempt + 1
             self._stopping.wait(self._delay(attempt))
+        if self._stopping.is_set():  # stop() may have timed out waiting for this thread
+            server.close_journal()
 
     def _resync(self, client, server: _Server) -> None:
         """Subscribe, then reconcile what we know with the server's ongoing calls."""
