@@ -41,7 +41,6 @@ __all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurren
 _US_PER_S = 1_000_000
 _US_PER_HOUR = 3600 * _US_PER_S
 _NAT = np.iinfo("int64").min
-_TIME_DTYPE = "datetime64[us, UTC]"
 _LITTLE = sys.byteorder == "little"
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 
@@ -333,6 +332,9 @@ def _hourly(times: np.ndarray, level: np.ndarray, tz: str):
         return [], np.empty((0, 24))
     local = _to_times(times[[0, -1]] - [0, 1]).tz_convert(tz)
     first, last = local[0].date(), local[1].date()
+    if (last - first).days > 100_000:
+        raise ValueError(f"the calls span {first} to {last}: drop calls with implausible "
+                         "times before computing hourly traffic")
     lo = _day_start_us(first, tz)
     hi = _day_start_us(last + _dt.timedelta(days=1), tz)
     grid = np.arange(lo, hi + 1, _QUARTER, dtype="int64")

@@ -621,3 +621,23 @@ def test_calls_without_a_group_label_are_left_out():
     assert out["site"].tolist() == ["A", "A"] and out["concurrent"].tolist() == [1, 0]
     binned = concurrency(calls, freq="5min", by="site")
     assert binned.index.get_level_values("site").unique().tolist() == ["A"]
+
+
+def test_absurd_day_spans_are_refused_for_hourly_traffic():
+    calls = calls_table([(pd.Timestamp("1700-01-01", tz="UTC"),
+                          pd.Timestamp("2100-01-01", tz="UTC"))])
+    with pytest.raises(ValueError, match="implausible"):
+        busy_hour(calls)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(0, 20)), min_size=1, max_size=20),
+       st.sampled_from([("1min", 60), ("5min", 300), ("7min", 420)]))
+def test_binned_property(spans, freq):
+    calls = minutes_table([(s, s + n) for s, n in spans])
+    out = concurrency(calls, freq=freq[0])
+    expected = per_second_reference(calls, None, freq[1])
+    assert out.index.tolist() == [r[0] for r in expected]
+    assert out["peak"].tolist() == [r[1] for r in expected]
+    assert np.allclose(out["mean"].to_numpy(), [r[2] for r in expected])
+    assert out["started"].tolist() == [r[3] for r in expected]
