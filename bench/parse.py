@@ -1,0 +1,166 @@
+"""Benchmark: parsing a folder of CDR files into the calls table.
+
+    .venv/bin/python bench/parse.py [--files 20000] [--subset 300] [--repeat 2]
+
+Generates ``--files`` synthetic CDR files (and their media stand-ins) in a temporary
+folder, then measures in one run, with the files in the page cache:
+
+* raw-read floor: walk the folder and open+read every CDR file, no parsing;
+* plain lxml loop: ``etree.parse`` + ``{tag: text}`` per file, ``pd.to_datetime`` on its
+  two times, then one ``DataFrame`` (what a quick script would do);
+* ``pandas.read_xml`` per file, on ``--subset`` files, extrapolated;
+* ``recstats.read_archive`` with ``workers=1`` and ``workers=2`` (the latter cold, i.e.
+  starting its worker processes, and warm, the forkserver already running).
+
+Each timing is the best of ``--repeat`` runs. Prints rates and ratios, then one JSON
+line (the last line of stdout). Targets (DESIGN.md, relaxed for a shared machine):
+workers=1 >= 1 x the lxml loop, >= 50 x read_xml, workers=2 >= 1.6 x workers=1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from lxml import etree
+
+import recstats as rs
+from recstats.cdr import cdr_xml
+from recstats.traffic import generate_calls
+
+
+def make_files(root: Path, n: int, seed: int = 1) -> None:
+    """``n`` CDR files in the simulator layout, each with a media stand-in."""
+    per_site = -(-n // 2)
+    done = 0
+    for i, site in enumerate(("NY-RECORDER", "LDN-RECORDER")):
+        # rate: about per_site calls in 5 days; take exactly what is needed
+        rows = []
+        seconds = 5 * 86400
+        while len(rows) < min(per_site, n - done):
+            rows = generate_calls("2026-11-02", seconds, rate=1.2 * per_site / seconds,
+                                  location=site, rng=np.random.default_rng([seed, i]))
+            seconds *= 2
+        for fields in rows[: min(per_site, n - done)]:
+            folder = root / site / fields["start_time"][:10].replace("-", "/")
+            folder.mkdir(parents=True, exist_ok=True)
+            (folder / f"{fields['id']}.xml").write_bytes(cdr_xml(fields))
+            (folder / fields["media_file"]).write_bytes(b"RIFF....WAVE")
+            done += 1
+
+
+def xml_files(root: Path) -> list[str]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames.sort()
+        out += [os.path.join(dirpath, f) for f in sorted(filenames) if f.endswith(".xml")]
+    return out
+
+
+def raw_read(root: Path) -> int:
+    total = 0
+    for path in xml_files(root):
+        with open(path, "rb") as handle:
+            total += len(handle.read())
+    return total
+
+
+def lxml_loop(root: Path) -> pd.DataFrame:
+    rows = []
+    for path in xml_files(root):
+        record = {child.tag: child.text for child in etree.parse(path).getroot()}
+        for name in ("start_time", "end_time"):
+            if name in record:
+                record[name] = pd.to_datetime(record[name]).tz_localize("UTC")
+        rows.append(record)
+    return pd.DataFrame(rows)
+
+
+def read_xml_loop(paths: list[str]) -> pd.DataFrame:
+    return pd.concat([pd.read_xml(p, xpath="/verbacdr", parser="lxml") for p in paths],
+                     ignore_index=True)
+
+
+def best(fn, repeat: int) -> tuple[float, object]:
+    times, result = [], None
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return min(times), result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--files", type=int, default=20000)
+    parser.add_argument("--subset", type=int, default=300,
+                        help="files for the read_xml loop (extrapolated)")
+    parser.add_argument("--repeat", type=int, default=2)
+    parser.add_argument("--keep", default=None, help="generate into this folder, keep it")
+    args = parser.parse_args(argv)
+
+    temp = None if args.keep else tempfile.mkdtemp(prefix="recstats-bench-")
+    root = Path(args.keep or temp)
+    try:
+        t0 = time.perf_counter()
+        if not any(root.iterdir()):
+            make_files(root, args.files)
+        n = len(xml_files(root))
+        print(f"{n} CDR files in {root} ({time.perf_counter() - t0:.1f} s to make)",
+              file=sys.stderr)
+        raw_read(root)  # page cache warm for everyone
+
+        results = {}
+        results["raw_read"], _ = best(lambda: raw_read(root), args.repeat)
+        results["lxml_loop"], naive = best(lambda: lxml_loop(root), args.repeat)
+        subset = xml_files(root)[: args.subset]
+        t_sub, _ = best(lambda: read_xml_loop(subset), 1)
+        results["read_xml"] = t_sub * n / max(1, len(subset))
+        results["archive_w1"], one = best(
+            lambda: rs.read_archive(root, workers=1, progress=False), args.repeat)
+        start = time.perf_counter()
+        cold = rs.read_archive(root, workers=2, progress=False)
+        results["archive_w2_cold"] = time.perf_counter() - start
+        results["archive_w2"], two = best(
+            lambda: rs.read_archive(root, workers=2, progress=False), args.repeat)
+        pd.testing.assert_frame_equal(one, two)
+        pd.testing.assert_frame_equal(one, cold)
+        assert len(one) == len(naive) == n
+
+        rates = {k: n / v for k, v in results.items()}
+        ratios = {
+            "w1_vs_raw_read": results["raw_read"] / results["archive_w1"],
+            "w1_vs_lxml_loop": results["lxml_loop"] / results["archive_w1"],
+            "w1_vs_read_xml": results["read_xml"] / results["archive_w1"],
+            "w2_vs_w1": results["archive_w1"] / results["archive_w2"],
+            "w2_cold_vs_w1": results["archive_w1"] / results["archive_w2_cold"],
+        }
+        targets = {"w1_vs_lxml_loop": 1.0, "w1_vs_read_xml": 50.0, "w2_vs_w1": 1.6}
+        for name, seconds in results.items():
+            print(f"{name:>16}: {seconds:8.3f} s  {rates[name]:10.0f} files/s")
+        for name, value in ratios.items():
+            goal = targets.get(name)
+            verdict = "" if goal is None else (" ok" if value >= goal else
+                                               f" MISSED (target {goal})")
+            print(f"{name:>16}: {value:8.2f} x{verdict}")
+        load = os.getloadavg()
+        print(f"load average {load[0]:.1f} on {os.cpu_count()} cores (shared machine)")
+        print(json.dumps({"bench": "parse", "files": n, "seconds": results,
+                          "files_per_second": rates, "ratios": ratios, "targets": targets,
+                          "cpu_count": os.cpu_count(), "loadavg": load[0]}))
+    finally:
+        if temp:
+            shutil.rmtree(temp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
