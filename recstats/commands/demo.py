@@ -45,8 +45,11 @@ def _progress(seconds: float, capture, stream=None) -> None:
     stream = stream or sys.stderr
     interactive = hasattr(stream, "isatty") and stream.isatty()
     deadline = time.monotonic() + seconds
+    # a terminal that reports no size (some ptys) would get no bar at all
+    size = shutil.get_terminal_size(fallback=(80, 24))
     with tqdm(total=round(seconds), unit="s", desc="capturing", file=stream,
-              disable=not interactive, bar_format="{desc}: {bar} {n:.0f}/{total}s {postfix}"
+              ncols=size.columns or 80, nrows=size.lines or 24,
+              disable=not interactive, bar_format="{desc}: {bar} {n:.0f}/{total}s{postfix}"
               ) as bar:
         last_line = 0.0
         while True:
@@ -112,5 +115,12 @@ def run(args) -> int:
           f"({comparison.live_ended:,} ended, {reconnects} reconnects); "
           f"archive: {len(archive):,} calls, {len(errors):,} unreadable files")
     print(f"live vs archive: {comparison}")
+    if len(archive):
+        from ..stats import concurrency
+        exact = concurrency(archive)
+        if len(exact):
+            at = int(exact["concurrent"].to_numpy().argmax())
+            print(f"peak: {int(exact['concurrent'].iloc[at])} calls at once, "
+                  f"{exact['time'].iloc[at]:%Y-%m-%d %H:%M:%S} UTC (simulated clock)")
     print(f"report: {index.resolve()}  ({time.monotonic() - began:.1f} s)")
     return 0 if comparison.ok and not len(errors) else 1
