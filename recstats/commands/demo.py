@@ -120,7 +120,7 @@ def run(args) -> int:
         exact = concurrency(archive)
         if len(exact):
             at = int(exact["concurrent"].to_numpy().argmax())
-            print(f"peak: {int(exact['concurrent'].iloc[at])} calls at once, "
+            print(f"archive peak: {int(exact['concurrent'].iloc[at])} finished calls at once, "
                   f"{exact['time'].iloc[at]:%Y-%m-%d %H:%M:%S} UTC (simulated clock)")
     print(f"report: {index.resolve()}  ({time.monotonic() - began:.1f} s)")
     return 0 if comparison.ok and not len(errors) else 1
