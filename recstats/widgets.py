@@ -85,6 +85,21 @@ def _envelope(x: np.ndarray, y: np.ndarray, lo: int, hi: int,
     return np.append(out_x, hi).astype("int64"), np.append(out_y, last[-1])
 
 
+def _span_text(span: pd.Timedelta) -> str:
+    """A window length as people write it.
+
+    >>> _span_text(pd.Timedelta("15min")), _span_text(pd.Timedelta("90min"))
+    ('15 min', '1 h 30 min')
+    """
+    seconds = int(span.total_seconds())
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, seconds = divmod(rest, 60)
+    parts = [f"{v} {unit}" for v, unit in ((days, "d"), (hours, "h"), (minutes, "min"),
+                                           (seconds, "s")) if v]
+    return " ".join(parts) or "0 s"
+
+
 def _latest_time(calls: pd.DataFrame) -> pd.Timestamp | None:
     """The latest start or end time in a calls table (the data's own "now")."""
     if calls is None or not len(calls):
@@ -295,7 +310,7 @@ class LiveDashboard:
                    if len(line.get_ydata())), default=0.0)
         self.ax.set_xlim(self._day0 + lo / _US_PER_DAY, self._day0 + hi / _US_PER_DAY)
         self.ax.set_ylim(0, max(1.0, top) * 1.15)
-        self.ax.set_title(f"Concurrent calls, last {self.window} "
+        self.ax.set_title(f"Concurrent calls, last {_span_text(self.window)} "
                           f"(now {now.tz_convert(self.tz):%Y-%m-%d %H:%M:%S} {self.tz})",
                           fontsize="medium")
         buffer = io.BytesIO()
@@ -421,7 +436,7 @@ class LiveDashboard:
         self.top_extensions = counts.head(self.top)
         rows = "".join(f"<tr><td>{html.escape(str(ext))}</td><td>{n:,}</td></tr>"
                        for ext, n in self.top_extensions.items())
-        self.top_html.value = (f"<b>Top extensions, last {self.window}</b><table>"
+        self.top_html.value = (f"<b>Top extensions, last {_span_text(self.window)}</b><table>"
                                f"<tr><th>extension</th><th>calls</th></tr>{rows}</table>")
 
     # ------------------------------------------------------------------ periodic
