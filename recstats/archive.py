@@ -106,7 +106,6 @@ def _walk(root: str, listing: _Listing) -> Iterator[str]:
     Lazy, so worker processes parse the first chunks while the walk goes on. Sorted
     names: the same order on every file system.
     """
-    listing.complete = False
     cdrs, keys, media = listing.cdrs, listing.cdr_keys, listing.media
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
@@ -180,6 +179,7 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
         path = os.fspath(path)
         kind = _kind(path)
         if kind == "dir":
+            listing.complete = False  # now: the generator's body starts only when consumed
             return listing, "files", None, _walk(path, listing)
         if kind == "zip":
             with zipfile.ZipFile(path) as zf:
