@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import string
 import sys
+import threading
 import time
 
 from ..cli import UsageError
@@ -22,6 +24,20 @@ def site_name(index: int) -> str:
         index, rest = divmod(index - 1, 26)
         letters = string.ascii_uppercase[rest] + letters
     return f"SITE-{letters}"
+
+
+def _stop_on_sigterm() -> None:
+    """Treat SIGTERM like Ctrl-C, so ``kill`` also stops the simulators cleanly."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, interrupt)
+    except (ValueError, OSError):  # not allowed here (embedded interpreters)
+        pass
 
 
 def run(args, *, wait=None) -> int:
@@ -70,6 +86,7 @@ def run(args, *, wait=None) -> int:
         if wait is not None:
             wait(simulators)
         else:
+            _stop_on_sigterm()
             while True:
                 time.sleep(1.0)
     except KeyboardInterrupt:
