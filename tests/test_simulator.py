@@ -116,7 +116,9 @@ def test_archive_holds_exactly_the_ended_calls_in_the_documented_layout(tmp_path
         assert path.parent == tmp_path / "SITE-A" / f"{local:%Y}" / f"{local:%m}" / f"{local:%d}"
         record = cdr.read_cdr(path, tz="Europe/Budapest")
         assert record["start_time"] == row.start_time and record["end_time"] == row.end_time
-        assert record["caller"] == row.caller and record["duration"] == row.duration
+        assert record["caller"] == row.caller
+        # per-record and vectorised durations may differ in the last bit (cdr.py paths)
+        assert record["duration"] == pytest.approx(row.duration, abs=1e-9)
         media = path.with_name(record["media_file"])
         assert media.exists()
         if record["modality"] == "im":
@@ -273,14 +275,22 @@ def test_stop_keeps_ongoing_calls_and_closes_the_port():
 
 
 def test_real_time_clock_speed_and_pause():
-    with make_sim(manual_clock=False, speed=600, rate=2.0) as sim:
+    sim = make_sim(manual_clock=False, speed=600, rate=2.0)
+    before = time.monotonic()
+    with sim:
+        after = time.monotonic()
         deadline = time.monotonic() + 5
         while len(sim.truth) < 50 and time.monotonic() < deadline:
             time.sleep(0.05)
+        pause_from = time.monotonic()
         sim.pause()
+        pause_to = time.monotonic()
         frozen = sim.truth
         now = sim.now
         assert len(frozen) >= 50
+        # simulated seconds = 600 x real seconds since start (bounds from both sides)
+        simulated = (now - pd.Timestamp(START, tz="UTC")).total_seconds()
+        assert 600 * (pause_from - after) <= simulated <= 600 * (pause_to - before)
         assert (frozen.start_time <= now).all()
         assert (frozen.end_time.dropna() <= now).all()
         time.sleep(0.1)
@@ -291,6 +301,32 @@ def test_real_time_clock_speed_and_pause():
         sim.resume()
     reference = [c["id"] for c in expected_calls(10_000, rate=2.0)]
     assert frozen.call_id.tolist() == reference[:len(frozen)]
+
+
+def test_a_client_that_stops_reading_is_dropped_not_waited_for(monkeypatch):
+    from recstats import simulator as module
+    monkeypatch.setattr(module, "HIGH_WATER_BYTES", 32 * 1024)
+    monkeypatch.setattr(module, "STUCK_SECONDS", 0.3)
+    with make_sim(manual_clock=False, speed=2000, rate=5.0) as sim:
+        stuck = socket.socket()
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.connect(sim.address)
+        stuck.sendall(protocol.subscribe_request("1"))  # and never reads again
+        reader = Peer(sim.address)
+        reader.request(reader.conn.subscribe())
+        deadline = time.monotonic() + 10
+        while sim.stats["dropped_clients"] == 0 and time.monotonic() < deadline:
+            reader.read_until(lambda evs: True, timeout=1)
+            reader.sock.settimeout(0.05)
+            try:
+                reader.events.extend(reader.conn.receive_data(reader.sock.recv(1 << 20), 0.0))
+            except TimeoutError:
+                pass
+        assert sim.stats["dropped_clients"] == 1 and sim.client_count == 1
+        count = sum(isinstance(e, protocol.CallStarted) for e in reader.events)
+        reader.read_until(lambda evs: sum(isinstance(e, protocol.CallStarted)
+                                          for e in evs) > count + 10)
+        stuck.close()
 
 
 def test_manual_clock_refuses_resume_and_backwards():
