@@ -18,6 +18,7 @@ on real seconds, as a real server's do.
 from __future__ import annotations
 
 import heapq
+import html
 import io
 import itertools
 import os
@@ -196,6 +197,20 @@ class RecorderSimulator:
         state = "running" if self.running else "stopped"
         return (f"<RecorderSimulator {self.location} {self.host}:{self.port} {state}, "
                 f"{len(self._ongoing)} ongoing, {len(self._clients)} clients>")
+
+    def _repr_html_(self) -> str:
+        state = "running" if self.running else "stopped"
+        rows = {"site": self.location, "address": f"{self.host}:{self.port}",
+                "state": state, "simulated now": str(self.now.floor("s")),
+                "speed": f"{self.speed:g}x", "rate": f"{self.rate:g} calls/s",
+                "ongoing calls": len(self._ongoing), "clients": len(self._clients),
+                "calls started": self.stats["calls_started"],
+                "calls ended": self.stats["calls_ended"],
+                "archive": str(self.archive) if self.archive else "none"}
+        body = "".join(f"<tr><th style='text-align:left'>{html.escape(k)}</th>"
+                       f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
+                       for k, v in rows.items())
+        return f"<table><caption>RecorderSimulator</caption>{body}</table>"
 
     @property
     def running(self) -> bool:

@@ -375,3 +375,11 @@ def test_simulate_command_runs_one_simulator_per_site(tmp_path, capsys):
 def test_site_names():
     assert [simulate.site_name(i) for i in (0, 2, 25, 26, 27, 701)] == [
         "SITE-A", "SITE-C", "SITE-Z", "SITE-AA", "SITE-AB", "SITE-ZZ"]
+
+
+def test_repr_shows_site_address_and_state():
+    sim = make_sim()
+    assert "stopped" in repr(sim)
+    with sim:
+        page = sim._repr_html_()
+        assert "SITE-A" in page and f"127.0.0.1:{sim.port}" in page and "running" in page
