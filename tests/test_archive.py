@@ -347,3 +347,31 @@ def test_write_parquet_round_trip(samples_dir, tmp_path):
     back = pd.read_parquet(rs.write_parquet(empty, tmp_path / "empty.parquet"))
     pd.testing.assert_frame_equal(back, empty)
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_fifo_is_refused_not_waited_for(tmp_path):
+    os.mkfifo(tmp_path / "pipe.xml")
+    (tmp_path / "ok.xml").write_bytes(b"<v><id>ok</id></v>")
+    calls = rs.read_archive(tmp_path, progress=False)
+    assert calls.call_id.tolist() == ["ok"]
+    assert calls.attrs["errors"] == [{"path": str(tmp_path / "pipe.xml"),
+                                      "error": "not a regular file"}]
+
+
+def test_default_workers_switch_to_processes_past_the_threshold(small_archive, tmp_path,
+                                                                monkeypatch):
+    root, truth = small_archive
+    tarred = tmp_path / "calls.tgz"
+    with tarfile.open(tarred, "w:gz") as tf:
+        tf.add(root, arcname="top")
+    used = []
+    real_pool = archive._run_pool
+    monkeypatch.setattr(archive, "_run_pool", lambda *a: used.append(a[1]) or real_pool(*a))
+    monkeypatch.setattr(archive.os, "cpu_count", lambda: 2)
+    assert len(rs.read_archive(root, progress=False)) == 60 and used == []  # small
+    monkeypatch.setattr(archive, "IN_PROCESS_BELOW", 10)
+    pd.testing.assert_frame_equal(rs.read_archive(root, progress=False), truth)
+    from_tar = rs.read_archive(tarred, progress=False)
+    assert used == [2, 2]
+    pd.testing.assert_frame_equal(_relative(from_tar, f"{tarred}/top/"),
+                                  _relative(truth, str(root) + os.sep))
