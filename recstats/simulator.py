@@ -22,64 +22,20 @@ import html
 import io
 import itertools
 import os
-import queue
-import selectors
-import socket
-import threading
 import time
 import wave
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Self
 
 import pandas as pd
 
 from . import cdr, protocol
-from .errors import ProtocolError
+from ._simserver import _MAX_WAIT, LoopServer, _Client, matches
 from .traffic import PlannedCall, call_stream
 
 __all__ = ["RecorderSimulator"]
 
-#: A client that stops reading is dropped once this much output waits for it.
-MAX_PENDING_BYTES = 64 * 1024 * 1024
-#: While a client has this much output waiting, simulated calls wait too (back-pressure:
-#: at extreme speeds the clock lags rather than the slowest client being dropped)...
-HIGH_WATER_BYTES = 256 * 1024
-#: ...but a client stuck above it for this many seconds is dropped.
-STUCK_SECONDS = 10.0
 _TURN_EVENTS = 200  # starts/ends played per loop turn, so sockets are served meanwhile
-_RECV_BYTES = 65536
-_MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
-
-
-class _Client:
-    """One connected client: its socket, protocol state and subscription."""
-
-    __slots__ = ("address", "blocked_since", "conn", "extensions", "keepalive",
-                 "next_keepalive", "out", "sock", "subscribed", "writing")
-
-    def __init__(self, sock: socket.socket, address):
-        self.sock = sock
-        self.address = address
-        self.conn = protocol.ServerConnection()
-        self.out = bytearray()
-        self.subscribed = False
-        self.extensions: frozenset[str] | None = None
-        self.keepalive: float | None = None
-        self.next_keepalive: float | None = None
-        self.blocked_since: float | None = None
-        self.writing = False  # registered for EVENT_WRITE
-
-    def wants(self, fields: dict[str, str]) -> bool:
-        return self.subscribed and _matches(self.extensions, fields)
-
-
-def _matches(extensions: frozenset[str] | None, fields: dict[str, str]) -> bool:
-    # PROTOCOL.md: a call matches when any listed number is its caller OR its callee
-    if not extensions:
-        return True
-    return (fields.get("source_caller_id") in extensions
-            or fields.get("destination_caller_id") in extensions)
 
 
 def _wav_stand_in() -> bytes:
@@ -104,7 +60,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
     os.replace(temp, path)
 
 
-class RecorderSimulator:
+class RecorderSimulator(LoopServer):
     """A simulated recording server on a loopback (or any) TCP port.
 
     ``rate`` calls per simulated second, lognormal holding times with mean
@@ -141,7 +97,6 @@ class RecorderSimulator:
             raise ValueError(f"speed must be > 0 simulated seconds per second, got {speed}")
         if keepalive is not None and keepalive < 0:
             raise ValueError(f"keepalive must be >= 0 seconds, got {keepalive}")
-        self.host = host
         self.location = location
         self.rate = float(rate)
         self.mean_holding = float(mean_holding)
@@ -170,28 +125,12 @@ class RecorderSimulator:
         self._base_mono: float | None = None
         self._paused = manual_clock
         self._stall_until = 0.0
-        self._clients: dict[socket.socket, _Client] = {}
-        self._dirty: dict[socket.socket, _Client] = {}
-        self._commands: queue.SimpleQueue = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._stopping = threading.Event()
-        self.stats = {"connections": 0, "notifications": 0, "keepalives": 0,
-                      "requests": 0, "errors_sent": 0, "protocol_errors": 0,
-                      "dropped_clients": 0, "calls_started": 0, "calls_ended": 0,
-                      "archive_errors": 0}
-        self._listener = socket.create_server((host, port), reuse_port=False)
-        self._listener.setblocking(False)
-        self.port: int = self._listener.getsockname()[1]
-        self._waker_r, self._waker_w = socket.socketpair()
-        self._waker_r.setblocking(False)
-        self._waker_w.setblocking(False)
+        super().__init__(host, port, location)
+        self.stats.update({"notifications": 0, "keepalives": 0, "requests": 0,
+                           "errors_sent": 0, "calls_started": 0, "calls_ended": 0,
+                           "archive_errors": 0})
 
     # ------------------------------------------------------------------ lifecycle
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """``(host, port)`` to connect to."""
-        return (self.host, self.port)
 
     def __repr__(self) -> str:
         state = "running" if self.running else "stopped"
@@ -211,42 +150,6 @@ class RecorderSimulator:
                        f"<td style='text-align:left'>{html.escape(str(v))}</td></tr>"
                        for k, v in rows.items())
         return f"<table><caption>RecorderSimulator</caption>{body}</table>"
-
-    @property
-    def running(self) -> bool:
-        """True between :meth:`start` and :meth:`stop`."""
-        return self._thread is not None and self._thread.is_alive()
-
-    def start(self) -> RecorderSimulator:
-        """Start serving in a background thread; returns ``self``."""
-        if self._thread is not None:
-            if self._stopping.is_set():
-                raise RuntimeError("a stopped RecorderSimulator cannot be restarted")
-            return self
-        self._base_mono = time.monotonic()
-        self._thread = threading.Thread(target=self._run, daemon=True,
-                                        name=f"RecorderSimulator-{self.location}")
-        self._thread.start()
-        return self
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """Close every connection and the listening socket; ongoing calls stay ongoing."""
-        if self._stopping.is_set():
-            return
-        self._stopping.set()
-        self._wake()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join(timeout)
-        if self._thread is None or not self._thread.is_alive():
-            self._close_all()
-
-    close = stop
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ clock
 
@@ -331,121 +234,26 @@ class RecorderSimulator:
 
     # ------------------------------------------------------------------ fault switches
 
-    def drop_connections(self) -> int:
-        """Close every client connection (the server keeps listening); returns how many."""
-        def drop():
-            count = len(self._clients)
-            for client in list(self._clients.values()):
-                self._drop(client)
-            return count
-        return self._call(drop)
-
     def stall_keepalives(self, seconds: float) -> None:
-        """Send no keep-alive for the next ``seconds`` real seconds (then resume)."""
+        """Send no keep-alive for the next ``seconds`` real seconds (then resume).
+
+        :meth:`drop_connections` and :meth:`send_raw` are the other fault switches.
+        """
         def stall():
             self._stall_until = time.monotonic() + seconds
         self._call(stall)
 
-    def send_raw(self, data: bytes) -> None:
-        """Write ``data`` as is to every connected client (garbage, half a document...)."""
-        def send():
-            for client in list(self._clients.values()):
-                self._queue(client, bytes(data))
-        self._call(send)
+    # ------------------------------------------------------------------ the loop's hooks
 
-    @property
-    def client_count(self) -> int:
-        """Number of connected clients."""
-        return len(self._clients)
+    def _on_start(self) -> None:
+        self._base_mono = time.monotonic()
 
-    # ------------------------------------------------------------------ loop plumbing
-
-    def _wake(self) -> None:
-        try:
-            self._waker_w.send(b"x")
-        except OSError:  # buffer full (already awake) or closed (stopped)
-            pass
-
-    def _call(self, fn: Callable[[], Any], timeout: float = 10.0) -> Any:
-        """Run ``fn`` in the loop thread (or here, when the loop is not running)."""
-        if not self.running or threading.current_thread() is self._thread:
-            return fn()
-        done = threading.Event()
-        box: dict[str, Any] = {}
-        self._commands.put((fn, done, box))
-        self._wake()
-        deadline = time.monotonic() + timeout
-        while not done.wait(0.05):
-            if not self.running:  # the loop ended meanwhile: nobody else will run it
-                self._run_commands()
-            elif time.monotonic() > deadline:
-                raise TimeoutError("the simulator loop did not answer")
-        if "error" in box:
-            raise box["error"]
-        return box.get("value")
-
-    def _run_commands(self) -> None:
-        while True:
-            try:
-                fn, done, box = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-                box["error"] = exc
-            self._flush_dirty()  # what the command produced is on its way when it returns
-            done.set()
-
-    def _run(self) -> None:
-        selector = selectors.DefaultSelector()
-        self._selector = selector
-        selector.register(self._listener, selectors.EVENT_READ, "listen")
-        selector.register(self._waker_r, selectors.EVENT_READ, "wake")
-        try:
-            while not self._stopping.is_set():
-                now = time.monotonic()
-                behind = False
-                if not self._paused and not self._backlogged(now):
-                    behind = not self._advance(self._sim_offset(now), _TURN_EVENTS)
-                self._send_keepalives(now)
-                self._flush_dirty()
-                for key, mask in selector.select(0.0 if behind else self._wait_time(now)):
-                    if key.data == "listen":
-                        self._accept(selector)
-                    elif key.data == "wake":
-                        try:
-                            while self._waker_r.recv(4096):
-                                pass
-                        except OSError:
-                            pass
-                    else:
-                        client = key.data
-                        if mask & selectors.EVENT_READ:
-                            self._read(client)
-                        if mask & selectors.EVENT_WRITE and client.sock in self._clients:
-                            self._flush(client)
-                self._run_commands()
-                self._flush_dirty()
-        finally:
-            self._run_commands()
-            self._close_all()
-            selector.close()
-
-    def _backlogged(self, now: float) -> bool:
-        """True while some client has too much output waiting; drops stuck clients."""
-        backlogged = False
-        for client in list(self._clients.values()):
-            if len(client.out) < HIGH_WATER_BYTES:
-                client.blocked_since = None
-            elif client.blocked_since is None:
-                client.blocked_since = now
-                backlogged = True
-            elif now - client.blocked_since > STUCK_SECONDS:
-                self._drop(client)
-            else:
-                backlogged = True
-        return backlogged
+    def _tick(self, now: float) -> bool:
+        behind = False
+        if not self._paused and not self._backlogged(now):
+            behind = not self._advance(self._sim_offset(now), _TURN_EVENTS)
+        self._send_keepalives(now)
+        return behind
 
     def _wait_time(self, now: float) -> float:
         wait = _MAX_WAIT
@@ -457,96 +265,6 @@ class RecorderSimulator:
             if client.next_keepalive is not None:
                 wait = min(wait, max(client.next_keepalive, self._stall_until) - now)
         return max(wait, 0.0)
-
-    def _accept(self, selector) -> None:
-        while True:
-            try:
-                sock, address = self._listener.accept()
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError:
-                return
-            sock.setblocking(False)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = _Client(sock, address)
-            self._clients[sock] = client
-            selector.register(sock, selectors.EVENT_READ, client)
-            self.stats["connections"] += 1
-
-    def _read(self, client: _Client) -> None:
-        try:
-            data = client.sock.recv(_RECV_BYTES)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        try:
-            requests = client.conn.receive_data(data)
-        except ProtocolError:
-            self.stats["protocol_errors"] += 1
-            self._drop(client)
-            return
-        for request in requests:
-            if client.sock not in self._clients:
-                return
-            self._handle(client, request)
-
-    def _queue(self, client: _Client, data: bytes) -> None:
-        if client.sock not in self._clients:
-            return
-        client.out += data
-        # written once per loop turn: one send() for many messages
-        self._dirty[client.sock] = client
-
-    def _flush_dirty(self) -> None:
-        while self._dirty:
-            _, client = self._dirty.popitem()
-            if client.sock in self._clients:
-                self._flush(client)
-
-    def _flush(self, client: _Client) -> None:
-        try:
-            while client.out:
-                sent = client.sock.send(client.out)
-                del client.out[:sent]
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError:
-            self._drop(client)
-            return
-        if len(client.out) > MAX_PENDING_BYTES:  # a client that stopped reading
-            self._drop(client)
-            return
-        writing = bool(client.out)
-        if writing != client.writing:
-            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if writing else 0)
-            try:
-                self._selector.modify(client.sock, events, client)
-                client.writing = writing
-            except (KeyError, ValueError, AttributeError):
-                pass
-
-    def _drop(self, client: _Client) -> None:
-        if self._clients.pop(client.sock, None) is None:
-            return
-        self.stats["dropped_clients"] += 1
-        try:
-            self._selector.unregister(client.sock)
-        except (KeyError, ValueError, AttributeError):
-            pass
-        try:
-            client.sock.close()
-        except OSError:
-            pass
-
-    def _close_all(self) -> None:
-        for client in list(self._clients.values()):
-            self._drop(client)
-        for sock in (self._listener, self._waker_r, self._waker_w):
-            try:
-                sock.close()
-            except OSError:
-                pass
 
     # ------------------------------------------------------------------ requests
 
@@ -567,7 +285,7 @@ class RecorderSimulator:
         elif isinstance(request, protocol.OngoingCallsRequest):
             wanted = frozenset(request.extensions) or None
             calls = [c.start_fields for c in self._ongoing.values()
-                     if _matches(wanted, c.start_fields)]
+                     if matches(wanted, c.start_fields)]
             self._queue(client, protocol.ongoing_calls_response(request.request_id, calls))
         elif isinstance(request, protocol.CallDetailRequest):
             document = self._document(request.call_id)

@@ -304,7 +304,7 @@ def test_real_time_clock_speed_and_pause():
 
 
 def test_a_client_that_stops_reading_is_dropped_not_waited_for(monkeypatch):
-    from recstats import simulator as module
+    from recstats import _simserver as module
     monkeypatch.setattr(module, "HIGH_WATER_BYTES", 32 * 1024)
     monkeypatch.setattr(module, "STUCK_SECONDS", 0.3)
     with make_sim(manual_clock=False, speed=2000, rate=5.0) as sim:
