@@ -126,7 +126,8 @@ class RecorderClient:
         self._lost_cause: BaseException | None = None
         #: keep-alive interval the server announced last (None: off or not subscribed)
         self.keepalive: float | None = None
-        #: ``clock()`` time the last keep-alive was received (None: none yet)
+        #: ``clock()`` time the last keep-alive (or the subscribe answer announcing the
+        #: interval) was received; None before either
         self.last_keepalive: float | None = None
         factory = transport_factory or SocketTransport
         try:
@@ -213,6 +214,9 @@ class RecorderClient:
             # what was understood before the broken bytes is still delivered
             self._dispatch(list(getattr(exc, "events", ())), now)
             self._lose(f"protocol error: {exc}", exc)
+            return
+        except Exception as exc:  # noqa: BLE001 - on_document (a journal) failed, e.g. disk full
+            self._lose(f"receiving failed: {type(exc).__name__}: {exc}", exc)
             return
         self._dispatch(events, now)
 

@@ -399,3 +399,16 @@ def test_events_before_broken_bytes_are_delivered():
     events, lost = until_lost(client)
     assert [type(e) for e in events] == [protocol.CallEnded]
     assert isinstance(lost.__cause__, ProtocolError)
+
+
+def test_a_failing_on_document_callback_ends_the_session_typed():
+    def journal(raw):
+        raise OSError("disk full")
+
+    clock = FakeClock()
+    transport = ScriptedTransport(clock, [(0.0, protocol.keepalive_message(5))])
+    client = RecorderClient("site", 1, transport_factory=transport.factory, clock=clock,
+                            on_document=journal)
+    with pytest.raises(ConnectionLost) as info:
+        client.poll(1)
+    assert "disk full" in info.value.reason and transport.closed
