@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import recstats as rs
 from recstats import archive
@@ -375,3 +377,59 @@ def test_default_workers_switch_to_processes_past_the_threshold(small_archive, t
     assert used == [2, 2]
     pd.testing.assert_frame_equal(_relative(from_tar, f"{tarred}/top/"),
                                   _relative(truth, str(root) + os.sep))
+
+
+# --------------------------------------------------------------------------- fast path
+
+_TEXTS = st.sampled_from(["1000", " padded ", "", "a=b", "x &amp; y", "Győr", "<![CDATA[c]]>",
+                          "&#233;", "   ", "&undefined;", "two\nlines"])
+_NAMES = st.sampled_from(["id", "location", "start_time", "tag", "v:id"])
+
+
+@st.composite
+def _raw_documents(draw):
+    children = []
+    for _ in range(draw(st.integers(0, 5))):
+        name, text = draw(_NAMES), draw(_TEXTS)
+        kind = draw(st.integers(0, 9))
+        if kind == 0:
+            children.append(f"<{name}><sub>{text}</sub></{name}>")
+        elif kind == 1:
+            children.append(f'<{name} a="1">{text}</{name}>')
+        elif kind == 2:
+            children.append(f"<!-- c -->{text}")
+        else:
+            children.append(f"<{name}>{text}</{name}>")
+    root = draw(st.sampled_from(["verbacdr", 'verbacdr id="r"', 'v xmlns="urn:x"']))
+    body = f"<{root}>{''.join(children)}</{root.split()[0]}>"
+    prefix = draw(st.sampled_from([
+        "", '<?xml version="1.0" encoding="UTF-8"?>\n', "<?xml version='1.0'?>",
+        '<?xml version="1.0" encoding="ISO-8859-1"?>', "\ufeff",
+        '<!DOCTYPE verbacdr [<!ENTITY e "x">]>', "junk"]))
+    suffix = draw(st.sampled_from(["", "\n", "<!-- end -->", "<extra/>", "tail"]))
+    data = (prefix + body + suffix).encode("utf-8")
+    cut = draw(st.integers(0, 3))
+    return data[:-cut] if cut and len(data) > cut else data
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(data=_raw_documents())
+def test_fast_fields_equal_general_path(data):
+    try:
+        expected = rs.cdr.fields_of(rs.cdr.parse_document(data, "p.xml"))
+    except rs.CDRParseError as exc:
+        with pytest.raises(rs.CDRParseError) as info:
+            archive._fields(data, "p.xml")
+        assert info.value.reason == exc.reason
+        return
+    assert archive._fields(data, "p.xml") == expected
+
+
+def test_fast_path_cannot_be_tricked_into_a_dtd():
+    utf7 = ('<?xml version="1.0" encoding="UTF-7"?>'
+            "+ADw-!DOCTYPE v +AFs-+ADw-!ENTITY e +ACI-x+ACI-+AD4-+AF0-+AD4-"
+            "<v><id>a</id></v>").encode("ascii")
+    utf16 = '<!DOCTYPE v [<!ENTITY e "x">]><v><id>a</id></v>'.encode("utf-16-le")
+    for data in (utf7, utf16):
+        with pytest.raises(rs.CDRParseError):
+            archive._fields(data, "p.xml")
