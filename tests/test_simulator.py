@@ -210,7 +210,7 @@ def test_stall_keepalives_pauses_them():
         peer = Peer(sim.address)
         peer.request(peer.conn.subscribe())
         peer.read_until(lambda evs: any(isinstance(e, protocol.KeepAlive) for e in evs))
-        sim.stall_keepalives(0.6)
+        sim.stall_keepalives(1.0)
         sent = sim.stats["keepalives"]
         time.sleep(0.3)
         assert sim.stats["keepalives"] == sent
