@@ -348,7 +348,8 @@ class RecorderSimulator(LoopServer):
                 return False
             played += 1
             # how far simulated time is played: up to the event about to be played
-            self._played = min(until, self._next_offset() or until)
+            upcoming = self._next_offset()
+            self._played = until if upcoming is None else min(until, upcoming)
             end_at = self._ends[0][0] if self._ends else None
             start_at = self._next.offset if self._next is not None else None
             # half-open [start, end): at equal times the end goes first
