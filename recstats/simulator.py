@@ -172,7 +172,7 @@ class RecorderSimulator(LoopServer):
         until = self._sim_offset()
         # at extreme speeds the loop may lag: freeze where it got to rather than replay
         # an unbounded backlog here
-        self._advance(until, limit=100_000)
+        self._advance(until, limit=10 * _TURN_EVENTS)
         self._offset = self._played
         self._paused = True
 

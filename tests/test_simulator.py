@@ -329,6 +329,21 @@ def test_a_client_that_stops_reading_is_dropped_not_waited_for(monkeypatch):
         stuck.close()
 
 
+@pytest.mark.timeout(30)
+def test_pause_at_an_impossible_speed_freezes_where_playback_got_to():
+    with make_sim(manual_clock=False, speed=1e6, rate=100.0) as sim:
+        peer = Peer(sim.address)
+        peer.request(peer.conn.subscribe())
+        time.sleep(0.3)  # far behind by now: 3e5 simulated seconds, ~3e7 calls due
+        sim.pause()
+        truth = sim.truth
+        now = sim.now
+        assert 0 < len(truth) < 1_000_000
+        assert (truth.start_time <= now).all() and (truth.end_time.dropna() <= now).all()
+        time.sleep(0.05)
+        pd.testing.assert_frame_equal(sim.truth, truth)
+
+
 def test_manual_clock_refuses_resume_and_backwards():
     with make_sim() as sim:
         with pytest.raises(RuntimeError):
