@@ -76,8 +76,8 @@ def run(args, *, wait=None) -> int:
                     # a long run keeps the newest calls in memory, the archive keeps all
                     history=200_000)
             except OSError as exc:
-                raise UsageError(f"cannot listen on {args.host}:{port}: "
-                                 f"{exc.strerror or exc}") from None
+                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                raise UsageError(f"cannot listen on {args.host}:{port}: {why}") from None
             simulators.append(sim.start())
             print(f"{sim.location} listening on {sim.host}:{sim.port}", flush=True)
         where = f", writing CDR files under {args.archive}" if args.archive else ""
