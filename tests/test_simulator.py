@@ -398,3 +398,10 @@ def test_repr_shows_site_address_and_state():
     with sim:
         page = sim._repr_html_()
         assert "SITE-A" in page and f"127.0.0.1:{sim.port}" in page and "running" in page
+
+
+def test_simulate_command_reports_a_busy_port_in_one_line():
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+            simulate.run(build_parser().parse_args(["simulate", "--port", str(port)]))
