@@ -30,9 +30,12 @@ import stat
 import sys
 import tarfile
 import tempfile
+import time
+import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -403,12 +406,18 @@ def _to_arrow(frame: pd.DataFrame) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-def _worker(task: tuple, tz: str, directions) -> tuple[bytes, list[tuple[str, str]], int]:
+def _worker(task: tuple, tz: str, directions
+            ) -> tuple[bytes, list[tuple[str, str]], int, float]:
+    start = time.process_time()
     table, errors, seen = _parse_chunk(task, tz, directions)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes(), errors, seen
+    return sink.getvalue().to_pybytes(), errors, seen, time.process_time() - start
+
+
+#: CPU seconds the worker processes of the latest pool spent on chunks (for bench/).
+POOL_CPU_SECONDS = [0.0]
 
 
 def _from_ipc(data: bytes) -> pa.Table:
@@ -486,17 +495,32 @@ def _context() -> multiprocessing.context.BaseContext:
 def _run_pool(tasks: Iterable[tuple], workers: int, tz: str, directions
               ) -> Iterator[tuple[pa.Table, list, int]]:
     """Run chunks in worker processes, yielding results in task order, few in flight."""
-    pending: collections.deque = collections.deque()
+    pending: collections.deque = collections.deque()  # (task, future), in task order
     pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
+    POOL_CPU_SECONDS[0] = 0.0
+    tasks = iter(tasks)
     try:
         for task in tasks:
-            pending.append(pool.submit(_worker, task, tz, directions))
+            pending.append((task, pool.submit(_worker, task, tz, directions)))
             if len(pending) >= 2 * workers:  # backpressure: bounded memory in flight
-                data, errors, seen = pending.popleft().result()
+                data, errors, seen, cpu = pending[0][1].result()
+                pending.popleft()
+                POOL_CPU_SECONDS[0] += cpu
                 yield _from_ipc(data), errors, seen
         while pending:
-            data, errors, seen = pending.popleft().result()
+            data, errors, seen, cpu = pending[0][1].result()
+            pending.popleft()
+            POOL_CPU_SECONDS[0] += cpu
             yield _from_ipc(data), errors, seen
+    except BrokenProcessPool:
+        # workers died (killed, out of memory, or an unguarded __main__ script re-run in
+        # them): the batch still finishes, in this process
+        warnings.warn("recstats.read_archive: worker processes failed, parsing in this "
+                      "process instead. In a script, put the call under "
+                      "`if __name__ == \"__main__\":`.", RuntimeWarning, stacklevel=3)
+        pool.shutdown(wait=False, cancel_futures=True)
+        for task in itertools.chain((t for t, _ in pending), tasks):
+            yield _parse_chunk(task, tz, directions)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -549,8 +573,10 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
 
     ``workers`` parser processes (default: one per core; inputs under
     :data:`IN_PROCESS_BELOW` files stay in-process unless ``workers`` is given). The
-    result is the same for any number of workers. ``progress`` shows a tqdm bar when
-    stderr is a terminal or in a notebook.
+    result is the same for any number of workers. Worker processes import your
+    ``__main__`` script, as with any multiprocessing code: in a script, call this under
+    ``if __name__ == "__main__":`` (if workers fail, the batch finishes in-process with a
+    warning). ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
 
     >>> import recstats as rs
     >>> calls = rs.read_archive("data/samples/archive", progress=False)  # doctest: +SKIP

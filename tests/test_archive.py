@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -433,3 +435,17 @@ def test_fast_path_cannot_be_tricked_into_a_dtd():
     for data in (utf7, utf16):
         with pytest.raises(rs.CDRParseError):
             archive._fields(data, "p.xml")
+
+
+def test_unguarded_script_still_finishes_in_process(samples_dir, tmp_path):
+    # worker processes re-import __main__; an unguarded script breaks them: the batch
+    # must still finish, in-process, with a warning that says what to do
+    script = tmp_path / "unguarded.py"
+    script.write_text("import recstats as rs\n"
+                      f"df = rs.read_archive({str(samples_dir / 'odd')!r}, workers=2)\n"
+                      "print('rows', len(df), 'errors', len(df.attrs['errors']))\n")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=120, check=False, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "rows 10 errors 8" in done.stdout.splitlines()[-1]
+    assert 'if __name__ == "__main__":' in done.stderr
