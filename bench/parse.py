@@ -36,7 +36,7 @@ import pandas as pd
 from lxml import etree
 
 import recstats as rs
-from recstats import archive
+from recstats import archive_parse
 from recstats.cdr import cdr_xml
 from recstats.traffic import generate_calls
 
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         results["archive_w2"], two = best(
             lambda: rs.read_archive(root, workers=2, progress=False), args.repeat,
             "archive_w2_parent")
-        CPU["archive_w2_workers"] = archive.POOL_CPU_SECONDS[0]
+        CPU["archive_w2_workers"] = archive_parse.POOL_CPU_SECONDS[0]
         pd.testing.assert_frame_equal(one, two)
         pd.testing.assert_frame_equal(one, cold)
         assert len(one) == len(naive) == n

@@ -26,11 +26,9 @@ import itertools
 import json
 import multiprocessing
 import os
-import stat
 import sys
 import tarfile
 import tempfile
-import time
 import warnings
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -41,16 +39,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import pyarrow as pa
-from lxml import etree
 
+from .archive_parse import _ZIPS, POOL_CPU_SECONDS, _from_ipc, _parse_chunk, _worker
 from .cdr import (
     MAX_DOCUMENT_BYTES,
-    calls_from_fields,
     coerce_calls,
     empty_calls,
-    fields_of,
-    parse_document,
-    safe_parser,
 )
 from .errors import CDRParseError
 
@@ -235,193 +229,6 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
 def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
     keys = cdr_paths.str.slice(0, -4)
     return keys.map(listing.media).astype("str")
-
-
-# --------------------------------------------------------------------------- parsing
-
-
-_FIRST_READ = 64 * 1024
-_OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
-
-
-def _read(path: str) -> bytes | str:
-    """A file's bytes, or the reason it cannot be read.
-
-    Raw reads: ``read(limit)`` on a buffered file allocates the whole limit every time
-    (16 MiB: 4x slower than parsing). A small file is one read; an empty read or a
-    large file gets an fstat (type, size limit). Non-blocking open: a FIFO named
-    ``*.xml`` is refused instead of hanging the batch.
-    """
-    try:
-        fd = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror or exc}"
-    try:
-        data = os.read(fd, _FIRST_READ)
-        if 0 < len(data) < _FIRST_READ:
-            return data
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return "not a regular file"
-        if info.st_size > MAX_DOCUMENT_BYTES:
-            return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
-        parts = [data]
-        while data and len(data) >= _FIRST_READ:
-            data = os.read(fd, MAX_DOCUMENT_BYTES + 1 - sum(map(len, parts)))
-            parts.append(data)
-        return b"".join(parts)
-    except OSError as exc:
-        return f"cannot read file: {exc.strerror or exc}"
-    finally:
-        os.close(fd)
-
-
-_ZIPS: dict[str, zipfile.ZipFile] = {}  # per process: the zip's directory is read once
-
-
-def _zip(path: str) -> zipfile.ZipFile:
-    zf = _ZIPS.get(path)
-    if zf is None:
-        zf = _ZIPS[path] = zipfile.ZipFile(path)
-    return zf
-
-
-def _read_member(zf: zipfile.ZipFile, name: str) -> bytes | str:
-    try:
-        with zf.open(name) as handle:  # bounded read: a lying header cannot blow memory
-            return handle.read(MAX_DOCUMENT_BYTES + 1)
-    except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, KeyError,
-            EOFError) as exc:
-        return f"cannot read archive member: {exc}"
-
-
-def _blobs(task: tuple) -> Iterator[tuple[str, bytes | str]]:
-    kind, source, items = task
-    if kind == "files":
-        for path in items:
-            yield path, _read(path)
-    elif kind == "zip":
-        zf = _zip(source)
-        for name in items:
-            yield f"{source}/{name}", _read_member(zf, name)
-    else:  # "blobs": (path, bytes) pairs read by the parent
-        yield from items
-
-
-def _fields(data: bytes, path: str) -> dict[str, str]:
-    """``fields_of(parse_document(data, path))``, faster for plain documents.
-
-    Plain: starts with ``<``, UTF-8 (no other declared encoding, no NUL: a DTD would
-    show as bytes), no ``<!`` (no DTD, comment or CDATA), no ``=`` after the XML
-    declaration (no attribute or namespace anywhere), and no field nested in another:
-    then the fields are the root's children's texts. Anything else takes the general path, which also
-    gives every error its usual reason. tests/test_archive.py checks both agree.
-    """
-    body = data
-    if data[:5] == b"<?xml":
-        end = data.find(b"?>")
-        declaration = data[:end].lower()
-        # another declared encoding (UTF-7!) could hide a DTD from the byte checks
-        body = data[end + 2:] if end > 0 and (b"encoding" not in declaration
-                                              or b"utf-8" in declaration) else b"="
-    if data[:1] != b"<" or b"=" in body or b"<!" in data or b"\x00" in data:
-        return fields_of(parse_document(data, path))
-    try:
-        root = etree.fromstring(data, safe_parser())
-    except Exception:  # noqa: BLE001 - the general path says what is wrong
-        return fields_of(parse_document(data, path))
-    fields: dict[str, str] = {}
-    for child in root:
-        if len(child):
-            return fields_of(root)
-        text = child.text
-        if text is not None:
-            text = text.strip()
-            if text:
-                tag = child.tag
-                old = fields.get(tag)
-                fields[tag] = text if old is None else f"{old}; {text}"
-    return fields
-
-
-def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
-                 ) -> tuple[pa.Table, list[tuple[str, str]], int]:
-    """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen)."""
-    rows: list[dict[str, str]] = []
-    paths: list[str] = []
-    where: list[int] = []  # position in the chunk of each parsed row
-    errors: list[tuple[int, str, str]] = []
-    seen = 0
-    for pos, (path, data) in enumerate(_blobs(task)):
-        seen += 1
-        if isinstance(data, str):
-            errors.append((pos, path, data))
-            continue
-        if len(data) > MAX_DOCUMENT_BYTES:
-            errors.append((pos, path, f"file is over the {MAX_DOCUMENT_BYTES} byte limit"))
-            continue
-        try:
-            rows.append(_fields(data, path))
-        except CDRParseError as exc:
-            errors.append((pos, path, exc.reason))
-            continue
-        except Exception as exc:  # noqa: BLE001 - untrusted input never stops the batch
-            errors.append((pos, path, f"unexpected error: {type(exc).__name__}: {exc}"))
-            continue
-        paths.append(path)
-        where.append(pos)
-    frame, rejected = _frame(rows, paths, tz, directions)
-    errors.extend((where[row], paths[row], reason) for row, reason in rejected.items())
-    errors.sort(key=lambda e: e[0])
-    return _to_arrow(frame), [(p, r) for _, p, r in errors], seen
-
-
-def _frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
-    try:
-        frame, rejected = calls_from_fields(rows, tz=tz, directions=directions)
-    except Exception:  # noqa: BLE001 - isolate the one document that breaks the batch
-        frames, rejected = [], {}
-        for i, row in enumerate(rows):
-            try:
-                one, bad = calls_from_fields([row], tz=tz, directions=directions)
-            except Exception as exc:  # noqa: BLE001
-                rejected[i] = f"unexpected error: {type(exc).__name__}: {exc}"
-                continue
-            if bad:
-                rejected[i] = bad[0]
-            else:
-                frames.append(one.set_axis([i]))
-        frame = coerce_calls(pd.concat(frames)) if frames else empty_calls()
-    frame = frame.assign(cdr_path=pd.Series([paths[i] for i in frame.index],
-                                            index=frame.index, dtype="str"))
-    return frame, rejected
-
-
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
-    # categories travel as plain strings (chunks' dictionaries differ); the final
-    # coerce_calls rebuilds them once for the whole table
-    table = pa.Table.from_pandas(frame, preserve_index=False)
-    columns = [col.cast(pa.large_string()) if pa.types.is_dictionary(col.type) else col
-               for col in table.columns]
-    return pa.table(columns, names=table.column_names)
-
-
-def _worker(task: tuple, tz: str, directions
-            ) -> tuple[bytes, list[tuple[str, str]], int, float]:
-    start = time.process_time()
-    table, errors, seen = _parse_chunk(task, tz, directions)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes(), errors, seen, time.process_time() - start
-
-
-#: CPU seconds the worker processes of the latest pool spent on chunks (for bench/).
-POOL_CPU_SECONDS = [0.0]
-
-
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()
 
 
 # --------------------------------------------------------------------------- scheduling
