@@ -29,6 +29,7 @@ import shutil
 import sys
 import tempfile
 import time
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -163,6 +164,14 @@ def main(argv: list[str] | None = None) -> int:
         pd.testing.assert_frame_equal(one, cold)
         assert len(one) == len(naive) == n
 
+        # memory: Python allocations at the peak of a workers=1 run vs the result's size
+        tracemalloc.start()
+        calls = rs.read_archive(root, workers=1, progress=False)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        result_bytes = int(calls.memory_usage(deep=True).sum())
+        del calls
+
         rates = {k: n / v for k, v in results.items()}
         ratios = {
             "w1_vs_raw_read": results["raw_read"] / results["archive_w1"],
@@ -198,10 +207,13 @@ def main(argv: list[str] | None = None) -> int:
             verdict = "" if goal is None else (" ok" if value >= goal else
                                                f" MISSED (target {goal})")
             print(f"{name:>26}: {value:8.2f} x{verdict}")
+        print(f"memory: peak {peak / 2**20:.1f} MiB of Python allocations for a "
+              f"{result_bytes / 2**20:.1f} MiB result ({peak / result_bytes:.1f} x)")
         load = os.getloadavg()
         print(f"load average {load[0]:.1f} on {os.cpu_count()} cores (shared machine)")
         print(json.dumps({"bench": "parse", "files": n, "seconds": results,
                           "cpu_seconds": CPU, "files_per_second": rates, "ratios": ratios, "targets": targets,
+                          "peak_bytes": peak, "result_bytes": result_bytes,
                           "cpu_count": os.cpu_count(), "loadavg": load[0]}))
     finally:
         if temp:

@@ -50,9 +50,10 @@ from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
-#: Below this many CDR files ``workers=None`` parses in-process: starting worker
-#: processes costs more than it saves.
-IN_PROCESS_BELOW = 4000
+#: Below this many CDR files ``workers=None`` parses in-process: the first pool of a
+#: session starts a forkserver that imports pandas/pyarrow/lxml (about a second on a
+#: busy 2-core machine), which only pays off at tens of thousands of files (~30 us each).
+IN_PROCESS_BELOW = 20000
 #: Upper bound on files per chunk (memory: a chunk's field dicts live at once).
 MAX_CHUNK = 4000
 #: A tar chunk shipped to a worker holds at most this many bytes of documents.
