@@ -13,10 +13,14 @@ Media pairing: a CDR ``dir/stem.xml`` is paired with ``dir/stem.<ext>`` for any 
 extension (``.wav``, ``.txt`` transcripts, ...), the first by name when several exist.
 Only the file name stem counts, never the folder layout.
 
-Speed: each file is read with one ``read`` and parsed with the hardened lxml parser
-(:func:`recstats.cdr.parse_document`); the raw field dicts of a chunk of files become a
-table in one vectorised pass (:func:`recstats.cdr.calls_from_fields`). With several
-workers, processes parse chunks and send back Arrow IPC bytes, never per-row objects.
+Speed: each file is read with one raw ``read`` and parsed with the hardened lxml parser
+(:mod:`recstats.archive_parse`); the raw field dicts of a chunk of files become a table
+in one vectorised pass (:func:`recstats.cdr.calls_from_fields`). With several workers,
+processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
+walked lazily, so workers start while the walk goes on.
+
+A file that cannot be parsed is an error row, never the end of the batch; a container
+that cannot be read at all (a corrupt ``.zip``/``.tar`` directory) is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import tarfile
 import tempfile
 import warnings
 import zipfile
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -131,12 +136,12 @@ def _kind(path: str) -> str:
         return "dir"
     if not os.path.exists(path):
         raise FileNotFoundError(f"no such file or folder: {path}")
+    if _is_cdr(path):
+        return "list"  # one CDR file
     if zipfile.is_zipfile(path):
         return "zip"
     if tarfile.is_tarfile(path):
         return "tar"
-    if _is_cdr(path):
-        return "list"  # one CDR file
     raise ValueError(f"{path} is not a folder, .zip, .tar[.gz] or .xml file")
 
 
@@ -182,17 +187,23 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
             listing.complete = False  # now: the generator's body starts only when consumed
             return listing, "files", None, _walk(path, listing)
         if kind == "zip":
-            with zipfile.ZipFile(path) as zf:
-                names = sorted(i.filename for i in zf.infolist()
-                               if not i.is_dir() and _member_ok(i.filename))
+            try:
+                with zipfile.ZipFile(path) as zf:
+                    names = sorted(i.filename for i in zf.infolist()
+                                   if not i.is_dir() and _member_ok(i.filename))
+            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                raise ValueError(f"cannot read the zip archive {path}: {exc}") from None
             for name in names:
                 listing.add(f"{path}/{name}")
             cut = len(path) + 1
             return listing, "zip", path, iter([p[cut:] for p in listing.cdrs])
         if kind == "tar":
-            with tarfile.open(path, "r:*") as tf:
-                names = sorted(_member_name(m.name) for m in tf.getmembers()
-                               if m.isfile() and _member_ok(m.name))
+            try:
+                with tarfile.open(path, "r:*") as tf:
+                    names = sorted(_member_name(m.name) for m in tf.getmembers()
+                                   if m.isfile() and _member_ok(m.name))
+            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+                raise ValueError(f"cannot read the tar archive {path}: {exc}") from None
             for name in names:
                 listing.add(f"{path}/{name}")
             return listing, "tar", path, iter(())
@@ -276,7 +287,7 @@ def _tar_tasks(path: str, sizes: Iterator[int]) -> Iterator[tuple]:
                 try:
                     handle = tf.extractfile(member)
                     data = handle.read() if handle is not None else "not a regular file"
-                except (OSError, tarfile.TarError, EOFError) as exc:
+                except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
                     data = f"cannot read archive member: {exc}"
             batch.append((display, data))
             size += len(data)

@@ -449,3 +449,14 @@ def test_unguarded_script_still_finishes_in_process(samples_dir, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "rows 10 errors 8" in done.stdout.splitlines()[-1]
     assert 'if __name__ == "__main__":' in done.stderr
+
+
+def test_corrupt_container_is_one_clear_error(small_archive, tmp_path):
+    root, _ = small_archive
+    tarred = tmp_path / "calls.tar.gz"
+    with tarfile.open(tarred, "w:gz") as tf:
+        tf.add(root, arcname=".")
+    data = tarred.read_bytes()
+    tarred.write_bytes(data[: len(data) // 2])  # cut in half
+    with pytest.raises(ValueError, match="cannot read the tar archive"):
+        rs.read_archive(tarred, progress=False)
