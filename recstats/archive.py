@@ -362,7 +362,7 @@ def _progress_bar(total: int | None, progress: bool):
     from tqdm.auto import tqdm
 
     # disable=None: tqdm shows the bar on a terminal or in a notebook, not in logs/pipes
-    return tqdm(total=total, unit="file", desc="parsing CDRs", leave=False,
+    return tqdm(total=total, unit=" files", desc="parsing CDRs", leave=False,
                 disable=None if progress else True, file=sys.stderr)
 
 
