@@ -45,18 +45,24 @@ __all__ = [
 ]
 
 # what may stand between documents: XML whitespace, NUL bytes, UTF-8 byte-order marks
-_SEPARATORS = re.compile(rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*")
+_SEPARATORS = re.compile(rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+")
 _BOM = b"\xef\xbb\xbf"
 # the rest of a start tag after its name; attribute values may hold ">" but never "<"
-_TAG_REST = re.compile(rb"""[^<>"']*(?:(?:"[^<"]*"|'[^<']*')[^<>"']*)*>""")
-_NAME = re.compile(rb"<([^\s/>!?<\"'=]+)")
+# (possessive quantifiers: a failed match never backtracks into a quadratic search)
+_TAG_REST = re.compile(rb"""[^<>"']*+(?:(?:"[^<"]*+"|'[^<']*+')[^<>"']*+)*+>""")
+_NAME_CHARS = re.compile(rb"[^\s/>!?<\"'=]*+")
 _DECLARATION = re.compile(rb"<\?xml[\s?]")
 _END_REST = re.compile(rb"\s*>")
 _FAST_HEAD = re.compile(
-    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*(<\?xml[ \t\r\n][^<>]*\?>)?[ \t\r\n]*"
-    rb"<([^\s/>!?<\"'=]+)" + _TAG_REST.pattern)
+    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+(?:(<\?xml[ \t\r\n][^<>?]*+(?:\?(?!>)[^<>?]*+)*+\?>)[ \t\r\n]*+)?"
+    rb"<([^\s/>!?<\"'=]++)" + _TAG_REST.pattern)
 
-_PROLOG, _BODY, _SKIP = 0, 1, 2
+_TAG_STOP = re.compile(rb"""[<>"']""")
+_SPACE = re.compile(rb"[ \t\r\n]*")
+
+# scanner states: between documents / in a comment, CDATA or PI / in a start tag /
+# in the root element / in an end tag of the root's name
+_PROLOG, _SKIP, _NAME, _TAG, _BODY, _ENDTAG = range(6)
 # what each "<!"/"<?" construct ends with
 _COMMENT, _CDATA, _PI = b"-->", b"]]>", b"?>"
 
@@ -114,16 +120,20 @@ class Framer:
     """
 
     __slots__ = (
+        "_after",
         "_base",
         "_buf",
         "_depth",
-        "_documents",
         "_error",
+        "_keep",
+        "_nested",
         "_pattern",
         "_pos",
+        "_quote",
         "_root",
         "_start",
         "_state",
+        "_tag_at",
         "_term",
         "max_document_bytes",
     )
@@ -134,25 +144,35 @@ class Framer:
         self.max_document_bytes = int(max_document_bytes)
         self._buf = bytearray()
         self._base = 0          # stream offset of _buf[0]
-        self._pos = 0           # scan position in _buf
+        self._pos = 0           # scan position in _buf: every state resumes from it
         self._start: int | None = None  # start of the document in progress, in _buf
+        self._keep: int | None = None   # start of an unfinished construct between documents
         self._state = _PROLOG
         self._root = b""
         self._depth = 0
         self._pattern: re.Pattern | None = None
-        self._term = b""        # terminator awaited in the _SKIP state
+        self._term = b""        # terminator awaited in the _SKIP state...
+        self._after = _PROLOG   # ...and the state that follows it
+        self._tag_at = 0        # "<" of the tag being scanned (_TAG, _ENDTAG)
+        self._nested = False    # _TAG: a nested element named like the root, not the root
+        self._quote = 0         # _TAG: the quote of an unfinished attribute value
         self._error: ProtocolError | None = None
-        self._documents: list[bytes] = []
+
+    def _cut(self) -> int:
+        """Position in ``_buf`` before which every byte is dealt with."""
+        if self._start is not None:
+            return self._start
+        return self._keep if self._keep is not None else self._pos
 
     @property
     def offset(self) -> int:
         """Stream bytes fully consumed: returned as documents or dropped as separators."""
-        return self._base + (self._start if self._start is not None else self._pos)
+        return self._base + self._cut()
 
     @property
     def pending(self) -> int:
         """Bytes buffered for the document in progress (not yet complete)."""
-        return len(self._buf) - (self._start if self._start is not None else self._pos)
+        return len(self._buf) - self._cut()
 
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data`` (any length, ``b""`` included) and return the completed documents.
@@ -181,13 +201,16 @@ class Framer:
             self._error = exc
             raise
         # drop what is done; bytearray deletes from the front cheaply
-        cut = self._start if self._start is not None else self._pos
+        cut = self._cut()
         if cut:
             del buf[:cut]
             self._base += cut
             self._pos -= cut
+            self._tag_at -= cut
             if self._start is not None:
                 self._start -= cut
+            if self._keep is not None:
+                self._keep -= cut
         if self.pending > self.max_document_bytes:
             self._too_big(self.offset, found)
         return found
@@ -247,9 +270,20 @@ class Framer:
             found.append((base + start, bytes(buf[start:end])))
             pos = end
 
+    def _emit(self, buf: bytearray, end: int, found: list) -> None:
+        start = self._start
+        if end - start > self.max_document_bytes:
+            self._too_big(self._base + start)
+        found.append((self._base + start, bytes(buf[start:end])))
+        self._start = None
+        self._state = _PROLOG
+
     def _scan(self, buf: bytearray, found: list[tuple[int, bytes]]) -> None:
+        """The general scanner: a state machine that resumes where the last read
+        stopped, so a large document read in small pieces is scanned once."""
         size = len(buf)
         pos = self._pos
+        base = self._base
         while True:
             state = self._state
             if state == _BODY:
@@ -261,11 +295,14 @@ class Framer:
                     return
                 at = match.start()
                 if match.group(1):
-                    term, skip_from = _COMMENT, at + 4
+                    self._skip(_COMMENT, _BODY)
+                    pos = at + 4
                 elif match.group(2):
-                    term, skip_from = _CDATA, at + 9
+                    self._skip(_CDATA, _BODY)
+                    pos = at + 9
                 elif match.group(3):
-                    term, skip_from = _PI, at + 2
+                    self._skip(_PI, _BODY)
+                    pos = at + 2
                 elif match.group(4):
                     # "<!" that is not (yet) a comment or CDATA: wait if it may become one
                     head = bytes(buf[at:at + 9])
@@ -273,43 +310,16 @@ class Framer:
                         self._pos = at
                         return
                     self._fail("markup declaration (<!...) inside a document; DTDs are "
-                               "refused", self._base + at)
-                elif match.group(5):  # end tag of the root's name
-                    rest = _END_REST.match(buf, match.end())
-                    if rest is None:
-                        if buf.find(b">", match.end()) != -1 or size - match.end() > 256:
-                            self._fail("malformed end tag", self._base + at)
-                        self._pos = at
-                        return
-                    pos = rest.end()
-                    self._depth -= 1
-                    if self._depth == 0:
-                        start = self._start
-                        if pos - start > self.max_document_bytes:
-                            self._too_big(self._base + start)
-                        found.append((self._base + start, bytes(buf[start:pos])))
-                        self._start = None
-                        self._state = _PROLOG
-                    continue
+                               "refused", base + at)
+                elif match.group(5):  # an end tag of the root's name
+                    self._tag_at, self._state = at, _ENDTAG
+                    pos = match.end()
                 else:  # a nested element with the root's name
-                    rest = _TAG_REST.match(buf, match.end())
-                    if rest is None:
-                        if buf.find(b"<", match.end()) != -1:
-                            self._fail("malformed start tag", self._base + at)
-                        self._pos = at
-                        return
-                    pos = rest.end()
-                    if buf[pos - 2] != 0x2F:  # not "/>": it opens a level
-                        self._depth += 1
-                    continue
-                end = buf.find(term, skip_from)
-                if end == -1:
-                    self._term = term
-                    self._state = _SKIP
-                    self._pos = max(skip_from, size - len(term) + 1)
-                    return
-                pos = end + len(term)
+                    self._tag_at, self._state = at, _TAG
+                    self._nested, self._quote = True, 0
+                    pos = match.end()
             elif state == _PROLOG:
+                self._keep = None
                 if self._start is None:
                     pos = self._fast(buf, pos, found)
                 pos = _SEPARATORS.match(buf, pos).end()
@@ -319,67 +329,116 @@ class Framer:
                 if buf[pos] != 0x3C:  # "<"
                     tail = bytes(buf[pos:pos + 3])
                     if len(tail) < 3 and _BOM.startswith(tail):
-                        self._pos = pos  # a byte-order mark cut by the read boundary
+                        self._wait(pos)  # a byte-order mark cut by the read boundary
                         return
                     self._fail(f"unexpected bytes {tail!r} where a document should start",
-                               self._base + pos)
-                nxt = buf[pos + 1] if pos + 1 < size else None
-                if nxt is None:
-                    self._pos = pos
+                               base + pos)
+                head = bytes(buf[pos:pos + 6])
+                if len(head) < 2:
+                    self._wait(pos)
                     return
-                if nxt == 0x3F:  # "<?": declaration or processing instruction
-                    end = buf.find(_PI, pos + 2)
-                    if end == -1:
-                        self._pos = pos  # kept (and bounded) from here until complete
+                nxt = head[1]
+                if nxt == 0x3F:  # "<?": the declaration or a processing instruction
+                    if len(head) < 6 and b"<?xml ".startswith(head):
+                        self._wait(pos)
                         return
-                    if _DECLARATION.match(buf, pos):
+                    if _DECLARATION.match(head):
                         self._start = pos  # the document starts at its declaration
-                    pos = end + 2
+                    elif self._start is None:
+                        self._keep = pos
+                    self._skip(_PI, _PROLOG)
+                    pos += 2
                 elif nxt == 0x21:  # "<!"
-                    if buf.startswith(b"<!--", pos):
-                        end = buf.find(_COMMENT, pos + 4)
-                        if end == -1:
-                            self._pos = pos
-                            return
-                        pos = end + 3
-                    elif size - pos < 4 and b"<!--".startswith(bytes(buf[pos:])):
-                        self._pos = pos
+                    if head.startswith(b"<!--"):
+                        if self._start is None:
+                            self._keep = pos
+                        self._skip(_COMMENT, _PROLOG)
+                        pos += 4
+                    elif len(head) < 4 and b"<!--".startswith(head):
+                        self._wait(pos)
                         return
                     else:
                         self._fail("DTD or markup declaration before the root element; "
-                                   "refused for safety", self._base + pos)
+                                   "refused for safety", base + pos)
                 elif nxt == 0x2F:  # "</"
-                    self._fail("end tag outside any document", self._base + pos)
-                else:
-                    name = _NAME.match(buf, pos)
-                    if name is None:
-                        self._fail("malformed start tag", self._base + pos)
-                    rest = _TAG_REST.match(buf, name.end())
-                    if rest is None:
-                        if buf.find(b"<", name.end()) != -1:
-                            self._fail("malformed start tag", self._base + pos)
-                        self._pos = pos
-                        return
-                    start = pos if self._start is None else self._start
-                    pos = rest.end()
-                    if buf[pos - 2] == 0x2F:  # a self-closing root
-                        if pos - start > self.max_document_bytes:
-                            self._too_big(self._base + start)
-                        found.append((self._base + start, bytes(buf[start:pos])))
-                        self._start = None
-                        continue
-                    self._start = start
-                    self._root = bytes(name.group(1))
-                    self._pattern = _body_pattern(self._root)
-                    self._depth = 1
-                    self._state = _BODY
-            else:  # _SKIP: inside a comment, CDATA section or processing instruction
+                    self._fail("end tag outside any document", base + pos)
+                else:  # the root's start tag
+                    if self._start is None:
+                        self._start = pos
+                    self._tag_at, self._state = pos, _NAME
+                    pos += 1
+            elif state == _NAME:  # the root's name, which may go on in the next read
+                pos = _NAME_CHARS.match(buf, pos).end()
+                if pos >= size:
+                    self._pos = pos
+                    return
+                if pos == self._tag_at + 1:
+                    self._fail("malformed start tag", base + self._tag_at)
+                self._root = bytes(buf[self._tag_at + 1:pos])
+                self._state = _TAG
+                self._nested, self._quote = False, 0
+            elif state == _SKIP:  # in a comment, CDATA section or processing instruction
                 end = buf.find(self._term, pos)
                 if end == -1:
                     self._pos = max(pos, size - len(self._term) + 1)
                     return
                 pos = end + len(self._term)
-                self._state = _BODY
+                self._state = self._after
+            elif state == _TAG:  # attribute values may hold ">" but never "<"
+                quote = self._quote
+                while True:
+                    if quote:
+                        close = buf.find(quote, pos)
+                        if buf.find(b"<", pos, size if close == -1 else close) != -1:
+                            self._fail("malformed start tag", base + self._tag_at)
+                        if close == -1:
+                            self._quote, self._pos = quote, size
+                            return
+                        pos, quote = close + 1, 0
+                        continue
+                    stop = _TAG_STOP.search(buf, pos)
+                    if stop is None:
+                        self._quote, self._pos = 0, size
+                        return
+                    char = buf[stop.start()]
+                    pos = stop.end()
+                    if char == 0x3E:  # ">"
+                        break
+                    if char == 0x3C:  # "<"
+                        self._fail("malformed start tag", base + self._tag_at)
+                    quote = bytes((char,))
+                closed = buf[pos - 2] == 0x2F  # "/>"
+                if self._nested:
+                    self._depth += not closed
+                    self._state = _BODY
+                elif closed:  # a self-closing root is the whole document
+                    self._emit(buf, pos, found)
+                else:
+                    self._pattern = _body_pattern(self._root)
+                    self._depth = 1
+                    self._state = _BODY
+            else:  # _ENDTAG: after "</" and the root's name
+                pos = _SPACE.match(buf, pos).end()
+                if pos >= size:
+                    self._pos = pos
+                    return
+                if buf[pos] != 0x3E:
+                    self._fail("malformed end tag", base + self._tag_at)
+                pos += 1
+                self._depth -= 1
+                if self._depth == 0:
+                    self._emit(buf, pos, found)
+                else:
+                    self._state = _BODY
+
+    def _skip(self, term: bytes, after: int) -> None:
+        self._term, self._after, self._state = term, after, _SKIP
+
+    def _wait(self, pos: int) -> None:
+        """Wait for more bytes to decide what starts at ``pos`` (kept until then)."""
+        self._pos = pos
+        if self._start is None:
+            self._keep = pos
 
 
 # --------------------------------------------------------------------------- writing

@@ -655,3 +655,29 @@ def test_one_read_or_one_read_per_document_give_the_same_events(messages):
     assert one[1] == many[1]
     if one[1] is None:
         assert seen_one == seen_many == messages
+
+
+KEEPALIVE = b"<VerbaApi><Response code='0'><Keepalive time='1'/></Response></VerbaApi>"
+BIG = 200_000
+
+
+@pytest.mark.parametrize("data", [
+    b"<!-- " + b"x" * BIG + b" -->" + KEEPALIVE,                        # between documents
+    b"<?pi " + b"x" * BIG + b" ?>" + KEEPALIVE,
+    b"<?xml version='1.0' " + b" " * BIG + b"?>" + KEEPALIVE,
+    b" " * BIG + b"\x00\xef\xbb\xbf" * 1000 + KEEPALIVE,
+    b"<VerbaApi a='" + b"x>" * (BIG // 2) + b"'>" + KEEPALIVE[10:],     # long start tag
+    b"<VerbaApi><!-- " + b"x" * BIG + b" -->" + KEEPALIVE[10:],          # inside
+    b"<VerbaApi><![CDATA[" + b"x" * BIG + b"]]>" + KEEPALIVE[10:],
+    KEEPALIVE[:-1] + b" " * BIG + b">",                                  # long end tag
+], ids=["comment", "pi", "declaration", "separators", "attribute", "inner-comment", "cdata",
+        "end-tag"])
+def test_long_constructs_split_over_many_reads(data):
+    # each read continues the scan where the previous one stopped (a rescan from the
+    # construct's start would make this quadratic; pytest-timeout would catch a hang)
+    conn = ClientConnection()
+    events = []
+    for i in range(0, len(data), 100):
+        events += conn.receive_data(data[i:i + 100], now=0.0)
+    assert events == [KeepAlive(1.0)]
+    assert conn.offset == len(data)
