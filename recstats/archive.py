@@ -105,8 +105,8 @@ class _Listing:
         return sorted(p for k, p in self.media.items() if k not in self.cdr_keys)
 
 
-def _walk(root: str, listing: _Listing) -> Iterator[str]:
-    """Yield the CDR paths under ``root`` while recording every file in ``listing``.
+def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
+    """Yield the CDR paths under ``root``, a folder at a time, recording every file.
 
     Lazy, so worker processes parse the first chunks while the walk goes on. Sorted
     names: the same order on every file system.
@@ -115,19 +115,20 @@ def _walk(root: str, listing: _Listing) -> Iterator[str]:
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
         prefix = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
-        for name in sorted(filenames):
-            if name[0] == "." or name == "__MACOSX":
-                continue
-            path = prefix + name
-            if name[-4:].lower() == ".xml":
-                cdrs.append(path)
-                keys.add(path[:-4])
-                yield path
-            else:
-                dot = name.rfind(".")
-                key = prefix + name[:dot] if dot > 0 else path
-                if key not in media or path < media[key]:
-                    media[key] = path
+        names = sorted(n for n in filenames if n[0] != "." and n != "__MACOSX")
+        found = [prefix + n for n in names if n[-4:].lower() == ".xml"]
+        if len(found) < len(names):
+            for name in names:
+                if name[-4:].lower() != ".xml":
+                    path = prefix + name
+                    dot = name.rfind(".")
+                    key = prefix + name[:dot] if dot > 0 else path
+                    if key not in media or path < media[key]:
+                        media[key] = path
+        if found:
+            cdrs.extend(found)
+            keys.update([p[:-4] for p in found])
+            yield found
     listing.complete = True
 
 
@@ -165,19 +166,19 @@ def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.D
     >>> archive_files("data/samples/odd").cdr_path.str.endswith(".xml").all()  # doctest: +SKIP
     True
     """
-    listing, kind, _, items = _discover(path)
-    if kind == "files":
-        for _ in items:  # a folder's listing fills up as its walk is consumed
-            pass
+    listing, _, _, batches = _discover(path)
+    for _ in batches:  # a folder's listing fills up as its walk is consumed
+        pass
     cdrs = pd.Series(listing.cdrs, dtype="str")
     return pd.DataFrame({"cdr_path": cdrs, "media_path": _pair(cdrs, listing)})
 
 
-def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
-    """List an archive: ``(listing, kind, source, items)``.
+def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
+    """List an archive: ``(listing, kind, source, batches)``.
 
-    ``kind`` is ``files`` (``items`` are file paths; lazy for a folder), ``zip``
-    (``items`` are member names of ``source``) or ``tar`` (read by :func:`_tar_tasks`).
+    ``kind`` is ``files`` (``batches`` are lists of file paths; lazy for a folder),
+    ``zip`` (lists of member names of ``source``) or ``tar`` (read by
+    :func:`_tar_tasks`, no batches).
     """
     listing = _Listing()
     if isinstance(path, (str, os.PathLike)):
@@ -196,7 +197,7 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
             for name in names:
                 listing.add(f"{path}/{name}")
             cut = len(path) + 1
-            return listing, "zip", path, iter([p[cut:] for p in listing.cdrs])
+            return listing, "zip", path, iter([[p[cut:] for p in listing.cdrs]])
         if kind == "tar":
             try:
                 with tarfile.open(path, "r:*") as tf:
@@ -206,7 +207,7 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
                 raise ValueError(f"cannot read the tar archive {path}: {exc}") from None
             for name in names:
                 listing.add(f"{path}/{name}")
-            return listing, "tar", path, iter(())
+            return listing, "tar", path, iter([])
         paths = [path]
     else:
         paths = [os.fspath(p) for p in path]
@@ -235,7 +236,7 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[str]]:
     # only listed media can be "media without CDR"
     listing.media = {k: p for k, p in listing.media.items()
                      if p in listed_media or k in listing.cdr_keys}
-    return listing, "files", None, iter(listing.cdrs)
+    return listing, "files", None, iter([list(listing.cdrs)])
 
 
 def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
@@ -246,17 +247,22 @@ def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
 # --------------------------------------------------------------------------- scheduling
 
 
-def _tasks(kind: str, source: str | None, items: Iterator[str], sizes: Iterator[int]
-           ) -> Iterator[tuple]:
-    """Chunks of work, taken lazily from ``items``; each holds ``next(sizes)`` files."""
+def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
+           sizes: Iterator[int]) -> Iterator[tuple]:
+    """Chunks of work, taken lazily from ``batches``; each holds ``next(sizes)`` files."""
     if kind == "tar":
         yield from _tar_tasks(source, sizes)
         return
-    while True:
-        part = list(itertools.islice(items, next(sizes)))
-        if not part:
-            return
-        yield kind, source, part
+    pending: list[str] = []
+    size = next(sizes)
+    for batch in batches:
+        pending.extend(batch)
+        while len(pending) >= size:
+            part, pending = pending[:size], pending[size:]
+            yield kind, source, part
+            size = next(sizes)
+    if pending:
+        yield kind, source, pending
 
 
 def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
@@ -407,22 +413,27 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
     tz = _check_tz(tz)
-    listing, kind, source, items = _discover(path)
+    listing, kind, source, batches = _discover(path)
     total = len(listing.cdrs) if listing.complete else None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers is None and n_workers > 1:
         if total is None:  # a folder: walk far enough to see whether it is small
-            head = list(itertools.islice(items, IN_PROCESS_BELOW))
-            items = itertools.chain(head, items)
+            head, seen_so_far = [], 0
+            for batch in batches:
+                head.append(batch)
+                seen_so_far += len(batch)
+                if seen_so_far >= IN_PROCESS_BELOW:
+                    break
+            batches = itertools.chain(head, batches)
             total = len(head) if listing.complete else None
         if total is not None and total < IN_PROCESS_BELOW:
             n_workers = 1
     if n_workers > 1:
-        results = _run_pool(_tasks(kind, source, items, _pool_sizes(total, n_workers)),
+        results = _run_pool(_tasks(kind, source, batches, _pool_sizes(total, n_workers)),
                             n_workers, tz, directions)
     else:
         results = (_parse_chunk(task, tz, directions)
-                   for task in _tasks(kind, source, items, itertools.repeat(MAX_CHUNK)))
+                   for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
     seen = 0

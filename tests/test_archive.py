@@ -460,3 +460,12 @@ def test_corrupt_container_is_one_clear_error(small_archive, tmp_path):
     tarred.write_bytes(data[: len(data) // 2])  # cut in half
     with pytest.raises(ValueError, match="cannot read the tar archive"):
         rs.read_archive(tarred, progress=False)
+
+
+def test_archive_files_lists_without_parsing(samples_dir):
+    files = archive.archive_files(samples_dir / "odd")
+    assert list(files.columns) == ["cdr_path", "media_path"]
+    assert len(files) == 18 and files.cdr_path.str.endswith(".xml").all()
+    paired = files.dropna()
+    assert [Path(p).name for p in paired.media_path] == ["im-session.txt"]
+    assert Path(paired.cdr_path.iloc[0]).name == "im-session.xml"
