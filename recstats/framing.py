@@ -174,6 +174,15 @@ class Framer:
         """Bytes buffered for the document in progress (not yet complete)."""
         return len(self._buf) - self._cut()
 
+    def unfinished(self) -> bytes:
+        """The buffered bytes of the document in progress (``pending`` of them).
+
+        >>> framer = Framer()
+        >>> framer.feed(b"<r/><s><t"), framer.unfinished()
+        ([b'<r/>'], b'<s><t')
+        """
+        return bytes(self._buf[self._cut():])
+
     def feed(self, data: bytes) -> list[bytes]:
         """Add ``data`` (any length, ``b""`` included) and return the completed documents.
 
@@ -189,7 +198,7 @@ class Framer:
         [(2, b'<r/>'), (7, b'<s/>')]
         """
         if self._error is not None:
-            raise self._error
+            raise ProtocolError(f"the stream already failed: {self._error}")
         buf = self._buf
         buf += data
         found: list[tuple[int, bytes]] = []

@@ -314,12 +314,12 @@ class _Connection:
     def _feed(self, data: bytes, decode) -> list:
         """Frame ``data`` and decode every document with ``decode(root, raw)``."""
         if self._error is not None:
-            raise self._error
+            raise ProtocolError(f"the connection already failed: {self._error}")
         if not data:
             events = []
             if not self.closed and self._framer.pending:
                 # the peer hung up inside a document: keep what came, typed
-                events.append(UnknownMessage(bytes(self._framer._buf[-self._framer.pending:]),
+                events.append(UnknownMessage(self._framer.unfinished(),
                                              "connection closed in the middle of a document"))
             self.closed = True
             events.append(ConnectionClosed())
@@ -372,7 +372,7 @@ class ClientConnection(_Connection):
 
     A framing or XML error raises :class:`recstats.ProtocolError` (with ``offset``);
     the events decoded before it in the same call are attached as ``error.events``,
-    and the connection stays failed (every later call raises the same error).
+    and the connection stays failed (every later call raises a ProtocolError).
 
     >>> conn = ClientConnection()
     >>> request_id, data = conn.subscribe(keepalive=10)
@@ -393,33 +393,37 @@ class ClientConnection(_Connection):
 
     # requests ----------------------------------------------------------------------
 
-    def _allocate(self, request_type: str) -> str:
+    def _request(self, request_type: str, build, *args) -> tuple[str, bytes]:
         request_id = str(self._next_id)
+        data = build(request_id, *args)  # raises on bad arguments: no id is used up
         self._next_id += 1
         self._pending[request_id] = request_type
-        return request_id
+        return request_id, data
 
     def subscribe(self, extensions=None, keepalive: float | None = None) -> tuple[str, bytes]:
-        """Subscribe to call events (all calls, or those of ``extensions``).
+        """Subscribe to call events (all calls, or those of ``extensions``); ``keepalive``
+        asks for an interval in seconds (``0``: none; ``None``: the server's choice).
 
         >>> ClientConnection().subscribe(["1000"])[0]
         '1'
         """
-        data = subscribe_request("0", extensions, keepalive)  # validates before allocating
-        request_id = self._allocate(SUBSCRIBE)
-        return request_id, data.replace(b' id="0"', f' id="{request_id}"'.encode(), 1)
+        return self._request(SUBSCRIBE, subscribe_request, extensions, keepalive)
 
     def get_ongoing_calls(self, extensions=None) -> tuple[str, bytes]:
-        """Ask for the calls in progress (to resynchronise after connecting)."""
-        data = ongoing_calls_request("0", extensions)
-        request_id = self._allocate(ONGOING)
-        return request_id, data.replace(b' id="0"', f' id="{request_id}"'.encode(), 1)
+        """Ask for the calls in progress (to resynchronise after connecting).
+
+        >>> ClientConnection().get_ongoing_calls()[1][39:]
+        b'<VerbaApi><Request type="GetOngoingCalls" id="1"/></VerbaApi>'
+        """
+        return self._request(ONGOING, ongoing_calls_request, extensions)
 
     def get_call_detail(self, call_id: str) -> tuple[str, bytes]:
-        """Ask for one call's CDR."""
-        data = call_detail_request("0", call_id)
-        request_id = self._allocate(DETAIL)
-        return request_id, data.replace(b' id="0"', f' id="{request_id}"'.encode(), 1)
+        """Ask for one call's CDR.
+
+        >>> ClientConnection().get_call_detail("c1")[1][39:]
+        b'<VerbaApi><Request type="GetCallDetail" id="1"><Call id="c1"/></Request></VerbaApi>'
+        """
+        return self._request(DETAIL, call_detail_request, call_id)
 
     @property
     def pending_requests(self) -> dict[str, str]:
