@@ -22,6 +22,7 @@ import os
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
@@ -283,8 +284,34 @@ def _parse_time(raw: str, tz: str) -> pd.Timestamp:
         return pd.Timestamp(moment.astimezone(_UTC)).as_unit("us")
     if tz in ("UTC", "utc", None):
         return pd.Timestamp(moment.replace(tzinfo=_UTC)).as_unit("us")
+    zone = _zone(tz)
+    if zone is not None:
+        # a wall time that exists once (both folds agree) is simply local - offset: the
+        # instant pandas gives, ~5x faster; DST changes take the pandas path below
+        offset = moment.replace(tzinfo=zone).utcoffset()
+        if offset == moment.replace(tzinfo=zone, fold=1).utcoffset():
+            try:
+                return pd.Timestamp((moment - offset).replace(tzinfo=_UTC)).as_unit("us")
+            except OverflowError:
+                pass
     local = pd.Timestamp(moment).tz_localize(tz, ambiguous=True, nonexistent="shift_forward")
     return local.tz_convert("UTC").as_unit("us")
+
+
+_zones: dict[Any, Any] = {}
+
+
+def _zone(tz: Any) -> ZoneInfo | None:
+    """``ZoneInfo(tz)`` for a zone name (memoised), None for anything else."""
+    zone = _zones.get(tz, False) if isinstance(tz, str) else None
+    if zone is False:
+        try:
+            zone = ZoneInfo(tz)
+        except (ValueError, KeyError, OSError):  # unknown or malformed: pandas decides
+            zone = None
+        if len(_zones) < 64:
+            _zones[tz] = zone
+    return zone
 
 
 def format_time(moment: pd.Timestamp | _dt.datetime, tz: str = "UTC") -> str:
