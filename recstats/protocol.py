@@ -319,8 +319,7 @@ class _Connection:
             events = []
             if not self.closed and self._framer.pending:
                 # the peer hung up inside a document: keep what came, typed
-                events.append(UnknownMessage(self._framer.unfinished(),
-                                             "connection closed in the middle of a document"))
+                events.append(self._partial(self._framer.unfinished()))
             self.closed = True
             events.append(ConnectionClosed())
             return events
@@ -358,6 +357,9 @@ class _Connection:
     def offset(self) -> int:
         """Stream bytes consumed so far (whole documents and separators)."""
         return self._framer.offset
+
+    def _partial(self, raw: bytes):
+        return UnknownMessage(raw, "connection closed in the middle of a document")
 
 
 class ClientConnection(_Connection):
@@ -570,8 +572,15 @@ class ServerConnection(_Connection):
         super().__init__(max_document_bytes)
 
     def receive_data(self, data: bytes) -> list[RequestEvent]:
-        """Feed bytes read from the client (``b""`` when it closed) -> request events."""
+        """Feed bytes read from the client (``b""`` when it closed) -> request events.
+
+        A document cut short by the client's close comes first as an
+        :class:`UnknownRequest` without id or type.
+        """
         return self._feed(data, self._decode)
+
+    def _partial(self, raw: bytes):
+        return UnknownRequest(None, None, raw)
 
     def _decode(self, root, raw: bytes) -> list[RequestEvent]:
         events: list[RequestEvent] = []

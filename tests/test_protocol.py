@@ -532,6 +532,17 @@ def test_peer_close():
     assert isinstance(events[0], UnknownMessage) and events[0].raw == b"<VerbaApi><Resp"
     assert events[1] == ConnectionClosed()
     assert ServerConnection().receive_data(b"") == [ConnectionClosed()]
+    server = ServerConnection()
+    assert server.receive_data(b"<VerbaApi><Req") == []
+    assert server.receive_data(b"") == [UnknownRequest(None, None, b"<VerbaApi><Req"),
+                                        ConnectionClosed()]
+
+
+def test_server_refuses_an_oversized_request():
+    server = ServerConnection(max_document_bytes=200)
+    with pytest.raises(ProtocolError):
+        for _ in range(10):
+            server.receive_data(b"<VerbaApi><Request type='GetOngoingCalls'>" + b" " * 50)
 
 
 def test_on_document_sees_every_document_before_it_is_decoded():
