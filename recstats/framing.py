@@ -99,7 +99,8 @@ class Framer:
     Feed it bytes as they arrive; it returns the documents completed so far, each
     from its XML declaration (or its root start tag when it has none) to the end of its
     root element. Separators between documents (whitespace, NUL bytes, byte-order marks)
-    and comments or processing instructions before a declaration are dropped.
+    are dropped, and so are comments and processing instructions in front of a
+    document's declaration (or of its root element when it has no declaration).
 
     ``offset`` is the number of stream bytes fully dealt with (returned or dropped);
     ``pending`` the number buffered for the document in progress, so
