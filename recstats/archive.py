@@ -75,6 +75,18 @@ def _skipped(name: str) -> bool:
     return name.startswith(".") or name == "__MACOSX"
 
 
+#: Extensions reported as "media without CDR" (pairing itself accepts any extension).
+MEDIA_EXTENSIONS = frozenset({
+    ".wav", ".mp3", ".mp4", ".m4a", ".ogg", ".opus", ".oga", ".webm", ".mkv", ".avi",
+    ".mov", ".wma", ".wmv", ".amr", ".gsm", ".g729", ".vox", ".flac", ".aac", ".3gp",
+    ".txt", ".html", ".htm", ".json", ".pdf", ".png", ".jpg", ".jpeg",
+})
+
+
+def _looks_like_media(path: str) -> bool:
+    return os.path.splitext(path)[1].lower() in MEDIA_EXTENSIONS
+
+
 def _stem_key(path: str) -> str:
     """The pairing key: the path without its last extension."""
     return path[: len(path) - len(os.path.splitext(path)[1])]
@@ -102,7 +114,10 @@ class _Listing:
                 self.media[key] = path
 
     def media_without_cdr(self) -> list[str]:
-        return sorted(p for k, p in self.media.items() if k not in self.cdr_keys)
+        # only files that look like recordings: a README or script beside the archive
+        # is not a recording whose CDR went missing
+        return sorted(p for k, p in self.media.items()
+                      if k not in self.cdr_keys and _looks_like_media(p))
 
 
 def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:

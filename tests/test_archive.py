@@ -302,12 +302,15 @@ def test_media_pairing_rules(tmp_path):
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "b.wav").write_bytes(b"w")  # other folder: not b's media
     (tmp_path / ".hidden.xml").write_bytes(b"junk")  # hidden: skipped
+    (tmp_path / "README.md").write_bytes(b"# notes")  # not a recording: never an orphan
+    (tmp_path / "README.xml").write_bytes(b"<v><id>r</id></v>")  # ...unless it has a CDR
     calls = rs.read_archive(tmp_path, progress=False)
     media = dict(zip(calls.call_id, calls.media_path))
     assert media["a"] == str(tmp_path / "a.mp4")
     assert pd.isna(media["b"])
+    assert media["r"] == str(tmp_path / "README.md")
     assert calls.attrs["media_without_cdr"] == [str(tmp_path / "sub" / "b.wav")]
-    assert calls.attrs["files"] == 2
+    assert calls.attrs["files"] == 3
 
 
 def test_directions_override_and_progress_quiet(small_archive, capfd):
