@@ -546,6 +546,17 @@ def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     return times, bad
 
 
+def _elapsed_seconds(start: pd.Series, end: pd.Series) -> pd.Series:
+    """end - start in seconds, as integer microseconds / 1e6: correctly rounded, so it
+    equals the per-record path (pandas' total_seconds multiplies by 1e-6 and gives
+    31.951999999999998 for 31.952 s)."""
+    start_us = start.to_numpy(dtype="datetime64[us]").view("int64")
+    end_us = end.to_numpy(dtype="datetime64[us]").view("int64")
+    seconds = (end_us - start_us) / 1e6
+    missing = start.isna().to_numpy() | end.isna().to_numpy()
+    return pd.Series(np.where(missing, np.nan, seconds), index=start.index)
+
+
 def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
                       directions: Mapping[str, str] | None = None
                       ) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -578,7 +589,7 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             out[name] = times
         else:
             out[name] = pd.Series(pd.NaT, index=raw.index, dtype=TIME_DTYPE)
-    elapsed = (out["end_time"] - out["start_time"]).dt.total_seconds()
+    elapsed = _elapsed_seconds(out["start_time"], out["end_time"])
     stated = pd.to_numeric(column("duration"), errors="coerce").astype("float64")
     out["duration"] = elapsed.where(elapsed.notna(), stated)
     for name in raw.columns:

@@ -276,7 +276,15 @@ def test_per_record_equals_vectorised(rows, tz):
     frame, rejected = cdr.calls_from_fields(rows, tz=tz)
     assert set(rejected) == rejected_expected
     expected = cdr.calls_frame(records)
-    pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected)
+    pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected, check_exact=True)
+
+
+def test_duration_is_the_correctly_rounded_difference_on_both_paths():
+    fields = {"id": "a", "start_time": "2026-01-01 00:00:00", "end_time": "2026-01-01 00:00:31.952"}
+    frame, _ = cdr.calls_from_fields([fields])
+    # 31952000 us / 1e6 rounds to the double nearest 31.952; 31952000 * 1e-6 does not
+    assert cdr.record_from_fields(fields)["duration"] == 31.952
+    assert frame["duration"].iat[0] == 31.952
 
 
 def test_calls_table_schema():
