@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install bench lint clean
+.PHONY: demo test install bench lint notebooks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/parse.py
 	$(BIN)/python bench/concurrency.py
 	$(BIN)/python bench/events.py
+	$(BIN)/python bench/capture_snapshot.py
+	$(BIN)/python bench/dashboard.py
+
+# re-run the notebooks and save their outputs (after changing what they show)
+notebooks: $(STAMP)
+	cd notebooks && ../$(BIN)/jupyter execute --inplace *.ipynb
 
 lint: $(STAMP)
 	$(BIN)/ruff check recstats tests bench

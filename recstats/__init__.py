@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import importlib
 
-from .cdr import calls_frame, read_cdr
-from .errors import (CDRParseError, ConnectionLost, ProtocolError, RecstatsError,
-                     ServerError)
 from . import accessor as _accessor  # noqa: F401  (registers df.calls)
+from .cdr import calls_frame, read_cdr
+from .errors import CDRParseError, ConnectionLost, ProtocolError, RecstatsError, ServerError
 
 __version__ = "0.1.0"
 
 # public name -> module that defines it; imported on first access (PEP 562)
 _LAZY = {
     "read_archive": "archive", "archive_errors": "archive", "write_parquet": "archive",
+    "archive_files": "archive",
     "RecorderClient": "client",
     "Capture": "capture",
     "concurrency": "stats", "busy_hour": "stats", "traffic_profile": "stats",
@@ -31,12 +31,16 @@ _LAZY = {
     "plot_extensions": "plot", "plot_capacity": "plot",
     "LiveDashboard": "widgets",
     "RecorderSimulator": "simulator",
+    "write_report": "report", "compare_calls": "report",
 }
 _SUBMODULES = {"archive", "capture", "cdr", "cli", "client", "plot", "protocol",
-               "simulator", "stats", "widgets", "accessor"}
+               "simulator", "stats", "widgets", "accessor", "report", "traffic",
+               "samples", "erlang"}
 
-__all__ = ["CDRParseError", "ConnectionLost", "ProtocolError", "RecstatsError",
-           "ServerError", "calls_frame", "read_cdr", *_LAZY]
+__all__ = [  # noqa: PLE0604 - the lazy names are strings too
+    "CDRParseError", "ConnectionLost", "ProtocolError", "RecstatsError", "ServerError",
+    "calls_frame", "read_cdr", *_LAZY,
+]
 
 
 def __getattr__(name: str):

@@ -236,7 +236,7 @@ def parse_bool(raw: str | None) -> bool | None:
     return None
 
 
-_UTC = _dt.timezone.utc
+_UTC = _dt.UTC
 
 
 def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp:
