@@ -42,14 +42,14 @@ from lxml import etree
 
 from . import cdr
 from .errors import CDRParseError, ProtocolError
-from .framing import (
+from .framing import Framer
+from .messages import (
     DECLARATION,
     DETAIL,
     KEEPALIVE_FACTOR,
     ONGOING,
     ROOT,
     SUBSCRIBE,
-    Framer,
     _kind,
     call_detail_request,
     call_detail_response,
