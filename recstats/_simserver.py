@@ -121,9 +121,10 @@ class LoopServer:
 
     def start(self) -> Self:
         """Start serving in a background thread; returns ``self``."""
+        # stop() closed the sockets, even when the loop never ran: no second life
+        if self._stopping.is_set():
+            raise RuntimeError(f"a stopped {type(self).__name__} cannot be restarted")
         if self._thread is not None:
-            if self._stopping.is_set():
-                raise RuntimeError(f"a stopped {type(self).__name__} cannot be restarted")
             return self
         self._on_start()
         self._thread = threading.Thread(target=self._run, daemon=True,

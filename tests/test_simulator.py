@@ -274,6 +274,17 @@ def test_stop_keeps_ongoing_calls_and_closes_the_port():
     assert not sim.running
 
 
+def test_a_stopped_simulator_cannot_be_started_again():
+    for started in (True, False):  # stopped after running, or before ever starting
+        sim = make_sim()
+        if started:
+            sim.start()
+        sim.stop()
+        with pytest.raises(RuntimeError, match="cannot be restarted"):
+            sim.start()
+        assert not sim.running
+
+
 def test_real_time_clock_speed_and_pause():
     sim = make_sim(manual_clock=False, speed=600, rate=2.0)
     before = time.monotonic()
