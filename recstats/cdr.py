@@ -371,7 +371,9 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
         elif how == _TIME:
             try:
                 record[name] = parse_time(value, tz)
-            except ValueError:
+            except (ValueError, OverflowError, NotImplementedError):
+                # NotImplementedError: pandas cannot localise e.g. year 9999 in a zone
+                # whose UTC time falls in year 10000; untrusted text must not crash
                 raise CDRParseError(f"{name} {value!r} is not a time", source) from None
         elif how == _ID:
             if name == "ccdr_id" and "id" in fields:
@@ -534,8 +536,14 @@ def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     if tz in ("UTC", "utc", None):
         times = naive.dt.tz_localize("UTC")
     else:
-        times = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool),
-                                     nonexistent="shift_forward").dt.tz_convert("UTC")
+        try:
+            times = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool),
+                                         nonexistent="shift_forward").dt.tz_convert("UTC")
+        except (NotImplementedError, OverflowError):
+            # a time at the end of the range (year 9999 west of UTC): pandas refuses the
+            # whole column, so localise one by one and let the failing ones be NaT (bad)
+            times = pd.Series([_localize_or_nat(v, tz) for v in naive], index=naive.index,
+                              dtype=TIME_DTYPE)
     times = times.dt.as_unit("us")
     if has_zone.any():
         zoned = pd.to_datetime(text[has_zone].str.replace(r"[zZ]$", "+00:00", regex=True),
@@ -544,6 +552,16 @@ def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
         times[has_zone] = zoned.dt.as_unit("us")
     bad = raw.notna() & times.isna()
     return times, bad
+
+
+def _localize_or_nat(moment: pd.Timestamp, tz: str) -> pd.Timestamp:
+    if moment is pd.NaT:
+        return pd.NaT
+    try:
+        return moment.tz_localize(tz, ambiguous=True,
+                                  nonexistent="shift_forward").tz_convert("UTC")
+    except (NotImplementedError, OverflowError, ValueError):
+        return pd.NaT
 
 
 def _elapsed_seconds(start: pd.Series, end: pd.Series) -> pd.Series:

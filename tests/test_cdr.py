@@ -218,6 +218,17 @@ def test_times_both_paths(raw, tz, utc):
     assert str(frame["start_time"].dtype) == "datetime64[us, UTC]"
 
 
+def test_time_out_of_range_is_a_parse_error_on_both_paths():
+    # 9999-12-31 23:59 in New York is year 10000 in UTC: pandas raises
+    # NotImplementedError, which must not escape a per-record parse (live path too)
+    raw = "9999-12-31 23:59:59"
+    with pytest.raises(CDRParseError, match="is not a time"):
+        read_cdr(_doc(f"<start_time>{raw}</start_time>"), tz="America/New_York")
+    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}],
+                                            tz="America/New_York")
+    assert len(frame) == 0 and list(rejected) == [0]
+
+
 def test_format_time_inverts_parse_time():
     moment = pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
     text = cdr.format_time(moment, "Europe/Budapest")
