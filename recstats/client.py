@@ -89,7 +89,7 @@ class RecorderClient:
     """A connection to one recording server (connects on construction).
 
     ``timeout`` bounds connecting, each write and the wait for each response, in
-    seconds; ``ssl_context`` wraps the connection in TLS; ``tz`` is the site's zone for
+    seconds (``None``: no bound); ``ssl_context`` wraps the connection in TLS; ``tz`` is the site's zone for
     reading call times; ``on_document(bytes)`` sees every raw document received (e.g. a
     journal). A failure to connect raises :class:`recstats.ConnectionLost`.
 
@@ -104,7 +104,7 @@ class RecorderClient:
     whichever thread reads the socket hands each message to whoever waits for it.
     """
 
-    def __init__(self, host: str, port: int, timeout: float = 10.0,
+    def __init__(self, host: str, port: int, timeout: float | None = 10.0,
                  ssl_context: _ssl.SSLContext | None = None, tz: str = "UTC",
                  on_document: Callable[[bytes], Any] | None = None, *,
                  transport_factory: Callable[..., Any] | None = None,
@@ -286,7 +286,8 @@ class RecorderClient:
                 self._transport.send(data)
         except OSError as exc:
             self._lose(f"connection error while sending {what}: {exc}", exc)
-        deadline = self._clock() + self.timeout
+        # timeout=None (as for sockets): wait for the answer as long as the session lives
+        deadline = None if self.timeout is None else self._clock() + self.timeout
         try:
             while True:
                 with self._state:
@@ -295,6 +296,9 @@ class RecorderClient:
                         break
                     if self._lost is not None:
                         self._raise_lost()
+                if deadline is None:
+                    self._read_turn(None)
+                    continue
                 remaining = deadline - self._clock()
                 if remaining <= 0:
                     self._lose(f"no answer to {what} request {request_id} within "

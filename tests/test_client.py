@@ -387,6 +387,15 @@ def test_no_answer_within_timeout_is_connection_lost():
     assert clock.now == pytest.approx(10.0, abs=0.01)
 
 
+def test_timeout_none_waits_for_a_late_answer():
+    clock = FakeClock()
+    transport = ScriptedTransport(clock, [(500.0, protocol.subscribe_response("1", 0))])
+    client = RecorderClient("site", 1, timeout=None, transport_factory=transport.factory,
+                            clock=clock)
+    assert client.subscribe() is None  # answered after 500 s: no bound, no TypeError
+    assert clock.now == 500.0 and not client.closed
+
+
 def test_send_failure_is_connection_lost():
     client, transport, _ = scripted([], fail_send=True)
     with pytest.raises(ConnectionLost) as info:
