@@ -229,6 +229,16 @@ def test_time_out_of_range_is_a_parse_error_on_both_paths():
     assert len(frame) == 0 and list(rejected) == [0]
 
 
+@pytest.mark.parametrize("raw", ["2026", "2026-11", "2026-1-1", "2026-W45-1", "11/02/2026"])
+def test_partial_or_foreign_dates_are_refused_by_both_paths(raw):
+    # the CDR format is YYYY-MM-DD hh:mm:ss[.SSS]; the batch path used to read "2026" and
+    # "2026-11" as January 1st (pandas' ISO8601) while read_cdr refused them
+    with pytest.raises(CDRParseError, match="is not a time"):
+        read_cdr(_doc(f"<start_time>{raw}</start_time>"))
+    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}])
+    assert len(frame) == 0 and list(rejected) == [0]
+
+
 def test_format_time_inverts_parse_time():
     moment = pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
     text = cdr.format_time(moment, "Europe/Budapest")
@@ -243,7 +253,7 @@ _VALUES = {
     "start_time": st.sampled_from(["2026-11-02 09:15:02.120", "2026-11-02 09:15:02",
                                    "2026-10-25 02:30:00", "2026-03-29 02:30:00",
                                    "2026-11-02T09:00:00+01:00", "2026-11-02 09:00:00Z",
-                                   "soon", "2026-13-45 00:00:00"]),
+                                   "soon", "2026-13-45 00:00:00", "2026-11", "2026-W45-1"]),
     "end_time": st.sampled_from(["2026-11-02 09:20:00.001", "2026-11-02 09:15:02.120",
                                  "2026-10-25 02:59:59"]),
     "duration": st.sampled_from(["12.5", "0", "abc", "1e3"]),
