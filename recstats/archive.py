@@ -40,7 +40,6 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pandas as pd
 import pyarrow as pa
@@ -48,6 +47,7 @@ import pyarrow as pa
 from .archive_parse import _ZIPS, POOL_CPU_SECONDS, _from_ipc, _parse_chunk, _worker
 from .cdr import (
     MAX_DOCUMENT_BYTES,
+    check_tz,
     coerce_calls,
     empty_calls,
 )
@@ -368,17 +368,6 @@ def _run_pool(tasks: Iterable[tuple], workers: int, tz: str, directions
 # --------------------------------------------------------------------------- public API
 
 
-def _check_tz(tz: str) -> str:
-    if tz in ("UTC", "utc"):
-        return "UTC"
-    try:
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError, TypeError):
-        raise ValueError(f"unknown time zone {tz!r}; use an IANA name such as "
-                         "'Europe/Budapest'") from None
-    return tz
-
-
 def _progress_bar(total: int | None, progress: bool):
     from tqdm.auto import tqdm
 
@@ -427,7 +416,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         raise ValueError(f"on_error must be 'collect' or 'raise', not {on_error!r}")
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
-    tz = _check_tz(tz)
+    tz = check_tz(tz)
     listing, kind, source, batches = _discover(path)
     total = len(listing.cdrs) if listing.complete else None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)

@@ -307,6 +307,25 @@ def _parse_time(raw: str, tz: str) -> pd.Timestamp:
     return local.tz_convert("UTC").as_unit("us")
 
 
+def check_tz(tz: Any) -> str:
+    """A site time zone argument, checked: ``"UTC"`` or an IANA zone name.
+
+    A :class:`zoneinfo.ZoneInfo` gives its name; ``None`` means UTC. Raises a one-line
+    ``ValueError`` for anything else, so a typo fails at once, not at the first time.
+
+    >>> check_tz("Europe/Budapest"), check_tz(None)
+    ('Europe/Budapest', 'UTC')
+    """
+    if tz is None or tz in ("UTC", "utc"):
+        return "UTC"
+    if isinstance(tz, ZoneInfo) and tz.key:
+        tz = tz.key
+    if isinstance(tz, str) and _zone(tz) is not None:
+        return tz
+    raise ValueError(f"unknown time zone {tz!r}; use an IANA name such as "
+                     "'Europe/Budapest'")
+
+
 _zones: dict[Any, Any] = {}
 
 
@@ -450,7 +469,8 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
     is missing. Nested elements are flattened as ``parent.child``.
 
     The XML parser never loads a DTD, never expands entities and never uses the network;
-    a document declaring a DTD is refused. Raises :class:`recstats.CDRParseError`.
+    a document declaring a DTD is refused. Raises :class:`recstats.CDRParseError` for a
+    document that cannot be read, ``ValueError`` for an unknown ``tz``.
 
     >>> rec = read_cdr(b'''<verbacdr><id>c1</id><location>NY</location>
     ...   <source_caller_id>1000</source_caller_id><cause_id>6</cause_id>
@@ -459,6 +479,7 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
     >>> rec["call_id"], rec["site"], rec["caller"], rec["cause"], rec["duration"]
     ('c1', 'NY', '1000', 'Busy', 90.5)
     """
+    tz = check_tz(tz)
     path = None
     if isinstance(source, etree._Element):
         root = source

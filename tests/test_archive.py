@@ -10,6 +10,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pandas as pd
 import pytest
@@ -280,6 +281,8 @@ def test_bad_arguments(tmp_path):
         rs.read_archive(tmp_path, workers=0)
     with pytest.raises(ValueError, match="time zone"):
         rs.read_archive(tmp_path, tz="Mars/Olympus")
+    # a ZoneInfo is taken by its name (it used to be refused as an unknown zone)
+    assert rs.read_archive(tmp_path, tz=ZoneInfo("Asia/Tokyo")).attrs["tz"] == "Asia/Tokyo"
     (tmp_path / "notes.md").write_text("hi")
     with pytest.raises(ValueError, match="not a folder"):
         rs.read_archive(tmp_path / "notes.md")

@@ -3,6 +3,8 @@ vectorised. Expected values are typed from PROTOCOL.md or computed by hand."""
 
 from __future__ import annotations
 
+from zoneinfo import ZoneInfo
+
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -237,6 +239,19 @@ def test_partial_or_foreign_dates_are_refused_by_both_paths(raw):
         read_cdr(_doc(f"<start_time>{raw}</start_time>"))
     frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}])
     assert len(frame) == 0 and list(rejected) == [0]
+
+
+def test_unknown_time_zone_is_one_clear_error():
+    # read_cdr used to raise ZoneInfoNotFoundError (a KeyError) for a document with a
+    # time, and to accept the typo silently for one without
+    for doc in (_doc(""), _doc("<start_time>2026-11-02 09:00:00</start_time>")):
+        with pytest.raises(ValueError, match="unknown time zone 'Europe/Budapets'; use"):
+            read_cdr(doc, tz="Europe/Budapets")
+    zone = cdr.check_tz(ZoneInfo("Europe/Budapest"))  # a ZoneInfo gives its name
+    assert zone == "Europe/Budapest"
+    doc = _doc("<start_time>2026-07-01 12:00:00</start_time>")
+    assert read_cdr(doc, tz=ZoneInfo(zone))["start_time"] == pd.Timestamp(
+        "2026-07-01 10:00:00", tz="UTC")
 
 
 def test_format_time_inverts_parse_time():
