@@ -167,7 +167,11 @@ def _value_at(times, level, at: np.ndarray) -> np.ndarray:
 
 
 def _freq_micros(freq) -> int:
-    offset = pd.tseries.frequencies.to_offset(freq)
+    try:
+        offset = pd.tseries.frequencies.to_offset(freq)
+    except (ValueError, TypeError):  # pandas' own message nests its parser's errors
+        raise ValueError(f"freq {freq!r} is not a bin size; use one like '15min', '1h' "
+                         "or '1D'") from None
     try:
         nanos = offset.nanos
     except ValueError:

@@ -269,6 +269,12 @@ def test_non_fixed_frequency_is_refused():
             concurrency(calls, freq=freq)
 
 
+@pytest.mark.parametrize("freq", ["banana", "15 minutes", 3.5])
+def test_unknown_frequency_is_one_clear_line(freq):
+    with pytest.raises(ValueError, match=r"^freq .* is not a bin size; use one like '15min'"):
+        concurrency(minutes_table([(0, 5)]), freq=freq)
+
+
 # --------------------------------------------------------------------------- by
 
 
