@@ -229,6 +229,9 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     # a list of files: its CDRs in the order given; media from the list and, for a CDR
     # whose media is not listed, from its folder on disk ("beside it")
     for p in paths:
+        if not _is_cdr(p) and os.path.isdir(p):  # else it would pass silently as "media"
+            raise ValueError(f"{p} in the list is a folder; a list holds files: pass one "
+                             "folder alone, or pd.concat one table per folder")
         listing.add(p)
     listed_media = set(listing.media.values())
     seen_dirs: set[str] = set()

@@ -286,6 +286,9 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "notes.md").write_text("hi")
     with pytest.raises(ValueError, match="not a folder"):
         rs.read_archive(tmp_path / "notes.md")
+    # a folder inside a list was taken for a media file: 0 rows, no error
+    with pytest.raises(ValueError, match="in the list is a folder"):
+        rs.read_archive([tmp_path / "notes.md", tmp_path])
 
 
 def test_empty_folder_and_unreadable_listed_file(tmp_path):
