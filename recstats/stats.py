@@ -495,7 +495,11 @@ def _extension_mask(numbers: pd.Series, extensions) -> np.ndarray:
     elif isinstance(extensions, re.Pattern):
         pattern = extensions
     elif isinstance(extensions, str):
-        pattern = re.compile(extensions)
+        try:
+            pattern = re.compile(extensions)
+        except re.error as exc:
+            raise ValueError(f"extensions regex {extensions!r} is invalid ({exc}); pass a "
+                             r"valid one such as r'1\d{3}', or a list of numbers") from None
     elif isinstance(extensions, (int, np.integer)) and not isinstance(extensions, bool):
         if extensions < 1:
             raise ValueError("extensions as a number is the maximum digit count, >= 1")

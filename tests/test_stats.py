@@ -488,6 +488,8 @@ def test_extension_selection():
     assert "+442071234567" not in extension_stats(calls, until=jan(1, 12)).index
     with pytest.raises(ValueError, match="digit count"):
         extension_stats(calls, 0)
+    with pytest.raises(ValueError, match=r"^extensions regex '10\(' is invalid"):
+        extension_stats(calls, "10(")
 
 
 def test_extension_stats_busiest_hour_in_timezone_and_empty():
