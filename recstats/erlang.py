@@ -25,7 +25,7 @@ __all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
 
 def _traffic(traffic) -> np.ndarray:
     a = np.asarray(traffic, dtype="float64")
-    if np.any(a < 0) or np.any(np.isinf(a)):
+    if np.any(~(a >= 0)) or np.any(np.isinf(a)):  # NaN too: channels_for(NaN) gave 1
         raise ValueError("traffic must be a finite number of erlangs >= 0; "
                          "pass the offered load, e.g. busy-hour erlangs")
     return a

@@ -121,3 +121,13 @@ def test_edge_cases():
 def test_invalid_inputs_say_what_to_do(call):
     with pytest.raises(ValueError, match=r"must be|strictly between"):
         call()
+
+
+@pytest.mark.parametrize("call", [
+    lambda: erlang_b(float("nan"), 3), lambda: erlang_b([1.0, float("nan")], 3),
+    lambda: channels_for(float("nan"), 0.01), lambda: channels_for([float("nan")], 0.01),
+])
+def test_nan_traffic_is_refused_not_sized(call):
+    # NaN compared as "not above the target" and came back as 1 (scalar) or 0 (array)
+    with pytest.raises(ValueError, match="traffic must be a finite number"):
+        call()
