@@ -32,7 +32,6 @@ import multiprocessing
 import os
 import sys
 import tarfile
-import tempfile
 import warnings
 import zipfile
 import zlib
@@ -531,8 +530,10 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     metadata = dict(table.schema.metadata or {})
     metadata[b"PANDAS_ATTRS"] = json.dumps(calls.attrs, default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    handle, temp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-    os.close(handle)
+    # not mkstemp: its 0600 mode would make calls.parquet private; 0666 & ~umask, as
+    # for any file the user writes
+    temp = os.path.join(target.parent, f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
         pq.write_table(table, temp)
         os.replace(temp, target)

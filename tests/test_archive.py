@@ -362,6 +362,16 @@ def test_write_parquet_round_trip(samples_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_write_parquet_file_mode_follows_umask(tmp_path):
+    # the file was written through mkstemp and renamed: mode 0600 whatever the umask
+    old = os.umask(0o022)
+    try:
+        target = rs.write_parquet(rs.cdr.empty_calls(), tmp_path / "calls.parquet")
+    finally:
+        os.umask(old)
+    assert target.stat().st_mode & 0o777 == 0o644
+
+
 def test_fifo_is_refused_not_waited_for(tmp_path):
     os.mkfifo(tmp_path / "pipe.xml")
     (tmp_path / "ok.xml").write_bytes(b"<v><id>ok</id></v>")
