@@ -223,6 +223,14 @@ def test_summary_counts_ongoing_calls(calls):
     assert summary.first_start == pd.Timestamp("2026-11-02 09:00", tz="UTC")
 
 
+def test_summary_ongoing_needs_a_start(calls):
+    # the sample archive's odd CDRs have neither time: they are not calls in progress
+    odd = calls.copy()
+    odd.loc[2, ["start_time", "end_time"]] = pd.NaT
+    odd.loc[3, "end_time"] = pd.NaT
+    assert odd.calls.summary(until="2026-11-02 12:00").ongoing == 1
+
+
 def test_summary_of_no_calls():
     summary = empty_calls().calls.summary()
     assert dataclasses.astuple(summary)[:7] == (0, (), None, None, 0, 0, None)
