@@ -10,7 +10,8 @@ closed, when the server closes the connection, a socket error occurs, the byte s
 breaks the protocol (the :class:`recstats.ProtocolError` is the exception's
 ``__cause__`` and its text is in the reason), a request gets no answer within
 ``timeout``, or no keep-alive arrives within 1.5 x the interval the previous one
-announced (a late keep-alive inside that bound is fine). :meth:`close` from another
+announced (a late keep-alive inside that bound is fine, and so is one that arrived in
+time while nobody was reading: the socket is looked into before the session is ended). :meth:`close` from another
 thread unblocks a thread waiting in :meth:`events` or :meth:`poll` at once.
 
 The network sits behind a small seam: ``transport_factory(host, port, timeout=...,
@@ -40,6 +41,7 @@ __all__ = ["RecorderClient", "SocketTransport"]
 _RECV_BYTES = 256 * 1024
 _SLICE = 1.0  # longest single wait in recv, so flags are looked at now and then
 _MIN_WAIT = 0.001
+_DRAIN_READS = 16  # reads (of up to _RECV_BYTES) looking for an overdue keep-alive
 
 
 class SocketTransport:
@@ -190,7 +192,7 @@ class RecorderClient:
             return
         now = self._clock()
         if self._conn.expired(now):
-            return self._lose_keepalive()
+            return self._check_keepalive()
         deadline = self._conn.keepalive_deadline
         wait = _SLICE if timeout is None else timeout
         if deadline is not None:
@@ -205,6 +207,30 @@ class RecorderClient:
             if self._lost is None:
                 self._lose(f"connection error: {exc}", exc)
             return
+        self._receive(data)
+
+    def _check_keepalive(self) -> None:
+        """The deadline passed while no thread was reading (e.g. the consumer of
+        :meth:`events` was busy): the keep-alive may be waiting in the socket already.
+        Look there first; the reads are bounded, so a server streaming notifications
+        without keep-alives still ends the session."""
+        for _ in range(_DRAIN_READS):
+            try:
+                data = self._transport.recv(_MIN_WAIT)
+            except TimeoutError:
+                break
+            except OSError as exc:
+                if self._lost is None:
+                    self._lose(f"connection error: {exc}", exc)
+                return
+            self._receive(data)
+            if self._lost is not None or not self._conn.expired(self._clock()):
+                return
+        if self._lost is None and self._conn.expired(self._clock()):
+            self._lose_keepalive()
+
+    def _receive(self, data: bytes) -> None:
+        """Decode bytes just read and hand the events out (the caller holds the read lock)."""
         if self._lost is not None:  # closed meanwhile: what came after is not delivered
             return
         now = self._clock()

@@ -360,6 +360,29 @@ def test_keepalive_deadline_is_exact_on_a_fake_clock():
     assert transport.closed
 
 
+def test_a_slow_consumer_is_not_cut_off_while_keepalives_wait_in_the_socket():
+    # keep-alives arrive on time (every 1 s, deadline 1.5 s) but the consumer of
+    # events() comes back only at t=5: they are in the socket, the session goes on
+    client, _, clock = scripted([(0.0, protocol.subscribe_response("1", 1))]
+                                + [(t, protocol.keepalive_message(1))
+                                   for t in (1.0, 2.0, 3.0, 4.0)])
+    client.subscribe()
+    clock.now = 5.0
+    assert isinstance(client.poll(1.0), protocol.KeepAlive)
+    assert not client.closed and client.keepalive_deadline == 6.5
+
+
+def test_notifications_without_keepalives_still_end_an_overdue_session():
+    note = protocol.call_notification("start", {"id": "c1", "location": "X"})
+    client, transport, clock = scripted([(0.0, protocol.subscribe_response("1", 1))]
+                                        + [(0.1 * i, note) for i in range(1, 100)])
+    client.subscribe()
+    clock.now = 20.0  # everything arrived long ago; none of it is a keep-alive
+    events, lost = until_lost(client)
+    assert "keep-alive" in lost.reason and transport.closed
+    assert len(events) < 99  # the look into the socket is bounded
+
+
 def test_answers_matched_by_id_with_notifications_between():
     start = protocol.call_notification("start", {"id": "c1", "location": "X",
                                                  "start_time": "2026-11-02 09:00:00"})
