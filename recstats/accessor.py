@@ -57,7 +57,11 @@ class CallsSummary:
 
     def _rows(self) -> list[tuple[str, str]]:
         def moment(value: pd.Timestamp | None) -> str:
-            return "–" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+            if value is None:
+                return "–"
+            # a frame converted to another zone must not show local times labelled UTC
+            utc = value.tz_localize("UTC") if value.tzinfo is None else value.tz_convert("UTC")
+            return utc.strftime("%Y-%m-%d %H:%M:%S UTC")
 
         span = "–"
         if self.first_start is not None:

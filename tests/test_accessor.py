@@ -231,6 +231,12 @@ def test_summary_ongoing_needs_a_start(calls):
     assert odd.calls.summary(until="2026-11-02 12:00").ongoing == 1
 
 
+def test_summary_shows_utc_whatever_the_columns_zone(calls):
+    local = calls.assign(start_time=calls["start_time"].dt.tz_convert("America/New_York"),
+                         end_time=calls["end_time"].dt.tz_convert("America/New_York"))
+    assert "2026-11-02 09:00:00 UTC → 2026-11-02 10:05:00 UTC" in repr(local.calls.summary())
+
+
 def test_summary_of_no_calls():
     summary = empty_calls().calls.summary()
     assert dataclasses.astuple(summary)[:7] == (0, (), None, None, 0, 0, None)
