@@ -28,7 +28,7 @@ import html
 import re
 import sys
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -378,8 +378,9 @@ class BusyHour:
     method: str
     hour: int
     traffic: float
-    per_day: pd.DataFrame
-    profile: pd.Series
+    # left out of repr(): a console showed both tables run together in one long line
+    per_day: pd.DataFrame = field(repr=False)
+    profile: pd.Series = field(repr=False)
     tz: str = "UTC"
 
     def __str__(self) -> str:
@@ -391,8 +392,11 @@ class BusyHour:
         return (f"<p><b>Busy hour</b> ({html.escape(self.method)}, {html.escape(self.tz)}): "
                 f"<b>{self.hour:02d}:00&ndash;{(self.hour + 1) % 24:02d}:00</b>, "
                 f"{self.traffic:.3f} erlangs over {len(self.per_day)} day(s)</p>"
+                f"<p>Mean traffic (erlangs) by clock hour ({html.escape(self.tz)}):</p>"
                 + self.profile.to_frame().T.to_html(float_format="{:.2f}".format)
-                + self.per_day.to_html(index=False, max_rows=20))
+                + "<p>Busiest hour of each day (traffic in erlangs):</p>"
+                + self.per_day.to_html(index=False, max_rows=20,
+                                       float_format="{:.3f}".format))
 
 
 def busy_hour(calls: pd.DataFrame, method: str = "time-consistent", days=None,

@@ -360,6 +360,10 @@ def test_busy_hour_time_consistent_by_hand():
     assert bh.per_day["hour"].tolist() == [9, 14, 9]
     assert np.allclose(bh.per_day["traffic"], [1.0, 1.0, 2.0])
     assert "09:00" in str(bh) and "09:00" in bh._repr_html_()
+    assert "per_day" not in repr(bh) and "hour=9" in repr(bh)
+    page = bh._repr_html_()
+    assert "Mean traffic (erlangs) by clock hour (UTC)" in page
+    assert "Busiest hour of each day" in page
 
 
 def test_busy_hour_bouncing_by_hand():
