@@ -126,7 +126,7 @@ def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
     names: the same order on every file system.
     """
     cdrs, keys, media = listing.cdrs, listing.cdr_keys, listing.media
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder):
         dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
         prefix = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
         names = sorted(n for n in filenames if n[0] != "." and n != "__MACOSX")
@@ -144,6 +144,14 @@ def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
             keys.update([p[:-4] for p in found])
             yield found
     listing.complete = True
+
+
+def _unreadable_folder(exc: OSError) -> None:
+    # os.walk skips a folder it cannot list without a word: its CDRs would be missing
+    # from both rows and errors
+    warnings.warn(f"recstats.read_archive: cannot read folder {exc.filename} "
+                  f"({exc.strerror or exc}); its files are left out", RuntimeWarning,
+                  stacklevel=2)
 
 
 def _kind(path: str) -> str:
@@ -199,6 +207,7 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
         path = os.fspath(path)
         kind = _kind(path)
         if kind == "dir":
+            os.scandir(path).close()  # an unreadable top folder: PermissionError at once
             listing.complete = False  # now: the generator's body starts only when consumed
             return listing, "files", None, _walk(path, listing)
         if kind == "zip":

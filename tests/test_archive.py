@@ -300,6 +300,32 @@ def test_empty_folder_and_unreadable_listed_file(tmp_path):
     _counts_add_up(listed)
 
 
+def _lock_folders_named(monkeypatch, name):
+    # as if chmod 000 (which root ignores): listing a folder called `name` fails
+    real = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fspath(path)) == name:
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+
+
+def test_unreadable_folders_are_reported_not_skipped(tmp_path, monkeypatch):
+    (tmp_path / "ok").mkdir()
+    (tmp_path / "ok" / "a.xml").write_bytes(b"<v><id>a</id></v>")
+    (tmp_path / "locked").mkdir()
+    (tmp_path / "locked" / "b.xml").write_bytes(b"<v><id>b</id></v>")
+    _lock_folders_named(monkeypatch, "locked")
+    # os.walk used to skip it silently: one row, no error, nothing said
+    with pytest.warns(RuntimeWarning, match=r"cannot read folder .*locked \(Permission"):
+        calls = rs.read_archive(tmp_path, progress=False)
+    assert calls.call_id.tolist() == ["a"]
+    with pytest.raises(PermissionError):  # the archive itself: no table at all
+        rs.read_archive(tmp_path / "locked", progress=False)
+
+
 def test_media_pairing_rules(tmp_path):
     (tmp_path / "a.xml").write_bytes(b"<v><id>a</id></v>")
     (tmp_path / "a.wav").write_bytes(b"w")

@@ -91,6 +91,27 @@ def test_usage_errors_exit_2_with_one_line(samples_dir, tmp_path, capsys, make_a
     assert not (tmp_path / "x.parquet").exists()
 
 
+def test_unreadable_folders_are_one_line_each(tmp_path, capsys, monkeypatch):
+    archive = tmp_path / "archive"
+    (archive / "locked").mkdir(parents=True)
+    (archive / "a.xml").write_bytes(b"<v><id>a</id></v>")
+    real = os.scandir
+
+    def scandir(path="."):  # as if chmod 000, which root ignores
+        if os.path.basename(os.fspath(path)) == "locked":
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    out = str(tmp_path / "x.parquet")
+    assert main(["parse", str(archive), "-o", out, "--no-progress"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("recstats parse: warning: cannot read folder")
+    assert main(["parse", str(archive / "locked"), "-o", out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "Permission denied" in err[0]
+
+
 def test_unwritable_output_folder(samples_dir, tmp_path, capsys):
     if os.geteuid() == 0:
         pytest.skip("root can write anywhere")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 
 import pandas as pd
 
@@ -92,10 +93,15 @@ def run(args) -> int:
         raise UsageError("--workers must be at least 1")
     _check_output(args.output)
     try:
-        calls = read_archive(args.archive, workers=args.workers,
-                             progress=not args.no_progress, tz=args.tz)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", RuntimeWarning)
+            calls = read_archive(args.archive, workers=args.workers,
+                                 progress=not args.no_progress, tz=args.tz)
     except ValueError as exc:  # unknown zone, not an archive
         raise UsageError(str(exc)) from None
+    for warning in caught:  # one line each, not Python's file:line + source format
+        text = str(warning.message).removeprefix("recstats.read_archive: ")
+        print(f"recstats parse: warning: {text}", file=sys.stderr)
     write_parquet(calls, args.output)
     print(summary(calls, args.output))
     if args.strict and calls.attrs["errors"]:
