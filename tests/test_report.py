@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import re
+import time
 
 import pandas as pd
 import pytest
@@ -168,3 +169,28 @@ def test_report_command_parses_an_archive_and_lists_its_errors(samples_dir, tmp_
     text = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
     assert f"Files that could not be parsed ({n_errors:,})" in text
     assert len(pd.read_parquet(tmp_path / "r" / "calls.parquet")) == len(expected)
+
+
+def test_report_command_folds_a_captured_events_table_into_calls(tmp_path, capsys):
+    # `recstats capture -o` writes the events table (a start and an end row per call):
+    # reported as it is, every ended call was counted twice
+    from recstats.capture import Capture
+    from recstats.commands.report import load_calls
+    from recstats.simulator import RecorderSimulator
+
+    with RecorderSimulator(location="NY", rate=5, mean_holding=3, speed=4, seed=5) as sim, \
+            Capture([sim.address]) as capture:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and (
+                capture.calls["end_time"].notna().sum() < 5 or len(capture.ongoing) < 1):
+            time.sleep(0.05)
+    events, live = capture.events, capture.calls
+    assert (events["event"] == "end").any() and live["end_time"].isna().any()
+    source = tmp_path / "events.parquet"
+    events.to_parquet(source)
+    folded, _ = load_calls(source)
+    expected = live.drop(columns=["end_unknown"]).astype({"server": "str"})
+    pd.testing.assert_frame_equal(folded, expected[folded.columns.tolist()])
+    assert main(["report", str(source), "--out", str(tmp_path / "r")]) == 0
+    assert f"{live['call_id'].nunique():,} calls" in capsys.readouterr().out
+    assert len(pd.read_parquet(tmp_path / "r" / "calls.parquet")) == len(live)

@@ -1,7 +1,8 @@
 """``recstats report SOURCE --out DIR``: an HTML report for a calls table.
 
 SOURCE is a calls table written as Parquet (``recstats parse``, a previous report's
-``calls.parquet``) or a CDR archive (folder, .zip, .tar[.gz]), parsed on the way.
+``calls.parquet``), an events table (``recstats capture -o``, folded into one row per
+call) or a CDR archive (folder, .zip, .tar[.gz]), parsed on the way.
 """
 
 from __future__ import annotations
@@ -9,6 +10,35 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..cli import UsageError
+
+
+def calls_from_events(events):
+    """Fold an events table (``recstats capture -o``) into a calls table, one row per call.
+
+    Like :attr:`recstats.Capture.calls`: per server and call, the later event's fields win
+    and missing ones keep the earlier values; ``duration`` is recomputed from the merged
+    times. Rows are ordered by start time, then call id.
+
+    >>> import pandas as pd
+    >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
+    >>> events = pd.DataFrame({"received_at": [t, t], "event": ["start", "end"],
+    ...     "origin": "notification", "server": "h:1", "call_id": "a", "caller": ["1000", None],
+    ...     "start_time": [t, pd.NaT], "end_time": [pd.NaT, t + pd.Timedelta("90s")]})
+    >>> calls = calls_from_events(events)
+    >>> len(calls), calls.loc[0, "caller"], float(calls.loc[0, "duration"])
+    (1, '1000', 90.0)
+    """
+
+    from ..cdr import coerce_calls
+
+    keys = [c for c in ("server", "call_id") if c in events.columns]
+    merged = (events.drop(columns=["received_at", "event", "origin"], errors="ignore")
+              .groupby(keys, sort=False, observed=True, dropna=False).last().reset_index())
+    calls = coerce_calls(merged)
+    elapsed = (calls["end_time"] - calls["start_time"]).dt.total_seconds()
+    calls["duration"] = elapsed.where(elapsed.notna(), calls["duration"])
+    return calls.sort_values(["start_time", "call_id"], kind="stable",
+                             ignore_index=True, na_position="last")
 
 
 def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):
@@ -30,6 +60,8 @@ def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):
         if missing:
             raise UsageError(f"{source}: not a calls table (no {', '.join(sorted(missing))} "
                              "column); write one with `recstats parse`")
+        if {"event", "received_at"} <= set(calls.columns):  # recstats capture's output
+            return calls_from_events(calls), None
         return coerce_calls(calls), None
     calls = archive.read_archive(path, progress=progress, tz=tz)
     return calls, archive.archive_errors(calls)
