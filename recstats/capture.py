@@ -520,6 +520,9 @@ class Capture:
                         continue
                     if name is not None:
                         entries[name].append(entry)
+        if not entries:
+            raise ValueError(f"{path} is not a recstats journal (no header line naming a "
+                             "server); pass the folder given as Capture(journal=...)")
         capture = cls(list(entries), tz=tz or next(iter(zones.values()), "UTC"))
         for name, items in entries.items():
             server = capture._servers[name]

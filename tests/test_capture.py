@@ -401,6 +401,15 @@ def test_replay_skips_a_cut_last_line(tmp_path):
     assert "1 journal line" in replayed.status.last_error.iloc[0]
 
 
+@pytest.mark.parametrize("text", ["", "a,b\n1,2\n", '{"t": 1, "doc": ""}\n'])
+def test_replay_of_a_file_that_is_not_a_journal_says_so(tmp_path, text):
+    # it used to fail with "Capture needs at least one server"
+    path = tmp_path / "x.jsonl"
+    path.write_text(text)
+    with pytest.raises(ValueError, match="is not a recstats journal"):
+        Capture.replay(path)
+
+
 # --------------------------------------------------------------------------- command
 
 
