@@ -456,9 +456,10 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
              directions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read one CDR document into a flat record keyed by calls-table column names.
 
-    ``source`` is a file path, the document's bytes, or an already parsed element. Any
-    root element name is accepted; fields may be child elements or attributes; the call
-    id may be ``id`` or ``ccdr_id``; a UTF-8 byte-order mark is skipped. Renamed fields:
+    ``source`` is a file path, the document's bytes, or an already parsed element (or
+    tree); XML text as a ``str`` is a ``TypeError`` (encode it). Any root element name
+    is accepted; fields may be child elements or attributes; the call id may be ``id``
+    or ``ccdr_id``; a UTF-8 byte-order mark is skipped. Renamed fields:
     ``location`` -> ``site``, ``source_caller_id`` -> ``caller``,
     ``destination_caller_id`` -> ``callee``, ``source_name``/``destination_name`` ->
     ``caller_name``/``callee_name``, ``modality_id`` -> ``modality``. ``direction_id``,
@@ -481,11 +482,17 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
     """
     tz = check_tz(tz)
     path = None
+    if isinstance(source, etree._ElementTree):
+        source = source.getroot()
     if isinstance(source, etree._Element):
         root = source
     else:
         if isinstance(source, (bytes, bytearray, memoryview)):
             data = bytes(source)
+        elif isinstance(source, str) and source.lstrip().startswith("<"):
+            # else "cannot read file" naming the whole document as the path
+            raise TypeError("read_cdr got XML text as a str: pass bytes (text.encode()) "
+                            "or a file path")
         else:
             path = os.fspath(source)
             try:

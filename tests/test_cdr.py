@@ -133,6 +133,18 @@ def test_ccdr_id_any_root_and_both_ids():
     assert both["call_id"] == "a" and both["ccdr_id"] == "b"
 
 
+def test_sources_element_tree_and_str_text(tmp_path):
+    text = "<verbacdr><id>t1</id></verbacdr>"
+    (tmp_path / "c.xml").write_text(text)
+    assert read_cdr(tmp_path / "c.xml")["call_id"] == "t1"
+    assert read_cdr(str(tmp_path / "c.xml"))["call_id"] == "t1"
+    tree = etree.ElementTree(etree.fromstring(text))  # used to be a TypeError
+    assert read_cdr(tree)["call_id"] == "t1"
+    # XML text as str used to be taken for a file name: "cannot read file" + the document
+    with pytest.raises(TypeError, match=r"pass bytes \(text.encode\(\)\)"):
+        read_cdr(text)
+
+
 def test_bom_and_escaped_characters():
     data = ("\ufeff<?xml version='1.0' encoding='UTF-8'?><verbacdr><id>a</id>"
             "<source_name>Smith &amp; Sons &lt;Sales&gt; &#233;</source_name>"
