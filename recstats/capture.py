@@ -290,7 +290,11 @@ class Capture:
         if isinstance(servers, (str, tuple)) and not (
                 isinstance(servers, tuple) and servers and isinstance(servers[0], tuple)):
             servers = [servers]
-        self.servers = [_address(s) for s in servers]
+        try:
+            self.servers = [_address(s) for s in servers]
+        except TypeError:  # e.g. a bare port number
+            raise ValueError(f"servers must be (host, port) pairs or 'host:port' strings, "
+                             f"not {servers!r}") from None
         if not self.servers:
             raise ValueError("Capture needs at least one server")
         names = [f"{h}:{p}" for h, p in self.servers]

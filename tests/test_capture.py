@@ -304,7 +304,7 @@ def test_server_arguments_are_validated():
     assert Capture("h:1").servers == [("h", 1)]
     assert Capture(("h", 2)).servers == [("h", 2)]
     assert Capture([("h", 2), "g:3"]).servers == [("h", 2), ("g", 3)]
-    for bad in (["nohost"], ["h:0"], [("h", "x")], [], ["h:1", ("h", 1)]):
+    for bad in (["nohost"], ["h:0"], [("h", "x")], [], ["h:1", ("h", 1)], 10300, None):
         with pytest.raises(ValueError):
             Capture(bad)
 
