@@ -257,8 +257,9 @@ def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
     zero-length ones included).
 
     ``by`` (e.g. ``"site"``) computes each group separately, sorted by group (unused
-    categories dropped): exact -> columns ``[by, time, concurrent]``; binned -> a
-    ``(by, time)`` MultiIndex, every group on the same bins.
+    categories dropped; calls whose label is missing are left out, as in ``groupby``):
+    exact -> columns ``[by, time, concurrent]``; binned -> a ``(by, time)`` MultiIndex,
+    every group on the same bins.
 
     >>> calls = pd.DataFrame({
     ...     "start_time": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 10:10"], utc=True),
