@@ -406,7 +406,8 @@ class Capture:
                     if self._stopping.is_set():
                         break
             except (RecstatsError, OSError) as exc:
-                server.last_error = str(exc) or type(exc).__name__
+                if not self._stopping.is_set():  # stop()'s own close is not an error
+                    server.last_error = str(exc) or type(exc).__name__
             except Exception as exc:  # noqa: BLE001 - a bug must not end the capture silently
                 server.last_error = f"internal error: {exc!r}"
             finally:

@@ -296,6 +296,9 @@ def test_stop_is_idempotent_and_joins_threads():
         assert not capture.running  # both threads ended within stop()'s timeout
         capture.stop()
         assert not capture.running and not capture.status.connected.any()
+        errors = capture.status.last_error
+        assert errors.isna().iloc[0]  # a clean stop is no error ("closed by the client")
+        assert "could not connect" in errors.iloc[1]
         with pytest.raises(RuntimeError):
             capture.start()
 
