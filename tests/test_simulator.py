@@ -210,10 +210,14 @@ def test_stall_keepalives_pauses_them():
         peer = Peer(sim.address)
         peer.request(peer.conn.subscribe())
         peer.read_until(lambda evs: any(isinstance(e, protocol.KeepAlive) for e in evs))
+        stalled_at = time.monotonic()
         sim.stall_keepalives(1.0)
         sent = sim.stats["keepalives"]
         time.sleep(0.3)
-        assert sim.stats["keepalives"] == sent
+        still_sent = sim.stats["keepalives"]
+        # a loaded machine may wake this thread after the stall is over: only judge
+        # what happened while it lasted
+        assert still_sent == sent or time.monotonic() > stalled_at + 1.0
         deadline = time.monotonic() + 5
         while sim.stats["keepalives"] == sent and time.monotonic() < deadline:
             time.sleep(0.02)
