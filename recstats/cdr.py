@@ -99,6 +99,10 @@ def safe_parser() -> etree.XMLParser:
 
     lxml parsers must not be shared between threads, so each thread gets its own.
     ``huge_tree=False`` keeps libxml2's limits on depth and text size.
+
+    >>> from lxml import etree
+    >>> etree.fromstring(b"<v><id>a</id></v>", safe_parser()).findtext("id")
+    'a'
     """
     parser = getattr(_local, "parser", None)
     if parser is None:
@@ -226,7 +230,11 @@ def decode_enum(raw: str | None, table: Mapping[str, str]) -> str | None:
 
 
 def parse_bool(raw: str | None) -> bool | None:
-    """``true``/``false``/``1``/``0`` (any case) -> bool; anything else -> None."""
+    """``true``/``false``/``1``/``0``/``yes``/``no`` (any case) -> bool; else None.
+
+    >>> parse_bool("TRUE"), parse_bool("0"), parse_bool("maybe")
+    (True, False, None)
+    """
     if raw is None:
         return None
     low = raw.strip().lower()
@@ -382,6 +390,10 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
     table. ``source`` names the document in error messages.
 
     Raises :class:`CDRParseError` when the call has no id or a time is not a time.
+
+    >>> rec = record_from_fields({"id": "a", "cause_id": "6", "ondemand": "1"})
+    >>> rec["call_id"], rec["cause"], rec["cause_id"], rec["ondemand"], rec["start_time"]
+    ('a', 'Busy', '6', True, NaT)
     """
     call_id = fields.get("id") or fields.get("ccdr_id")
     if not call_id:
@@ -516,7 +528,11 @@ def _ordered_columns(columns: Iterable[str]) -> list[str]:
 
 
 def empty_calls() -> pd.DataFrame:
-    """An empty calls table with the schema's columns and dtypes."""
+    """An empty calls table with the schema's columns and dtypes.
+
+    >>> empty_calls().dtypes["start_time"]
+    datetime64[us, UTC]
+    """
     return coerce_calls(pd.DataFrame({c: [] for c in CALL_COLUMNS}))
 
 
@@ -531,6 +547,10 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
     Times become ``datetime64[us, UTC]``, ``duration`` float64, labels ``category``,
     documented booleans nullable ``boolean``, everything else ``str``. Returns a new
     frame; the input is not modified.
+
+    >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"]}))
+    >>> str(calls["site"].dtype), len(calls.columns) == len(CALL_COLUMNS)
+    ('category', True)
     """
     out = {}
     n = len(frame)
@@ -622,6 +642,11 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     document that is not a valid CDR (no id, a time that is not a time) to the reason;
     those rows are left out of ``calls``, which keeps the input order of the others
     (its index is their position in ``rows``). Values equal :func:`record_from_fields`'s.
+
+    >>> calls, rejected = calls_from_fields([{"id": "a", "location": "NY"},
+    ...                                      {"start_time": "2026-11-02 09:00:00"}])
+    >>> calls["site"].tolist(), rejected
+    (['NY'], {1: 'not a CDR: no id or ccdr_id field'})
     """
     if not rows:
         return empty_calls(), {}
@@ -701,7 +726,11 @@ def cdr_xml(fields: Mapping[str, Any], root: str = "verbacdr",
 
 
 def call_element(fields: Mapping[str, Any], tag: str = "Call") -> etree._Element:
-    """Build an element whose child elements carry ``fields`` (see :func:`cdr_xml`)."""
+    """Build an element whose child elements carry ``fields`` (see :func:`cdr_xml`).
+
+    >>> etree.tostring(call_element({"id": "a", "s.t": "x"}))
+    b'<Call><id>a</id><s><t>x</t></s></Call>'
+    """
     element = etree.Element(tag)
     parents: dict[str, etree._Element] = {}
     for name, value in fields.items():

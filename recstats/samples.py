@@ -56,7 +56,8 @@ def generate_archive(root: str | os.PathLike, *, calls: int = 400,
     by start time, call id and path.
 
     >>> import tempfile
-    >>> truth = generate_archive(tempfile.mkdtemp(), calls=20, days=1, seed=1)
+    >>> with tempfile.TemporaryDirectory() as root:
+    ...     truth = generate_archive(root, calls=20, days=1, seed=1)
     >>> len(truth), sorted(truth.site.unique())
     (20, ['LDN-RECORDER', 'NY-RECORDER'])
     """
@@ -190,7 +191,14 @@ def odd_cases() -> dict[str, bytes]:
 
 
 def write_odd_cases(folder: str | os.PathLike) -> list[Path]:
-    """Write :func:`odd_cases` into ``folder`` (created); returns the paths written."""
+    """Write :func:`odd_cases` into ``folder`` (created); returns the paths written.
+
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     names = sorted(p.name for p in write_odd_cases(folder))
+    >>> "truncated.xml" in names and "orphan.wav" in names
+    True
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
