@@ -55,9 +55,13 @@ _WAV = _wav_stand_in()
 def _write_atomic(path: Path, data: bytes) -> None:
     # a hidden temp name that does not end in .xml/.wav: archive scanners skip it
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(temp, "wb") as handle:
-        handle.write(data)
-    os.replace(temp, path)
+    try:
+        with open(temp, "wb") as handle:
+            handle.write(data)
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)  # a full disk leaves no half-written leftovers
+        raise
 
 
 class RecorderSimulator(LoopServer):

@@ -132,6 +132,22 @@ def test_archive_holds_exactly_the_ended_calls_in_the_documented_layout(tmp_path
     assert first["start_time"][11:13] in ("10", "11")
 
 
+def test_a_failing_archive_write_leaves_no_temp_files_and_the_calls_go_on(tmp_path,
+                                                                         monkeypatch):
+    from recstats import simulator as module
+
+    def full(data, path):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(module.os, "replace", full)
+    with make_sim(archive=tmp_path) as sim:
+        sim.advance(400)
+        truth = sim.truth
+    ended = int(truth.end_time.notna().sum())
+    assert ended > 0 and sim.stats["archive_errors"] == ended
+    assert sim.stats["calls_ended"] == ended
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
 def test_notifications_follow_starts_and_ends_with_filters(tmp_path):
     with make_sim() as sim:
         everyone = Peer(sim.address)
