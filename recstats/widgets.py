@@ -111,11 +111,22 @@ def _latest_time(calls: pd.DataFrame) -> pd.Timestamp | None:
     return None if pd.isna(latest) else latest
 
 
+def _ongoing(calls: pd.DataFrame) -> pd.DataFrame:
+    """The calls in progress: no end time and an end that is not unknown (as Capture.ongoing)."""
+    if not len(calls):
+        return calls
+    keep = calls["end_time"].isna().to_numpy()
+    if "end_unknown" in calls.columns:
+        keep = keep & ~calls["end_unknown"].fillna(False).to_numpy(dtype=bool)
+    return calls[keep].reset_index(drop=True)
+
+
 class LiveDashboard:
     """Live concurrent calls per site, ongoing calls, top extensions and site status.
 
     ``capture`` is a :class:`recstats.Capture` (or any object with the same snapshot
-    attributes ``calls``, ``ongoing`` and ``status``). ``window`` is how much time the
+    attributes ``calls`` and ``status``; the ongoing calls are those of the ``calls``
+    snapshot, so counters, chart and table always show the same moment). ``window`` is how much time the
     chart shows, ending at "now"; ``refresh`` the seconds between automatic updates
     after :meth:`start`; times are shown in zone ``tz``.
 
@@ -247,15 +258,18 @@ class LiveDashboard:
             return False
         capture = self.capture
         calls = capture.calls
-        ongoing = capture.ongoing
+        # from the same snapshot as the chart: a second read (capture.ongoing) would see
+        # the events that arrived meanwhile, and the counters would disagree with the chart
+        ongoing = _ongoing(calls)
         status = capture.status
         now = self.clock() if self.clock is not None else _latest_time(calls)
         if now is None:
             now = pd.Timestamp.now(tz="UTC")
         self.now = pd.Timestamp(now)
         self._ongoing = ongoing
-        # the chart only changes with "now" or the calls (an end fills an existing row)
-        key = (self.now, len(calls), int(calls["end_time"].notna().sum()) if len(calls) else 0)
+        # the chart only changes with "now" or the calls (an end, or an end found to be
+        # unknown, changes an existing row: the calls in progress tell both)
+        key = (self.now, len(calls), len(ongoing))
         if force or key != self._chart_key:
             self._render_chart(calls, self.now)
             self._chart_key = key

@@ -86,6 +86,26 @@ def test_refresh_counters_show_the_capture_numbers(calls):
     assert dash.image.value[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_counters_chart_and_table_come_from_one_snapshot(calls):
+    # a live capture moves on between two reads: a call that starts after `.calls` was
+    # read must not show in the counters while the chart and "ended" miss it
+    capture = FakeCapture(calls)
+    late = calls[calls["start_time"] > NOW].head(1).assign(end_time=pd.NaT, duration=np.nan)
+    capture.ongoing = pd.concat([capture.ongoing, late], ignore_index=True)  # read later
+    dash = LiveDashboard(capture, window="30min")
+    dash.refresh()
+    running = int(capture.calls["end_time"].isna().sum())
+    assert dash.counts["ongoing"] == running == dash.lines["total"].get_ydata()[-1]
+    assert dash.counts["ongoing"] + dash.counts["ended"] == len(capture.calls)
+    assert f"Ongoing calls: {running:,}" in dash.table_html.value
+    # a call that ended while the capture was away (end unknown) is not in progress
+    lost = capture.calls["end_time"].isna().to_numpy() & (
+        capture.calls.index == capture.calls["end_time"].isna().to_numpy().argmax())
+    capture.calls = capture.calls.assign(end_unknown=lost)
+    dash.refresh()
+    assert dash.counts["ongoing"] == running - 1 == dash.lines["total"].get_ydata()[-1]
+
+
 def test_chart_lines_carry_the_concurrency(calls):
     capture = FakeCapture(calls)
     dash = LiveDashboard(capture, window="30min")
