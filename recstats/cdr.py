@@ -651,6 +651,8 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     if not rows:
         return empty_calls(), {}
     raw = pd.DataFrame.from_records(rows)
+    if len(raw) < len(rows):  # all empty ({} from <cdr/>): from_records gives no rows
+        raw = pd.DataFrame(index=range(len(rows)))
     rejected: dict[int, str] = {}
     n = len(raw)
 

@@ -326,6 +326,19 @@ def test_unreadable_folders_are_reported_not_skipped(tmp_path, monkeypatch):
         rs.read_archive(tmp_path / "locked", progress=False)
 
 
+def test_field_less_documents_are_error_rows(tmp_path):
+    # a chunk whose documents all had no field (<cdr/>) gave no row and no error:
+    # pandas' from_records([{}]) has no rows
+    (tmp_path / "a.xml").write_bytes(b"<cdr/>")
+    (tmp_path / "b.xml").write_bytes(b"<cdr>  </cdr>")
+    for source in (tmp_path, [tmp_path / "a.xml"]):
+        calls = rs.read_archive(source, progress=False)
+        assert len(calls) == 0
+        assert {e["error"] for e in calls.attrs["errors"]} == {
+            "not a CDR: no id or ccdr_id field"}
+        _counts_add_up(calls)
+
+
 def test_media_pairing_rules(tmp_path):
     (tmp_path / "a.xml").write_bytes(b"<v><id>a</id></v>")
     (tmp_path / "a.wav").write_bytes(b"w")
