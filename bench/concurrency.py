@@ -16,6 +16,8 @@ second so ties occur) and timed, best of ``--repeat``:
   top of the fastest bare sweep (tie merging, dropping non-changes, the DataFrame);
 * ``groupby``  -- the pandas way an analyst would write the exact step function: an
   events frame (time, ±1) -> ``groupby("time")["delta"].sum().cumsum()``;
+* ``exact_by`` / ``binned_by`` -- ``concurrency(calls, by=...)`` exact and per hour over
+  1000 groups (as ``by="callee"`` might give);
 * ``per_minute`` -- the naive binned way: explode each call into the minutes it touches,
   ``groupby(minute).size()`` (counts calls touching each minute, a different and wrong
   "peak", kept only as a reference for what people do), run on a subset of at most
@@ -44,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recstats.stats import concurrency
 
 EPOCH = pd.Timestamp("2024-01-01", tz="UTC").value // 1000  # µs
+GROUPS = 1000  # groups for the by= timings
 
 
 def make_calls(n: int, seed: int) -> pd.DataFrame:
@@ -125,6 +128,11 @@ def run(n: int, repeat: int, seed: int) -> dict:
         timing["exact"] = best_of(lambda: concurrency(calls), repeat)
         timing["binned"] = best_of(lambda: concurrency(calls, freq="15min"), repeat)
     timing["groupby"] = best_of(lambda: pandas_groupby(calls), max(1, repeat - 1))
+    # by= with many groups (think by="callee"): one sort by group, not a mask per group
+    lines = calls.assign(line=pd.Categorical(
+        np.random.default_rng(seed).integers(0, GROUPS, n).astype(str)))
+    timing["exact_by"] = best_of(lambda: concurrency(lines, by="line"), repeat)
+    timing["binned_by"] = best_of(lambda: concurrency(lines, freq="1h", by="line"), repeat)
     subset = min(n, 200_000)
     sub = calls.iloc[:subset]
     timing["per_minute"] = best_of(lambda: per_minute(sub), 1) * n / subset
@@ -167,6 +175,8 @@ def main(argv=None) -> int:
               f"exact/packed-sweep {r['exact_over_packed_sweep']:.2f}  "
               f"groupby/exact {r['groupby_over_exact']:.1f} (target >= 10)  "
               f"per-minute/binned {r['per_minute_over_binned']:.0f}")
+        print(f"    by= {GROUPS} groups: exact {s['exact_by']:.3f}s  "
+              f"binned (1h) {s['binned_by']:.3f}s")
         print(f"    peak MiB above input ({r['input_mib']} MiB): " +
               ", ".join(f"{k} {v}" for k, v in r["peak_mib"].items()))
     # targets are stated for 10 M calls; small tables are dominated by fixed costs

@@ -277,21 +277,30 @@ def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
             return _exact_frame(*_step(start, end))
         return _binned_frame(*_binned(start, end, width))
     codes, uniques = _group_codes(calls, by)
-    parts = [(k, start[codes == k], end[codes == k]) for k in range(len(uniques))]
+    span = None if width is None else _bin_range(start, _step(start, end)[0], width)
+    # one stable sort by group, then slices: a mask per group was O(calls x groups)
+    order = np.argsort(codes, kind="stable")
+    order = order[codes[order] >= 0]
+    start, end = start[order], end[order]
+    bounds = np.r_[0, np.cumsum(np.bincount(codes[order], minlength=len(uniques)))]
+    slices = [slice(bounds[k], bounds[k + 1]) for k in range(len(uniques))]
     if width is None:
-        frames = [_exact_frame(*_step(s, e)) for _, s, e in parts]
-        out = pd.concat([_exact_frame(*_step(start[:0], end[:0]))] + frames,
-                        ignore_index=True)
-        labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
+        steps = [_step(start[g], end[g]) for g in slices]
+        times = np.concatenate([t for t, _ in steps] + [np.empty(0, "int64")])
+        level = np.concatenate([v for _, v in steps] + [np.empty(0, "int64")])
+        out = _exact_frame(times, level)
+        labels = np.repeat(np.arange(len(uniques)), [t.size for t, _ in steps])
         out.insert(0, by, uniques.take(labels))
         return out
-    span = _bin_range(start, _step(start, end)[0], width)
-    frames = [_binned_frame(*_binned(s, e, width, span)) for _, s, e in parts]
-    out = pd.concat([_binned_frame(*_binned(start[:0], end[:0], width, (0, -1)))] + frames)
-    labels = np.repeat(np.arange(len(uniques)), [len(f) for f in frames])
-    out.index = pd.MultiIndex.from_arrays([uniques.take(labels), out.index],
-                                          names=[by, "time"])
-    return out
+    parts = [_binned(start[g], end[g], width, span) for g in slices]
+    bins = _binned(start[:0], end[:0], width, span)[0]
+    columns = {name: np.concatenate([c[name] for _, c in parts] + [np.empty(0, dtype)])
+               for name, dtype in (("peak", "int64"), ("mean", "float64"),
+                                   ("started", "int64"))}
+    labels = np.repeat(np.arange(len(uniques)), bins.size)
+    index = pd.MultiIndex.from_arrays(
+        [uniques.take(labels), _to_times(np.tile(bins, len(uniques)))], names=[by, "time"])
+    return pd.DataFrame(columns, index=index)
 
 
 def _group_codes(calls: pd.DataFrame, by: str):

@@ -315,6 +315,31 @@ def test_by_site_binned_shares_bins_and_matches_each_site():
     assert np.allclose(total.to_numpy(), whole["mean"].to_numpy())
 
 
+def test_by_many_groups_with_missing_labels_equals_each_group_alone():
+    # groups are cut from one sort by group (not a mask per group): check the slicing
+    rng = np.random.default_rng(13)
+    calls = random_calls(rng, 400)
+    labels = rng.integers(0, 150, len(calls)).astype(str).astype(object)
+    labels[rng.random(len(calls)) < 0.1] = None
+    calls["line"] = labels
+    until = T0 + pd.Timedelta(hours=3)
+    exact = concurrency(calls, by="line", until=until)
+    binned = concurrency(calls, freq="10min", by="line", until=until)
+    started = calls["start_time"].notna().to_numpy()
+    groups = sorted({x for x in labels[started] if x is not None})
+    assert binned.index.get_level_values("line").unique().tolist() == groups
+    assert set(exact["line"]) <= set(groups)
+    for group in groups:
+        mine = calls[calls["line"] == group]
+        alone = concurrency(mine, until=until)
+        part = exact[exact["line"] == group].drop(columns="line").reset_index(drop=True)
+        pd.testing.assert_frame_equal(part, alone)
+        got = binned.xs(group, level="line")
+        ref = concurrency(mine, freq="10min", until=until)
+        pd.testing.assert_frame_equal(got.loc[ref.index], ref)
+        assert (got.drop(ref.index)[["peak", "started"]] == 0).all().all()
+
+
 def test_by_unknown_column():
     with pytest.raises(ValueError, match="no such column"):
         concurrency(minutes_table([(0, 5)]), by="nope")
