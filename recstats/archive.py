@@ -401,7 +401,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     none); ``directions`` overrides the ``direction_id`` table.
 
     Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR, with a
-    DTD, over 16 MiB) never stop the batch: they are listed in ``df.attrs["errors"]``
+    DTD, over 16 MiB or 1000 fields) never stop the batch: they are listed in ``df.attrs["errors"]``
     as ``{"path", "error"}`` dicts (see :func:`archive_errors`); ``on_error="raise"``
     raises :class:`recstats.CDRParseError` at the first instead. ``df.attrs`` also holds
     ``files`` (CDR files seen) = ``parsed`` (rows) + ``failed``, ``media_without_cdr``
