@@ -346,6 +346,9 @@ class RecorderClient:
         for every call. ``keepalive`` asks for an interval in seconds (``0``: none;
         ``None``: the server's default). The returned interval is ``None`` when
         keep-alive is off. Raises :class:`recstats.ServerError` on a failure answer.
+
+        >>> client.subscribe(extensions=["1000", "1001"], keepalive=10)  # doctest: +SKIP
+        10.0
         """
         answer = self._request(
             lambda: self._conn.subscribe(extensions=extensions, keepalive=keepalive),
@@ -356,6 +359,8 @@ class RecorderClient:
         """The calls in progress now, as a calls table (``end_time`` is ``NaT``).
 
         Calls whose fields name no ``location`` get this client's ``host:port`` as site.
+
+        >>> client.ongoing_calls()[["call_id", "caller", "callee"]]  # doctest: +SKIP
         """
         answer = self._request(lambda: self._conn.get_ongoing_calls(extensions=extensions),
                                "GetOngoingCalls")
@@ -366,6 +371,9 @@ class RecorderClient:
         """The CDR of one call as a record (like :func:`recstats.read_cdr`).
 
         Raises :class:`recstats.ServerError` when the server does not know the call.
+
+        >>> client.call_detail("4a9d5ec0-7a40-11e4-8271-001cc092f276")["duration"]  # doctest: +SKIP
+        42.5
         """
         answer = self._request(lambda: self._conn.get_call_detail(call_id), "GetCallDetail")
         return self._with_site(answer.cdr)
@@ -384,6 +392,9 @@ class RecorderClient:
 
         Queued events come first; then :class:`recstats.ConnectionLost` when the
         session is over.
+
+        >>> client.poll(timeout=1.0)                      # doctest: +SKIP
+        KeepAlive(interval=10.0)
         """
         deadline = None if timeout is None else self._clock() + timeout
         while True:
@@ -405,6 +416,13 @@ class RecorderClient:
 
         With ``idle_timeout`` the iterator yields ``None`` after that many seconds
         without an event, so a capture thread can check whether it should stop.
+
+        >>> try:                                          # doctest: +SKIP
+        ...     for event in client.events(idle_timeout=1.0):
+        ...         if event is not None and not isinstance(event, rs.protocol.KeepAlive):
+        ...             print(event)
+        ... except rs.ConnectionLost as lost:
+        ...     print("session over:", lost.reason)
         """
         while True:
             event = self.poll(idle_timeout)

@@ -195,6 +195,15 @@ class RecorderSimulator(LoopServer):
 
         Every call starting or ending meanwhile is played (notified, archived) before
         this returns; the notifications are on their way to the clients.
+
+        >>> sim = RecorderSimulator(seed=1, manual_clock=True, keepalive=None).start()
+        >>> sim.advance(600)  # ten simulated minutes, in no real time
+        >>> sim.now - sim.start_time
+        Timedelta('0 days 00:10:00')
+        >>> truth = sim.truth
+        >>> bool(truth.end_time.isna().any()), bool((truth.start_time <= sim.now).all())
+        (True, True)
+        >>> sim.stop()
         """
         if not self._paused:
             raise RuntimeError("advance() needs a paused or manual-clock simulator")
@@ -240,6 +249,8 @@ class RecorderSimulator(LoopServer):
 
     def stall_keepalives(self, seconds: float) -> None:
         """Send no keep-alive for the next ``seconds`` real seconds (then resume).
+
+        >>> sim.stall_keepalives(30)  # a client must give up after 1.5 x its interval  # doctest: +SKIP
 
         :meth:`drop_connections` and :meth:`send_raw` are the other fault switches.
         """
