@@ -20,6 +20,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from ._timeline import _group_codes, _intervals, _step
+from .busyhour import _hourly, _nanmean
+
 __all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
 
 
@@ -210,24 +213,22 @@ def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = 
     NY                  2.0          9              2            7
     all                 3.0          9              3            8
     """
-    from . import stats  # stats re-exports this module's names: import it late
-
     blocking = [float(b) for b in np.atleast_1d(blocking)]
     _blocking(blocking)
-    start, end = stats._intervals(calls, until)
+    start, end = _intervals(calls, until)
     parts = []
     if "site" in calls.columns:
-        codes, sites = stats._group_codes(calls, "site")
+        codes, sites = _group_codes(calls, "site")
         parts = [(str(site), start[codes == k], end[codes == k])
                  for k, site in enumerate(sites)]
     parts.append(("all", start, end))
     rows = []
     for name, s, e in parts:
-        times, level = stats._step(s, e)
-        dates, table = stats._hourly(times, level, tz)
+        times, level = _step(s, e)
+        dates, table = _hourly(times, level, tz)
         hour, traffic = pd.NA, 0.0
         if dates:
-            profile = stats._nanmean(table)
+            profile = _nanmean(table)
             hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
         row = {"site": name, "busy_hour_traffic": traffic, "busy_hour": hour,
                "observed_peak": int(level.max()) if level.size else 0}
