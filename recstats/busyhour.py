@@ -78,7 +78,11 @@ def _hourly(times: np.ndarray, level: np.ndarray, tz: str):
 def _select_days(dates, table, days):
     if days is None:
         return dates, table
+    if isinstance(days, (str, _dt.date)):  # one day (iterating a string gave its characters)
+        days = [days]
     wanted = sorted({pd.Timestamp(d).date() for d in days})
+    if not wanted:
+        raise ValueError("days is empty: pass at least one date, or None for every day")
     index = {d: k for k, d in enumerate(dates)}
     missing = [d for d in wanted if d not in index]
     if missing:
@@ -130,8 +134,9 @@ def busy_hour(calls: pd.DataFrame, method: str = "time-consistent", days=None,
 
     ``per_day`` gives each day's busiest ``hour`` (NA on a day without traffic) and its
     ``traffic``; ``profile`` the mean erlangs by clock hour 0-23 over the days.
-    ``days`` restricts the days used (dates or strings like ``"2024-03-04"``; e.g.
-    working days only, as E.500 recommends); a day outside the table's range is an error.
+    ``days`` restricts the days used (one date, or a list of dates or strings like
+    ``"2024-03-04"``; e.g. working days only, as E.500 recommends); a day outside the
+    table's range is an error.
     DST: a 23-hour day has no traffic for its skipped hour (left out of that hour's
     average), a 25-hour day's repeated hour is averaged over both real hours.
     Raises ValueError when no call has a duration.

@@ -405,6 +405,12 @@ def test_busy_hour_days_and_timezone():
     assert bh.traffic == pytest.approx(1.5) and len(bh.per_day) == 2
     with pytest.raises(ValueError, match="outside"):
         busy_hour(three_days(), days=["2024-02-01"])
+    # one day on its own, as a string or a Timestamp, is that day
+    for day in ("2024-01-02", pd.Timestamp("2024-01-02")):
+        assert busy_hour(three_days(), days=day).per_day["date"].astype(str).tolist() == \
+            ["2024-01-02"]
+    with pytest.raises(ValueError, match="^days is empty"):
+        busy_hour(three_days(), days=[])
     # New York is UTC-5 in January: 09:00 UTC is 04:00 local
     bh = busy_hour(three_days(), tz="America/New_York")
     assert (bh.hour, bh.tz) == (4, "America/New_York")
