@@ -42,6 +42,13 @@ class CallsSummary:
     highest number of calls in progress at once and ``peak_time`` when it was first
     reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
     ``busy_hour_traffic`` its mean traffic in erlangs, ``tz`` the zone of that hour.
+
+    >>> from recstats.cdr import coerce_calls
+    >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"],
+    ...     "start_time": ["2026-11-02 09:00"], "end_time": ["2026-11-02 09:30"]}))
+    >>> summary = calls.calls.summary()
+    >>> summary.peak, summary.busy_hour, summary.busy_hour_traffic
+    (1, 9, 0.5)
     """
 
     calls: int
@@ -189,7 +196,7 @@ class CallsAccessor:
         """Channels needed per site at each blocking target:
         :func:`recstats.stats.capacity_table`.
 
-        >>> calls.calls.capacity().loc["all", "observed_peak"]  # doctest: +SKIP
+        >>> int(calls.calls.capacity().loc["all", "observed_peak"])  # doctest: +SKIP
         2
         """
         from . import stats

@@ -93,7 +93,18 @@ def _select_days(dates, table, days):
 
 @dataclass(frozen=True)
 class BusyHour:
-    """The busy hour of a calls table (see :func:`busy_hour`)."""
+    """The busy hour of a calls table (see :func:`busy_hour`).
+
+    ``hour`` (0-23, clock hour in ``tz``) and ``traffic`` (erlangs) are the answer;
+    ``per_day`` and ``profile`` show how it was found. ``str()`` is one line, and
+    notebooks show both tables.
+
+    >>> calls = pd.DataFrame({
+    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"], utc=True),
+    ...     "end_time": pd.to_datetime(["2024-01-01 09:30"], utc=True)})
+    >>> print(busy_hour(calls))
+    busy hour (time-consistent, UTC): 09:00-10:00, 0.500 erlangs over 1 day(s)
+    """
 
     method: str
     hour: int
