@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -30,13 +31,29 @@ COMPARED = ["call_id", "site", "start_time", "end_time", "duration", "caller", "
             "cause", "cause_id", "audio_codec", "audio_codec_id"]
 
 
-def wait_for(predicate, timeout=10.0, what="condition"):
+def wait_for(predicate, timeout=30.0, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():
             return
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def hold_reconnects(capture: Capture) -> threading.Event:
+    """Keep ``capture`` away after a lost connection until the returned event is set.
+
+    Tests that play a gap on the server while the capture is away must finish it before
+    the capture comes back; a backoff timer would make that a race on a loaded machine.
+    """
+    gate = threading.Event()
+
+    def delay(attempt: int) -> float:
+        gate.wait(60)
+        return 0.0
+
+    capture._delay = delay
+    return gate
 
 
 def free_port() -> int:
@@ -168,9 +185,8 @@ def test_drop_connections_reconnects_and_resyncs(tmp_path):
     site = Site("SITE-D", 3)
     with site.sim:
         site.start_watching()
-        # backoff 1 s: the capture stays away >= 0.5 s, while advance() plays the gap
-        with Capture([site.sim.address], journal=tmp_path, backoff=1.0,
-                     max_backoff=2.0) as capture:
+        with Capture([site.sim.address], journal=tmp_path) as capture:
+            away = hold_reconnects(capture)  # away until advance() has played the gap
             wait_for(lambda: capture.status.connected.all(), what="connected")
             settle(capture, [site])
             site.sim.resume()
@@ -187,6 +203,7 @@ def test_drop_connections_reconnects_and_resyncs(tmp_path):
             site.invisible = set(born_away.call_id[born_away.end_time.notna()])
             assert ended_away, "the test needs calls that end while the capture is away"
             site.freeze()
+            away.set()
             calls = settle(capture, [site])
             status = capture.status
         events = capture.events
@@ -209,7 +226,8 @@ def test_drop_connections_reconnects_and_resyncs(tmp_path):
 def test_end_unknown_when_call_detail_fails(tmp_path):
     # history=0: the server forgets ended calls, so their detail is an error answer
     sim = RecorderSimulator(location="SITE-F", seed=4, history=0, **TRAFFIC)
-    with sim, Capture([sim.address], journal=tmp_path, backoff=1.0) as capture:
+    with sim, Capture([sim.address], journal=tmp_path) as capture:
+        away = hold_reconnects(capture)
         wait_for(lambda: len(capture.ongoing) > 3, what="ongoing calls")
         sim.pause()
         wait_for(lambda: set(capture.ongoing.call_id) == {c["id"] for c in sim.ongoing},
@@ -219,6 +237,7 @@ def test_end_unknown_when_call_detail_fails(tmp_path):
         sim.advance(3.0)
         gone = known - {c["id"] for c in sim.ongoing}
         assert gone
+        away.set()
         wait_for(lambda: capture.status.reconnects.iloc[0] == 1
                  and gone <= set(capture.calls.call_id[capture.calls.end_unknown]),
                  what="the lost calls to be flagged")
