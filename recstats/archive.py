@@ -43,7 +43,14 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from .archive_parse import _ZIPS, POOL_CPU_SECONDS, _from_ipc, _parse_chunk, _worker
+from .archive_parse import (
+    _ZIPS,
+    POOL_CPU_SECONDS,
+    _from_ipc,
+    _parse_chunk,
+    _worker,
+    shown_path,
+)
 from .cdr import (
     MAX_DOCUMENT_BYTES,
     check_tz,
@@ -115,7 +122,7 @@ class _Listing:
     def media_without_cdr(self) -> list[str]:
         # only files that look like recordings: a README or script beside the archive
         # is not a recording whose CDR went missing
-        return sorted(p for k, p in self.media.items()
+        return sorted(shown_path(p) for k, p in self.media.items()
                       if k not in self.cdr_keys and _looks_like_media(p))
 
 
@@ -191,7 +198,7 @@ def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.D
     listing, _, _, batches = _discover(path)
     for _ in batches:  # a folder's listing fills up as its walk is consumed
         pass
-    cdrs = pd.Series(listing.cdrs, dtype="str")
+    cdrs = pd.Series([shown_path(p) for p in listing.cdrs], dtype="str")
     return pd.DataFrame({"cdr_path": cdrs, "media_path": _pair(cdrs, listing)})
 
 
@@ -266,8 +273,12 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
 
 
 def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
+    """``media_path`` for shown ``cdr_path`` values (see :func:`shown_path`)."""
     keys = cdr_paths.str.slice(0, -4)
-    return keys.map(listing.media).astype("str")
+    media = listing.media
+    if not all(k.isascii() and p.isascii() for k, p in media.items()):
+        media = {shown_path(k): shown_path(p) for k, p in media.items()}
+    return keys.map(media).astype("str")
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -477,8 +488,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     frame = frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
                               na_position="last").reset_index(drop=True)
     frame.attrs = {
-        "source": path if isinstance(path, str) else
-        os.fspath(path) if isinstance(path, os.PathLike) else [os.fspath(p) for p in path],
+        "source": shown_path(path) if isinstance(path, str) else
+        shown_path(os.fspath(path)) if isinstance(path, os.PathLike) else
+        [shown_path(os.fspath(p)) for p in path],
         "tz": tz, "files": seen, "parsed": len(frame), "failed": len(errors),
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }

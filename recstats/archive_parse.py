@@ -66,6 +66,23 @@ def _read(path: str) -> bytes | str:
         os.close(fd)
 
 
+def shown_path(path: str) -> str:
+    r"""A path as it goes into the table: a file name that is not UTF-8 (bytes Python
+    keeps as surrogates, e.g. Latin-1 names) gets ``\xNN`` escapes, since Arrow, pandas'
+    ``str`` and a UTF-8 terminal refuse surrogates (they failed the whole batch).
+    Applied to every character alike, so a prefix of a shown path is the shown prefix.
+
+    >>> shown_path("a/\udcffb.xml"), shown_path("a/é.xml")
+    ('a/\\xffb.xml', 'a/é.xml')
+    """
+    if path.isascii():
+        return path
+    try:
+        return path.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a lone surrogate no file name decodes to
+        return path.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 _ZIPS: dict[str, zipfile.ZipFile] = {}  # per process: the zip's directory is read once
 
 
@@ -163,7 +180,7 @@ def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     frame, rejected = _frame(rows, paths, tz, directions)
     errors.extend((where[row], paths[row], reason) for row, reason in rejected.items())
     errors.sort(key=lambda e: e[0])
-    return _to_arrow(frame), [(p, r) for _, p, r in errors], seen
+    return _to_arrow(frame), [(shown_path(p), r) for _, p, r in errors], seen
 
 
 def _frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
@@ -182,7 +199,7 @@ def _frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
             else:
                 frames.append(one.set_axis([i]))
         frame = coerce_calls(pd.concat(frames)) if frames else empty_calls()
-    frame = frame.assign(cdr_path=pd.Series([paths[i] for i in frame.index],
+    frame = frame.assign(cdr_path=pd.Series([shown_path(paths[i]) for i in frame.index],
                                             index=frame.index, dtype="str"))
     return frame, rejected
 

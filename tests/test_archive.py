@@ -339,6 +339,29 @@ def test_field_less_documents_are_error_rows(tmp_path):
         _counts_add_up(calls)
 
 
+@pytest.mark.skipif(sys.platform in ("darwin", "win32"), reason="needs bytes file names")
+def test_file_names_that_are_not_utf8(tmp_path):
+    # Latin-1 names (old archives) are surrogates in Python: Arrow refused them and the
+    # whole batch failed with UnicodeEncodeError; now they are shown with \xNN escapes
+    root = os.fsencode(tmp_path)
+    with open(root + b"/caf\xe9.xml", "wb") as handle:
+        handle.write(b"<v><id>c</id></v>")
+    with open(root + b"/caf\xe9.wav", "wb") as handle:
+        handle.write(b"w")
+    with open(root + b"/bad\xff.xml", "wb") as handle:
+        handle.write(b"<v>")
+    with open(root + b"/lone\xfe.wav", "wb") as handle:
+        handle.write(b"w")
+    for workers in (1, 2):
+        calls = rs.read_archive(tmp_path, progress=False, workers=workers)
+        assert calls["cdr_path"].tolist() == [f"{tmp_path}/caf\\xe9.xml"]
+        assert calls["media_path"].tolist() == [f"{tmp_path}/caf\\xe9.wav"]
+        assert [e["path"] for e in calls.attrs["errors"]] == [f"{tmp_path}/bad\\xff.xml"]
+        assert calls.attrs["media_without_cdr"] == [f"{tmp_path}/lone\\xfe.wav"]
+    back = pd.read_parquet(rs.write_parquet(calls, tmp_path / "calls.parquet"))
+    assert back.attrs == calls.attrs
+
+
 def test_media_pairing_rules(tmp_path):
     (tmp_path / "a.xml").write_bytes(b"<v><id>a</id></v>")
     (tmp_path / "a.wav").write_bytes(b"w")
