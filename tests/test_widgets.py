@@ -344,7 +344,10 @@ def test_dashboard_over_a_real_simulator_and_capture():
         while time.monotonic() < deadline and len(capture.calls) < 30:
             time.sleep(0.1)
         sim.pause()                                 # freeze the server: snapshots settle
-        time.sleep(0.5)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and set(capture.ongoing["call_id"]) != {
+                c["id"] for c in sim.ongoing}:
+            time.sleep(0.05)
         dash = LiveDashboard(capture, window="10min")
         dash.refresh()
         truth = sim.truth
