@@ -55,7 +55,7 @@ def _to_times(micros: np.ndarray) -> pd.DatetimeIndex:
 def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]:
     """(starts, ends) in microseconds for every call with a start time.
 
-    Ongoing calls (no end) end at ``until`` (now, UTC, when None). Ends before starts
+    Ongoing calls (no end) end at ``until`` (see :func:`_until_us`). Ends before starts
     (corrupt data) stay as they are: like zero-length calls they count nowhere.
     """
     _require(calls, "start_time", "end_time")
@@ -66,9 +66,19 @@ def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]
         start, end = start[keep], end[keep]
     ongoing = end == _NAT
     if ongoing.any():
-        limit = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
-        end = np.where(ongoing, limit, end)
+        end = np.where(ongoing, _until_us(until, start, end), end)
     return start, end
+
+
+def _until_us(until, start: np.ndarray, end: np.ndarray) -> int:
+    """Where ongoing calls stop counting: ``until``, by default now or, if later, the
+    latest start or end in the table -- a server clock ahead of ours, or a simulator
+    running faster than real time, must not make ongoing calls count nowhere."""
+    if until is not None:
+        return _timestamp_us(until)
+    latest = max((int(a[a != _NAT].max()) for a in (start, end) if (a != _NAT).any()),
+                 default=_NAT)
+    return max(_timestamp_us(pd.Timestamp.now("UTC")), latest)
 
 
 def _step(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -11,8 +11,10 @@ Definitions used throughout:
   ending at ``t`` and another starting at ``t`` never overlap, and a zero-length (or,
   for corrupt data, negative-length) call is in progress nowhere.
 * Calls without a ``start_time`` are ignored. A call without an ``end_time`` is an
-  ongoing live call and is counted until ``until`` (default: now, UTC). Archives (CDR
-  files) only contain finished calls, so ``until`` only matters for live captures.
+  ongoing live call and is counted until ``until`` (default: now, UTC, or the latest
+  start or end in the table if that is later, as with a server clock ahead of ours or
+  a simulator faster than real time). Archives (CDR files) only contain finished
+  calls, so ``until`` only matters for live captures.
 * *Concurrency* is the exact step function of the number of calls in progress; a bin's
   *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
   average, which is the traffic carried in the bin in erlangs.
@@ -40,8 +42,8 @@ from ._timeline import (
     _micros,
     _require,
     _step,
-    _timestamp_us,
     _to_times,
+    _until_us,
     _value_at,
 )
 from .busyhour import BusyHour, busy_hour, traffic_profile
@@ -127,8 +129,9 @@ def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
 
     Each call counts over ``[start_time, end_time)``; zero-length calls count nowhere,
     calls without a start are ignored, and ongoing calls (no ``end_time``) count until
-    ``until`` -- by default now (UTC) if any call is ongoing. Archives hold finished
-    calls only, so ``until`` matters only for live data; it clips nothing else.
+    ``until`` -- by default now (UTC), or the table's latest start or end if that is
+    later (a fast simulator's clock runs ahead of ours). Archives hold finished calls
+    only, so ``until`` matters only for live data; it clips nothing else.
 
     ``freq=None`` returns the exact step function: columns ``time`` (UTC) and
     ``concurrent`` (int64), the value from that instant until the next row; rows exist
@@ -287,8 +290,7 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
     out["traffic"] = out["total_duration"] / span if span > 0 else np.nan
     limit = end[row]
     if (limit == _NAT).any():
-        now = _timestamp_us(pd.Timestamp.now("UTC") if until is None else until)
-        limit = np.where(limit == _NAT, now, limit)
+        limit = np.where(limit == _NAT, _until_us(until, start, end), limit)
     out["peak_concurrent"] = _peaks(start[row], limit, code, k)
     started = start[row] != _NAT
     s_code, s_time = code[started], start[row][started]

@@ -140,6 +140,19 @@ def test_ongoing_calls_default_to_now():
     assert before <= frame["time"].iloc[1] <= after
 
 
+def test_ongoing_calls_default_to_the_latest_time_when_the_table_is_ahead_of_now():
+    # a simulator at speed 60 stamps calls ahead of the wall clock: ongoing calls that
+    # started "in the future" must still count, until the latest time the table knows
+    now = pd.Timestamp.now("UTC")
+    ahead = [(now + pd.Timedelta(minutes=10), None),
+             (now + pd.Timedelta(minutes=20), now + pd.Timedelta(minutes=30))]
+    frame = concurrency(calls_table(ahead))
+    assert frame["concurrent"].tolist() == [1, 2, 0]  # both stop at the latest end
+    assert frame["time"].iloc[-1] == now + pd.Timedelta(minutes=30)
+    table = calls_table(ahead, caller=["101", "101"], callee=["+15550001", "102"])
+    assert extension_stats(table).loc["101", "peak_concurrent"] == 2
+
+
 def test_until_accepts_naive_as_utc_and_other_zones():
     calls = minutes_table([(0, None)])
     a = concurrency(calls, until=at(30).tz_localize(None))
