@@ -219,6 +219,17 @@ def test_parse_errors(data, reason):
         read_cdr(data)
 
 
+@pytest.mark.parametrize("data,reason", [
+    (_doc("<x>" + "y" * 10_000_001 + "</x>"), "Text node too long (a safety limit)"),
+    (_doc("<a>" * 300 + "</a>" * 300), "Excessive depth in document: 256 (a safety limit)"),
+])
+def test_parser_limits_are_named_as_limits(data, reason):
+    # libxml2 says "try XML_PARSE_HUGE", an option a user cannot (and must not) set
+    with pytest.raises(CDRParseError) as info:
+        read_cdr(data)
+    assert reason in str(info.value) and "XML_PARSE_HUGE" not in str(info.value)
+
+
 # --------------------------------------------------------------------------- times
 
 
