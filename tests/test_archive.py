@@ -151,6 +151,13 @@ def test_workers_give_the_same_result(small_archive, tmp_path, monkeypatch):
     via_zip = rs.read_archive(zipped, workers=2, progress=False)
     pd.testing.assert_frame_equal(_relative(via_zip, f"{zipped}/"),
                                   _relative(one, str(root) + os.sep))
+    tarred = tmp_path / "all.tar.gz"  # a tar's chunks are bytes read by the parent
+    with tarfile.open(tarred, "w:gz") as tf:
+        tf.add(root, arcname=".")
+    via_tar = rs.read_archive(tarred, workers=2, progress=False)
+    pd.testing.assert_frame_equal(_relative(via_tar, f"{tarred}/"),
+                                  _relative(one, str(root) + os.sep))
+    assert len(via_tar.attrs["errors"]) == len(one.attrs["errors"])
 
 
 # --------------------------------------------------------------------------- odd files
