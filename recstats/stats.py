@@ -239,8 +239,9 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
     Columns: ``calls``; ``inbound``/``outbound``/``internal`` (by ``direction``);
     ``total_duration``, ``mean_duration``, ``median_duration``, ``p90_duration``
     (seconds: end - start, else the ``duration`` column; calls without one are left
-    out; p90 interpolates linearly); ``traffic`` (erlangs: total duration over the
-    whole table's time span, first start to last end); ``peak_concurrent`` (maximum
+    out; p90 interpolates linearly); ``traffic`` (erlangs: the extension's call time,
+    ongoing calls counted up to ``until``, over the whole table's time span, first
+    start to last end); ``peak_concurrent`` (maximum
     number of the extension's own calls in progress at once); ``busiest_hour`` (the
     clock hour in ``tz`` in which most of its calls started, earliest on ties);
     ``first_call``/``last_call`` (earliest/latest start). Sorted by calls (descending),
@@ -287,10 +288,15 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
         out[name] = values.reindex(range(k)).to_numpy()
     span_start, span_end = _intervals(calls, until)
     span = (span_end.max() - span_start.min()) / _US_PER_S if span_start.size else 0.0
-    out["traffic"] = out["total_duration"] / span if span > 0 else np.nan
     limit = end[row]
     if (limit == _NAT).any():
         limit = np.where(limit == _NAT, _until_us(until, start, end), limit)
+    # ongoing calls carry traffic up to `until`, as in concurrency and busy_hour
+    live = (start[row] != _NAT) & (end[row] == _NAT)
+    held = np.where(live, np.maximum(limit - np.where(live, start[row], limit), 0) / _US_PER_S,
+                    duration[row])
+    held = np.bincount(code, weights=np.nan_to_num(held), minlength=k)
+    out["traffic"] = held / span if span > 0 else np.nan
     out["peak_concurrent"] = _peaks(start[row], limit, code, k)
     started = start[row] != _NAT
     s_code, s_time = code[started], start[row][started]

@@ -508,8 +508,9 @@ def test_extension_stats_by_hand():
     # linear interpolation: 1200 + 0.8 * 600 and 60 + 0.9 * 540
     assert out["p90_duration"].tolist()[:2] == pytest.approx([1680.0, 546.0])
     assert np.isnan(out.loc["103", "mean_duration"])
-    # span 09:00 to 12:00 (the ongoing call runs until `until`) = 10800 s
-    assert out["traffic"].tolist() == pytest.approx([3600 / 10800, 660 / 10800, 0.0])
+    # span 09:00 to 12:00 (the ongoing call runs until `until`) = 10800 s; the ongoing
+    # call carries traffic from 11:30 to 12:00 as it does in concurrency
+    assert out["traffic"].tolist() == pytest.approx([3600 / 10800, 660 / 10800, 1800 / 10800])
     assert out["peak_concurrent"].tolist() == [2, 1, 1]
     assert out["busiest_hour"].tolist() == [9, 9, 11]  # 102: 9 and 11 tie -> earliest
     assert out["first_call"].tolist() == [jan(1, 9), jan(1, 9), jan(1, 11, 30)]
