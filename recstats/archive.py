@@ -482,6 +482,8 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                 zf.close()
             _ZIPS.clear()
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
+    if seen == 0:
+        _warn_nested_archives(listing)
     frame = _assemble(tables)
     frame["media_path"] = _pair(frame["cdr_path"], listing)
     frame = coerce_calls(frame)
@@ -495,6 +497,19 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
+
+
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
+
+
+def _warn_nested_archives(listing: _Listing) -> None:
+    # a folder of zips (one per site or day) reads as no CDR at all, without a word
+    nested = sorted(p for p in listing.media.values() if p.lower().endswith(_ARCHIVE_SUFFIXES))
+    if nested:
+        warnings.warn(f"recstats.read_archive: no CDR file found, but {len(nested)} archive "
+                      f"file(s) such as {shown_path(nested[0])}: archives inside a folder "
+                      "are not opened: pass each archive itself",
+                      RuntimeWarning, stacklevel=3)
 
 
 def _assemble(tables: list[pa.Table]) -> pd.DataFrame:

@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 import tarfile
+import warnings
 import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -367,6 +368,21 @@ def test_file_names_that_are_not_utf8(tmp_path):
         assert calls.attrs["media_without_cdr"] == [f"{tmp_path}/lone\\xfe.wav"]
     back = pd.read_parquet(rs.write_parquet(calls, tmp_path / "calls.parquet"))
     assert back.attrs == calls.attrs
+
+
+def test_folder_of_archives_says_so(small_archive, tmp_path):
+    root, _ = small_archive
+    folder = tmp_path / "zips"
+    folder.mkdir()
+    _zip(root, folder / "site-a.zip")
+    # used to be an empty table without a word
+    with pytest.warns(RuntimeWarning, match=r"1 archive file\(s\) such as .*site-a.zip"):
+        calls = rs.read_archive(folder, progress=False)
+    assert len(calls) == 0
+    (folder / "x.xml").write_bytes(b"<v><id>x</id></v>")  # CDRs found: no warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert len(rs.read_archive(folder, progress=False)) == 1
 
 
 def test_media_pairing_rules(tmp_path):
