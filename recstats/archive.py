@@ -439,6 +439,8 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise ValueError(f"workers must be a positive integer, not {workers!r}")
     tz = check_tz(tz)
+    if not isinstance(path, (str, os.PathLike)):
+        path = list(path)  # a generator would be spent before attrs["source"] is made
     listing, kind, source, batches = _discover(path)
     total = len(listing.cdrs) if listing.complete else None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)

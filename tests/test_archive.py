@@ -306,6 +306,9 @@ def test_empty_folder_and_unreadable_listed_file(tmp_path):
     listed = rs.read_archive([tmp_path / "gone.xml"], progress=False)
     assert listed.attrs["errors"][0]["error"].startswith("cannot read file")
     _counts_add_up(listed)
+    # any iterable of paths; a generator's paths used to be missing from attrs["source"]
+    generated = rs.read_archive((p for p in [tmp_path / "gone.xml"]), progress=False)
+    assert generated.attrs == listed.attrs
 
 
 def _lock_folders_named(monkeypatch, name):
