@@ -419,6 +419,10 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     (media paths no CDR pairs with), ``source`` and ``tz``: plain data, so merge,
     astype, concat and Parquet keep working.
 
+    A subfolder that cannot be listed, or a folder holding archives but no CDR, gives a
+    ``RuntimeWarning`` (archives inside a folder are not opened); an archive folder that
+    cannot be listed raises ``PermissionError``.
+
     Rows are ordered by ``start_time`` (missing last), then ``call_id``, then
     ``cdr_path``; the index is 0..n-1. The same call in two files gives two rows.
 
