@@ -247,10 +247,13 @@ def _summary(calls: pd.DataFrame, tz: str, events: pd.DataFrame | None) -> dict[
         items["first call starts"] = f"{start.tz_convert(tz):%Y-%m-%d %H:%M:%S %Z}"
     if pd.notna(end):
         items["last call ends"] = f"{end.tz_convert(tz):%Y-%m-%d %H:%M:%S %Z}"
+    # calls still in progress have no duration yet; the long ones are the likeliest to
+    # be still running, so say which calls these figures cover
+    of = " (ended calls)" if not ended.all() else ""
     seconds = calls["duration"].sum(skipna=True)
-    items["total talk time"] = f"{seconds / 3600:,.2f} h"
+    items[f"total talk time{of}"] = f"{seconds / 3600:,.2f} h"
     if ended.any():
-        items["mean holding time"] = f"{calls.loc[ended, 'duration'].mean():,.1f} s"
+        items[f"mean holding time{of}"] = f"{calls.loc[ended, 'duration'].mean():,.1f} s"
     exact = stats.concurrency(calls)
     if len(exact):
         at = exact["concurrent"].to_numpy().argmax()

@@ -110,6 +110,17 @@ def test_report_summary_states_the_hand_computed_peak(tmp_path):
     assert 'id="comparison"' not in text and 'id="errors"' not in text
 
 
+def test_report_summary_says_durations_cover_only_ended_calls(tmp_path):
+    # a 09:00-09:10 (600 s) ended, b from 09:05 still running: 600 s over 1 ended call
+    calls = calls_frame([{**_call("a", 0, 10), "duration": 600.0}, _call("b", 5, None)])
+    text = write_report(calls, tmp_path).read_text(encoding="utf-8")
+    assert "<dt>ongoing (no end time)</dt><dd>1</dd>" in text
+    assert "<dt>mean holding time (ended calls)</dt><dd>600.0 s</dd>" in text
+    assert "<dt>total talk time (ended calls)</dt><dd>0.17 h</dd>" in text
+    done = write_report(calls.iloc[:1], tmp_path / "done").read_text(encoding="utf-8")
+    assert "<dt>mean holding time</dt><dd>600.0 s</dd>" in done
+
+
 def test_report_escapes_hostile_labels(tmp_path):
     evil = "<script>alert(1)</script>"
     calls = calls_frame([_call("x", 0, 5, site=evil, caller=evil), _call("y", 1, 3)])
