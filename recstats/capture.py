@@ -302,6 +302,8 @@ class Capture:
             raise ValueError(f"a server is listed twice: {names}")
         if not backoff > 0 or max_backoff < backoff:
             raise ValueError("backoff must be > 0 and max_backoff >= backoff")
+        if isinstance(extensions, (str, int)):  # one number: not its characters
+            extensions = [extensions]
         self.extensions = None if extensions is None else [str(e) for e in extensions]
         self.journal = None if journal is None else Path(journal)
         self.reconnect = reconnect

@@ -326,6 +326,10 @@ def test_server_arguments_are_validated():
     assert Capture("h:1").servers == [("h", 1)]
     assert Capture(("h", 2)).servers == [("h", 2)]
     assert Capture([("h", 2), "g:3"]).servers == [("h", 2), ("g", 3)]
+    # one extension given alone is that extension, not its digits
+    assert Capture("h:1", extensions="1001").extensions == ["1001"]
+    assert Capture("h:1", extensions=1001).extensions == ["1001"]
+    assert Capture("h:1", extensions=range(1000, 1002)).extensions == ["1000", "1001"]
     for bad in (["nohost"], ["h:0"], [("h", "x")], [], ["h:1", ("h", 1)], 10300, None):
         with pytest.raises(ValueError):
             Capture(bad)
