@@ -156,9 +156,13 @@ class LiveDashboard:
         if refresh <= 0:
             raise ValueError(f"refresh must be a positive number of seconds, not {refresh}")
         self.capture = capture
-        self.window = pd.Timedelta(window)
-        if self.window <= pd.Timedelta(0):
-            raise ValueError(f"window must be positive, not {window!r}")
+        try:  # a bare number would be nanoseconds to pandas: ask for a unit instead
+            self.window = None if isinstance(window, (int, float)) else pd.Timedelta(window)
+        except ValueError:
+            self.window = None
+        if self.window is None or pd.isna(self.window) or self.window <= pd.Timedelta(0):
+            raise ValueError(f"window must be a positive length with a unit, e.g. '15min', "
+                             f"not {window!r}")
         self.interval = float(refresh)
         self.tz = tz
         self.top = int(top)

@@ -361,3 +361,11 @@ def test_dashboard_over_a_real_simulator_and_capture():
     assert sorted(dash.table["start_time"]) == sorted(ongoing["start_time"])
     assert "<td>SIM</td>" in dash.status_html.value          # the site of the server
     assert "None" not in dash.status_html.value and "nan" not in dash.status_html.value
+
+
+@pytest.mark.parametrize("window", [900, 15.0, "abc", "0s", "-5min", None])
+def test_window_without_a_unit_or_not_positive_is_a_clear_error(calls, window):
+    # 900 used to become 900 nanoseconds (pandas' unit for bare numbers): an empty chart
+    with pytest.raises(ValueError, match="positive length with a unit"):
+        LiveDashboard(FakeCapture(calls), window=window)
+    assert LiveDashboard(FakeCapture(calls), window="15min").window == pd.Timedelta(minutes=15)
