@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -110,6 +111,20 @@ def test_unreadable_folders_are_one_line_each(tmp_path, capsys, monkeypatch):
     assert main(["parse", str(archive / "locked"), "-o", out]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "Permission denied" in err[0]
+
+
+def test_output_cannot_overwrite_the_archive(small_archive, tmp_path, capsys):
+    # `-o` naming the input zip replaced the user's archive with the Parquet file
+    root, _ = small_archive
+    zipped = tmp_path / "calls.zip"
+    with zipfile.ZipFile(zipped, "w") as zf:
+        for path in root.rglob("*.xml"):
+            zf.write(path, path.relative_to(root).as_posix())
+    before = zipped.read_bytes()
+    assert main(["parse", str(zipped), "-o", str(zipped)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "is the archive itself" in err[0]
+    assert zipped.read_bytes() == before
 
 
 def test_unwritable_output_folder(samples_dir, tmp_path, capsys):

@@ -92,6 +92,9 @@ def run(args) -> int:
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
     _check_output(args.output)
+    if os.path.exists(args.output) and os.path.samefile(args.output, args.archive):
+        raise UsageError(f"output {args.output} is the archive itself; give another file "
+                         "name")
     try:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", RuntimeWarning)
