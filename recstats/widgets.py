@@ -243,7 +243,7 @@ class LiveDashboard:
         self.pause.description = "Resume" if change["new"] else "Pause"
         self.pause.icon = "play" if change["new"] else "pause"
         if not change["new"]:
-            self.refresh()
+            self._refresh_safely()  # a widget callback: an exception would only be logged
 
     def _on_filter(self, change) -> None:
         if not self.paused:
@@ -481,8 +481,8 @@ class LiveDashboard:
             self._handle.cancel()
             self._handle = None
 
-    def _tick(self) -> None:
-        began = time.monotonic()
+    def _refresh_safely(self) -> None:
+        """refresh(), showing a failure in the dashboard instead of raising it."""
         try:
             self.refresh()
             self.last_error = None
@@ -491,6 +491,10 @@ class LiveDashboard:
             self.last_error = f"{type(exc).__name__}: {exc}"
             self.error_html.value = f'<span style="color:#c62828">{html.escape(self.last_error)}'\
                                     "</span>"
+
+    def _tick(self) -> None:
+        began = time.monotonic()
+        self._refresh_safely()
         if self._handle is not None and self._loop is not None:
             delay = max(0.05, self.interval - (time.monotonic() - began))
             self._handle = self._loop.call_later(delay, self._tick)

@@ -273,6 +273,16 @@ def test_timer_survives_a_failing_snapshot(calls):
     assert "boom" in dash.error_html.value
 
 
+def test_resume_with_a_failing_snapshot_shows_the_error_instead_of_raising(calls):
+    capture = FakeCapture(calls)
+    dash = LiveDashboard(capture)
+    dash.pause.value = True
+    capture.status = None                      # the next refresh fails on it
+    dash.pause.value = False                   # resume: refreshes from a widget callback
+    assert dash.last_error is not None and dash.last_error.startswith("TypeError")
+    assert "TypeError" in dash.error_html.value and dash.pause.description == "Pause"
+
+
 def test_snapshot_is_a_static_copy(calls):
     dash = LiveDashboard(FakeCapture(calls), window="20min")
     dash.refresh()
