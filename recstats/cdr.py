@@ -528,6 +528,8 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
                     data = handle.read(MAX_DOCUMENT_BYTES + 1)
             except OSError as exc:
                 raise CDRParseError(f"cannot read file: {exc.strerror or exc}", path) from None
+            if len(data) > MAX_DOCUMENT_BYTES:  # only the first limit + 1 bytes were read
+                raise CDRParseError(f"file is over the {MAX_DOCUMENT_BYTES} byte limit", path)
         root = parse_document(data, path)
     return record_from_fields(fields_of(root), tz=tz, directions=directions, source=path)
 

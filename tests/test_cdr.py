@@ -133,6 +133,15 @@ def test_ccdr_id_any_root_and_both_ids():
     assert both["call_id"] == "a" and both["ccdr_id"] == "b"
 
 
+def test_oversized_file_reason_does_not_invent_a_size(tmp_path):
+    # the reason said "document is 16777217 bytes" whatever the file's real size
+    big = tmp_path / "big.xml"
+    with open(big, "wb") as handle:
+        handle.truncate(cdr.MAX_DOCUMENT_BYTES + 5000)
+    with pytest.raises(CDRParseError, match="file is over the 16777216 byte limit"):
+        read_cdr(big)
+
+
 def test_sources_element_tree_and_str_text(tmp_path):
     text = "<verbacdr><id>t1</id></verbacdr>"
     (tmp_path / "c.xml").write_text(text)
