@@ -29,6 +29,7 @@ import collections
 import itertools
 import json
 import multiprocessing
+import operator
 import os
 import sys
 import tarfile
@@ -440,8 +441,14 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     """
     if on_error not in ("collect", "raise"):
         raise ValueError(f"on_error must be 'collect' or 'raise', not {on_error!r}")
-    if workers is not None and (not isinstance(workers, int) or workers < 1):
-        raise ValueError(f"workers must be a positive integer, not {workers!r}")
+    if workers is not None:
+        given = workers
+        try:  # any integer type (numpy's too, which is no int): "not 2" would puzzle
+            workers = operator.index(workers)
+        except TypeError:
+            workers = 0
+        if workers < 1 or isinstance(given, bool):
+            raise ValueError(f"workers must be a positive integer, not {given!r}")
     tz = check_tz(tz)
     if not isinstance(path, (str, os.PathLike)):
         path = list(path)  # a generator would be spent before attrs["source"] is made

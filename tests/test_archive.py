@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pandas as pd
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -287,6 +288,11 @@ def test_bad_arguments(tmp_path):
         rs.read_archive(tmp_path, on_error="ignore")
     with pytest.raises(ValueError, match="workers"):
         rs.read_archive(tmp_path, workers=0)
+    for bad in ("2", 1.5, True):
+        with pytest.raises(ValueError, match=f"not {bad!r}"):
+            rs.read_archive(tmp_path, workers=bad)
+    # numpy integers are integers (they were refused: "must be a positive integer, not 1")
+    assert rs.read_archive(tmp_path, workers=np.int64(1)).attrs["files"] == 0
     with pytest.raises(ValueError, match="time zone"):
         rs.read_archive(tmp_path, tz="Mars/Olympus")
     # a ZoneInfo is taken by its name (it used to be refused as an unknown zone)
