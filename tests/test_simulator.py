@@ -28,11 +28,23 @@ def make_sim(**kwargs) -> RecorderSimulator:
     return RecorderSimulator(**options)
 
 
+_open_peers: list = []
+
+
+@pytest.fixture(autouse=True)
+def _close_peers():
+    """Every Peer's socket is closed after its test (no ResourceWarning, no fd leak)."""
+    yield
+    while _open_peers:
+        _open_peers.pop().close()
+
+
 class Peer:
     """A raw protocol client: a blocking socket plus a sans-IO ClientConnection."""
 
     def __init__(self, address, tz="UTC"):
         self.sock = socket.create_connection(address, timeout=5)
+        _open_peers.append(self)
         self.conn = protocol.ClientConnection(tz=tz)
         self.events: list = []
 
