@@ -260,8 +260,9 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
                     remap[keep] = np.arange(len(keep), dtype=np.int32)
                     values = remap[values]
                     names = [names[i] for i in keep]
-                out[name] = pd.Categorical.from_codes(
-                    values, dtype=pd.CategoricalDtype(pd.Index(names, dtype="str")))
+                # no label at all: object categories, as recstats.cdr.coerce_calls gives
+                out[name] = pd.Categorical.from_codes(values, dtype=pd.CategoricalDtype(
+                    pd.Index(names, dtype="str" if names else object)))
         else:
             chunks, tail = col
             values = pa.chunked_array([*chunks, pa.array(tail, type=_ARROW_TYPES[kind])],

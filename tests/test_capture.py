@@ -401,6 +401,18 @@ def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
                                        for v in want_events[name]], name
 
 
+def test_label_columns_without_values_have_the_calls_table_dtype():
+    # an empty capture, and a column no event filled (IM only: no audio codec)
+    empty = Capture(["127.0.0.1:1"]).calls.drop(columns=["server", "end_unknown"])
+    pd.testing.assert_frame_equal(cdr.coerce_calls(empty), empty)
+    tables = Tables()
+    tables.add(1, "h:1", "start", "notification",
+               {"call_id": "a", "site": "NY", "start_time": pd.Timestamp(0, tz="UTC")})
+    calls = tables.calls_frame().drop(columns=["server", "end_unknown"])
+    assert calls["audio_codec"].isna().all()
+    pd.testing.assert_frame_equal(cdr.coerce_calls(calls), calls)
+
+
 def test_event_site_falls_back_to_call_then_server():
     tables = Tables()
     tables.add(1, "h:1", "start", "notification", _record("a", location="NY"))
