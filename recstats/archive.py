@@ -90,6 +90,9 @@ MEDIA_EXTENSIONS = frozenset({
 })
 
 
+_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
+
+
 def _looks_like_media(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in MEDIA_EXTENSIONS
 
@@ -173,6 +176,9 @@ def _kind(path: str) -> str:
         return "zip"
     if tarfile.is_tarfile(path):
         return "tar"
+    if path.lower().endswith(_ARCHIVE_SUFFIXES):  # named like one: damaged, not unknown
+        raise ValueError(f"cannot read the archive {path}: not a valid zip or tar file "
+                         "(damaged or incomplete?)")
     raise ValueError(f"{path} is not a folder, .zip, .tar[.gz] or .xml file")
 
 
@@ -510,9 +516,6 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
-
-
-_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
 
 
 def _warn_nested_archives(listing: _Listing) -> None:

@@ -573,6 +573,12 @@ def test_corrupt_container_is_one_clear_error(small_archive, tmp_path):
     tarred.write_bytes(data[: len(data) // 2])  # cut in half
     with pytest.raises(ValueError, match="cannot read the tar archive"):
         rs.read_archive(tarred, progress=False)
+    # damaged in its first bytes, or empty: it was "not a folder, .zip, .tar[.gz] or .xml"
+    tarred.write_bytes(data[:10] + bytes(b ^ 0xFF for b in data[10:200]) + data[200:])
+    (tmp_path / "empty.zip").write_bytes(b"")
+    for damaged in (tarred, tmp_path / "empty.zip"):
+        with pytest.raises(ValueError, match="not a valid zip or tar file .damaged"):
+            rs.read_archive(damaged, progress=False)
 
 
 def test_archive_files_lists_without_parsing(samples_dir):
