@@ -585,7 +585,10 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     # not mkstemp: its 0600 mode would make calls.parquet private; 0666 & ~umask, as
     # for any file the user writes
     temp = os.path.join(target.parent, f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    try:
+        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+    except OSError as exc:  # name the file asked for, not the hidden temporary one
+        raise type(exc)(exc.errno, f"cannot write {target}: {exc.strerror}") from None
     try:
         pq.write_table(table, temp)
         os.replace(temp, target)

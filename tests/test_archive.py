@@ -456,6 +456,13 @@ def test_write_parquet_round_trip(samples_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
 
 
+def test_write_parquet_error_names_the_target(tmp_path):
+    # the error named the hidden temporary file (.calls.parquet.<random>)
+    target = tmp_path / "missing" / "calls.parquet"
+    with pytest.raises(FileNotFoundError, match=re.escape(f"cannot write {target}: No such")):
+        rs.write_parquet(rs.cdr.empty_calls(), target)
+
+
 def test_write_parquet_file_mode_follows_umask(tmp_path):
     # the file was written through mkstemp and renamed: mode 0600 whatever the umask
     old = os.umask(0o022)
