@@ -446,5 +446,18 @@ def test_repr_shows_site_address_and_state():
 def test_simulate_command_reports_a_busy_port_in_one_line():
     with socket.create_server(("127.0.0.1", 0)) as busy:
         port = busy.getsockname()[1]
-        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}"):
+        with pytest.raises(UsageError, match=f"cannot listen on 127.0.0.1:{port}: .*in use"):
             simulate.run(build_parser().parse_args(["simulate", "--port", str(port)]))
+
+
+def test_simulate_command_names_a_host_it_cannot_resolve(monkeypatch):
+    from recstats import simulator as module
+
+    def unresolvable(*args, **kwargs):  # what socket.create_server raises (no DNS here)
+        raise OSError(-2, "Name or service not known (while attempting to bind on "
+                          "address ('nowhere.invalid', 10300))")
+    monkeypatch.setattr(module, "RecorderSimulator", unresolvable)
+    with pytest.raises(UsageError) as info:
+        simulate.run(build_parser().parse_args(["simulate", "--host", "nowhere.invalid"]))
+    assert str(info.value) == ("cannot listen on nowhere.invalid:10300: "
+                               "Name or service not known")

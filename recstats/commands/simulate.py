@@ -76,7 +76,9 @@ def run(args, *, wait=None) -> int:
                     # a long run keeps the newest calls in memory, the archive keeps all
                     history=200_000)
             except OSError as exc:
-                why = os.strerror(exc.errno) if exc.errno else str(exc)
+                # strerror, not os.strerror(errno): name-resolution errors have negative
+                # errnos ("Unknown error -2"); Python appends where it tried to bind
+                why = (exc.strerror or str(exc)).split(" (while attempting")[0]
                 raise UsageError(f"cannot listen on {args.host}:{port}: {why}") from None
             simulators.append(sim.start())
             print(f"{sim.location} listening on {sim.host}:{sim.port}", flush=True)
