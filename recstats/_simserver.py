@@ -88,7 +88,9 @@ class LoopServer:
         self._stopping = threading.Event()
         self.stats: dict[str, int] = {"connections": 0, "protocol_errors": 0,
                                       "dropped_clients": 0}
-        self._listener = socket.create_server((host, port))
+        # an IPv6 literal ("::1", "::") needs an IPv6 socket; names resolve as IPv4
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self._listener = socket.create_server((host, port), family=family)
         self._listener.setblocking(False)
         self.port: int = self._listener.getsockname()[1]
         self._waker_r, self._waker_w = socket.socketpair()

@@ -317,6 +317,21 @@ def test_a_stopped_simulator_cannot_be_started_again():
         assert not sim.running
 
 
+def _ipv6_loopback() -> bool:
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.skipif(not _ipv6_loopback(), reason="no IPv6 loopback here")
+def test_listens_on_an_ipv6_address():
+    with make_sim(host="::1") as sim:
+        peer = Peer(sim.address)
+        assert isinstance(peer.request(peer.conn.subscribe()), protocol.SubscribeAccepted)
+
+
 def test_real_time_clock_speed_and_pause():
     sim = make_sim(manual_clock=False, speed=600, rate=2.0)
     before = time.monotonic()
