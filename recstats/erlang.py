@@ -199,7 +199,11 @@ def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = 
     without traffic), ``observed_peak`` (maximum concurrency) and, per blocking target
     ``b``, a column ``channels@<b as %>`` = :func:`channels_for` (busy-hour traffic,
     ``b``). Without a ``site`` column there is only the ``"all"`` row. Ongoing calls
-    count until ``until`` (now).
+    count until ``until`` (see :func:`recstats.stats.concurrency`).
+
+    The traffic measured is *carried* traffic, used as the *offered* traffic Erlang B
+    expects: right when the observed system blocked little; if it ran full (observed
+    peak at its channel count), calls were lost and the channels needed are understated.
 
     >>> import pandas as pd
     >>> calls = pd.DataFrame({
