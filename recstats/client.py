@@ -12,7 +12,9 @@ breaks the protocol (the :class:`recstats.ProtocolError` is the exception's
 ``timeout``, or no keep-alive arrives within 1.5 x the interval the previous one
 announced (a late keep-alive inside that bound is fine, and so is one that arrived in
 time while nobody was reading: the socket is looked into before the session is ended). :meth:`close` from another
-thread unblocks a thread waiting in :meth:`events` or :meth:`poll` at once.
+thread unblocks a thread waiting in :meth:`events` or :meth:`poll` at once. An answer
+that arrives but cannot be understood (e.g. a call detail without a CDR) raises
+:class:`recstats.ProtocolError` from the request at once; the session goes on.
 
 The network sits behind a small seam: ``transport_factory(host, port, timeout=...,
 ssl_context=...)`` returns an object with ``send(bytes)``, ``recv(timeout) -> bytes``
@@ -273,6 +275,9 @@ class RecorderClient:
                             self.keepalive = event.keepalive
                             self.last_keepalive = now
                         self._responses[key] = event
+                elif (isinstance(event, protocol.UnknownMessage) and event.request_id
+                      is not None and self._responses.get(event.request_id, 0) is None):
+                    self._responses[event.request_id] = event  # an answer not understood
                 else:
                     self._events.append(event)
             self._state.notify_all()
@@ -337,6 +342,9 @@ class RecorderClient:
         if isinstance(answer, protocol.ErrorResponse):
             raise ServerError(answer.code, answer.description, answer.detail,
                               request_id=answer.request_id or request_id)
+        if isinstance(answer, protocol.UnknownMessage):  # well-formed: the session goes on
+            raise ProtocolError(f"the answer to {what} request {request_id} was not "
+                                f"understood: {answer.reason}")
         return answer
 
     def subscribe(self, extensions=None, keepalive: float | None = None) -> float | None:

@@ -152,9 +152,11 @@ class ErrorResponse:
 
 @dataclass(frozen=True, slots=True)
 class UnknownMessage:
-    """A well-formed message recstats does not understand, kept with its raw bytes."""
+    """A well-formed message recstats does not understand, kept with its raw bytes;
+    ``request_id`` is set when it answers a request (an answer not understood)."""
     raw: bytes
     reason: str
+    request_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -493,10 +495,6 @@ class ClientConnection(_Connection):
 
     def _response(self, message, raw: bytes) -> list[Event]:
         code_text = message.get("code")
-        try:
-            code = int(code_text)
-        except (TypeError, ValueError):
-            return [UnknownMessage(raw, f"response code {code_text!r} is not a number")]
         echo = _child(message, "request")
         request_id = request_type = None
         if echo is not None:
@@ -509,6 +507,11 @@ class ClientConnection(_Connection):
             pending = self._pending.pop(request_id, None)
             if request_type is None:
                 request_type = pending
+        try:
+            code = int(code_text)
+        except (TypeError, ValueError):
+            return [UnknownMessage(raw, f"response code {code_text!r} is not a number",
+                                   request_id)]
         if code != 0:
             error = _child(message, "errormessage")
             description = detail = ""
@@ -520,7 +523,7 @@ class ClientConnection(_Connection):
         interval = None if keepalive is None else _seconds(keepalive.get("time"))
         if keepalive is not None and interval is None:
             return [UnknownMessage(raw, f"keep-alive time {keepalive.get('time')!r} "
-                                        "is not a number of seconds")]
+                                        "is not a number of seconds", request_id)]
         kind = request_type.lower() if request_type else None
         if kind is None:
             if keepalive is None:
@@ -539,10 +542,11 @@ class ClientConnection(_Connection):
                         return [CallDetail(request_id, _record(child, self.tz))]
                     except CDRParseError as exc:
                         return [UnknownMessage(raw, f"call detail not understood: "
-                                                    f"{exc.reason}")]
-            return [UnknownMessage(raw, "call detail response without a CDR element")]
+                                                    f"{exc.reason}", request_id)]
+            return [UnknownMessage(raw, "call detail response without a CDR element",
+                                   request_id)]
         return [UnknownMessage(raw, f"response to a {request_type!r} request, which "
-                                    "recstats does not know")]
+                                    "recstats does not know", request_id)]
 
     def _ongoing(self, message, request_id, raw: bytes) -> list[Event]:
         container = _child(message, "calls")

@@ -422,6 +422,22 @@ def test_timeout_none_waits_for_a_late_answer():
     assert clock.now == 500.0 and not client.closed
 
 
+def test_an_answer_not_understood_fails_the_request_at_once_and_the_session_goes_on():
+    echo = b'<VerbaApi><Response code="0"><Request type="GetCallDetail" id="1"/></Response>'
+    client, transport, clock = scripted([
+        (0.5, echo + b"</VerbaApi>"),                                  # no CDR in it
+        (1.0, b'<VerbaApi><Response code="zero" id="2"/></VerbaApi>'),  # code not a number
+        (1.5, protocol.ongoing_calls_response("3", [{"id": "c1"}])),
+    ])
+    with pytest.raises(ProtocolError, match="GetCallDetail request 1 was not understood"):
+        client.call_detail("c1")
+    assert clock.now == 0.5  # not after the 10 s timeout
+    with pytest.raises(ProtocolError, match="'zero' is not a number"):
+        client.ongoing_calls()
+    assert list(client.ongoing_calls().call_id) == ["c1"]
+    assert not client.closed and not transport.closed
+
+
 def test_send_failure_is_connection_lost():
     client, transport, _ = scripted([], fail_send=True)
     with pytest.raises(ConnectionLost) as info:

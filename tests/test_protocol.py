@@ -478,6 +478,8 @@ def test_messages_not_understood_become_unknown_message(data, reason):
     [event] = client_events(data)
     assert isinstance(event, UnknownMessage)
     assert event.raw == data and reason in event.reason
+    # only answers naming a request say which one they answer
+    assert event.request_id == ("3" if b'id="3"' in data else None)
 
 
 def test_envelope_left_out_is_tolerated():
