@@ -446,11 +446,22 @@ class LiveDashboard:
 
     def _render_top(self, calls: pd.DataFrame, ongoing: pd.DataFrame,
                     now: pd.Timestamp) -> None:
-        """Extensions in the most calls that ran inside the window (caller or callee)."""
+        """Extensions in the most calls that ran inside the window (caller or callee).
+
+        Extensions as :func:`recstats.stats.extension_stats` counts them by default
+        (numbers of 1 to 6 digits, not outside ``+...`` numbers), once per call.
+        """
         visible = self._window_calls(calls, now)
-        parts = [visible[c].dropna().astype("str") for c in ("caller", "callee")
-                 if c in visible.columns]
+        parts = []
+        for column in ("caller", "callee"):
+            if column in visible.columns:
+                numbers = visible[column].astype("str").str.strip()
+                if column == "callee" and "caller" in visible.columns:  # a call to itself
+                    numbers = numbers[numbers != visible["caller"].astype("str").str.strip()]
+                parts.append(numbers)
         counts = pd.concat(parts).value_counts() if parts else pd.Series(dtype="int64")
+        # which numbers are extensions: decided once per distinct number
+        counts = counts[stats._extension_mask(counts.index.to_series(), None)]
         self.top_extensions = counts.head(self.top)
         rows = "".join(f"<tr><td>{html.escape(str(ext))}</td><td>{n:,}</td></tr>"
                        for ext, n in self.top_extensions.items())

@@ -176,13 +176,29 @@ def test_top_extensions_count_calls_in_the_window(calls):
     inside = c[ (c["end_time"].isna() | (c["end_time"] > begin))]
     counts: dict[str, int] = {}
     for a, b in zip(inside["caller"], inside["callee"]):
-        for ext in (a, b):
-            if isinstance(ext, str):
+        # extensions as extension_stats counts them: 1-6 digits, once per call
+        for ext in {a, b}:
+            if isinstance(ext, str) and ext.isdigit() and len(ext) <= 6:
                 counts[ext] = counts.get(ext, 0) + 1
     best = sorted(counts.values(), reverse=True)[:3]
     assert dash.top_extensions.tolist() == best
     for ext, n in dash.top_extensions.items():
         assert counts[ext] == n
+
+
+def test_top_extensions_leave_out_outside_numbers_and_count_a_call_once():
+    t = NOW - pd.Timedelta("5min")
+    rows = [{"call_id": str(i), "site": "NY", "caller": a, "callee": b, "start_time": t}
+            for i, (a, b) in enumerate(
+                [("+3612345678", "1001"), ("+3612345678", "1002"), ("+3612345678", "1001"),
+                 ("1003", "1003"), ("1003", "1002")])]
+    frame = pd.DataFrame(rows).assign(end_time=pd.Series([pd.NaT] * 5,
+                                                         dtype="datetime64[us, UTC]"))
+    capture = FakeCapture(frame.assign(duration=np.nan))
+    dash = LiveDashboard(capture, window="15min", top=5)
+    dash.refresh()
+    assert dash.top_extensions.to_dict() == {"1001": 2, "1002": 2, "1003": 2}
+    assert "+3612345678" not in dash.top_html.value
 
 
 def test_pause_stops_updates_and_resume_catches_up(calls):
