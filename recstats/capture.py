@@ -448,7 +448,7 @@ class Capture:
             server.mark("request", type="detail", call_id=call_id)
             try:
                 client.call_detail(call_id)
-            except ServerError:
+            except (ServerError, ProtocolError):
                 pass  # the server does not know it (any more): the end stays unknown
             server.drain()
             if call_id in server.ongoing:  # refused, or answered without a usable CDR
