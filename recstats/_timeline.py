@@ -60,7 +60,7 @@ def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]
     """
     _require(calls, "start_time", "end_time")
     start = _micros(calls["start_time"])
-    end = _micros(calls["end_time"])
+    end = _end_micros(calls, start)
     keep = start != _NAT
     if not keep.all():
         start, end = start[keep], end[keep]
@@ -68,6 +68,27 @@ def _intervals(calls: pd.DataFrame, until=None) -> tuple[np.ndarray, np.ndarray]
     if ongoing.any():
         end = np.where(ongoing, _until_us(until, start, end), end)
     return start, end
+
+
+def _end_micros(calls: pd.DataFrame, start: np.ndarray) -> np.ndarray:
+    """``end_time`` in microseconds; a capture's calls whose end was lost while it was
+    away (``end_unknown``) end at their start: how long they lasted is unknown, so they
+    count nowhere -- as ongoing they would stay in progress for ever."""
+    end = _micros(calls["end_time"])
+    if "end_unknown" in calls.columns:
+        lost = _flags(calls["end_unknown"]) & (end == _NAT)
+        if lost.any():
+            end = np.where(lost, start, end)
+    return end
+
+
+def _flags(values: pd.Series) -> np.ndarray:
+    """A flag column as booleans: bool/numeric as is, text (as after coerce_calls or a
+    CSV) by its meaning -- ``"False"`` is false; missing is false."""
+    if pd.api.types.is_bool_dtype(values) or pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=bool, na_value=False)
+    text = values.astype("str").str.strip().str.lower()
+    return text.isin(["true", "1", "yes"]).to_numpy(dtype=bool)
 
 
 def _until_us(until, start: np.ndarray, end: np.ndarray) -> int:

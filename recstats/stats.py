@@ -14,7 +14,9 @@ Definitions used throughout:
   ongoing live call and is counted until ``until`` (default: now, UTC, or the latest
   start or end in the table if that is later, as with a server clock ahead of ours or
   a simulator faster than real time). Archives (CDR files) only contain finished
-  calls, so ``until`` only matters for live captures.
+  calls, so ``until`` only matters for live captures. A capture's calls marked
+  ``end_unknown`` (they ended while it was away and their end could not be fetched)
+  are not ongoing: they count as zero-length calls.
 * *Concurrency* is the exact step function of the number of calls in progress; a bin's
   *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
   average, which is the traffic carried in the bin in erlangs.
@@ -36,6 +38,7 @@ from ._timeline import (
     _NAT,
     _US_PER_S,
     _area,
+    _end_micros,
     _group_codes,
     _integral_at,
     _intervals,
@@ -290,6 +293,7 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
         out[name] = values.reindex(range(k)).to_numpy()
     span_start, span_end = _intervals(calls, until)
     span = (span_end.max() - span_start.min()) / _US_PER_S if span_start.size else 0.0
+    end = _end_micros(calls, start)  # from here on a lost end (end_unknown) is no end
     limit = end[row]
     if (limit == _NAT).any():
         limit = np.where(limit == _NAT, _until_us(until, start, end), limit)

@@ -153,6 +153,28 @@ def test_ongoing_calls_default_to_the_latest_time_when_the_table_is_ahead_of_now
     assert extension_stats(table).loc["101", "peak_concurrent"] == 2
 
 
+def test_calls_whose_end_a_capture_lost_are_not_ongoing():
+    # Capture.calls marks calls that ended while it was away, end not fetched, with
+    # end_unknown: as ongoing they would stay in progress for ever
+    calls = calls_table([(jan(1, 9), jan(1, 10)), (jan(1, 9, 30), None),
+                         (jan(1, 9, 45), None)],
+                        caller=["101", "101", "101"], callee=["102", "103", "104"],
+                        end_unknown=[False, True, False])
+    until = jan(1, 11)
+    assert concurrency(calls, until=until)["concurrent"].tolist() == [1, 2, 1, 0]
+    # coerce_calls made the flag text ("False" is false); a capture gives booleans
+    as_bool = calls.assign(end_unknown=np.array([False, True, False]))
+    pd.testing.assert_frame_equal(concurrency(as_bool, until=until),
+                                  concurrency(calls, until=until))
+    binned = concurrency(calls, freq="1h", until=until)
+    assert binned["started"].tolist() == [3, 0] and binned["peak"].tolist() == [2, 1]
+    assert busy_hour(calls, until=until).traffic == pytest.approx((60 + 15) / 60)  # 09-10
+    ext = extension_stats(calls, until=until)
+    assert ext.loc["103", ["calls", "peak_concurrent"]].tolist() == [1, 0]
+    assert np.isnan(ext.loc["103", "mean_duration"]) and ext.loc["103", "traffic"] == 0
+    assert ext.loc["101", "peak_concurrent"] == 2
+
+
 def test_until_accepts_naive_as_utc_and_other_zones():
     calls = minutes_table([(0, None)])
     a = concurrency(calls, until=at(30).tz_localize(None))
