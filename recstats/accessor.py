@@ -38,9 +38,9 @@ class CallsSummary:
 
     ``calls`` rows; ``sites`` the site names seen (empty without a ``site`` column);
     ``first_start``/``last_end`` the span covered (``last_end`` is the latest start when
-    every call is still ongoing); ``ongoing`` calls with a start but no end time; ``peak`` the
-    highest number of calls in progress at once and ``peak_time`` when it was first
-    reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
+    every call is still ongoing); ``ongoing`` calls with a start but no end time (not
+    ``end_unknown``); ``peak`` the highest number of calls in progress at once and
+    ``peak_time`` when it was first reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
     ``busy_hour_traffic`` its mean traffic in erlangs, ``tz`` the zone of that hour.
 
     >>> from recstats.cdr import coerce_calls
@@ -217,8 +217,13 @@ class CallsAccessor:
         sites: tuple[str, ...] = ()
         if "site" in frame.columns:
             sites = tuple(sorted(str(s) for s in frame["site"].dropna().unique()))
-        # a row without a start (an odd CDR) is not a call in progress: stats ignore it too
-        ongoing = int((frame["start_time"].notna() & frame["end_time"].isna()).sum())
+        # a row without a start (an odd CDR) is not a call in progress: stats ignore it too;
+        # nor is a capture's call whose end was lost (end_unknown; Capture.ongoing agrees)
+        open_ = frame["start_time"].notna().to_numpy() & frame["end_time"].isna().to_numpy()
+        if "end_unknown" in frame.columns:
+            from ._timeline import _flags
+            open_ &= ~_flags(frame["end_unknown"])
+        ongoing = int(open_.sum())
         if frame.empty or frame["start_time"].isna().all():
             return CallsSummary(len(frame), sites, None, None, ongoing, 0, None, None, None, tz)
         first = pd.Timestamp(frame["start_time"].min())

@@ -229,6 +229,8 @@ def test_summary_ongoing_needs_a_start(calls):
     odd.loc[2, ["start_time", "end_time"]] = pd.NaT
     odd.loc[3, "end_time"] = pd.NaT
     assert odd.calls.summary(until="2026-11-02 12:00").ongoing == 1
+    lost = odd.assign(end_unknown=[False, False, False, True])  # a capture lost its end
+    assert lost.calls.summary(until="2026-11-02 12:00").ongoing == 0
 
 
 def test_summary_shows_utc_whatever_the_columns_zone(calls):
