@@ -294,16 +294,19 @@ _TIME_CACHE_SIZE = 16384
 _time_cache: dict[tuple[str, Any], pd.Timestamp] = {}
 
 
-#: A CDR time starts with a whole date; both paths refuse "2026", "2026-01", "2026-1-1"
-#: and week dates, which pandas or datetime.fromisoformat alone would accept.
-_DATE_HEAD = r"\d{4}-?\d\d-?\d\d(?:[Tt ]|$)"
-_date_head = re.compile(_DATE_HEAD)
+#: The time texts both paths read: an ISO 8601 date, optionally a time of 2-digit
+#: parts and a UTC offset. pandas alone also reads "2026", "2026-1-1", "09:0:00", and
+#: datetime.fromisoformat alone week dates and "09:00:00,5"; both refuse those.
+_TIME_TEXT = (r"(?:\d{4}-\d\d-\d\d|\d{8})"
+              r"(?:[T ](?:\d\d(?::\d\d(?::\d\d(?:\.\d+)?)?)?|\d{4}(?:\d\d(?:\.\d+)?)?)"
+              r"(?:[zZ]|[+-]\d\d:?\d\d)?)?")
+_time_text = re.compile(_TIME_TEXT)
 
 
 def _parse_time(raw: str, tz: str) -> pd.Timestamp:
     text = raw.strip()
-    if not _date_head.match(text):
-        raise ValueError(f"{raw!r} does not start with a date")
+    if not _time_text.fullmatch(text):
+        raise ValueError(f"{raw!r} is not an ISO 8601 time")
     if text.endswith(("Z", "z")):
         text = text[:-1] + "+00:00"
     moment = _dt.datetime.fromisoformat(text)
@@ -606,7 +609,7 @@ def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts)."""
     text = raw.astype("str").str.strip()
-    text = text.where(text.str.match(_DATE_HEAD, na=False))  # no date: NaN, so bad
+    text = text.where(text.str.fullmatch(_TIME_TEXT, na=False))  # else NaN, so bad
     has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
     naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
     if tz in ("UTC", "utc", None):

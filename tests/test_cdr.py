@@ -277,10 +277,14 @@ def test_time_out_of_range_is_a_parse_error_on_both_paths():
     assert len(frame) == 0 and list(rejected) == [0]
 
 
-@pytest.mark.parametrize("raw", ["2026", "2026-11", "2026-1-1", "2026-W45-1", "11/02/2026"])
+@pytest.mark.parametrize("raw", ["2026", "2026-11", "2026-1-1", "2026-W45-1", "11/02/2026",
+                                 "2026-11-02 09:0:00", "2026-11-02 9:00:00",
+                                 "2026-11-02 09:00:00.", "2026-11-02 09:00:00,5",
+                                 "2026-11-02t09:00:00", "2026-11-02 09:00:00+01"])
 def test_partial_or_foreign_dates_are_refused_by_both_paths(raw):
     # the CDR format is YYYY-MM-DD hh:mm:ss[.SSS]; the batch path used to read "2026" and
-    # "2026-11" as January 1st (pandas' ISO8601) while read_cdr refused them
+    # "2026-11" as January 1st and "09:0:00" as 09:00 (pandas' ISO8601) while read_cdr
+    # refused them, and read_cdr read week dates and "t"/"," forms pandas refuses
     with pytest.raises(CDRParseError, match="is not a time"):
         read_cdr(_doc(f"<start_time>{raw}</start_time>"))
     frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}])
