@@ -207,7 +207,8 @@ class CallsAccessor:
 
         Peak and busy hour come from :func:`recstats.stats.concurrency` and
         :func:`recstats.stats.busy_hour` (time-consistent); ongoing calls count until
-        ``until`` (default now). Without any traffic the busy hour is ``None``.
+        ``until`` (default: now, or the table's latest time if later). Without any
+        traffic the busy hour is ``None``.
 
         >>> calls.calls.summary().peak  # doctest: +SKIP
         2

@@ -128,7 +128,8 @@ def plot_concurrency(calls: pd.DataFrame, freq: str | None = "15min", by: str | 
       ``freq=None`` leaves them out.
     * ``by`` (e.g. ``"site"``) draws one set of lines per group, one colour per group.
     * ``until``: where ongoing calls (no ``end_time``) stop counting, as in
-      :func:`recstats.stats.concurrency` (default: now).
+      :func:`recstats.stats.concurrency` (default: now, or the table's latest time if
+      later).
 
     The highest point drawn (the exact peak if drawn, else the highest bin peak) is
     marked and annotated with its value and time (gid ``"peak"``). The time axis is

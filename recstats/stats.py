@@ -250,7 +250,7 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
     number of the extension's own calls in progress at once); ``busiest_hour`` (the
     clock hour in ``tz`` in which most of its calls started, earliest on ties);
     ``first_call``/``last_call`` (earliest/latest start). Sorted by calls (descending),
-    then extension. Ongoing calls count until ``until`` (now) for ``peak_concurrent``.
+    then extension. Ongoing calls count until ``until`` (as in :func:`concurrency`).
 
     >>> calls = pd.DataFrame({
     ...     "start_time": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 09:10"], utc=True),
