@@ -379,8 +379,8 @@ def format_time(moment: pd.Timestamp | _dt.datetime, tz: str = "UTC") -> str:
 
 
 def _parse_float(raw: str | None) -> float:
-    if raw is None:
-        return float("nan")
+    if raw is None or "_" in raw or not raw.isascii():  # float() reads "1_000" and "١٢",
+        return float("nan")                            # pd.to_numeric (batch) does not
     try:
         return float(raw)
     except ValueError:

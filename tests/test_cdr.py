@@ -321,7 +321,7 @@ _VALUES = {
                                    "soon", "2026-13-45 00:00:00", "2026-11", "2026-W45-1"]),
     "end_time": st.sampled_from(["2026-11-02 09:20:00.001", "2026-11-02 09:15:02.120",
                                  "2026-10-25 02:59:59"]),
-    "duration": st.sampled_from(["12.5", "0", "abc", "1e3"]),
+    "duration": st.sampled_from(["12.5", "0", "abc", "1e3", "1_000", "\u0661\u0662"]),
     "direction_id": st.sampled_from(["0", "1", "2", "7", "PSTN In", "01"]),
     "cause_id": st.sampled_from(["0", "6", "500", "999", "Busy"]),
     "audio_codec_id": st.sampled_from(["2", "90", "17"]),
@@ -363,6 +363,15 @@ def test_per_record_equals_vectorised(rows, tz):
     assert set(rejected) == rejected_expected
     expected = cdr.calls_frame(records)
     pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected, check_exact=True)
+
+
+@pytest.mark.parametrize("raw", ["1_000", "\u0661\u0662", "0x10", "1,5"])
+def test_stated_duration_that_pandas_cannot_read_is_nan_on_both_paths(raw):
+    # float() reads "1_000" and Arabic-Indic digits, pd.to_numeric does not: the per-record
+    # path gave 1000.0 / 12.0 where the archive gave NaN
+    frame, _ = cdr.calls_from_fields([{"id": "a", "duration": raw}])
+    assert pd.isna(cdr.record_from_fields({"id": "a", "duration": raw})["duration"])
+    assert pd.isna(frame["duration"].iat[0])
 
 
 def test_duration_is_the_correctly_rounded_difference_on_both_paths():
