@@ -51,3 +51,23 @@ def test_demo_refuses_a_folder_that_is_not_a_previous_report(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--seconds", "1"]) == 2
     assert "not a previous report" in capsys.readouterr().err
     assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_with_ongoing_adds_only_calls_still_running_without_a_cdr():
+    from recstats.cdr import calls_frame
+    from recstats.commands.demo import with_ongoing
+
+    t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
+    archive = calls_frame([{"call_id": "a", "site": "NY", "start_time": t,
+                            "end_time": t + pd.Timedelta("2min")}])
+    live = calls_frame([{"call_id": c, "site": "NY", "start_time": t + pd.Timedelta(s, "s")}
+                        for c, s in (("a", 0), ("b", 30), ("lost", 40), ("c", 20))])
+    live = live.assign(server="h:1", end_unknown=live["call_id"] == "lost")
+    kept = live.copy()
+    both = with_ongoing(archive, live)
+    pd.testing.assert_frame_equal(live, kept)                  # the caller's frame as it was
+    # a: its CDR (ended after the capture stopped); lost: not running; b, c: running
+    assert both["call_id"].tolist() == ["a", "c", "b"]
+    assert both["end_time"].isna().tolist() == [False, True, True]
+    assert "server" not in both.columns and "end_unknown" not in both.columns
+    assert str(both["site"].dtype) == "category"
