@@ -137,8 +137,19 @@ def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
     names: the same order on every file system.
     """
     cdrs, keys, media = listing.cdrs, listing.cdr_keys, listing.media
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder):
-        dirnames[:] = sorted(d for d in dirnames if not _skipped(d))
+    # symbolic links to folders are followed (a day or site folder linked in from another
+    # disk was skipped without a word); each folder is read once, so a link loop ends
+    seen = {_folder_id(root)}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder,
+                                                followlinks=True):
+        kept = []
+        for name in sorted(dirnames):
+            if not _skipped(name):
+                folder = _folder_id(os.path.join(dirpath, name))
+                if folder is None or folder not in seen:
+                    seen.add(folder)
+                    kept.append(name)
+        dirnames[:] = kept
         prefix = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
         names = sorted(n for n in filenames if n[0] != "." and n != "__MACOSX")
         found = [prefix + n for n in names if n[-4:].lower() == ".xml"]
@@ -155,6 +166,14 @@ def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
             keys.update([p[:-4] for p in found])
             yield found
     listing.complete = True
+
+
+def _folder_id(path: str) -> tuple[int, int] | None:
+    try:
+        info = os.stat(path)
+    except OSError:  # os.walk reports it (_unreadable_folder)
+        return None
+    return info.st_dev, info.st_ino
 
 
 def _unreadable_folder(exc: OSError) -> None:
@@ -411,8 +430,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                  directions: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.
 
-    ``path`` is a folder (searched recursively), a ``.zip``, a ``.tar``/``.tar.gz``/
-    ``.tgz``, or a list of files. Every ``*.xml`` is a CDR; the file beside it with the
+    ``path`` is a folder (searched recursively, following links to folders), a
+    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files. Every ``*.xml`` is a
+    CDR; the file beside it with the
     same stem and another extension is its media (``media_path``, NA when missing);
     ``cdr_path`` is the CDR's own path. Archive members are named
     ``<archive path>/<member name>``. ``tz`` is the sites' time zone (CDR times carry

@@ -379,6 +379,23 @@ def test_file_names_that_are_not_utf8(tmp_path):
     assert back.attrs == calls.attrs
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="symbolic links")
+def test_links_to_folders_are_followed_once(tmp_path):
+    store = tmp_path / "disk2" / "NY"
+    store.mkdir(parents=True)
+    (store / "a.xml").write_bytes(b"<v><id>a</id></v>")
+    archive_dir = tmp_path / "archive"
+    archive_dir.mkdir()
+    (archive_dir / "b.xml").write_bytes(b"<v><id>b</id></v>")
+    (archive_dir / "NY").symlink_to(store)  # skipped without a word before
+    (archive_dir / "NY-again").symlink_to(store)  # the same folder twice: read once
+    (store / "loop").symlink_to(archive_dir)  # a cycle back up: must end
+    calls = rs.read_archive(archive_dir, progress=False)
+    assert sorted(calls.call_id) == ["a", "b"]
+    assert calls.set_index("call_id").cdr_path["a"] == f"{archive_dir}/NY/a.xml"
+    _counts_add_up(calls)
+
+
 def test_folder_of_archives_says_so(small_archive, tmp_path):
     root, _ = small_archive
     folder = tmp_path / "zips"
