@@ -219,7 +219,10 @@ class RecorderSimulator(LoopServer):
 
     @property
     def truth(self) -> pd.DataFrame:
-        """Calls table of every call started so far; ongoing ones have ``NaT`` end_time."""
+        """Calls table of every call started so far; ongoing ones have ``NaT`` end_time.
+
+        With ``history=N`` only the N most recent ended calls are kept (the archive,
+        if any, still has them all)."""
         rows = self._call(lambda: [c.fields for c in self._ended.values()]
                           + [c.start_fields for c in self._ongoing.values()])
         if not rows:
@@ -234,7 +237,8 @@ class RecorderSimulator(LoopServer):
         return self._call(lambda: [dict(c.start_fields) for c in self._ongoing.values()])
 
     def cdr_path(self, call_id: str) -> Path | None:
-        """Where the CDR file of an ended call is (``None`` without an archive)."""
+        """Where the CDR file of an ended call is (``None`` without an archive, or for a
+        call no longer kept under ``history``)."""
         call = self._ended.get(call_id)
         if call is None or self.archive is None:
             return None
