@@ -539,6 +539,8 @@ class Capture:
                     server.feed(entry["t"], entry["doc"])
                 elif "mark" in entry:
                     server.apply(entry["t"], str(entry["mark"]), entry)
+            # a journal cut by a crash ends without the disconnect: the replay is stopped
+            server.connected = False
             if bad.get(name):
                 server.last_error = f"{bad[name]} journal line(s) could not be read"
         return capture

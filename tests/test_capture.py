@@ -437,6 +437,10 @@ def test_replay_skips_a_cut_last_line(tmp_path):
     replayed = Capture.replay(journal)
     pd.testing.assert_frame_equal(replayed.events, events)
     assert "1 journal line" in replayed.status.last_error.iloc[0]
+    # a crash leaves no disconnect mark: the replayed capture is still not connected
+    lines = journal.read_text().splitlines(keepends=True)
+    journal.write_text("".join(line for line in lines if '"disconnect"' not in line))
+    assert not Capture.replay(journal).status.connected.any()
 
 
 @pytest.mark.parametrize("text", ["", "a,b\n1,2\n", '{"t": 1, "doc": ""}\n'])
