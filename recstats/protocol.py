@@ -193,10 +193,12 @@ class CallDetailRequest:
 
 @dataclass(frozen=True, slots=True)
 class UnknownRequest:
-    """A request the server side does not know; answer it with :func:`error_response`."""
+    """A request the server side does not know or cannot read (``reason`` says which,
+    when it is not simply an unknown type); answer it with :func:`error_response`."""
     request_id: str | None
     request_type: str | None
     raw: bytes
+    reason: str = ""
 
 
 RequestEvent = (SubscribeRequest | OngoingCallsRequest | CallDetailRequest | UnknownRequest
@@ -604,7 +606,9 @@ class ServerConnection(_Connection):
                 keepalive = _child(message, "keepalive")
                 interval = None if keepalive is None else _seconds(keepalive.get("time"))
                 if keepalive is not None and interval is None:
-                    events.append(UnknownRequest(request_id, request_type, raw))
+                    events.append(UnknownRequest(
+                        request_id, request_type, raw, f"keep-alive time "
+                        f"{keepalive.get('time')!r} is not a number of seconds >= 0"))
                 else:
                     events.append(SubscribeRequest(request_id, numbers, interval))
             elif kind == DETAIL.lower():

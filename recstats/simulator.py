@@ -317,7 +317,7 @@ class RecorderSimulator(LoopServer):
         else:  # UnknownRequest, or anything newer the protocol module reports
             kind = getattr(request, "request_type", type(request).__name__)
             self._error(client, getattr(request, "request_id", None), kind,
-                        f"unsupported request type {kind!r}")
+                        getattr(request, "reason", "") or f"unsupported request type {kind!r}")
 
     def _error(self, client: _Client, request_id, request_type, detail: str) -> None:
         self.stats["errors_sent"] += 1

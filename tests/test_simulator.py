@@ -213,7 +213,16 @@ def test_requests_answered_with_ids_and_errors(tmp_path):
             if getattr(e, "request_id", None) == "77"]
         assert isinstance(error, protocol.ErrorResponse) and error.code == 2
         assert error.request_type == "Reboot"
-        assert sim.stats["errors_sent"] == 2
+        assert "unsupported request type 'Reboot'" in error.detail
+        # a known type it cannot read: the error says what is wrong, not "unsupported"
+        peer.send(b'<VerbaApi><Request type="SubscribeOnCallEvent" id="78">'
+                  b'<Keepalive time="-1"/></Request></VerbaApi>')
+        [error] = [e for e in peer.read_until(
+            lambda evs: any(getattr(e, "request_id", None) == "78" for e in evs))
+            if getattr(e, "request_id", None) == "78"]
+        assert isinstance(error, protocol.ErrorResponse) and "'-1'" in error.detail
+        assert "unsupported" not in error.detail
+        assert sim.stats["errors_sent"] == 3
 
 
 def test_keepalive_default_requested_and_off():
