@@ -33,7 +33,7 @@ _LAZY = {
     "RecorderSimulator": "simulator",
     "write_report": "report", "compare_calls": "report",
 }
-_SUBMODULES = {"accessor", "archive", "capture", "cdr", "cli", "client", "erlang", "framing",
+_SUBMODULES = {"accessor", "archive", "busyhour", "capture", "cdr", "cli", "client", "erlang", "framing",
                "messages", "plot", "protocol", "report", "samples", "simulator", "stats",
                "traffic", "widgets"}
 
