@@ -33,9 +33,9 @@ _LAZY = {
     "RecorderSimulator": "simulator",
     "write_report": "report", "compare_calls": "report",
 }
-_SUBMODULES = {"accessor", "archive", "busyhour", "capture", "cdr", "cli", "client", "erlang", "framing",
-               "messages", "plot", "protocol", "report", "samples", "simulator", "stats",
-               "traffic", "widgets"}
+_SUBMODULES = {"accessor", "archive", "busyhour", "capture", "cdr", "cli", "client", "erlang",
+               "framing", "messages", "plot", "protocol", "report", "samples", "simulator",
+               "stats", "traffic", "widgets"}
 
 __all__ = [  # noqa: PLE0604 - the lazy names are strings too
     "CDRParseError", "ConnectionLost", "ProtocolError", "RecstatsError", "ServerError",
