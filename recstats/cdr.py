@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as _dt
 import os
 import re
+import stat
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -483,6 +484,10 @@ _FIELD_HOW: dict[str, Any] = {
 _RECORD_TEMPLATE = dict.fromkeys(CALL_COLUMNS)
 
 
+def _open_nonblocking(path: str, flags: int) -> int:
+    return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
+
+
 def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC",
              directions: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read one CDR document into a flat record keyed by calls-table column names.
@@ -527,7 +532,10 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
         else:
             path = os.fspath(source)
             try:
-                with open(path, "rb") as handle:
+                with open(path, "rb", opener=_open_nonblocking) as handle:
+                    if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+                        # a FIFO would block until a writer comes, a device never ends
+                        raise CDRParseError("not a regular file", path)
                     data = handle.read(MAX_DOCUMENT_BYTES + 1)
             except OSError as exc:
                 raise CDRParseError(f"cannot read file: {exc.strerror or exc}", path) from None

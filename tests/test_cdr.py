@@ -3,6 +3,7 @@ vectorised. Expected values are typed from PROTOCOL.md or computed by hand."""
 
 from __future__ import annotations
 
+import os
 from zoneinfo import ZoneInfo
 
 import pandas as pd
@@ -140,6 +141,15 @@ def test_oversized_file_reason_does_not_invent_a_size(tmp_path):
         handle.truncate(cdr.MAX_DOCUMENT_BYTES + 5000)
     with pytest.raises(CDRParseError, match="file is over the 16777216 byte limit"):
         read_cdr(big)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs")
+@pytest.mark.timeout(20)
+def test_read_cdr_refuses_a_fifo_instead_of_waiting(tmp_path):
+    fifo = tmp_path / "pipe.xml"
+    os.mkfifo(fifo)  # read_cdr blocked forever waiting for a writer
+    with pytest.raises(CDRParseError, match="not a regular file"):
+        read_cdr(fifo)
 
 
 def test_sources_element_tree_and_str_text(tmp_path):
