@@ -53,7 +53,7 @@ from .busyhour import BusyHour, busy_hour, traffic_profile
 from .erlang import capacity_table, channels_for, erlang_b, traffic_for
 
 __all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
-           "erlang_b", "extension_stats", "traffic_for", "traffic_profile"]
+           "erlang_b", "extension_stats", "is_extension", "traffic_for", "traffic_profile"]
 
 # --------------------------------------------------------------------------- concurrency
 
@@ -205,8 +205,18 @@ _EXTENSION_COLUMNS = ("calls", "inbound", "outbound", "internal", "total_duratio
                       "peak_concurrent", "busiest_hour", "first_call", "last_call")
 
 
-def _extension_mask(numbers: pd.Series, extensions) -> np.ndarray:
-    """Which of ``numbers`` are monitored extensions (see :func:`extension_stats`)."""
+def is_extension(numbers: pd.Series, extensions=None) -> np.ndarray:
+    r"""Which of ``numbers`` are monitored extensions, as a boolean array.
+
+    ``extensions`` is what :func:`extension_stats` takes: a list of numbers, a regex
+    (string or compiled, matching the whole number), a maximum digit count, or ``None``
+    for numbers of 1 to 6 digits (never E.164 numbers with a leading ``+``).
+
+    >>> is_extension(pd.Series(["1000", "+3612345678", "55", None])).tolist()
+    [True, False, True, False]
+    >>> is_extension(pd.Series(["1000", "2000"]), extensions=r"1\d{3}").tolist()
+    [True, False]
+    """
     text = numbers.astype("str").str.strip()
     if extensions is None:
         pattern = re.compile(r"\d{1,6}")
@@ -267,9 +277,9 @@ def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
     _require(calls, "start_time", "end_time", "caller", "callee")
     caller = calls["caller"].astype("str").str.strip()
     callee = calls["callee"].astype("str").str.strip()
-    by_caller = _extension_mask(caller, extensions)
+    by_caller = is_extension(caller, extensions)
     # a call to oneself counts once
-    by_callee = _extension_mask(callee, extensions) & \
+    by_callee = is_extension(callee, extensions) & \
         ~(by_caller & (caller == callee).fillna(False).to_numpy(bool))
     rows = [np.flatnonzero(by_caller), np.flatnonzero(by_callee)]
     numbers = [caller[by_caller], callee[by_callee]]

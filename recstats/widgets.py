@@ -461,7 +461,7 @@ class LiveDashboard:
                 parts.append(numbers)
         counts = pd.concat(parts).value_counts() if parts else pd.Series(dtype="int64")
         # which numbers are extensions: decided once per distinct number
-        counts = counts[stats._extension_mask(counts.index.to_series(), None)]
+        counts = counts[stats.is_extension(counts.index.to_series(), None)]
         self.top_extensions = counts.head(self.top)
         rows = "".join(f"<tr><td>{html.escape(str(ext))}</td><td>{n:,}</td></tr>"
                        for ext, n in self.top_extensions.items())
