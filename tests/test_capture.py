@@ -473,6 +473,17 @@ def test_capture_command_writes_parquet(tmp_path, capsys):
                                   check_categorical=False)
 
 
+def test_capture_command_fails_when_no_server_was_ever_reached(tmp_path, capsys):
+    from recstats.cli import main
+
+    dead = free_port()
+    out = tmp_path / "events.parquet"
+    code = main(["capture", f"127.0.0.1:{dead}", "--duration", "0.5", "-o", str(out)])
+    assert code == 1
+    assert "no server could be reached" in capsys.readouterr().err
+    assert len(pd.read_parquet(out)) == 0  # the (empty) table is still written
+
+
 def test_capture_command_writes_parquet_on_ctrl_c(tmp_path):
     out = tmp_path / "events.parquet"
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}

@@ -96,4 +96,10 @@ def run(args) -> int:
         status = capture.status
         print(f"wrote {len(events):,} events of {events['call_id'].nunique():,} calls "
               f"to {out}; {int(status['reconnects'].sum())} reconnects", file=sys.stderr)
+    never = status["since"].isna() & (status["events"] == 0)
+    if never.all():
+        # an empty file written after reaching nothing must not look like a quiet day
+        print(f"recstats capture: error: no server could be reached ({names}); check the "
+              "addresses and that the recording servers listen there", file=sys.stderr)
+        return 1
     return 0
