@@ -268,11 +268,14 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     else:
         paths = [os.fspath(p) for p in path]
     # a list of files: its CDRs in the order given; media from the list and, for a CDR
-    # whose media is not listed, from its folder on disk ("beside it")
+    # whose media is not listed, from its folder on disk ("beside it"). A folder in the
+    # list stands for its files (it was taken for a media file: no rows, no word);
+    # a file listed twice, or also inside a listed folder, counts once
+    if any(not _is_cdr(p) and os.path.isdir(p) for p in paths):
+        paths = list(dict.fromkeys(itertools.chain.from_iterable(
+            _folder_files(p) if not _is_cdr(p) and os.path.isdir(p) else [p]
+            for p in paths)))
     for p in paths:
-        if not _is_cdr(p) and os.path.isdir(p):  # else it would pass silently as "media"
-            raise ValueError(f"{p} in the list is a folder; a list holds files: pass one "
-                             "folder alone, or pd.concat one table per folder")
         listing.add(p)
     listed_media = set(listing.media.values())
     seen_dirs: set[str] = set()
@@ -296,6 +299,14 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     listing.media = {k: p for k, p in listing.media.items()
                      if p in listed_media or k in listing.cdr_keys}
     return listing, "files", None, iter([list(listing.cdrs)])
+
+
+def _folder_files(folder: str) -> list[str]:
+    """The CDRs and media files under ``folder``, as a folder archive reads them."""
+    inner = _Listing()
+    for _ in _walk(folder, inner):
+        pass
+    return inner.cdrs + sorted(inner.media.values())
 
 
 def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
@@ -431,7 +442,8 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     """Parse every CDR file of an archive into one calls table.
 
     ``path`` is a folder (searched recursively, following links to folders), a
-    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files. Every ``*.xml`` is a
+    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files (a folder in it stands
+    for its files; a file listed twice counts once). Every ``*.xml`` is a
     CDR; the file beside it with the
     same stem and another extension is its media (``media_path``, NA when missing);
     ``cdr_path`` is the CDR's own path. Archive members are named

@@ -300,9 +300,6 @@ def test_bad_arguments(tmp_path):
     (tmp_path / "notes.md").write_text("hi")
     with pytest.raises(ValueError, match="not a folder"):
         rs.read_archive(tmp_path / "notes.md")
-    # a folder inside a list was taken for a media file: 0 rows, no error
-    with pytest.raises(ValueError, match="in the list is a folder"):
-        rs.read_archive([tmp_path / "notes.md", tmp_path])
 
 
 def test_empty_folder_and_unreadable_listed_file(tmp_path):
@@ -394,6 +391,18 @@ def test_links_to_folders_are_followed_once(tmp_path):
     assert sorted(calls.call_id) == ["a", "b"]
     assert calls.set_index("call_id").cdr_path["a"] == f"{archive_dir}/NY/a.xml"
     _counts_add_up(calls)
+
+
+def test_folders_in_a_list_stand_for_their_files(small_archive):
+    root, truth = small_archive
+    sites = sorted(p for p in root.iterdir() if p.is_dir())
+    # a folder in a list was taken for a media file: no rows and no error
+    calls = rs.read_archive(sites, progress=False)
+    pd.testing.assert_frame_equal(calls, truth)
+    # the rglob("*") idiom lists folders and their files: each file still counts once
+    everything = rs.read_archive(sorted(root.rglob("*")), progress=False)
+    pd.testing.assert_frame_equal(everything, truth)
+    assert everything.attrs["files"] == len(truth)
 
 
 def test_folder_of_archives_says_so(small_archive, tmp_path):
