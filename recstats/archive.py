@@ -272,9 +272,10 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     # list stands for its files (it was taken for a media file: no rows, no word);
     # a file listed twice, or also inside a listed folder, counts once
     if any(not _is_cdr(p) and os.path.isdir(p) for p in paths):
-        paths = list(dict.fromkeys(itertools.chain.from_iterable(
+        paths = list(itertools.chain.from_iterable(
             _folder_files(p) if not _is_cdr(p) and os.path.isdir(p) else [p]
-            for p in paths)))
+            for p in paths))
+    paths = list(dict.fromkeys(paths))
     for p in paths:
         listing.add(p)
     listed_media = set(listing.media.values())

@@ -403,6 +403,8 @@ def test_folders_in_a_list_stand_for_their_files(small_archive):
     everything = rs.read_archive(sorted(root.rglob("*")), progress=False)
     pd.testing.assert_frame_equal(everything, truth)
     assert everything.attrs["files"] == len(truth)
+    first = str(truth.cdr_path.iloc[0])
+    assert rs.read_archive([first, first], progress=False).attrs["files"] == 1
 
 
 def test_folder_of_archives_says_so(small_archive, tmp_path):
