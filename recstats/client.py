@@ -116,6 +116,8 @@ class RecorderClient:
                  max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES):
         self.host = host
         self.port = int(port)
+        if not 0 < self.port < 65536:  # getaddrinfo would wrap 70000 round to port 4464
+            raise ValueError(f"port must be 1-65535, not {port}")
         self.timeout = timeout
         self.tz = tz
         self._clock = clock

@@ -279,6 +279,12 @@ def test_idle_timeout_yields_none(sim):
         assert isinstance(event, protocol.CallStarted)
 
 
+@pytest.mark.parametrize("port", [0, -1, 65536, 70000])
+def test_a_port_out_of_range_is_a_value_error_not_another_port(port):
+    with pytest.raises(ValueError, match="1-65535"):
+        RecorderClient("127.0.0.1", port, timeout=1)
+
+
 def test_connection_refused_is_connection_lost():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
