@@ -225,6 +225,25 @@ def test_requests_answered_with_ids_and_errors(tmp_path):
         assert sim.stats["errors_sent"] == 3
 
 
+def test_the_documented_subscribe_exchange_on_the_wire():
+    # PROTOCOL.md's request and response, byte for byte, over a real socket
+    request = (b'<?xml version="1.0" encoding="UTF-8"?>\n<VerbaApi><Request '
+               b'type="SubscribeOnCallEvent" id="1"><Extension number="1000"/></Request>'
+               b'</VerbaApi>')
+    response = (b'<?xml version="1.0" encoding="UTF-8"?>\n<VerbaApi><Response code="0">'
+                b'<Request type="SubscribeOnCallEvent" id="1"/><Keepalive time="10"/>'
+                b'</Response></VerbaApi>')
+    with make_sim(keepalive=10) as sim:
+        peer = Peer(sim.address)
+        peer.send(request)
+        received = b""
+        while len(received) < len(response):
+            chunk = peer.sock.recv(len(response) - len(received))
+            assert chunk, "the server hung up"
+            received += chunk
+        assert received == response
+
+
 def test_keepalive_default_requested_and_off():
     with make_sim(keepalive=0.05) as sim:
         default = Peer(sim.address)
