@@ -35,7 +35,7 @@ _LAZY = {
 }
 _SUBMODULES = {"accessor", "archive", "busyhour", "capture", "cdr", "cli", "client", "erlang",
                "framing", "messages", "plot", "protocol", "report", "samples", "simulator",
-               "stats", "traffic", "widgets"}
+               "stats", "table", "traffic", "widgets"}
 
 __all__ = [  # noqa: PLE0604 - the lazy names are strings too
     "CDRParseError", "ConnectionLost", "ProtocolError", "RecstatsError", "ServerError",

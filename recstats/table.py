@@ -1,0 +1,234 @@
+"""The calls table: its schema and dtypes, and building it from many CDRs at once.
+
+:mod:`recstats.cdr` reads one document into a record; this module turns records
+(:func:`calls_frame`) or many documents' raw field strings (:func:`calls_from_fields`,
+one vectorised pass, used by the archive reader) into the calls table (see the README),
+with the same values either way. :func:`coerce_calls`
+gives any frame the schema. ``recstats.cdr`` re-exports these names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .cdr import (
+    _TIME_TEXT,
+    ARCHIVE_COLUMNS,
+    BOOLEAN_FIELDS,
+    CALL_COLUMNS,
+    CATEGORY_COLUMNS,
+    ENUMS,
+    MAX_FIELDS,
+    RENAMES,
+    SHADOWED,
+    TIME_DTYPE,
+    TIME_FIELDS,
+    _too_many,
+    decode_enum,
+    parse_bool,
+)
+
+__all__ = ["calls_frame", "calls_from_fields", "coerce_calls", "empty_calls"]
+
+
+def _ordered_columns(columns: Iterable[str]) -> list[str]:
+    present = set(columns)
+    fixed = list(CALL_COLUMNS)
+    tail = [c for c in ARCHIVE_COLUMNS if c in present]
+    extras = sorted(present - set(CALL_COLUMNS) - set(ARCHIVE_COLUMNS))
+    return fixed + tail + extras
+
+
+def empty_calls() -> pd.DataFrame:
+    """An empty calls table with the schema's columns and dtypes.
+
+    >>> empty_calls().dtypes["start_time"]
+    datetime64[us, UTC]
+    """
+    return coerce_calls(pd.DataFrame({c: [] for c in CALL_COLUMNS}))
+
+
+# a label column without any value: object categories, whatever the input dtype, so it
+# reads back from Parquet as the same dtype (an empty float/str dictionary does not)
+_NO_CATEGORIES = pd.CategoricalDtype(pd.Index([], dtype=object))
+
+
+def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
+    """Give a frame the calls-table schema: column order, dtypes, missing fixed columns.
+
+    Times become ``datetime64[us, UTC]``, ``duration`` float64, labels ``category``,
+    documented booleans nullable ``boolean``, everything else ``str``. Returns a new
+    frame; the input is not modified.
+
+    >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"]}))
+    >>> str(calls["site"].dtype), len(calls.columns) == len(CALL_COLUMNS)
+    ('category', True)
+    """
+    out = {}
+    n = len(frame)
+    for column in _ordered_columns(frame.columns):
+        values = frame[column] if column in frame.columns else pd.Series([None] * n,
+                                                                          index=frame.index)
+        if column in TIME_FIELDS:
+            values = pd.to_datetime(values, utc=True).dt.as_unit("us")
+        elif column == "duration":
+            values = pd.to_numeric(values, errors="coerce").astype("float64")
+        elif column in CATEGORY_COLUMNS:
+            values = values.astype("str").astype("category") if values.notna().any() \
+                else values.astype(_NO_CATEGORIES)
+            values = values.cat.remove_unused_categories()
+        elif column in BOOLEAN_FIELDS:
+            values = values.astype("boolean")
+        else:
+            values = values.astype("str")
+        out[column] = values
+    return pd.DataFrame(out, index=frame.index)
+
+
+def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """Records (from :func:`read_cdr` / :func:`record_from_fields`) -> a calls table.
+
+    >>> from recstats.cdr import read_cdr
+    >>> calls_frame([read_cdr(b"<verbacdr><id>a</id></verbacdr>")]).call_id.tolist()
+    ['a']
+    """
+    records = list(records)
+    if not records:
+        return empty_calls()
+    return coerce_calls(pd.DataFrame.from_records(records)).reset_index(drop=True)
+
+
+def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
+    """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts)."""
+    text = raw.astype("str").str.strip()
+    text = text.where(text.str.fullmatch(_TIME_TEXT, na=False))  # else NaN, so bad
+    has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
+    naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
+    if tz in ("UTC", "utc", None):
+        times = naive.dt.tz_localize("UTC")
+    else:
+        try:
+            times = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool),
+                                         nonexistent="shift_forward").dt.tz_convert("UTC")
+        except (NotImplementedError, OverflowError):
+            # a time at the end of the range (year 9999 west of UTC): pandas refuses the
+            # whole column, so localise one by one and let the failing ones be NaT (bad)
+            times = pd.Series([_localize_or_nat(v, tz) for v in naive], index=naive.index,
+                              dtype=TIME_DTYPE)
+    times = times.dt.as_unit("us")
+    if has_zone.any():
+        zoned = pd.to_datetime(text[has_zone].str.replace(r"[zZ]$", "+00:00", regex=True),
+                               format="ISO8601", utc=True, errors="coerce")
+        times = times.copy()
+        times[has_zone] = zoned.dt.as_unit("us")
+    bad = raw.notna() & times.isna()
+    return times, bad
+
+
+def _localize_or_nat(moment: pd.Timestamp, tz: str) -> pd.Timestamp:
+    if moment is pd.NaT:
+        return pd.NaT
+    try:
+        return moment.tz_localize(tz, ambiguous=True,
+                                  nonexistent="shift_forward").tz_convert("UTC")
+    except (NotImplementedError, OverflowError, ValueError):
+        return pd.NaT
+
+
+def _elapsed_seconds(start: pd.Series, end: pd.Series) -> pd.Series:
+    """end - start in seconds, as integer microseconds / 1e6: correctly rounded, so it
+    equals the per-record path (pandas' total_seconds multiplies by 1e-6 and gives
+    31.951999999999998 for 31.952 s)."""
+    start_us = start.to_numpy(dtype="datetime64[us]").view("int64")
+    end_us = end.to_numpy(dtype="datetime64[us]").view("int64")
+    seconds = (end_us - start_us) / 1e6
+    missing = start.isna().to_numpy() | end.isna().to_numpy()
+    return pd.Series(np.where(missing, np.nan, seconds), index=start.index)
+
+
+def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
+                      directions: Mapping[str, str] | None = None
+                      ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Many documents' raw fields (:func:`fields_of`) -> a calls table, vectorised.
+
+    Returns ``(calls, rejected)``: ``rejected`` maps the position in ``rows`` of each
+    document that is not a valid CDR (no id, a time that is not a time) to the reason;
+    those rows are left out of ``calls``, which keeps the input order of the others
+    (its index is their position in ``rows``). Values equal :func:`record_from_fields`'s.
+
+    >>> calls, rejected = calls_from_fields([{"id": "a", "location": "NY"},
+    ...                                      {"start_time": "2026-11-02 09:00:00"}])
+    >>> calls["site"].tolist(), rejected
+    (['NY'], {1: 'not a CDR: no id or ccdr_id field'})
+    """
+    if not rows:
+        return empty_calls(), {}
+    wide = {pos: _too_many(row) for pos, row in enumerate(rows) if len(row) > MAX_FIELDS}
+    if wide:  # their fields never become columns: an empty row, rejected for no id
+        rows = [{} if pos in wide else row for pos, row in enumerate(rows)]
+    raw = pd.DataFrame.from_records(rows)
+    if len(raw) < len(rows):  # all empty ({} from <cdr/>): from_records gives no rows
+        raw = pd.DataFrame(index=range(len(rows)))
+    rejected: dict[int, str] = {}
+    n = len(raw)
+
+    def column(name: str) -> pd.Series:
+        return raw[name] if name in raw.columns else pd.Series([None] * n, dtype="object")
+
+    call_id = column("id").fillna(column("ccdr_id")) if "ccdr_id" in raw.columns \
+        else column("id")
+    for pos in np.flatnonzero(call_id.isna().to_numpy()):
+        rejected[int(pos)] = "not a CDR: no id or ccdr_id field"
+    rejected.update(wide)  # the reason record_from_fields gives
+    out: dict[str, pd.Series] = {"call_id": call_id}
+    for name in TIME_FIELDS:
+        if name in raw.columns:
+            times, bad = _times_to_utc(raw[name], tz)
+            for pos in np.flatnonzero(bad.to_numpy()):
+                rejected.setdefault(int(pos), f"{name} {raw[name].iat[pos]!r} is not a time")
+            out[name] = times
+        else:
+            out[name] = pd.Series(pd.NaT, index=raw.index, dtype=TIME_DTYPE)
+    elapsed = _elapsed_seconds(out["start_time"], out["end_time"])
+    stated = pd.to_numeric(column("duration"), errors="coerce").astype("float64")
+    out["duration"] = elapsed.where(elapsed.notna(), stated)
+    for name in raw.columns:
+        if name in ("id", "duration") or name in TIME_FIELDS:
+            continue
+        if name == "ccdr_id":
+            # only documents with both ids keep ccdr_id, as in record_from_fields
+            if "id" in raw.columns and (raw["ccdr_id"].notna() & raw["id"].notna()).any():
+                out["ccdr_id"] = raw["ccdr_id"].where(raw["id"].notna())
+            continue
+        if name in BOOLEAN_FIELDS:
+            out[name] = raw[name].map(parse_bool, na_action="ignore")
+        elif name not in SHADOWED:
+            out[RENAMES.get(name, name)] = raw[name]
+    for name in SHADOWED.intersection(raw.columns):  # as in record_from_fields
+        out[name] = raw[name] if name not in out else out[name].where(out[name].notna(),
+                                                                          raw[name])
+    for raw_name, (target, table) in ENUMS.items():
+        if raw_name == "direction_id" and directions is not None:
+            table = directions
+        codes = out.get(raw_name)
+        if codes is not None:
+            decoded = codes.map(lambda v, t=table: decode_enum(v, t), na_action="ignore")
+            out[target] = decoded if target not in out else decoded.where(codes.notna(),
+                                                                          out[target])
+    frame = pd.DataFrame(out, index=raw.index)
+    if rejected:
+        frame = frame.drop(index=sorted(rejected))
+        # fields only rejected documents had are not columns of the result
+        kept = raw.drop(index=sorted(rejected))
+        present = kept.notna()
+        if "ccdr_id" in kept.columns:  # a column only where a document has both ids
+            present["ccdr_id"] &= present["id"] if "id" in kept.columns else False
+        only_rejected = {c if c == "ccdr_id" else RENAMES.get(c, c)
+                         for c in kept.columns if not present[c].any()}
+        frame = frame.drop(columns=[c for c in only_rejected
+                                    if c in frame.columns and c not in CALL_COLUMNS])
+    return coerce_calls(frame), rejected
