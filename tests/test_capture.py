@@ -311,6 +311,8 @@ def test_stop_is_idempotent_and_joins_threads():
         capture.stop()  # before start: nothing to do
         capture.start()
         wait_for(lambda: capture.status.connected.iloc[0], what="connected")
+        wait_for(lambda: isinstance(capture.status.last_error.iloc[1], str),
+                 what="the dead server's first failure")
         capture.stop()
         assert not capture.running  # both threads ended within stop()'s timeout
         capture.stop()
