@@ -205,7 +205,8 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
                 out["ccdr_id"] = raw["ccdr_id"].where(raw["id"].notna())
             continue
         if name in BOOLEAN_FIELDS:
-            out[name] = raw[name].map(parse_bool, na_action="ignore")
+            flags = {text: parse_bool(text) for text in raw[name].dropna().unique()}
+            out[name] = raw[name].map(flags)
         elif name not in SHADOWED:
             out[RENAMES.get(name, name)] = raw[name]
     for name in SHADOWED.intersection(raw.columns):  # as in record_from_fields
@@ -216,7 +217,9 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             table = directions
         codes = out.get(raw_name)
         if codes is not None:
-            decoded = codes.map(lambda v, t=table: decode_enum(v, t), na_action="ignore")
+            # decode each distinct code once: a batch holds few distinct codes
+            names = {code: decode_enum(code, table) for code in codes.dropna().unique()}
+            decoded = codes.map(names)
             out[target] = decoded if target not in out else decoded.where(codes.notna(),
                                                                           out[target])
     frame = pd.DataFrame(out, index=raw.index)
