@@ -306,6 +306,25 @@ class RecorderClient:
             with self._state:
                 self._state.wait(min(_SLICE, timeout) if timeout is not None else _SLICE)
 
+    def _wait(self, take: Callable[[], Any], deadline: float | None):
+        """Read until ``take()`` (called under the state lock) gives something; ``None``
+        once ``deadline`` (clock time; ``None``: never) has passed. A lost session
+        raises :class:`ConnectionLost`, after anything ``take`` still finds."""
+        while True:
+            with self._state:
+                value = take()
+                if value is not None:
+                    return value
+                if self._lost is not None:
+                    self._raise_lost()
+            if deadline is None:
+                self._read_turn(None)
+                continue
+            remaining = deadline - self._clock()
+            if remaining <= 0:
+                return None
+            self._read_turn(remaining)
+
     # ------------------------------------------------------------------ requests
 
     def _request(self, make: Callable[[], tuple[str, bytes]], what: str):
@@ -322,22 +341,11 @@ class RecorderClient:
         # timeout=None (as for sockets): wait for the answer as long as the session lives
         deadline = None if self.timeout is None else self._clock() + self.timeout
         try:
-            while True:
-                with self._state:
-                    answer = self._responses.get(request_id)
-                    if answer is not None:
-                        break
-                    if self._lost is not None:
-                        self._raise_lost()
-                if deadline is None:
-                    self._read_turn(None)
-                    continue
-                remaining = deadline - self._clock()
-                if remaining <= 0:
-                    self._lose(f"no answer to {what} request {request_id} within "
-                               f"{self.timeout:g} s")
-                    continue
-                self._read_turn(remaining)
+            answer = self._wait(lambda: self._responses.get(request_id), deadline)
+            if answer is None:
+                self._lose(f"no answer to {what} request {request_id} within "
+                           f"{self.timeout:g} s")
+                self._raise_lost()
         finally:
             with self._state:
                 self._responses.pop(request_id, None)
@@ -407,19 +415,7 @@ class RecorderClient:
         KeepAlive(interval=10.0)
         """
         deadline = None if timeout is None else self._clock() + timeout
-        while True:
-            with self._state:
-                if self._events:
-                    return self._events.popleft()
-                if self._lost is not None:
-                    self._raise_lost()
-            if deadline is None:
-                self._read_turn(None)
-                continue
-            remaining = deadline - self._clock()
-            if remaining <= 0:
-                return None
-            self._read_turn(remaining)
+        return self._wait(lambda: self._events.popleft() if self._events else None, deadline)
 
     def events(self, idle_timeout: float | None = None) -> Iterator:
         """Yield events as they arrive; end by raising :class:`recstats.ConnectionLost`.
