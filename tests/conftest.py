@@ -16,6 +16,27 @@ def samples_dir() -> Path:
 
 
 @pytest.fixture
+def four_calls():
+    """Four hand-checkable calls on 2026-11-02 (UTC), the analytics tests' table.
+
+    NY: a 09:00-09:20, b 09:10-09:30; LA: c 09:05-10:05, d 09:50-10:00.
+    In progress: 09:00 1, 09:05 2, 09:10 3, 09:20 2, 09:30 1, 09:50 2, 10:00 1, 10:05 0
+    -> peak 3 at 09:10; hour 09-10 carries 20+20+55+10 = 105 call-minutes = 1.75 E,
+    hour 10-11 5 call-minutes. Extensions 100, 101, 102, 200; two E.164 numbers.
+    """
+    import pandas as pd
+
+    from recstats.cdr import coerce_calls
+
+    return coerce_calls(pd.DataFrame([
+        ("a", "NY", "2026-11-02 09:00", "2026-11-02 09:20", "100", "200"),
+        ("b", "NY", "2026-11-02 09:10", "2026-11-02 09:30", "101", "100"),
+        ("c", "LA", "2026-11-02 09:05", "2026-11-02 10:05", "+3612345", "102"),
+        ("d", "LA", "2026-11-02 09:50", "2026-11-02 10:00", "100", "+3699999"),
+    ], columns=["call_id", "site", "start_time", "end_time", "caller", "callee"]))
+
+
+@pytest.fixture
 def small_archive(tmp_path):
     """A freshly generated archive of 60 calls at two sites over two days.
 

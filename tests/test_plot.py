@@ -9,28 +9,12 @@ import pytest
 from matplotlib.figure import Figure
 
 from recstats import plot, stats
-from recstats.cdr import coerce_calls, empty_calls
-
-
-def _calls(rows, **extra):
-    frame = pd.DataFrame(rows, columns=["call_id", "site", "start_time", "end_time",
-                                        "caller", "callee"])
-    for name, values in extra.items():
-        frame[name] = values
-    return coerce_calls(frame)
+from recstats.cdr import empty_calls
 
 
 @pytest.fixture
-def calls():
-    # NY: a 09:00-09:20, b 09:10-09:30; LA: c 09:05-10:05, d 09:50-10:00 (UTC)
-    # all calls in progress: 09:00 1, 09:05 2, 09:10 3, 09:20 2, 09:30 1, 09:50 2,
-    # 10:00 1, 10:05 0 -> peak 3 at 09:10 UTC
-    return _calls([
-        ("a", "NY", "2026-11-02 09:00", "2026-11-02 09:20", "100", "200"),
-        ("b", "NY", "2026-11-02 09:10", "2026-11-02 09:30", "101", "100"),
-        ("c", "LA", "2026-11-02 09:05", "2026-11-02 10:05", "+3612345", "102"),
-        ("d", "LA", "2026-11-02 09:50", "2026-11-02 10:00", "100", "+3699999"),
-    ])
+def calls(four_calls):
+    return four_calls  # see conftest.py: peak 3 at 09:10 UTC
 
 
 def _utc(texts):
