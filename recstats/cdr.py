@@ -364,6 +364,16 @@ def _zone(tz: Any) -> ZoneInfo | None:
     return zone
 
 
+def as_utc(moment: Any) -> pd.Timestamp:
+    """``moment`` (Timestamp, datetime or text) as a UTC Timestamp; naive means UTC.
+
+    >>> as_utc("2026-11-02 09:15"), as_utc(pd.Timestamp("2026-11-02 10:15", tz="CET"))
+    (Timestamp('2026-11-02 09:15:00+0000', tz='UTC'), Timestamp('2026-11-02 09:15:00+0000', tz='UTC'))
+    """
+    stamp = pd.Timestamp(moment)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
 def format_time(moment: pd.Timestamp | _dt.datetime, tz: str = "UTC") -> str:
     """A moment -> CDR time text (``YYYY-MM-DD hh:mm:ss.SSS``) as wall-clock time in ``tz``.
 
@@ -372,10 +382,7 @@ def format_time(moment: pd.Timestamp | _dt.datetime, tz: str = "UTC") -> str:
     >>> format_time(pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC"), "Europe/Budapest")
     '2026-11-02 09:15:02.120'
     """
-    stamp = pd.Timestamp(moment)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    local = stamp.tz_convert(tz)
+    local = as_utc(moment).tz_convert(tz)
     return local.strftime("%Y-%m-%d %H:%M:%S.") + f"{local.microsecond // 1000:03d}"
 
 

@@ -112,8 +112,8 @@ class RecorderSimulator(LoopServer):
         self.tz = tz
         self.manual_clock = manual_clock
         self.history = history
-        self.start_time = _utc(pd.Timestamp.now("UTC").floor("ms") if start_time is None
-                               else start_time)
+        self.start_time = cdr.as_utc(pd.Timestamp.now("UTC").floor("ms") if start_time is None
+                                     else start_time).as_unit("us")
         # validates rate/mean_holding/extensions now rather than in the loop thread
         self._stream = call_stream(self.start_time, rate=self.rate,
                                    mean_holding=self.mean_holding,
@@ -426,9 +426,3 @@ class RecorderSimulator(LoopServer):
         except OSError:
             self.stats["archive_errors"] += 1
 
-
-def _utc(moment) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.tz_convert("UTC").as_unit("us")

@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from .cdr import format_time
+from .cdr import as_utc, format_time
 
 __all__ = [
     "DIRECTION_CODES",
@@ -163,13 +163,6 @@ def _profile_peak(call: Callable[[float, int], float]) -> float:
 # --------------------------------------------------------------------------- the stream
 
 
-def _to_utc(moment) -> pd.Timestamp:
-    stamp = pd.Timestamp(moment)
-    if stamp.tzinfo is None:
-        stamp = stamp.tz_localize("UTC")
-    return stamp.tz_convert("UTC").as_unit("us")
-
-
 def _guid(rng: np.random.Generator) -> str:
     return str(uuid.UUID(bytes=rng.bytes(16), version=4))
 
@@ -223,7 +216,7 @@ def call_stream(start, *, rate: float, mean_holding: float = 180.0,
     if not numbers:
         raise ValueError("extensions must name at least one extension")
     rng = np.random.default_rng(rng)
-    origin = _to_utc(start)
+    origin = as_utc(start).as_unit("us")
     origin_epoch = origin.timestamp()
     names = {n: f"{_FIRST[int(rng.integers(len(_FIRST)))]} "
                 f"{_LAST[int(rng.integers(len(_LAST)))]}" for n in numbers}
