@@ -250,16 +250,13 @@ def _record(element, tz: str) -> MappingProxyType:
 
 
 def _parse(document: bytes, offset: int) -> etree._Element:
-    """Hardened parse of one framed document; malformed -> ProtocolError at ``offset``."""
+    """Hardened parse of one framed document; malformed -> ProtocolError at ``offset``.
+
+    The framer already bounded the size, so only cdr's parse rules apply here."""
     try:
-        root = etree.fromstring(document, cdr.safe_parser())
-    except etree.XMLSyntaxError as exc:
-        raise ProtocolError(f"malformed XML: {exc}", offset) from None
-    except ValueError as exc:  # lxml refuses some byte sequences before parsing
-        raise ProtocolError(f"not an XML document: {exc}", offset) from None
-    if root.getroottree().docinfo.doctype:
-        raise ProtocolError("document declares a DTD; refused for safety", offset)
-    return root
+        return cdr.parse_document(document, max_bytes=len(document))
+    except CDRParseError as exc:
+        raise ProtocolError(exc.reason, offset) from None
 
 
 # A document that is a UTF-8 declaration (or none), whitespace and its root element
