@@ -13,7 +13,7 @@ exactly as a live capture does, then timed:
 * ``cached``    -- a second ``events_frame()`` with nothing new (served from cache);
 * ``records``   -- the baseline a capture without columnar buffers would pay per
   snapshot: ``pd.DataFrame.from_records`` of the same N event dicts (untyped: no
-  categories, no ordering), plus ``recstats.cdr.coerce_calls`` on it for typing.
+  categories, no ordering), plus ``recstats.coerce_calls`` on it for typing.
 
 Output: a table, then one JSON line (``{"bench": "capture_snapshot", ...}``).
 Target (brief): a snapshot of 1 M events well under a second; faster than ``records``.
@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from recstats import cdr
+from recstats import _schema, _table
+
 from recstats._capture_buffers import Tables
 
 
@@ -46,20 +47,20 @@ def make_events(n: int, servers: int, seed: int) -> list[tuple]:
     server_of = rng.integers(0, servers, calls)
     names = [f"10.0.0.{i}:10300" for i in range(servers)]
     sites = [f"SITE-{i}" for i in range(servers)]
-    causes = list(cdr.CAUSES)
+    causes = list(_schema.CAUSES)
     out = []
     for i in range(calls):
         start = stamps[starts[i]]
-        record = dict.fromkeys(cdr.CALL_COLUMNS)
+        record = dict.fromkeys(_schema.CALL_COLUMNS)
         record.update(call_id=f"{i:08x}-7a40-11e4-8271-001cc092f276",
                       site=sites[server_of[i]], start_time=start, end_time=pd.NaT,
                       duration=float("nan"), caller=str(1000 + i % 100),
                       callee=f"+36{i:09d}", direction_id=str(i % 3),
-                      direction=cdr.DIRECTIONS[str(i % 3)], modality="voice",
+                      direction=_schema.DIRECTIONS[str(i % 3)], modality="voice",
                       native_id=str(i), source_ip="10.1.2.3")
         end = dict(record)
         end.update(end_time=stamps[starts[i] + lengths[i]], cause_id=causes[i % len(causes)],
-                   cause=cdr.CAUSES[causes[i % len(causes)]], duration=7.0 * lengths[i],
+                   cause=_schema.CAUSES[causes[i % len(causes)]], duration=7.0 * lengths[i],
                    media_file=f"{i}.wav")
         out.append((2 * i, names[server_of[i]], "start", record))
         out.append((2 * i + 1, names[server_of[i]], "end", end))
@@ -101,7 +102,7 @@ def main() -> None:
     t_cached, _ = best(tables.events_frame)
     rows = [dict(record, received_at=t, server=server, event=kind, origin="notification")
             for t, server, kind, record in events]
-    t_records, _ = best(lambda: cdr.coerce_calls(pd.DataFrame.from_records(rows)), repeat=1)
+    t_records, _ = best(lambda: _table.coerce_calls(pd.DataFrame.from_records(rows)), repeat=1)
     assert len(frame) == n and len(calls) == n // 2
 
     print(f"{n:,} events, {n // 2:,} calls, {args.servers} servers")

@@ -22,7 +22,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from recstats import stats
-from recstats.cdr import coerce_calls
+from recstats._table import coerce_calls
 from recstats.widgets import LiveDashboard
 
 NOW = pd.Timestamp("2026-11-02 12:00", tz="UTC")

@@ -34,7 +34,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from lxml import etree
 
-from recstats import cdr
+from recstats import _time
+
 from recstats import protocol as P
 
 READ = 64 * 1024
@@ -107,7 +108,7 @@ def bench_decoding(calls: int, repeat: int) -> dict:
         assert count == n
 
     def decode_loop():
-        cdr._time_cache.clear()  # every run starts cold, as a fresh capture would
+        _time._time_cache.clear()  # every run starts cold, as a fresh capture would
         conn = P.ClientConnection()
         count = 0
         for chunk in reads:
@@ -115,7 +116,7 @@ def bench_decoding(calls: int, repeat: int) -> dict:
         assert count == n
 
     def decode_tz_loop():
-        cdr._time_cache.clear()
+        _time._time_cache.clear()
         conn = P.ClientConnection(tz="Europe/Budapest")
         for chunk in reads:
             conn.receive_data(chunk, now=0.0)
@@ -136,7 +137,7 @@ def bench_decoding(calls: int, repeat: int) -> dict:
 
 _SERVER = """
 import sys
-from recstats.simulator import RecorderSimulator
+from recstats.sim import RecorderSimulator
 sim = RecorderSimulator(port=0, rate=float(sys.argv[1]), mean_holding=30.0,
                         speed=float(sys.argv[2]), keepalive=1.0, seed=1)
 sim.start()

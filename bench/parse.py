@@ -37,9 +37,9 @@ import pandas as pd
 from lxml import etree
 
 import recstats as rs
-from recstats import archive_parse
-from recstats.cdr import cdr_xml
-from recstats.traffic import generate_calls
+from recstats import _archive_parse as archive_parse
+from recstats._xml import cdr_xml
+from recstats.sim.traffic import generate_calls
 
 
 def make_files(root: Path, n: int, seed: int = 1) -> None:

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from .cdr import BOOLEAN_FIELDS, CALL_COLUMNS, CATEGORY_COLUMNS, TIME_FIELDS
+from ._schema import BOOLEAN_FIELDS, CALL_COLUMNS, CATEGORY_COLUMNS, TIME_FIELDS
 
 __all__ = ["Tables", "is_null"]
 
@@ -260,7 +260,7 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
                     remap[keep] = np.arange(len(keep), dtype=np.int32)
                     values = remap[values]
                     names = [names[i] for i in keep]
-                # no label at all: object categories, as recstats.cdr.coerce_calls gives
+                # no label at all: object categories, as recstats.coerce_calls gives
                 out[name] = pd.Categorical.from_codes(values, dtype=pd.CategoricalDtype(
                     pd.Index(names, dtype="str" if names else object)))
         else:

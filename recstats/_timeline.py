@@ -1,4 +1,4 @@
-"""The step-function core shared by :mod:`recstats.stats` and :mod:`recstats.busyhour`.
+"""The step-function core shared by :mod:`recstats.stats` and :mod:`recstats._busyhour`.
 
 Private: times as int64 microseconds since the epoch, a calls table's intervals, the
 exact concurrency step function and its integral. The definitions are stated in
@@ -27,7 +27,7 @@ def _require(calls: pd.DataFrame, *columns: str) -> None:
     if missing:
         raise ValueError(f"the calls table has no {', '.join(missing)} column(s); "
                          "pass a table with the recstats calls schema "
-                         "(recstats.cdr.coerce_calls builds one)")
+                         "(recstats.coerce_calls builds one)")
 
 
 def _micros(values: pd.Series) -> np.ndarray:

@@ -14,8 +14,8 @@ extension (``.wav``, ``.txt`` transcripts, ...), the first by name when several 
 Only the file name stem counts, never the folder layout.
 
 Speed: each file is read with one raw ``read`` and parsed with the hardened lxml parser
-(:mod:`recstats.archive_parse`); the raw field dicts of a chunk of files become a table
-in one vectorised pass (:func:`recstats.cdr.calls_from_fields`). With several workers,
+(:mod:`recstats._archive_parse`); the raw field dicts of a chunk of files become a table
+in one vectorised pass (:func:`recstats._table.calls_from_fields`). With several workers,
 processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
 walked lazily, so workers start while the walk goes on.
 
@@ -44,7 +44,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from .archive_parse import (
+from ._archive_parse import (
     _ZIPS,
     POOL_CPU_SECONDS,
     _from_ipc,
@@ -52,12 +52,9 @@ from .archive_parse import (
     _worker,
     shown_path,
 )
-from .cdr import (
-    MAX_DOCUMENT_BYTES,
-    check_tz,
-    coerce_calls,
-    empty_calls,
-)
+from ._table import coerce_calls, empty_calls
+from ._time import check_tz
+from ._xml import MAX_DOCUMENT_BYTES
 from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]

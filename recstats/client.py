@@ -35,7 +35,9 @@ from typing import Any, Self
 
 import pandas as pd
 
-from . import cdr, protocol
+from . import protocol
+from ._table import calls_frame, empty_calls
+from ._xml import MAX_DOCUMENT_BYTES
 from .errors import ConnectionLost, ProtocolError, ServerError
 
 __all__ = ["RecorderClient", "SocketTransport"]
@@ -113,7 +115,7 @@ class RecorderClient:
                  on_document: Callable[[bytes], Any] | None = None, *,
                  transport_factory: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.monotonic,
-                 max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES):
+                 max_document_bytes: int = MAX_DOCUMENT_BYTES):
         self.host = host
         self.port = int(port)
         if not 0 < self.port < 65536:  # getaddrinfo would wrap 70000 round to port 4464
@@ -383,7 +385,7 @@ class RecorderClient:
         answer = self._request(lambda: self._conn.get_ongoing_calls(extensions=extensions),
                                "GetOngoingCalls")
         records = [self._with_site(call) for call in answer.calls]
-        return cdr.calls_frame(records) if records else cdr.empty_calls()
+        return calls_frame(records) if records else empty_calls()
 
     def call_detail(self, call_id: str) -> dict[str, Any]:
         """The CDR of one call as a record (like :func:`recstats.read_cdr`).

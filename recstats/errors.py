@@ -53,9 +53,28 @@ class ServerError(RecstatsError):
 class ConnectionLost(RecstatsError):
     """The connection to a recording server ended; ``reason`` says how.
 
-    The socket is already closed when this is raised: reconnect to go on.
+    The socket is already closed when this is raised: reconnect to go on. The
+    subclasses say why, so a program can catch the case it handles without reading
+    messages: :class:`ConnectFailed`, :class:`KeepaliveExpired`,
+    :class:`ResponseTimeout`, :class:`ServerClosed`.
     """
 
     def __init__(self, reason: str):
         self.reason = reason
         super().__init__(reason)
+
+
+class ConnectFailed(ConnectionLost):
+    """No connection could be made (refused, unreachable, TLS handshake failed...)."""
+
+
+class KeepaliveExpired(ConnectionLost):
+    """No keep-alive arrived within 1.5 x the interval the server announced."""
+
+
+class ResponseTimeout(ConnectionLost):
+    """The server did not answer a request in time; the connection was closed."""
+
+
+class ServerClosed(ConnectionLost):
+    """The server closed the connection (or it was reset)."""

@@ -10,7 +10,7 @@ Artists carry a ``gid`` naming what they show (``"exact"``, ``"peak"``, ...) so 
 and tests can find them again.
 
 >>> import pandas as pd
->>> from recstats.cdr import coerce_calls
+>>> from recstats import coerce_calls
 >>> calls = coerce_calls(pd.DataFrame({
 ...     "call_id": ["a", "b"], "site": ["NY", "NY"],
 ...     "start_time": ["2026-11-02 09:00", "2026-11-02 09:10"],

@@ -117,7 +117,7 @@ def compare_calls(live: pd.DataFrame, archive: pd.DataFrame,
     Each live call that has an ``end_time`` must have a CDR with equal ``columns``
     (times compared exactly: both sides come from the same millisecond texts).
 
-    >>> from recstats.cdr import calls_frame
+    >>> from recstats import calls_frame
     >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
     >>> rec = {"call_id": "a", "site": "NY", "start_time": t, "caller": "1000",
     ...        "end_time": t + pd.Timedelta("1min")}

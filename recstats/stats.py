@@ -1,6 +1,6 @@
 """Pure functions on the calls table: concurrency, busy hour, extensions, capacity.
 
-Every function takes a calls table (see :data:`recstats.cdr.CALL_COLUMNS`; only the
+Every function takes a calls table (see :data:`recstats._schema.CALL_COLUMNS`; only the
 columns a function needs must be present) and returns new pandas objects; nothing here
 plots, reads or writes. Times are handled as int64 microseconds since the epoch, so the
 work is vectorised NumPy whatever the table's size.
@@ -21,8 +21,8 @@ Definitions used throughout:
   *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
   average, which is the traffic carried in the bin in erlangs.
 
-:func:`busy_hour` and :func:`traffic_profile` live in :mod:`recstats.busyhour`, the
-Erlang B functions and :func:`capacity_table` in :mod:`recstats.erlang`; all are
+:func:`busy_hour` and :func:`traffic_profile` live in :mod:`recstats._busyhour`, the
+Erlang B functions and :func:`capacity_table` in :mod:`recstats._erlang`; all are
 re-exported here.
 """
 
@@ -49,8 +49,8 @@ from ._timeline import (
     _until_us,
     _value_at,
 )
-from .busyhour import BusyHour, busy_hour, traffic_profile
-from .erlang import capacity_table, channels_for, erlang_b, traffic_for
+from ._busyhour import BusyHour, busy_hour, traffic_profile
+from ._erlang import capacity_table, channels_for, erlang_b, traffic_for
 
 __all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
            "erlang_b", "extension_stats", "is_extension", "traffic_for", "traffic_profile"]

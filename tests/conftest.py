@@ -26,7 +26,7 @@ def four_calls():
     """
     import pandas as pd
 
-    from recstats.cdr import coerce_calls
+    from recstats._table import coerce_calls
 
     return coerce_calls(pd.DataFrame([
         ("a", "NY", "2026-11-02 09:00", "2026-11-02 09:20", "100", "200"),
@@ -42,7 +42,7 @@ def small_archive(tmp_path):
 
     Returns ``(root, truth)``: the folder and the calls table it must read back as.
     """
-    from recstats.samples import generate_archive
+    from recstats.sim.samples import generate_archive
 
     root = tmp_path / "archive"
     truth = generate_archive(root, calls=60, days=2, seed=11)

@@ -1,4 +1,4 @@
-"""recstats.accessor: df.calls validates its frame and only delegates to stats/plot."""
+"""recstats.accessor: df.rs validates its frame and only delegates to stats/plot."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from matplotlib.figure import Figure
 
 import recstats
 from recstats import plot, stats
-from recstats.accessor import CallsAccessor, CallsSummary
-from recstats.cdr import coerce_calls, empty_calls
+from recstats._accessor import CallsAccessor, CallsSummary
+from recstats._table import coerce_calls, empty_calls
 
 
 def _calls(rows):
@@ -31,29 +31,30 @@ def calls(four_calls):
 
 
 def test_registered_by_importing_recstats():
-    assert pd.DataFrame.calls is CallsAccessor
-    assert recstats.accessor.CallsAccessor is CallsAccessor
+    assert pd.DataFrame.rs is CallsAccessor
+    assert recstats._accessor.CallsAccessor is CallsAccessor
 
 
 def test_missing_columns_are_named():
     frame = pd.DataFrame({"call_id": ["a"], "duration": [1.0]})
     with pytest.raises(AttributeError) as info:
-        frame.calls  # noqa: B018
-    assert str(info.value) == ("df.calls needs a calls table (see recstats.read_archive); "
+        frame.rs  # noqa: B018
+    assert str(info.value) == ("df.rs needs a calls table (see recstats.read_archive); "
                                "missing columns: end_time, start_time")
-    assert not hasattr(frame, "calls")
+    assert not hasattr(frame, "rs")
 
 
 def test_time_columns_must_be_datetimes():
     frame = pd.DataFrame({"call_id": ["a"], "start_time": ["2026-11-02 09:00"],
                           "end_time": pd.to_datetime(["2026-11-02 09:01"], utc=True)})
     with pytest.raises(AttributeError, match=r"start_time is (str|object).*coerce_calls"):
-        frame.calls  # noqa: B018
+        frame.rs  # noqa: B018
 
 
-def test_a_calls_column_of_another_table_stays_reachable():
-    table = pd.DataFrame({"calls": [3, 1]}, index=pd.Index(["100", "101"], name="extension"))
-    pd.testing.assert_series_equal(table.calls, table["calls"])
+def test_a_calls_column_does_not_hide_the_accessor(calls):
+    with_column = calls.assign(calls=1)
+    assert with_column.rs.summary().calls == len(calls)
+    pd.testing.assert_series_equal(with_column.calls, with_column["calls"])
 
 
 def test_minimal_frame_is_enough():
@@ -61,7 +62,7 @@ def test_minimal_frame_is_enough():
         "call_id": ["a", "b"],
         "start_time": pd.to_datetime(["2026-11-02 09:00", "2026-11-02 09:10"], utc=True),
         "end_time": pd.to_datetime(["2026-11-02 09:20", "2026-11-02 09:30"], utc=True)})
-    assert frame.calls.concurrency()["concurrent"].tolist() == [1, 2, 1, 0]
+    assert frame.rs.concurrency()["concurrent"].tolist() == [1, 2, 1, 0]
 
 
 # --------------------------------------------------------------------------- delegation
@@ -70,31 +71,31 @@ def test_minimal_frame_is_enough():
 @pytest.mark.parametrize("kwargs", [{}, {"freq": "15min"}, {"by": "site"},
                                     {"freq": "1h", "by": "site"}])
 def test_concurrency_delegates(calls, kwargs):
-    pd.testing.assert_frame_equal(calls.calls.concurrency(**kwargs),
+    pd.testing.assert_frame_equal(calls.rs.concurrency(**kwargs),
                                   stats.concurrency(calls, **kwargs))
 
 
 def test_traffic_profile_delegates(calls):
-    pd.testing.assert_frame_equal(calls.calls.traffic_profile(tz="Europe/Budapest"),
+    pd.testing.assert_frame_equal(calls.rs.traffic_profile(tz="Europe/Budapest"),
                                   stats.traffic_profile(calls, tz="Europe/Budapest"))
 
 
 def test_extensions_delegates(calls):
-    pd.testing.assert_frame_equal(calls.calls.extensions(), stats.extension_stats(calls))
-    pd.testing.assert_frame_equal(calls.calls.extensions(extensions=["100", "101"]),
+    pd.testing.assert_frame_equal(calls.rs.extensions(), stats.extension_stats(calls))
+    pd.testing.assert_frame_equal(calls.rs.extensions(extensions=["100", "101"]),
                                   stats.extension_stats(calls, extensions=["100", "101"]))
 
 
 def test_capacity_delegates(calls):
-    pd.testing.assert_frame_equal(calls.calls.capacity(), stats.capacity_table(calls))
-    pd.testing.assert_frame_equal(calls.calls.capacity(blocking=(0.02,), tz="Asia/Tokyo"),
+    pd.testing.assert_frame_equal(calls.rs.capacity(), stats.capacity_table(calls))
+    pd.testing.assert_frame_equal(calls.rs.capacity(blocking=(0.02,), tz="Asia/Tokyo"),
                                   stats.capacity_table(calls, blocking=(0.02,),
                                                        tz="Asia/Tokyo"))
 
 
 @pytest.mark.parametrize("method", ["time-consistent", "bouncing"])
 def test_busy_hour_delegates(calls, method):
-    got = calls.calls.busy_hour(method=method, tz="Europe/Budapest")
+    got = calls.rs.busy_hour(method=method, tz="Europe/Budapest")
     want = stats.busy_hour(calls, method=method, tz="Europe/Budapest")
     assert (got.method, got.hour, got.traffic) == (want.method, want.hour, want.traffic)
     pd.testing.assert_frame_equal(got.per_day, want.per_day)
@@ -116,24 +117,24 @@ def _assert_same_lines(a, b):
 
 
 def test_plot_concurrency_delegates(calls):
-    got = calls.calls.plot_concurrency(freq="30min", by="site", tz="Europe/Budapest")
+    got = calls.rs.plot_concurrency(freq="30min", by="site", tz="Europe/Budapest")
     assert isinstance(got, Figure)
     _assert_same_lines(got, plot.plot_concurrency(calls, freq="30min", by="site",
                                                   tz="Europe/Budapest"))
     fig = Figure()
     ax = fig.add_subplot()
-    assert calls.calls.plot_concurrency(ax=ax, exact=False) is fig
+    assert calls.rs.plot_concurrency(ax=ax, exact=False) is fig
 
 
 def test_plot_traffic_heatmap_delegates(calls):
-    got = calls.calls.plot_traffic_heatmap(tz="Asia/Tokyo")
+    got = calls.rs.plot_traffic_heatmap(tz="Asia/Tokyo")
     want = plot.plot_traffic_heatmap(calls, tz="Asia/Tokyo")
     np.testing.assert_array_equal(got.axes[0].images[0].get_array(),
                                   want.axes[0].images[0].get_array())
 
 
 def test_plot_extensions_delegates(calls):
-    got = calls.calls.plot_extensions(top=2, by="traffic")
+    got = calls.rs.plot_extensions(top=2, by="traffic")
     want = plot.plot_extensions(calls, top=2, by="traffic")
     assert [p.get_width() for p in got.axes[0].patches] == \
         [p.get_width() for p in want.axes[0].patches]
@@ -142,15 +143,15 @@ def test_plot_extensions_delegates(calls):
 
 
 def test_plot_capacity_delegates(calls):
-    _assert_same_lines(calls.calls.plot_capacity(blocking=(0.01,)),
+    _assert_same_lines(calls.rs.plot_capacity(blocking=(0.01,)),
                        plot.plot_capacity(calls, blocking=(0.01,)))
-    _assert_same_lines(calls.calls.plot_capacity(traffic=4.0, peak=9),
+    _assert_same_lines(calls.rs.plot_capacity(traffic=4.0, peak=9),
                        plot.plot_capacity(calls, traffic=4.0, peak=9))
 
 
 def test_no_method_mutates_the_frame(calls):
     before = calls.copy(deep=True)
-    acc = calls.calls
+    acc = calls.rs
     acc.concurrency(freq="15min", by="site")
     acc.busy_hour()
     acc.traffic_profile(tz="Europe/Budapest")
@@ -166,14 +167,14 @@ def test_no_method_mutates_the_frame(calls):
 
 
 def test_erlang_b_is_not_a_frame_method(calls):
-    assert not hasattr(calls.calls, "erlang_b")
+    assert not hasattr(calls.rs, "erlang_b")
 
 
 # --------------------------------------------------------------------------- summary
 
 
 def test_summary_by_hand(calls):
-    summary = calls.calls.summary()
+    summary = calls.rs.summary()
     assert isinstance(summary, CallsSummary)
     assert summary.calls == 4
     assert summary.sites == ("LA", "NY")
@@ -187,31 +188,31 @@ def test_summary_by_hand(calls):
 
 
 def test_summary_busy_hour_in_zone(calls):
-    summary = calls.calls.summary(tz="Europe/Budapest")
+    summary = calls.rs.summary(tz="Europe/Budapest")
     assert (summary.busy_hour, summary.tz) == (10, "Europe/Budapest")  # 09 UTC = 10 CET
     assert "10:00–11:00 Europe/Budapest" in repr(summary)
 
 
 def test_summary_reprs(calls):
-    text = repr(calls.calls.summary())
+    text = repr(calls.rs.summary())
     assert text.startswith("CallsSummary")
     for piece in ("4", "LA, NY", "2026-11-02 09:00:00 UTC → 2026-11-02 10:05:00 UTC",
                   "3 at 2026-11-02 09:10:00 UTC", "09:00–10:00 UTC, 1.75 erlangs"):
         assert piece in text
-    page = calls.calls.summary()._repr_html_()
+    page = calls.rs.summary()._repr_html_()
     assert page.startswith("<table") and "1.75 erlangs" in page
 
 
 def test_summary_html_escapes_site_names(calls):
     odd = calls.assign(site=pd.Categorical(["<b>&", "<b>&", "LA", "LA"]))
-    page = odd.calls.summary()._repr_html_()
+    page = odd.rs.summary()._repr_html_()
     assert "&lt;b&gt;&amp;" in page and "<b>&" not in page
 
 
 def test_summary_counts_ongoing_calls(calls):
     live = calls.copy()
     live.loc[3, "end_time"] = pd.NaT
-    summary = live.calls.summary()
+    summary = live.rs.summary()
     assert summary.ongoing == 1 and summary.calls == 4
     assert summary.first_start == pd.Timestamp("2026-11-02 09:00", tz="UTC")
 
@@ -221,19 +222,19 @@ def test_summary_ongoing_needs_a_start(calls):
     odd = calls.copy()
     odd.loc[2, ["start_time", "end_time"]] = pd.NaT
     odd.loc[3, "end_time"] = pd.NaT
-    assert odd.calls.summary(until="2026-11-02 12:00").ongoing == 1
+    assert odd.rs.summary(until="2026-11-02 12:00").ongoing == 1
     lost = odd.assign(end_unknown=[False, False, False, True])  # a capture lost its end
-    assert lost.calls.summary(until="2026-11-02 12:00").ongoing == 0
+    assert lost.rs.summary(until="2026-11-02 12:00").ongoing == 0
 
 
 def test_summary_shows_utc_whatever_the_columns_zone(calls):
     local = calls.assign(start_time=calls["start_time"].dt.tz_convert("America/New_York"),
                          end_time=calls["end_time"].dt.tz_convert("America/New_York"))
-    assert "2026-11-02 09:00:00 UTC → 2026-11-02 10:05:00 UTC" in repr(local.calls.summary())
+    assert "2026-11-02 09:00:00 UTC → 2026-11-02 10:05:00 UTC" in repr(local.rs.summary())
 
 
 def test_summary_of_no_calls():
-    summary = empty_calls().calls.summary()
+    summary = empty_calls().rs.summary()
     assert dataclasses.astuple(summary)[:7] == (0, (), None, None, 0, 0, None)
     assert summary.busy_hour is None
     assert "calls" in repr(summary) and "<table" in summary._repr_html_()
@@ -246,7 +247,7 @@ def test_import_recstats_does_not_load_stats_or_matplotlib():
     code = ("import sys, pandas as pd, recstats\n"
             "frame = pd.DataFrame({'call_id': [], 'start_time': pd.to_datetime([], utc=True),"
             " 'end_time': pd.to_datetime([], utc=True)})\n"
-            "frame.calls\n"
+            "frame.rs\n"
             "print(sorted(m for m in ('matplotlib', 'recstats.stats', 'recstats.plot')"
             " if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -256,7 +257,7 @@ def test_import_recstats_does_not_load_stats_or_matplotlib():
 
 def test_summary_without_traffic():
     frame = _calls([("z", "NY", "2026-11-02 09:00", "2026-11-02 09:00", "100", "101")])
-    summary = frame.calls.summary()
+    summary = frame.rs.summary()
     assert (summary.calls, summary.peak, summary.peak_time, summary.busy_hour) == \
         (1, 0, None, None)
     assert summary.first_start == summary.last_end
@@ -266,16 +267,28 @@ def test_until_is_passed_on_for_ongoing_calls(calls):
     live = calls.copy()
     live.loc[2, "end_time"] = pd.NaT  # c (09:05, LA) still in progress
     until = pd.Timestamp("2026-11-02 11:00", tz="UTC")
-    got = live.calls.concurrency(until=until)
+    got = live.rs.concurrency(until=until)
     pd.testing.assert_frame_equal(got, stats.concurrency(live, until=until))
     assert got["time"].iat[-1] == until
-    pd.testing.assert_frame_equal(live.calls.capacity(until=until),
+    pd.testing.assert_frame_equal(live.rs.capacity(until=until),
                                   stats.capacity_table(live, until=until))
-    pd.testing.assert_frame_equal(live.calls.extensions(until=until),
+    pd.testing.assert_frame_equal(live.rs.extensions(until=until),
                                   stats.extension_stats(live, until=until))
-    summary = live.calls.summary(until=until)
+    summary = live.rs.summary(until=until)
     # c now runs 09:05-11:00, so 10:00-11:00 carries 1 E and 09:00-10:00 still 1.75 E
     assert (summary.busy_hour, summary.busy_hour_traffic) == (9, pytest.approx(1.75))
-    ax = live.calls.plot_concurrency(freq=None, until=until).axes[0]
+    ax = live.rs.plot_concurrency(freq=None, until=until).axes[0]
     line = next(ln for ln in ax.lines if ln.get_gid() == "exact")
     assert line.get_xdata()[-1] == np.datetime64("2026-11-02T11:00")
+
+
+def test_accessor_registered_when_pandas_comes_after_recstats():
+    code = ("import sys, recstats\n"
+            "assert 'pandas' not in sys.modules\n"
+            "import pandas as pd\n"
+            "frame = pd.DataFrame({'call_id': ['a'], 'start_time': pd.to_datetime(['2026-11-02 09:00'], utc=True),"
+            " 'end_time': pd.to_datetime(['2026-11-02 09:10'], utc=True)})\n"
+            "print(frame.rs.summary().calls)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True)
+    assert out.stdout.strip() == "1"

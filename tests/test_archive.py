@@ -1,4 +1,4 @@
-"""recstats.archive and recstats.samples: archives of CDR files -> the calls table."""
+"""recstats.archive and recstats.sim.samples: archives of CDR files -> the calls table."""
 
 from __future__ import annotations
 
@@ -20,8 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import recstats as rs
-from recstats import archive, archive_parse
-from recstats.samples import generate_archive, odd_cases
+from recstats import _schema, _table, _xml
+from recstats import _archive_parse as archive_parse
+from recstats import archive
+from recstats.sim.samples import generate_archive, odd_cases
 
 
 def _relative(frame: pd.DataFrame, prefix: str) -> pd.DataFrame:
@@ -251,7 +253,7 @@ def test_oversized_file_is_an_error_row(tmp_path):
     big = tmp_path / "big.xml"
     with open(big, "wb") as handle:  # sparse: cheap to make, 16 MiB + 1 byte long
         handle.write(b"<v><id>big</id>")
-        handle.truncate(rs.cdr.MAX_DOCUMENT_BYTES + 1)
+        handle.truncate(_xml.MAX_DOCUMENT_BYTES + 1)
     (tmp_path / "ok.xml").write_bytes(b"<v><id>ok</id></v>")
     calls = rs.read_archive(tmp_path, progress=False)
     assert calls.call_id.tolist() == ["ok"]
@@ -305,7 +307,7 @@ def test_bad_arguments(tmp_path):
 def test_empty_folder_and_unreadable_listed_file(tmp_path):
     calls = rs.read_archive(tmp_path, progress=False)
     assert len(calls) == 0 and calls.attrs["files"] == 0
-    assert list(calls.columns[:len(rs.cdr.CALL_COLUMNS)]) == list(rs.cdr.CALL_COLUMNS)
+    assert list(calls.columns[:len(_schema.CALL_COLUMNS)]) == list(_schema.CALL_COLUMNS)
     listed = rs.read_archive([tmp_path / "gone.xml"], progress=False)
     assert listed.attrs["errors"][0]["error"].startswith("cannot read file")
     _counts_add_up(listed)
@@ -488,14 +490,14 @@ def test_write_parquet_error_names_the_target(tmp_path):
     # the error named the hidden temporary file (.calls.parquet.<random>)
     target = tmp_path / "missing" / "calls.parquet"
     with pytest.raises(FileNotFoundError, match=re.escape(f"cannot write {target}: No such")):
-        rs.write_parquet(rs.cdr.empty_calls(), target)
+        rs.write_parquet(_table.empty_calls(), target)
 
 
 def test_write_parquet_file_mode_follows_umask(tmp_path):
     # the file was written through mkstemp and renamed: mode 0600 whatever the umask
     old = os.umask(0o022)
     try:
-        target = rs.write_parquet(rs.cdr.empty_calls(), tmp_path / "calls.parquet")
+        target = rs.write_parquet(_table.empty_calls(), tmp_path / "calls.parquet")
     finally:
         os.umask(old)
     assert target.stat().st_mode & 0o777 == 0o644
@@ -566,7 +568,7 @@ def _raw_documents(draw):
 @given(data=_raw_documents())
 def test_fast_fields_equal_general_path(data):
     try:
-        expected = rs.cdr.fields_of(rs.cdr.parse_document(data, "p.xml"))
+        expected = _xml.fields_of(_xml.parse_document(data, "p.xml"))
     except rs.CDRParseError as exc:
         with pytest.raises(rs.CDRParseError) as info:
             archive_parse._fields(data, "p.xml")

@@ -16,11 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recstats import _table, _xml, cdr
 from recstats import _capture_buffers as buffers
-from recstats import cdr
+
 from recstats._capture_buffers import Tables
 from recstats.capture import Capture
-from recstats.simulator import RecorderSimulator
+from recstats.sim import RecorderSimulator
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -169,7 +170,7 @@ def test_two_sites_match_truth_including_calls_found_by_resync(two_sites, tmp_pa
     assert str(events.received_at.dtype) == "datetime64[us, UTC]"
     # the calls table has the calls-table schema, plus server and end_unknown
     core = calls.drop(columns=["server", "end_unknown"])
-    pd.testing.assert_frame_equal(cdr.coerce_calls(core), core)
+    pd.testing.assert_frame_equal(_table.coerce_calls(core), core)
     assert not calls.end_unknown.any()
     ongoing = capture.ongoing
     assert set(ongoing.call_id) == set(calls.call_id[calls.end_time.isna()])
@@ -342,7 +343,7 @@ def test_server_arguments_are_validated():
 
 def _record(call_id, **fields):
     raw = {"id": call_id, **fields}
-    return cdr.read_cdr(cdr.cdr_xml(raw))
+    return cdr.read_cdr(_xml.cdr_xml(raw))
 
 
 @pytest.mark.parametrize("chunk", [65536, 7])
@@ -384,7 +385,7 @@ def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
             row["duration"] = (row["end_time"] - row["start_time"]).total_seconds()
     got = tables.calls_frame()
     assert len(got) == len(merged)
-    want = cdr.calls_frame(list(merged.values()))
+    want = _table.calls_frame(list(merged.values()))
     got_cmp = plain(got).sort_values(["call_id", "server"]).reset_index(drop=True)
     want_cmp = plain(want).sort_values(["call_id", "server"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got_cmp[want_cmp.columns], want_cmp)
@@ -406,13 +407,13 @@ def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
 def test_label_columns_without_values_have_the_calls_table_dtype():
     # an empty capture, and a column no event filled (IM only: no audio codec)
     empty = Capture(["127.0.0.1:1"]).calls.drop(columns=["server", "end_unknown"])
-    pd.testing.assert_frame_equal(cdr.coerce_calls(empty), empty)
+    pd.testing.assert_frame_equal(_table.coerce_calls(empty), empty)
     tables = Tables()
     tables.add(1, "h:1", "start", "notification",
                {"call_id": "a", "site": "NY", "start_time": pd.Timestamp(0, tz="UTC")})
     calls = tables.calls_frame().drop(columns=["server", "end_unknown"])
     assert calls["audio_codec"].isna().all()
-    pd.testing.assert_frame_equal(cdr.coerce_calls(calls), calls)
+    pd.testing.assert_frame_equal(_table.coerce_calls(calls), calls)
 
 
 def test_event_site_falls_back_to_call_then_server():

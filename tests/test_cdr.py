@@ -12,6 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
+from recstats import _schema, _table, _time, _xml
 from recstats import CDRParseError, cdr, read_cdr
 
 # --------------------------------------------------------------------------- PROTOCOL.md
@@ -29,7 +30,7 @@ PROTOCOL_MODALITIES = ["voice", "video", "screen", "share", "im", "file_share", 
                        "whiteboard", "sms"]
 
 
-def _table(text: str) -> dict[str, str]:
+def _enum_table(text: str) -> dict[str, str]:
     out = {}
     for item in " ".join(text.split()).split(", "):
         code, name = item.split(" ", 1)
@@ -42,22 +43,22 @@ def _doc(body: str) -> bytes:
 
 
 def test_enum_tables_match_protocol_exactly():
-    assert cdr.CAUSES == _table(PROTOCOL_CAUSES)
-    assert len(cdr.CAUSES) == 20
-    assert cdr.AUDIO_CODECS == _table(PROTOCOL_CODECS)
-    assert len(cdr.AUDIO_CODECS) == 29
-    assert cdr.DIRECTIONS == {"0": "Internal", "1": "Inbound", "2": "Outbound"}
-    assert list(cdr.MODALITIES) == PROTOCOL_MODALITIES
+    assert _schema.CAUSES == _enum_table(PROTOCOL_CAUSES)
+    assert len(_schema.CAUSES) == 20
+    assert _schema.AUDIO_CODECS == _enum_table(PROTOCOL_CODECS)
+    assert len(_schema.AUDIO_CODECS) == 29
+    assert _schema.DIRECTIONS == {"0": "Internal", "1": "Inbound", "2": "Outbound"}
+    assert list(_schema.MODALITIES) == PROTOCOL_MODALITIES
 
 
 @pytest.mark.parametrize("field,column,table", [
-    ("cause_id", "cause", _table(PROTOCOL_CAUSES)),
-    ("audio_codec_id", "audio_codec", _table(PROTOCOL_CODECS)),
+    ("cause_id", "cause", _enum_table(PROTOCOL_CAUSES)),
+    ("audio_codec_id", "audio_codec", _enum_table(PROTOCOL_CODECS)),
     ("direction_id", "direction", {"0": "Internal", "1": "Inbound", "2": "Outbound"}),
 ])
 def test_every_code_decodes_through_both_paths(field, column, table):
     rows = [{"id": f"c{code}", field: code} for code in table]
-    frame, rejected = cdr.calls_from_fields(rows)
+    frame, rejected = _table.calls_from_fields(rows)
     assert rejected == {}
     assert frame[column].astype(str).tolist() == list(table.values())
     assert frame[field].tolist() == list(table)
@@ -73,15 +74,15 @@ def test_unknown_codes_and_names():
     assert record["cause"] == "Unknown (99)"
     assert record["audio_codec"] == "Unknown (17)"  # 17 is a gap in the table
     assert record["direction"] == "PSTN In"  # newer servers write names
-    assert cdr.decode_enum("006", cdr.CAUSES) == "Busy"  # leading zeros
-    assert cdr.decode_enum("-1", cdr.CAUSES) == "Unknown (-1)"
+    assert cdr.decode_enum("006", _schema.CAUSES) == "Busy"  # leading zeros
+    assert cdr.decode_enum("-1", _schema.CAUSES) == "Unknown (-1)"
 
 
 def test_directions_override():
     record = read_cdr(_doc("<direction_id>3</direction_id>"),
                       directions={"3": "PSTN Out"})
     assert record["direction"] == "PSTN Out"
-    frame, _ = cdr.calls_from_fields([{"id": "a", "direction_id": "3"}],
+    frame, _ = _table.calls_from_fields([{"id": "a", "direction_id": "3"}],
                                      directions={"3": "PSTN Out"})
     assert frame["direction"].tolist() == ["PSTN Out"]
 
@@ -95,7 +96,7 @@ def test_booleans(raw, expected):
 
 
 def test_boolean_fields_in_table():
-    frame, _ = cdr.calls_from_fields([{"id": "a", "ondemand": "1", "manual": "false"},
+    frame, _ = _table.calls_from_fields([{"id": "a", "ondemand": "1", "manual": "false"},
                                       {"id": "b", "ondemand": "false"}])
     assert str(frame["ondemand"].dtype) == "boolean"
     assert frame["ondemand"].tolist() == [True, False]
@@ -123,8 +124,8 @@ def test_attributes_equal_child_elements():
                            b"<start_time>2026-11-02 09:00:00</start_time></verbacdr>")
     as_attributes = read_cdr(b'<verbacdr id="a" location="NY" '
                              b'start_time="2026-11-02 09:00:00"/>')
-    pd.testing.assert_frame_equal(cdr.calls_frame([as_children]),
-                                  cdr.calls_frame([as_attributes]))
+    pd.testing.assert_frame_equal(_table.calls_frame([as_children]),
+                                  _table.calls_frame([as_attributes]))
     assert as_children["start_time"] == pd.Timestamp("2026-11-02 09:00", tz="UTC")
 
 
@@ -138,7 +139,7 @@ def test_oversized_file_reason_does_not_invent_a_size(tmp_path):
     # the reason said "document is 16777217 bytes" whatever the file's real size
     big = tmp_path / "big.xml"
     with open(big, "wb") as handle:
-        handle.truncate(cdr.MAX_DOCUMENT_BYTES + 5000)
+        handle.truncate(_xml.MAX_DOCUMENT_BYTES + 5000)
     with pytest.raises(CDRParseError, match="file is over the 16777216 byte limit"):
         read_cdr(big)
 
@@ -167,13 +168,13 @@ def test_sources_element_tree_and_str_text(tmp_path):
 def test_too_many_fields_are_refused_by_both_paths():
     # every distinct field is a column of the whole table: one 300 kB file with 20 000
     # fields turned a 51-file batch into 20 018 columns and 11 s
-    limit = cdr.MAX_FIELDS
+    limit = _xml.MAX_FIELDS
     ok = {"id": "a", **{f"f{i}": "x" for i in range(limit - 1)}}
     wide = {**ok, "one_more": "x"}
     assert len(cdr.record_from_fields(ok)) >= limit
     with pytest.raises(CDRParseError, match=f"{limit + 1} fields, over the {limit} limit"):
         cdr.record_from_fields(wide)
-    frame, rejected = cdr.calls_from_fields([wide, {"id": "b"}])
+    frame, rejected = _table.calls_from_fields([wide, {"id": "b"}])
     assert frame["call_id"].tolist() == ["b"] and list(rejected) == [0]
     assert "one_more" not in frame.columns and "f0" not in frame.columns
 
@@ -194,7 +195,7 @@ def test_nested_flattening_and_repeats():
     root = etree.fromstring(b"<c><id>x</id><shared_item kind='doc'><id>s1</id>"
                             b"<publisher>1000</publisher><meta><a>1</a></meta></shared_item>"
                             b"<tag>one</tag><tag>two</tag><empty/><blank>  </blank></c>")
-    assert cdr.fields_of(root) == {
+    assert _xml.fields_of(root) == {
         "id": "x", "shared_item.kind": "doc", "shared_item.id": "s1",
         "shared_item.publisher": "1000", "shared_item.meta.a": "1", "tag": "one; two"}
 
@@ -202,8 +203,8 @@ def test_nested_flattening_and_repeats():
 def test_call_id_never_taken_from_nested_element():
     with pytest.raises(CDRParseError, match="no id"):
         read_cdr(b"<verbacdr><shared_item><id>s1</id></shared_item></verbacdr>")
-    frame, rejected = cdr.calls_from_fields(
-        [cdr.fields_of(etree.fromstring(b"<c><x><ccdr_id>n</ccdr_id></x></c>"))])
+    frame, rejected = _table.calls_from_fields(
+        [_xml.fields_of(etree.fromstring(b"<c><x><ccdr_id>n</ccdr_id></x></c>"))])
     assert len(frame) == 0 and list(rejected) == [0]
 
 
@@ -211,7 +212,7 @@ def test_fields_named_like_columns_never_beat_documented_ones():
     # a foreign <call_id>/<site> never replaces id/location, nor blanks other rows
     rows = [{"id": "a", "call_id": "other", "site": "S"},
             {"site": "S", "id": "b", "location": "NY"}, {"id": "c", "location": "LDN"}]
-    frame, _ = cdr.calls_from_fields(rows)
+    frame, _ = _table.calls_from_fields(rows)
     assert frame["call_id"].tolist() == ["a", "b", "c"]
     assert frame["site"].astype(str).tolist() == ["S", "NY", "LDN"]
     records = [cdr.record_from_fields(r) for r in rows]
@@ -269,8 +270,8 @@ def test_parser_limits_are_named_as_limits(data, reason):
 ])
 def test_times_both_paths(raw, tz, utc):
     expected = pd.Timestamp(utc, tz="UTC")
-    assert cdr.parse_time(raw, tz) == expected
-    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}], tz=tz)
+    assert _time.parse_time(raw, tz) == expected
+    frame, rejected = _table.calls_from_fields([{"id": "a", "start_time": raw}], tz=tz)
     assert rejected == {}
     assert frame["start_time"].iloc[0] == expected
     assert str(frame["start_time"].dtype) == "datetime64[us, UTC]"
@@ -282,7 +283,7 @@ def test_time_out_of_range_is_a_parse_error_on_both_paths():
     raw = "9999-12-31 23:59:59"
     with pytest.raises(CDRParseError, match="is not a time"):
         read_cdr(_doc(f"<start_time>{raw}</start_time>"), tz="America/New_York")
-    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}],
+    frame, rejected = _table.calls_from_fields([{"id": "a", "start_time": raw}],
                                             tz="America/New_York")
     assert len(frame) == 0 and list(rejected) == [0]
 
@@ -297,7 +298,7 @@ def test_partial_or_foreign_dates_are_refused_by_both_paths(raw):
     # refused them, and read_cdr read week dates and "t"/"," forms pandas refuses
     with pytest.raises(CDRParseError, match="is not a time"):
         read_cdr(_doc(f"<start_time>{raw}</start_time>"))
-    frame, rejected = cdr.calls_from_fields([{"id": "a", "start_time": raw}])
+    frame, rejected = _table.calls_from_fields([{"id": "a", "start_time": raw}])
     assert len(frame) == 0 and list(rejected) == [0]
 
 
@@ -307,7 +308,7 @@ def test_unknown_time_zone_is_one_clear_error():
     for doc in (_doc(""), _doc("<start_time>2026-11-02 09:00:00</start_time>")):
         with pytest.raises(ValueError, match="unknown time zone 'Europe/Budapets'; use"):
             read_cdr(doc, tz="Europe/Budapets")
-    zone = cdr.check_tz(ZoneInfo("Europe/Budapest"))  # a ZoneInfo gives its name
+    zone = _time.check_tz(ZoneInfo("Europe/Budapest"))  # a ZoneInfo gives its name
     assert zone == "Europe/Budapest"
     doc = _doc("<start_time>2026-07-01 12:00:00</start_time>")
     assert read_cdr(doc, tz=ZoneInfo(zone))["start_time"] == pd.Timestamp(
@@ -316,9 +317,9 @@ def test_unknown_time_zone_is_one_clear_error():
 
 def test_format_time_inverts_parse_time():
     moment = pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
-    text = cdr.format_time(moment, "Europe/Budapest")
+    text = _time.format_time(moment, "Europe/Budapest")
     assert text == "2026-11-02 09:15:02.120"
-    assert cdr.parse_time(text, "Europe/Budapest") == moment
+    assert _time.parse_time(text, "Europe/Budapest") == moment
 
 
 # --------------------------------------------------------------------------- per record
@@ -369,9 +370,9 @@ def test_per_record_equals_vectorised(rows, tz):
             records.append(cdr.record_from_fields(fields, tz=tz))
         except CDRParseError:
             rejected_expected.add(pos)
-    frame, rejected = cdr.calls_from_fields(rows, tz=tz)
+    frame, rejected = _table.calls_from_fields(rows, tz=tz)
     assert set(rejected) == rejected_expected
-    expected = cdr.calls_frame(records)
+    expected = _table.calls_frame(records)
     pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected, check_exact=True)
 
 
@@ -379,24 +380,24 @@ def test_per_record_equals_vectorised(rows, tz):
 def test_stated_duration_that_pandas_cannot_read_is_nan_on_both_paths(raw):
     # float() reads "1_000" and Arabic-Indic digits, pd.to_numeric does not: the per-record
     # path gave 1000.0 / 12.0 where the archive gave NaN
-    frame, _ = cdr.calls_from_fields([{"id": "a", "duration": raw}])
+    frame, _ = _table.calls_from_fields([{"id": "a", "duration": raw}])
     assert pd.isna(cdr.record_from_fields({"id": "a", "duration": raw})["duration"])
     assert pd.isna(frame["duration"].iat[0])
 
 
 def test_duration_is_the_correctly_rounded_difference_on_both_paths():
     fields = {"id": "a", "start_time": "2026-01-01 00:00:00", "end_time": "2026-01-01 00:00:31.952"}
-    frame, _ = cdr.calls_from_fields([fields])
+    frame, _ = _table.calls_from_fields([fields])
     # 31952000 us / 1e6 rounds to the double nearest 31.952; 31952000 * 1e-6 does not
     assert cdr.record_from_fields(fields)["duration"] == 31.952
     assert frame["duration"].iat[0] == 31.952
 
 
 def test_calls_table_schema():
-    frame = cdr.calls_frame([read_cdr(_doc("<location>NY</location>"))])
-    assert list(frame.columns[:len(cdr.CALL_COLUMNS)]) == list(cdr.CALL_COLUMNS)
+    frame = _table.calls_frame([read_cdr(_doc("<location>NY</location>"))])
+    assert list(frame.columns[:len(_schema.CALL_COLUMNS)]) == list(_schema.CALL_COLUMNS)
     assert str(frame["site"].dtype) == "category"
     assert str(frame["end_time"].dtype) == "datetime64[us, UTC]"
     assert frame["duration"].dtype == "float64"
-    empty = cdr.empty_calls()
-    assert len(empty) == 0 and list(empty.columns) == list(cdr.CALL_COLUMNS)
+    empty = _table.empty_calls()
+    assert len(empty) == 0 and list(empty.columns) == list(_schema.CALL_COLUMNS)

@@ -10,9 +10,10 @@ import time
 import pandas as pd
 import pytest
 
+from recstats import _schema
 from recstats import ConnectionLost, ProtocolError, ServerError, cdr, protocol
 from recstats.client import RecorderClient
-from recstats.simulator import RecorderSimulator
+from recstats.sim import RecorderSimulator
 
 START = "2026-11-02 09:00:00"
 EXTENSIONS = [str(n) for n in range(1000, 1010)]
@@ -117,8 +118,8 @@ def test_ongoing_calls_equal_truth(sim):
         ongoing = client.ongoing_calls()
         filtered = client.ongoing_calls(extensions=["1005", "1006"])
         truth = sim.truth
-    assert list(ongoing.columns[:len(cdr.CALL_COLUMNS)]) == list(cdr.CALL_COLUMNS)
-    assert str(ongoing.start_time.dtype) == cdr.TIME_DTYPE
+    assert list(ongoing.columns[:len(_schema.CALL_COLUMNS)]) == list(_schema.CALL_COLUMNS)
+    assert str(ongoing.start_time.dtype) == _schema.TIME_DTYPE
     assert ongoing.end_time.isna().all()
     now = truth[truth.end_time.isna()]
     assert len(now) > 10

@@ -54,8 +54,8 @@ def test_demo_refuses_a_folder_that_is_not_a_previous_report(tmp_path, capsys):
 
 
 def test_with_ongoing_adds_only_calls_still_running_without_a_cdr():
-    from recstats.cdr import calls_frame
-    from recstats.commands.demo import with_ongoing
+    from recstats._table import calls_frame
+    from recstats.cli._demo import with_ongoing
 
     t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
     archive = calls_frame([{"call_id": "a", "site": "NY", "start_time": t,

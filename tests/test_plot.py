@@ -9,7 +9,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from recstats import plot, stats
-from recstats.cdr import empty_calls
+from recstats._table import empty_calls
 
 
 @pytest.fixture

@@ -17,7 +17,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from recstats import cdr
+from recstats import _xml, cdr
+
 from recstats import protocol as P
 from recstats.errors import ProtocolError
 from recstats.protocol import (
@@ -326,7 +327,7 @@ def test_ongoing_calls_keeps_good_calls_and_surfaces_bad_ones():
 
 
 def test_call_detail_round_trip():
-    document = cdr.cdr_xml(FIELDS)
+    document = _xml.cdr_xml(FIELDS)
     [event] = client_events(P.call_detail_response("3", document))
     assert isinstance(event, CallDetail) and event.request_id == "3"
     assert same(event.cdr, cdr.read_cdr(document))

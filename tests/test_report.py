@@ -9,10 +9,10 @@ import time
 import pandas as pd
 import pytest
 
-from recstats.cdr import calls_frame, calls_from_fields
+from recstats._table import calls_frame, calls_from_fields
 from recstats.cli import main
 from recstats.report import choose_freq, compare_calls, report_notes, write_report
-from recstats.traffic import generate_calls
+from recstats.sim.traffic import generate_calls
 
 T0 = pd.Timestamp("2026-11-02 09:00", tz="UTC")
 
@@ -163,7 +163,7 @@ def test_report_command_user_errors_exit_2(tmp_path, capsys):
 
 
 def test_report_of_an_empty_table_is_written_without_failures(tmp_path):
-    from recstats.cdr import empty_calls
+    from recstats._table import empty_calls
 
     index = write_report(empty_calls(), tmp_path)
     assert report_notes(index) == []
@@ -186,8 +186,8 @@ def test_report_command_folds_a_captured_events_table_into_calls(tmp_path, capsy
     # `recstats capture -o` writes the events table (a start and an end row per call):
     # reported as it is, every ended call was counted twice
     from recstats.capture import Capture
-    from recstats.commands.report import load_calls
-    from recstats.simulator import RecorderSimulator
+    from recstats.cli._report import load_calls
+    from recstats.sim import RecorderSimulator
 
     with RecorderSimulator(location="NY", rate=5, mean_holding=3, speed=4, seed=5) as sim, \
             Capture([sim.address]) as capture:

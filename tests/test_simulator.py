@@ -11,11 +11,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recstats import _schema, _xml
 from recstats import cdr, protocol
 from recstats.cli import UsageError, build_parser
-from recstats.commands import simulate
-from recstats.simulator import RecorderSimulator
-from recstats.traffic import generate_calls
+from recstats.cli import _simulate as simulate
+from recstats.sim import RecorderSimulator
+from recstats.sim.traffic import generate_calls
 
 START = "2026-11-02 09:00:00"
 EXTENSIONS = [str(n) for n in range(1000, 1010)]
@@ -93,7 +94,7 @@ def expected_calls(seconds, **kwargs):
 
 def test_truth_follows_the_traffic_model_in_manual_time(tmp_path):
     with make_sim(archive=tmp_path) as sim:
-        assert sim.truth.empty and list(sim.truth.columns)[:4] == list(cdr.CALL_COLUMNS[:4])
+        assert sim.truth.empty and list(sim.truth.columns)[:4] == list(_schema.CALL_COLUMNS[:4])
         sim.advance(300)
         truth = sim.truth
         assert sim.now == pd.Timestamp(START, tz="UTC") + pd.Timedelta(seconds=300)
@@ -140,13 +141,13 @@ def test_archive_holds_exactly_the_ended_calls_in_the_documented_layout(tmp_path
             with wave.open(str(media)) as w:
                 assert w.getframerate() == 8000
     # times in the files are the site's wall-clock time (09:00 UTC is 10:00 in Budapest)
-    first = cdr.fields_of(cdr.parse_document(files[0].read_bytes()))
+    first = _xml.fields_of(_xml.parse_document(files[0].read_bytes()))
     assert first["start_time"][11:13] in ("10", "11")
 
 
 def test_a_failing_archive_write_leaves_no_temp_files_and_the_calls_go_on(tmp_path,
                                                                          monkeypatch):
-    from recstats import simulator as module
+    from recstats.sim import _simulator as module
 
     def full(data, path):
         raise OSError(28, "No space left on device")
@@ -390,7 +391,7 @@ def test_real_time_clock_speed_and_pause():
 
 
 def test_a_client_that_stops_reading_is_dropped_not_waited_for(monkeypatch):
-    from recstats import _simserver as module
+    from recstats.sim import _server as module
     monkeypatch.setattr(module, "HIGH_WATER_BYTES", 32 * 1024)
     monkeypatch.setattr(module, "STUCK_SECONDS", 0.3)
     with make_sim(manual_clock=False, speed=2000, rate=5.0) as sim:
@@ -494,7 +495,7 @@ def test_simulate_command_reports_a_busy_port_in_one_line():
 
 
 def test_simulate_command_names_a_host_it_cannot_resolve(monkeypatch):
-    from recstats import simulator as module
+    from recstats.sim import _simulator as module
 
     def unresolvable(*args, **kwargs):  # what socket.create_server raises (no DNS here)
         raise OSError(-2, "Name or service not known (while attempting to bind on "

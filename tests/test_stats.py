@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recstats.cdr import coerce_calls
+from recstats._table import coerce_calls
 from recstats.stats import (
     BusyHour,
     busy_hour,

@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import cdr
-from recstats.traffic import call_stream, generate_calls, office_hours_profile
+from recstats import _schema, _table, _time
+
+from recstats.sim.traffic import call_stream, generate_calls, office_hours_profile
 
 START = "2026-11-02 00:00:00"  # a Monday
 EXTENSIONS = [str(n) for n in range(1000, 1100)]
@@ -47,7 +48,7 @@ def test_arrival_rate_within_poisson_tolerance(sample):
 
 
 def test_mean_holding_and_duration_consistent(sample):
-    calls, rejected = cdr.calls_from_fields(sample)
+    calls, rejected = _table.calls_from_fields(sample)
     assert rejected == {}
     held = (calls.end_time - calls.start_time).dt.total_seconds()
     # lognormal with sigma 1: sd = mean * sqrt(e - 1) ~ 236 s; standard error ~2.4 s
@@ -71,7 +72,7 @@ def test_directions_match_which_party_is_an_extension(sample):
             assert c["media_file"] == f"{c['id']}.txt"
             continue
         assert c["media_file"] == f"{c['id']}.wav"
-        assert c["audio_codec_id"] in cdr.AUDIO_CODECS
+        assert c["audio_codec_id"] in _schema.AUDIO_CODECS
         if caller in ext and callee in ext:
             expected = "0"
             assert caller != callee
@@ -93,8 +94,8 @@ def test_fields_use_documented_codes_and_unique_guids(sample):
     assert len(set(ids)) == len(ids)
     for c in sample[:500]:
         assert str(uuid.UUID(c["id"])) == c["id"]
-        assert c["cause_id"] in cdr.CAUSES
-        assert c["modality_id"] in cdr.MODALITIES
+        assert c["cause_id"] in _schema.CAUSES
+        assert c["modality_id"] in _schema.MODALITIES
         assert c["location"] == "SITE-A"
         for name in ("native_id", "native_call_id", "source_caller_id", "start_time",
                      "end_time"):
@@ -112,8 +113,8 @@ def test_fields_use_documented_codes_and_unique_guids(sample):
 def test_times_are_wall_clock_in_the_site_zone():
     stream = call_stream("2026-07-01 12:00", rate=1.0, rng=5, tz="Europe/Budapest")
     for call in islice(stream, 20):
-        assert cdr.parse_time(call.start_fields["start_time"], "Europe/Budapest") == call.start
-        assert cdr.parse_time(call.end_fields["end_time"], "Europe/Budapest") == call.end
+        assert _time.parse_time(call.start_fields["start_time"], "Europe/Budapest") == call.start
+        assert _time.parse_time(call.end_fields["end_time"], "Europe/Budapest") == call.end
     first = next(iter(call_stream("2026-07-01 12:00", rate=1.0, rng=5, tz="Europe/Budapest")))
     assert first.start_fields["start_time"].startswith("2026-07-01 14:")  # UTC+2 in summer
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from recstats.cdr import calls_from_fields
-from recstats.traffic import generate_calls
+from recstats._table import calls_from_fields
+from recstats.sim.traffic import generate_calls
 from recstats.widgets import LiveDashboard
 
 NOW = pd.Timestamp("2026-11-02 10:00", tz="UTC")
@@ -362,7 +362,7 @@ def test_dashboard_over_a_real_simulator_and_capture():
     import time
 
     from recstats.capture import Capture
-    from recstats.simulator import RecorderSimulator
+    from recstats.sim import RecorderSimulator
 
     with RecorderSimulator(location="SIM", rate=2, speed=60, seed=4, keepalive=0) as sim, \
             Capture([sim.address]) as capture:

@@ -2,14 +2,14 @@
 
     .venv/bin/python data/samples/regenerate.py
 
-Writes ``archive/`` (generated with :func:`recstats.samples.generate_archive`) and
-``odd/`` (:func:`recstats.samples.write_odd_cases`) beside this script.
+Writes ``archive/`` (generated with :func:`recstats.sim.samples.generate_archive`) and
+``odd/`` (:func:`recstats.sim.samples.write_odd_cases`) beside this script.
 """
 
 import shutil
 from pathlib import Path
 
-from recstats.samples import generate_archive, write_odd_cases
+from recstats.sim.samples import generate_archive, write_odd_cases
 
 HERE = Path(__file__).resolve().parent
 

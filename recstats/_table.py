@@ -15,22 +15,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .cdr import (
-    _TIME_TEXT,
+from ._schema import (
     ARCHIVE_COLUMNS,
     BOOLEAN_FIELDS,
     CALL_COLUMNS,
     CATEGORY_COLUMNS,
     ENUMS,
-    MAX_FIELDS,
     RENAMES,
     SHADOWED,
     TIME_DTYPE,
     TIME_FIELDS,
-    _too_many,
-    decode_enum,
-    parse_bool,
 )
+from ._time import TIME_TEXT
+from ._xml import MAX_FIELDS, too_many_fields
+from .cdr import decode_enum, parse_bool
 
 __all__ = ["calls_frame", "calls_from_fields", "coerce_calls", "empty_calls"]
 
@@ -105,7 +103,7 @@ def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
 def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
     """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts)."""
     text = raw.astype("str").str.strip()
-    text = text.where(text.str.fullmatch(_TIME_TEXT, na=False))  # else NaN, so bad
+    text = text.where(text.str.fullmatch(TIME_TEXT, na=False))  # else NaN, so bad
     has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
     naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
     if tz in ("UTC", "utc", None):
@@ -167,7 +165,7 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     """
     if not rows:
         return empty_calls(), {}
-    wide = {pos: _too_many(row) for pos, row in enumerate(rows) if len(row) > MAX_FIELDS}
+    wide = {pos: too_many_fields(len(row)) for pos, row in enumerate(rows) if len(row) > MAX_FIELDS}
     if wide:  # their fields never become columns: an empty row, rejected for no id
         rows = [{} if pos in wide else row for pos, row in enumerate(rows)]
     raw = pd.DataFrame.from_records(rows)

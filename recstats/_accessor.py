@@ -1,4 +1,4 @@
-"""The ``df.calls`` pandas accessor: recstats' statistics and charts as DataFrame methods.
+"""The ``df.rs`` pandas accessor: recstats' statistics and charts as DataFrame methods.
 
 Importing :mod:`recstats` registers it. The accessor checks in ``__init__`` that the
 frame is a calls table (as from :func:`recstats.read_archive` or a capture), then only
@@ -7,12 +7,12 @@ delegates: every method returns exactly what the :mod:`recstats.stats` or
 modifies the frame. This module imports pandas only; stats and plotting load on first use.
 
 >>> import pandas as pd, recstats
->>> from recstats.cdr import coerce_calls
+>>> from recstats import coerce_calls
 >>> calls = coerce_calls(pd.DataFrame({
 ...     "call_id": ["a", "b"], "site": ["NY", "NY"],
 ...     "start_time": ["2026-11-02 09:00", "2026-11-02 09:10"],
 ...     "end_time": ["2026-11-02 09:20", "2026-11-02 09:30"]}))
->>> calls.calls.concurrency()["concurrent"].max()
+>>> calls.rs.concurrency()["concurrent"].max()
 np.int64(2)
 """
 
@@ -27,7 +27,7 @@ import pandas as pd
 
 __all__ = ["REQUIRED_COLUMNS", "CallsAccessor", "CallsSummary"]
 
-#: Columns ``df.calls`` needs; the rest of the calls-table schema is optional.
+#: Columns ``df.rs`` needs; the rest of the calls-table schema is optional.
 REQUIRED_COLUMNS = ("call_id", "start_time", "end_time")
 _TIME_COLUMNS = ("start_time", "end_time")
 
@@ -43,10 +43,10 @@ class CallsSummary:
     ``peak_time`` when it was first reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
     ``busy_hour_traffic`` its mean traffic in erlangs, ``tz`` the zone of that hour.
 
-    >>> from recstats.cdr import coerce_calls
+    >>> from recstats import coerce_calls
     >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"],
     ...     "start_time": ["2026-11-02 09:00"], "end_time": ["2026-11-02 09:30"]}))
-    >>> summary = calls.calls.summary()
+    >>> summary = calls.rs.summary()
     >>> summary.peak, summary.busy_hour, summary.busy_hour_traffic
     (1, 9, 0.5)
     """
@@ -99,51 +99,41 @@ class CallsSummary:
         return f"<table><caption>Calls summary</caption><tbody>{cells}</tbody></table>"
 
 
-@pd.api.extensions.register_dataframe_accessor("calls")
+@pd.api.extensions.register_dataframe_accessor("rs")
 class CallsAccessor:
-    """``df.calls``: the stats and charts of :mod:`recstats` for a calls table.
+    """``df.rs``: the stats and charts of :mod:`recstats` for a calls table.
 
-    Raises ``AttributeError`` (so ``hasattr(df, "calls")`` is False) when the frame
+    Raises ``AttributeError`` (so ``hasattr(df, "rs")`` is False) when the frame
     lacks ``call_id``, ``start_time`` or ``end_time`` or its time columns are not
     datetimes. Times should be UTC (``datetime64[us, UTC]``), as recstats readers give.
-    A frame that is not a calls table but has a column named ``calls`` (such as
-    :func:`recstats.stats.extension_stats`' result) gets that column, as plain pandas
-    attribute access would give.
 
-    >>> from recstats.cdr import coerce_calls
+    >>> from recstats import coerce_calls
     >>> calls = coerce_calls(pd.DataFrame({
     ...     "call_id": ["a", "b"], "site": ["NY", "NY"],
     ...     "start_time": ["2026-11-02 09:00", "2026-11-02 09:10"],
     ...     "end_time": ["2026-11-02 09:20", "2026-11-02 09:30"]}))
-    >>> calls.calls.summary().peak
+    >>> calls.rs.summary().peak
     2
-    >>> calls.calls.concurrency()["concurrent"].tolist()
+    >>> calls.rs.concurrency()["concurrent"].tolist()
     [1, 2, 1, 0]
-    >>> pd.DataFrame({"x": [1]}).calls  # doctest: +ELLIPSIS
+    >>> pd.DataFrame({"x": [1]}).rs  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    AttributeError: df.calls needs a calls table (...); missing columns: call_id, end_time, start_time
+    AttributeError: df.rs needs a calls table (...); missing columns: call_id, end_time, start_time
     """
-
-    def __new__(cls, frame: pd.DataFrame) -> Any:
-        # A result table with a "calls" column (e.g. extension_stats) is not a calls
-        # table: give the column back, as ``df.calls`` would without this accessor.
-        if "calls" in frame.columns and not set(REQUIRED_COLUMNS) <= set(frame.columns):
-            return frame["calls"]
-        return super().__new__(cls)
 
     def __init__(self, frame: pd.DataFrame) -> None:
         missing = sorted(set(REQUIRED_COLUMNS) - set(frame.columns))
         if missing:
             raise AttributeError(
-                "df.calls needs a calls table (see recstats.read_archive); "
+                "df.rs needs a calls table (see recstats.read_archive); "
                 f"missing columns: {', '.join(missing)}")
         wrong = [f"{c} is {frame[c].dtype}" for c in _TIME_COLUMNS
                  if not pd.api.types.is_datetime64_any_dtype(frame[c])]
         if wrong:
             raise AttributeError(
-                "df.calls needs datetime start_time and end_time columns "
-                f"({'; '.join(wrong)}); convert them with recstats.cdr.coerce_calls(df)")
+                "df.rs needs datetime start_time and end_time columns "
+                f"({'; '.join(wrong)}); convert them with recstats.coerce_calls(df)")
         self._frame = frame
 
     # ------------------------------------------------------------------ statistics
@@ -156,7 +146,7 @@ class CallsAccessor:
         size such as ``"15min"`` gives each bin's ``peak``, ``mean`` (erlangs) and
         ``started``. ``by="site"`` splits by site.
 
-        >>> calls.calls.concurrency(freq="1h")["peak"].tolist()  # doctest: +SKIP
+        >>> calls.rs.concurrency(freq="1h")["peak"].tolist()  # doctest: +SKIP
         [2]
         """
         from . import stats
@@ -166,7 +156,7 @@ class CallsAccessor:
                   tz: str = "UTC", *, until: Any = None) -> Any:
         """The busy hour (ITU-T E.500): :func:`recstats.stats.busy_hour`.
 
-        >>> calls.calls.busy_hour().hour  # doctest: +SKIP
+        >>> calls.rs.busy_hour().hour  # doctest: +SKIP
         9
         """
         from . import stats
@@ -175,7 +165,7 @@ class CallsAccessor:
     def traffic_profile(self, tz: str = "UTC", *, until: Any = None) -> pd.DataFrame:
         """Mean erlangs per weekday x hour: :func:`recstats.stats.traffic_profile`.
 
-        >>> calls.calls.traffic_profile().shape  # doctest: +SKIP
+        >>> calls.rs.traffic_profile().shape  # doctest: +SKIP
         (7, 24)
         """
         from . import stats
@@ -185,7 +175,7 @@ class CallsAccessor:
                    until: Any = None) -> pd.DataFrame:
         """Per-extension figures: :func:`recstats.stats.extension_stats`.
 
-        >>> calls.calls.extensions().index.name  # doctest: +SKIP
+        >>> calls.rs.extensions().index.name  # doctest: +SKIP
         'extension'
         """
         from . import stats
@@ -196,7 +186,7 @@ class CallsAccessor:
         """Channels needed per site at each blocking target:
         :func:`recstats.stats.capacity_table`.
 
-        >>> int(calls.calls.capacity().loc["all", "observed_peak"])  # doctest: +SKIP
+        >>> int(calls.rs.capacity().loc["all", "observed_peak"])  # doctest: +SKIP
         2
         """
         from . import stats
@@ -210,7 +200,7 @@ class CallsAccessor:
         ``until`` (default: now, or the table's latest time if later). Without any
         traffic the busy hour is ``None``.
 
-        >>> calls.calls.summary().peak  # doctest: +SKIP
+        >>> calls.rs.summary().peak  # doctest: +SKIP
         2
         """
         from . import stats
@@ -250,7 +240,7 @@ class CallsAccessor:
                          until: Any = None) -> Any:
         """Concurrency chart: :func:`recstats.plot.plot_concurrency`; returns the Figure.
 
-        >>> calls.calls.plot_concurrency(by="site", tz="Europe/Budapest")  # doctest: +SKIP
+        >>> calls.rs.plot_concurrency(by="site", tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
         return plot.plot_concurrency(self._frame, freq=freq, by=by, tz=tz, ax=ax, exact=exact,
@@ -260,7 +250,7 @@ class CallsAccessor:
                              until: Any = None) -> Any:
         """Weekday x hour traffic heatmap: :func:`recstats.plot.plot_traffic_heatmap`.
 
-        >>> calls.calls.plot_traffic_heatmap(tz="Europe/Budapest")  # doctest: +SKIP
+        >>> calls.rs.plot_traffic_heatmap(tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
         return plot.plot_traffic_heatmap(self._frame, tz=tz, ax=ax, until=until)
@@ -270,7 +260,7 @@ class CallsAccessor:
                         until: Any = None) -> Any:
         """Top extensions bar chart: :func:`recstats.plot.plot_extensions`.
 
-        >>> calls.calls.plot_extensions(top=5, by="traffic")  # doctest: +SKIP
+        >>> calls.rs.plot_extensions(top=5, by="traffic")  # doctest: +SKIP
         """
         from . import plot
         return plot.plot_extensions(self._frame, top=top, by=by, extensions=extensions, ax=ax,
@@ -282,7 +272,7 @@ class CallsAccessor:
         """Erlang B channels-vs-traffic chart with the observed busy hour and peak:
         :func:`recstats.plot.plot_capacity`.
 
-        >>> calls.calls.plot_capacity(blocking=(0.01,))  # doctest: +SKIP
+        >>> calls.rs.plot_capacity(blocking=(0.01,))  # doctest: +SKIP
         """
         from . import plot
         return plot.plot_capacity(self._frame, blocking=blocking, traffic=traffic, peak=peak,

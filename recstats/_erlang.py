@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from ._timeline import _group_codes, _intervals, _step
-from .busyhour import _hourly, _nanmean
+from ._busyhour import _hourly, _nanmean
 
 __all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
 

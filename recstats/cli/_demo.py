@@ -19,7 +19,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from ..cli import UsageError
+from . import UsageError
 
 #: The simulated sites: (location, seed offset, calls per simulated second).
 SITES = (("NEW-YORK", 0, 0.5), ("LONDON", 1, 0.35))
@@ -76,7 +76,7 @@ def with_ongoing(archive, live):
     not in it yet. Calls whose end became unknown are left out (they are not running).
 
     >>> import pandas as pd
-    >>> from recstats.cdr import calls_frame
+    >>> from recstats import calls_frame
     >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
     >>> archive = calls_frame([{"call_id": "a", "start_time": t,
     ...                         "end_time": t + pd.Timedelta("1min")}])
@@ -88,7 +88,7 @@ def with_ongoing(archive, live):
     """
     import pandas as pd
 
-    from ..cdr import coerce_calls
+    from .._table import coerce_calls
 
     running = live["end_time"].isna().to_numpy() & ~live["call_id"].isin(archive["call_id"])
     if "end_unknown" in live.columns:
@@ -113,7 +113,7 @@ def run(args) -> int:
     from .. import archive as archive_module
     from ..capture import Capture
     from ..report import compare_calls, write_report
-    from ..simulator import RecorderSimulator
+    from ..sim import RecorderSimulator
 
     if args.seconds <= 0:
         raise UsageError(f"--seconds must be positive, not {args.seconds}")

@@ -6,7 +6,7 @@ blocking (one ``send`` per client per loop turn), applies back-pressure, and run
 commands from other threads inside the loop, so no state needs a lock. A subclass
 supplies ``_tick(now)`` (the work due now; True when more is waiting),
 ``_wait_time(now)`` and ``_handle(client, request)``:
-:class:`recstats.simulator.RecorderSimulator` is that subclass. The split only keeps
+:class:`recstats.sim.RecorderSimulator` is that subclass. The split only keeps
 each module readable in one sitting.
 """
 
@@ -20,8 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any, Self
 
-from . import protocol
-from .errors import ProtocolError
+from .. import protocol
+from ..errors import ProtocolError
 
 #: A client that stops reading is dropped once this much output waits for it.
 MAX_PENDING_BYTES = 64 * 1024 * 1024

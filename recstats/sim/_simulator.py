@@ -3,7 +3,7 @@
 :class:`RecorderSimulator` is the default "server" of demos, notebooks and tests. One
 background thread runs a ``selectors`` loop that accepts any number of clients, answers
 their requests (through :class:`recstats.protocol.ServerConnection` and its builders),
-sends keep-alives, and plays the calls of :func:`recstats.traffic.call_stream` in
+sends keep-alives, and plays the calls of :func:`recstats.sim.traffic.call_stream` in
 simulated time: every start and end becomes a notification to each subscribed client
 whose filter matches, and, with ``archive``, each ended call leaves a CDR file and a
 small media stand-in on disk.
@@ -29,8 +29,11 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import cdr, protocol
-from ._simserver import _MAX_WAIT, LoopServer, _Client, matches
+from .. import protocol
+from .._table import calls_from_fields, empty_calls
+from .._time import as_utc
+from .._xml import cdr_xml
+from ._server import _MAX_WAIT, LoopServer, _Client, matches
 from .traffic import PlannedCall, call_stream
 
 __all__ = ["RecorderSimulator"]
@@ -69,7 +72,7 @@ class RecorderSimulator(LoopServer):
 
     ``rate`` calls per simulated second, lognormal holding times with mean
     ``mean_holding`` seconds, between ``extensions`` and outside numbers (see
-    :mod:`recstats.traffic`); ``speed`` simulated seconds per real second; ``seed`` makes
+    :mod:`recstats.sim.traffic`); ``speed`` simulated seconds per real second; ``seed`` makes
     the calls reproducible (their delivery timing aside); ``keepalive`` the default
     interval in seconds (0/None: none) for clients that do not ask for one; ``tz`` the
     site's zone for the wall-clock times it writes; ``start_time`` the simulated moment
@@ -112,7 +115,7 @@ class RecorderSimulator(LoopServer):
         self.tz = tz
         self.manual_clock = manual_clock
         self.history = history
-        self.start_time = cdr.as_utc(pd.Timestamp.now("UTC").floor("ms") if start_time is None
+        self.start_time = as_utc(pd.Timestamp.now("UTC").floor("ms") if start_time is None
                                      else start_time).as_unit("us")
         # validates rate/mean_holding/extensions now rather than in the loop thread
         self._stream = call_stream(self.start_time, rate=self.rate,
@@ -226,8 +229,8 @@ class RecorderSimulator(LoopServer):
         rows = self._call(lambda: [c.fields for c in self._ended.values()]
                           + [c.start_fields for c in self._ongoing.values()])
         if not rows:
-            return cdr.empty_calls()
-        calls, _ = cdr.calls_from_fields(rows, tz=self.tz)
+            return empty_calls()
+        calls, _ = calls_from_fields(rows, tz=self.tz)
         return calls.sort_values(["start_time", "call_id"], kind="stable") \
             .reset_index(drop=True)
 
@@ -327,10 +330,10 @@ class RecorderSimulator(LoopServer):
     def _document(self, call_id: str) -> bytes | None:
         call = self._ended.get(call_id)
         if call is not None:
-            return cdr.cdr_xml(call.fields)  # byte for byte the archived CDR file
+            return cdr_xml(call.fields)  # byte for byte the archived CDR file
         call = self._ongoing.get(call_id)
         if call is not None:
-            return cdr.cdr_xml(call.start_fields)
+            return cdr_xml(call.start_fields)
         return None
 
     # ------------------------------------------------------------------ keep-alives
@@ -422,7 +425,7 @@ class RecorderSimulator(LoopServer):
                 body = _WAV
             # media first: whoever finds the CDR also finds its media
             _write_atomic(folder / media, body)
-            _write_atomic(folder / f"{call.call_id}.xml", cdr.cdr_xml(fields))
+            _write_atomic(folder / f"{call.call_id}.xml", cdr_xml(fields))
         except OSError:
             self.stats["archive_errors"] += 1
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..cli import UsageError
+from . import UsageError
 
 
 def calls_from_events(events):
@@ -29,7 +29,7 @@ def calls_from_events(events):
     (1, '1000', 90.0)
     """
 
-    from ..cdr import coerce_calls
+    from .._table import coerce_calls
 
     keys = [c for c in ("server", "call_id") if c in events.columns]
     merged = (events.drop(columns=["received_at", "event", "origin"], errors="ignore")
@@ -46,7 +46,7 @@ def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):
     import pandas as pd
 
     from .. import archive
-    from ..cdr import coerce_calls
+    from .._table import coerce_calls
 
     path = Path(source)
     if not path.exists():

@@ -1,5 +1,5 @@
 """The ``recstats`` command: argument parsing only; each command lives in
-``recstats/commands/<name>.py`` as ``run(args) -> exit code``.
+``recstats/cli/_<name>.py`` as ``run(args) -> exit code``.
 
 Errors a user can fix are one clear line on stderr and exit code 2.
 """
@@ -10,7 +10,7 @@ import argparse
 import importlib
 import sys
 
-from .errors import RecstatsError
+from ..errors import RecstatsError
 
 
 class UsageError(RecstatsError):
@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    module = importlib.import_module(f".commands.{args.command}", __package__)
+    module = importlib.import_module(f"._{args.command}", __package__)
     try:
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
@@ -95,6 +95,3 @@ def main(argv: list[str] | None = None) -> int:
         print(f"recstats {args.command}: error: {exc}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,33 +1,6 @@
-"""The recording server's XML event API, sans-IO: bytes in, typed events out.
+"""Connections of both ends: framed documents -> typed events (the package docstring
+says how they are used)."""
 
-Like h11 or wsproto, this module never touches a socket, a thread or a clock. A
-connection object is fed the bytes read from the network and returns immutable events;
-requests are built as bytes the caller writes. Time enters only as the ``now`` the
-caller passes in (monotonic seconds), so the keep-alive deadline is plain data to check.
-
-Client side (what :class:`recstats.RecorderClient` builds on)::
-
-    conn = ClientConnection(tz="Europe/Budapest")
-    request_id, data = conn.subscribe(extensions=["1000"])
-    sock.sendall(data)
-    for event in conn.receive_data(sock.recv(65536), now=time.monotonic()):
-        ...  # SubscribeAccepted, CallStarted, CallEnded, KeepAlive, ErrorResponse, ...
-    if conn.expired(time.monotonic()):
-        ...  # no keep-alive within 1.5 x the announced interval: the session is over
-
-Server side (what the simulator builds on): :class:`ServerConnection` turns bytes into
-request events and the builders (:func:`subscribe_response`, :func:`call_notification`,
-:func:`keepalive_message`, ...) turn answers into bytes.
-
-The wire format is described in ``docs/protocol.md``: what the vendor documents and
-what recstats chose where it is silent. What is sent is strict; what is accepted is
-tolerant (any root prefix, error ``type``/``id`` on ``Response`` or on the echoed
-``Request``, call fields as children or attributes, ``id`` or ``ccdr_id``, notification
-types in any case and several spellings). A message that is well-formed XML but not
-understood becomes :class:`UnknownMessage` (or :class:`UnknownRequest`), never an
-exception; malformed XML, a DTD or an oversized document is a
-:class:`recstats.ProtocolError` naming the stream offset.
-"""
 
 from __future__ import annotations
 
@@ -40,10 +13,11 @@ from typing import Any
 
 from lxml import etree
 
-from . import cdr
-from .errors import CDRParseError, ProtocolError
-from .framing import Framer
-from .messages import (
+from .. import cdr
+from .._xml import MAX_DOCUMENT_BYTES, fields_of, parse_document, safe_parser
+from ..errors import CDRParseError, ProtocolError
+from ._framing import Framer
+from ._messages import (
     DECLARATION,
     DETAIL,
     KEEPALIVE_FACTOR,
@@ -62,38 +36,6 @@ from .messages import (
     subscribe_response,
 )
 
-__all__ = [
-    "DECLARATION",
-    "KEEPALIVE_FACTOR",
-    "ROOT",
-    "CallDetail",
-    "CallDetailRequest",
-    "CallEnded",
-    "CallStarted",
-    "ClientConnection",
-    "ConnectionClosed",
-    "ErrorResponse",
-    "Event",
-    "Framer",
-    "KeepAlive",
-    "OngoingCalls",
-    "OngoingCallsRequest",
-    "RequestEvent",
-    "ServerConnection",
-    "SubscribeAccepted",
-    "SubscribeRequest",
-    "UnknownMessage",
-    "UnknownRequest",
-    "call_detail_request",
-    "call_detail_response",
-    "call_notification",
-    "error_response",
-    "keepalive_message",
-    "ongoing_calls_request",
-    "ongoing_calls_response",
-    "subscribe_request",
-    "subscribe_response",
-]
 
 # --------------------------------------------------------------------------- events
 
@@ -246,7 +188,7 @@ def _seconds(text: str | None) -> float | None:
 
 
 def _record(element, tz: str) -> MappingProxyType:
-    return MappingProxyType(cdr.record_from_fields(cdr.fields_of(element), tz=tz))
+    return MappingProxyType(cdr.record_from_fields(fields_of(element), tz=tz))
 
 
 def _parse(document: bytes, offset: int) -> etree._Element:
@@ -254,7 +196,7 @@ def _parse(document: bytes, offset: int) -> etree._Element:
 
     The framer already bounded the size, so only cdr's parse rules apply here."""
     try:
-        return cdr.parse_document(document, max_bytes=len(document))
+        return parse_document(document, max_bytes=len(document))
     except CDRParseError as exc:
         raise ProtocolError(exc.reason, offset) from None
 
@@ -284,7 +226,7 @@ def _parse_many(located: list[tuple[int, bytes]]) -> list | None:
         parts.append(memoryview(raw)[head.end(1):] if head.end(1) > 0 else raw)
     parts.append(b"</_>")
     try:
-        wrapper = etree.fromstring(b"".join(parts), cdr.safe_parser())
+        wrapper = etree.fromstring(b"".join(parts), safe_parser())
     except (etree.XMLSyntaxError, ValueError):
         return None
     roots = list(wrapper)
@@ -385,7 +327,7 @@ class ClientConnection(_Connection):
     (115.0, False, True)
     """
 
-    def __init__(self, tz: str = "UTC", max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES,
+    def __init__(self, tz: str = "UTC", max_document_bytes: int = MAX_DOCUMENT_BYTES,
                  on_document: Callable[[bytes], None] | None = None):
         super().__init__(max_document_bytes, on_document)
         self.tz = tz
@@ -571,7 +513,7 @@ class ServerConnection(_Connection):
     [SubscribeRequest(request_id='1', extensions=('1000',), keepalive=0.2)]
     """
 
-    def __init__(self, max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES):
+    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES):
         super().__init__(max_document_bytes)
 
     def receive_data(self, data: bytes) -> list[RequestEvent]:
@@ -612,7 +554,7 @@ class ServerConnection(_Connection):
                 call = _child(message, "call")
                 call_id = None
                 if call is not None:
-                    fields = cdr.fields_of(call)
+                    fields = fields_of(call)
                     call_id = fields.get("id") or fields.get("ccdr_id")
                 events.append(CallDetailRequest(request_id, call_id))
             else:

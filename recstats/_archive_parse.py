@@ -2,8 +2,8 @@
 
 :mod:`recstats.archive` finds the files and schedules chunks; this module reads them
 (bounded raw reads, archive members), parses each document with the hardened parser
-(a fast path for plain documents, :func:`recstats.cdr.fields_of` otherwise), turns the
-chunk's fields into a calls table with :func:`recstats.cdr.calls_from_fields`, and
+(a fast path for plain documents, :func:`recstats._xml.fields_of` otherwise), turns the
+chunk's fields into a calls table with :func:`recstats._table.calls_from_fields`, and
 returns it as Arrow (IPC bytes from a worker process), with the files that failed.
 """
 
@@ -19,15 +19,8 @@ import pandas as pd
 import pyarrow as pa
 from lxml import etree
 
-from .cdr import (
-    MAX_DOCUMENT_BYTES,
-    calls_from_fields,
-    coerce_calls,
-    empty_calls,
-    fields_of,
-    parse_document,
-    safe_parser,
-)
+from ._table import calls_from_fields, coerce_calls, empty_calls
+from ._xml import MAX_DOCUMENT_BYTES, fields_of, parse_document, safe_parser
 from .errors import CDRParseError
 
 _FIRST_READ = 64 * 1024

@@ -22,7 +22,7 @@ The model:
   has no callee, no audio codec, and its media file is a ``.txt`` transcript;
 * ``cause_id`` and ``audio_codec_id`` are drawn from the documented tables.
 
-Times are written with :func:`recstats.cdr.format_time` as wall-clock time in ``tz``.
+Times are written with :func:`recstats._time.format_time` as wall-clock time in ``tz``.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from .cdr import as_utc, format_time
+from .._time import as_utc, format_time
 
 __all__ = [
     "DIRECTION_CODES",
@@ -311,7 +311,7 @@ def generate_calls(start, seconds: float, *, rate: float, mean_holding: float = 
     Same parameters as :func:`call_stream`. Each dict maps source field names (``id``,
     ``location``, ``source_caller_id``, ``destination_caller_id``, ``start_time``,
     ``end_time``, ``duration``, ``direction_id``, ``cause_id``, ``audio_codec_id``,
-    ``media_file``, ...) to text, ready for :func:`recstats.cdr.cdr_xml`. Calls may end
+    ``media_file``, ...) to text, ready for :func:`recstats._xml.cdr_xml`. Calls may end
     after the window.
 
     >>> calls = generate_calls("2026-11-02 09:00", 60, rate=0.5, rng=1)

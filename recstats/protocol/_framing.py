@@ -1,5 +1,5 @@
 """The bytes on the wire, reading side: cutting the incoming stream into whole XML
-documents. :mod:`recstats.messages` is the writing side; :mod:`recstats.protocol`
+documents. :mod:`._messages` is the writing side; :mod:`recstats.protocol`
 builds on both (and re-exports their names): it turns framed documents into typed
 events.
 
@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import re
 
-from . import cdr
-from .errors import ProtocolError
+from .._xml import MAX_DOCUMENT_BYTES
+from ..errors import ProtocolError
 
 __all__ = ["Framer"]
 
@@ -122,7 +122,7 @@ class Framer:
         "max_document_bytes",
     )
 
-    def __init__(self, max_document_bytes: int = cdr.MAX_DOCUMENT_BYTES):
+    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES):
         if max_document_bytes <= 0:
             raise ValueError("max_document_bytes must be positive")
         self.max_document_bytes = int(max_document_bytes)

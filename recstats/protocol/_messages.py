@@ -1,7 +1,7 @@
 """The bytes on the wire, writing side: every request and response recstats sends, as a
 whole UTF-8 document with the XML declaration (see ``docs/protocol.md``).
 
-:mod:`recstats.framing` is the reading side; :mod:`recstats.protocol` re-exports these
+:mod:`._framing` is the reading side; :mod:`recstats.protocol` re-exports these
 builders beside the typed events. The server-side builders serve the simulator.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 
 from lxml import etree
 
-from . import cdr
+from .._xml import call_element, parse_document
 
 __all__ = [
     "DECLARATION",
@@ -178,7 +178,7 @@ def call_notification(kind: str, fields: Mapping[str, Any]) -> bytes:
     root = etree.Element(ROOT)
     note = etree.SubElement(root, "Notification",
                             type="CallStarted" if which == "start" else "CallEnded")
-    note.append(cdr.call_element(fields, "Call"))
+    note.append(call_element(fields, "Call"))
     return _document(root)
 
 
@@ -193,7 +193,7 @@ def ongoing_calls_response(request_id: str | None,
     container = etree.SubElement(response, "Calls")
     count = 0
     for fields in calls:
-        container.append(cdr.call_element(fields, "Call"))
+        container.append(call_element(fields, "Call"))
         count += 1
     container.set("count", str(count))
     return _document(root)
@@ -207,7 +207,7 @@ def call_detail_response(request_id: str | None, cdr_document: bytes) -> bytes:
     >>> call_detail_response("3", b"<verbacdr><id>c1</id></verbacdr>")[39:]
     b'<VerbaApi><Response code="0"><Request type="GetCallDetail" id="3"/><verbacdr><id>c1</id></verbacdr></Response></VerbaApi>'
     """
-    document = cdr.parse_document(bytes(cdr_document))
+    document = parse_document(bytes(cdr_document))
     root, response = _success(DETAIL, request_id)
     document.tail = None
     response.append(document)

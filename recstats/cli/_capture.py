@@ -14,7 +14,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..cli import UsageError
+from . import UsageError
 
 _PLAIN_EVERY = 5.0  # seconds between status lines when stderr is not a terminal
 

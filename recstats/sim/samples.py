@@ -2,7 +2,7 @@
 
 :func:`generate_archive` writes what a recording server leaves on disk (PROTOCOL.md's
 simulator layout ``<root>/<location>/<YYYY>/<MM>/<DD>/<id>.xml`` beside ``<id>.wav``,
-or ``<id>.txt`` for an IM session) using the traffic model of :mod:`recstats.traffic`,
+or ``<id>.txt`` for an IM session) using the traffic model of :mod:`recstats.sim.traffic`,
 and returns the calls table a correct reader must produce from it.
 
 :func:`odd_cases` are hand-written documents a real archive may contain: fields as
@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 from lxml import etree
 
-from .cdr import call_element, calls_frame, coerce_calls, empty_calls, record_from_fields
+from .._table import calls_frame, coerce_calls, empty_calls
+from .._xml import call_element
+from ..cdr import record_from_fields
 from .traffic import generate_calls, office_hours_profile
 
 __all__ = ["generate_archive", "odd_cases", "write_odd_cases"]
@@ -46,7 +48,7 @@ def generate_archive(root: str | os.PathLike, *, calls: int = 400,
 
     Exactly ``calls`` calls over ``days`` days from ``start`` (local midnight in ``tz``,
     the sites' zone, in which CDR times are written), spread over ``sites`` with office
-    hours traffic (:func:`recstats.traffic.office_hours_profile`). Each site has its
+    hours traffic (:func:`recstats.sim.traffic.office_hours_profile`). Each site has its
     own extensions (1000.., 2000.., ...). Files: ``<root>/<site>/<YYYY>/<MM>/<DD>/<id>.xml``
     (local date of the start) beside ``<id>.wav`` (``<id>.txt`` for IM), a few bytes
     each. The same seed gives the same files.

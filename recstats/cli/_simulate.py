@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ..cli import UsageError
+from . import UsageError
 
 
 def site_name(index: int) -> str:
@@ -46,7 +46,7 @@ def run(args, *, wait=None) -> int:
     ``wait`` (for tests) replaces the endless wait; it is called once with the list of
     running simulators.
     """
-    from ..simulator import RecorderSimulator
+    from ..sim import RecorderSimulator
 
     if args.sites < 1:
         raise UsageError("--sites must be at least 1")

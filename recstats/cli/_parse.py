@@ -8,7 +8,7 @@ import warnings
 
 import pandas as pd
 
-from ..cli import UsageError
+from . import UsageError
 
 #: How many failure reasons the summary lists before "... and N more".
 SHOW_ERRORS = 5

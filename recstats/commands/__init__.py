@@ -1,1 +1,0 @@
-"""One module per ``recstats`` sub-command, each with ``run(args) -> int``."""
