@@ -32,7 +32,6 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recstats import _schema, _table
-
 from recstats._capture_buffers import Tables
 
 

@@ -35,7 +35,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from lxml import etree
 
 from recstats import _time
-
 from recstats import protocol as P
 
 READ = 64 * 1024

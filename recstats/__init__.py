@@ -19,6 +19,7 @@ from .errors import (
     CDRParseError,
     ConnectFailed,
     ConnectionLost,
+    DataQualityWarning,
     KeepaliveExpired,
     ProtocolError,
     RecstatsError,
@@ -49,9 +50,10 @@ _LAZY = {
 _SUBMODULES = ("archive", "capture", "cdr", "cli", "client", "errors", "plot", "protocol",
                "report", "sim", "stats", "widgets")
 
-__all__ = [
-    "CDRParseError", "ConnectFailed", "ConnectionLost", "KeepaliveExpired", "ProtocolError",
-    "RecstatsError", "ResponseTimeout", "ServerClosed", "ServerError", *_LAZY,
+__all__ = [  # noqa: PLE0604 - the lazy names are strings too
+    "CDRParseError", "ConnectFailed", "ConnectionLost", "DataQualityWarning",
+    "KeepaliveExpired", "ProtocolError", "RecstatsError", "ResponseTimeout", "ServerClosed",
+    "ServerError", *_LAZY,
 ]
 
 

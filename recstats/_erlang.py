@@ -20,8 +20,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._timeline import _group_codes, _intervals, _step
 from ._busyhour import _hourly, _nanmean
+from ._timeline import _group_codes, _intervals, _step
 
 __all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
 

@@ -6,7 +6,6 @@ Plain data, no pandas and no XML: :mod:`recstats.cdr` (one record), :mod:`recsta
 
 from __future__ import annotations
 
-
 #: Enum tables from the vendor's CDR documentation (codes as strings, as they appear).
 CAUSES: dict[str, str] = {
     "0": "Normal", "1": "Source disconnected", "2": "Destination disconnected",

@@ -17,7 +17,6 @@ equal frames.
 """
 
 from __future__ import annotations
-from __future__ import annotations
 
 import os
 import stat
@@ -30,7 +29,6 @@ from lxml import etree
 from ._schema import (
     BOOLEAN_FIELDS,
     CALL_COLUMNS,
-    CAUSES,
     ENUMS,
     FALSE_TEXTS,
     RENAMES,

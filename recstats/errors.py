@@ -78,3 +78,9 @@ class ResponseTimeout(ConnectionLost):
 
 class ServerClosed(ConnectionLost):
     """The server closed the connection (or it was reset)."""
+
+
+class DataQualityWarning(UserWarning):
+    """An analysis left rows out that no figure should trust (an unknown end, an end
+    before the start, a duplicate call id...); the message says how many and which.
+    :func:`recstats.check_calls` lists them."""

@@ -34,6 +34,8 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
+from ._busyhour import BusyHour, busy_hour, traffic_profile
+from ._erlang import capacity_table, channels_for, erlang_b, traffic_for
 from ._timeline import (
     _NAT,
     _US_PER_S,
@@ -49,8 +51,6 @@ from ._timeline import (
     _until_us,
     _value_at,
 )
-from ._busyhour import BusyHour, busy_hour, traffic_profile
-from ._erlang import capacity_table, channels_for, erlang_b, traffic_for
 
 __all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
            "erlang_b", "extension_stats", "is_extension", "traffic_for", "traffic_profile"]

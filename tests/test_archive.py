@@ -20,9 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import recstats as rs
-from recstats import _schema, _table, _xml
 from recstats import _archive_parse as archive_parse
-from recstats import archive
+from recstats import _schema, _table, _xml, archive
 from recstats.sim.samples import generate_archive, odd_cases
 
 

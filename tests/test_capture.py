@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _table, _xml, cdr
 from recstats import _capture_buffers as buffers
-
+from recstats import _table, _xml, cdr
 from recstats._capture_buffers import Tables
 from recstats.capture import Capture
 from recstats.sim import RecorderSimulator

@@ -12,8 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from recstats import _schema, _table, _time, _xml
-from recstats import CDRParseError, cdr, read_cdr
+from recstats import CDRParseError, _schema, _table, _time, _xml, cdr, read_cdr
 
 # --------------------------------------------------------------------------- PROTOCOL.md
 # typed from PROTOCOL.md, independently of recstats/cdr.py

@@ -10,8 +10,7 @@ import time
 import pandas as pd
 import pytest
 
-from recstats import _schema
-from recstats import ConnectionLost, ProtocolError, ServerError, cdr, protocol
+from recstats import ConnectionLost, ProtocolError, ServerError, _schema, cdr, protocol
 from recstats.client import RecorderClient
 from recstats.sim import RecorderSimulator
 

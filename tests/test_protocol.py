@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from lxml import etree
 
 from recstats import _xml, cdr
-
 from recstats import protocol as P
 from recstats.errors import ProtocolError
 from recstats.protocol import (

@@ -11,8 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _schema, _xml
-from recstats import cdr, protocol
+from recstats import _schema, _xml, cdr, protocol
 from recstats.cli import UsageError, build_parser
 from recstats.cli import _simulate as simulate
 from recstats.sim import RecorderSimulator

@@ -10,7 +10,6 @@ import pandas as pd
 import pytest
 
 from recstats import _schema, _table, _time
-
 from recstats.sim.traffic import call_stream, generate_calls, office_hours_profile
 
 START = "2026-11-02 00:00:00"  # a Monday

@@ -18,24 +18,15 @@ from .._xml import MAX_DOCUMENT_BYTES, fields_of, parse_document, safe_parser
 from ..errors import CDRParseError, ProtocolError
 from ._framing import Framer
 from ._messages import (
-    DECLARATION,
     DETAIL,
     KEEPALIVE_FACTOR,
     ONGOING,
-    ROOT,
     SUBSCRIBE,
     _kind,
     call_detail_request,
-    call_detail_response,
-    call_notification,
-    error_response,
-    keepalive_message,
     ongoing_calls_request,
-    ongoing_calls_response,
     subscribe_request,
-    subscribe_response,
 )
-
 
 # --------------------------------------------------------------------------- events
 
