@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 
 from recstats.cli import main
+from recstats.cli._demo import offered_erlangs
 
 
 @pytest.mark.timeout(120)
@@ -44,6 +45,21 @@ def test_demo_writes_a_complete_report_with_zero_differences(tmp_path, capsys):
     assert 'id="notes"' not in text                        # no chart or table failed
     matched = re.search(r"<td>matched</td><td>(\d+)</td>", text)
     assert matched and int(matched.group(1)) == len(ended_live)
+
+    # the simulators start in steady state, on a clock hour: at the window's start each
+    # site already has about rate x mean holding calls in progress, a Poisson count:
+    # NEW-YORK 0.5 x 180 = 90 erlangs (4 sd = 4 x sqrt(90) = 38), LONDON 0.35 x 180 = 63
+    # (4 sd = 32)
+    start, end = (pd.Timestamp(t) for t in calls.attrs["window"])
+    assert start == start.floor("h") and end - start > pd.Timedelta(minutes=3)
+    running_at_start = calls[(calls["start_time"] < start)
+                             & ~(calls["end_time"] <= start)]
+    per_site = running_at_start["site"].astype(str).value_counts()
+    assert offered_erlangs() == {"NEW-YORK": 90.0, "LONDON": 63.0}
+    for site, erlangs in offered_erlangs().items():
+        assert abs(per_site[site] - erlangs) <= 4 * erlangs ** 0.5, (site, per_site[site])
+    # the capture heard of every one of them before the simulated clocks ran
+    assert set(running_at_start["call_id"]) <= set(events["call_id"])
 
 
 def test_demo_refuses_a_folder_that_is_not_a_previous_report(tmp_path, capsys):

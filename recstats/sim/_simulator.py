@@ -87,7 +87,9 @@ class RecorderSimulator(LoopServer):
     progress at ``start_time``, started in the past as a stationary system's are
     (:func:`recstats.sim.traffic.in_progress_at`); they are in :attr:`ongoing` and
     :attr:`truth`, end with ``CallEnded`` notifications and CDR files like any call.
-    ``steady_state=False`` starts with no call at all.
+    ``steady_state=False`` starts with no call at all. ``paused=True`` starts with the
+    clock frozen at ``start_time`` until :meth:`resume` (clients can connect and learn
+    the ongoing calls before any of them ends).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
@@ -107,7 +109,7 @@ class RecorderSimulator(LoopServer):
                  archive: str | os.PathLike | None = None, keepalive: float | None = 10,
                  tz: str = "UTC", start_time=None, *, manual_clock: bool = False,
                  profile: Callable | None = None, history: int | None = None,
-                 steady_state: bool = True):
+                 steady_state: bool = True, paused: bool = False):
         if not speed > 0:
             raise ValueError(f"speed must be > 0 simulated seconds per second, got {speed}")
         if keepalive is not None and keepalive < 0:
@@ -139,7 +141,7 @@ class RecorderSimulator(LoopServer):
         self._offset = 0.0          # simulated seconds since start_time at _base_mono
         self._played = 0.0          # simulated seconds whose starts and ends are played
         self._base_mono: float | None = None
-        self._paused = manual_clock
+        self._paused = manual_clock or paused
         self._stall_until = 0.0
         super().__init__(host, port, location)
         self.stats.update({"notifications": 0, "keepalives": 0, "requests": 0,
