@@ -163,6 +163,24 @@ def test_starts_in_steady_state_with_calls_already_in_progress(tmp_path):
     assert later.call_id.tolist() == [c["id"] for c in reference]
 
 
+def test_paused_start_holds_the_clock_until_resume():
+    # real time, 600 simulated seconds per second: left running, the ~60 calls in
+    # progress (rate 1 x 60 s) would mostly end within the first real second
+    with make_sim(manual_clock=False, speed=600, steady_state=True, paused=True) as sim:
+        initial = {c["id"] for c in sim.ongoing}
+        peer = Peer(sim.address)
+        peer.request(peer.conn.subscribe())
+        time.sleep(0.3)
+        assert sim.now == pd.Timestamp(START, tz="UTC")
+        assert {c["id"] for c in sim.ongoing} == initial and sim.stats["calls_ended"] == 0
+        sim.resume()
+        peer.read_until(lambda evs: sum(isinstance(e, protocol.CallEnded)
+                                        for e in evs) >= 5)
+        assert sim.now > pd.Timestamp(START, tz="UTC")
+    ended = {e.call["call_id"] for e in peer.events if isinstance(e, protocol.CallEnded)}
+    assert ended & initial   # the calls in progress at the start end first
+
+
 def test_steady_state_off_starts_empty():
     with make_sim(steady_state=False) as sim:
         assert sim.ongoing == [] and sim.truth.empty

@@ -149,8 +149,8 @@ class RecorderSimulator(LoopServer):
                            "archive_errors": 0})
         # the calls already running when the server comes up (none notified: no client
         # is connected yet); they end, and are archived, as simulated time passes
-        while self._next is not None and self._next.offset < 0:
-            call, self._next = self._next, next(self._stream, None)
+        while (call := self._next) is not None and call.offset < 0:
+            self._next = next(self._stream, None)
             self._start(call)
 
     # ------------------------------------------------------------------ lifecycle

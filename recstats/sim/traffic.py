@@ -272,7 +272,7 @@ def _spawn(rng: np.random.Generator) -> np.random.Generator:
     try:
         return rng.spawn(1)[0]
     except TypeError:  # a bit generator without a SeedSequence
-        return np.random.Generator(rng.bit_generator.jumped())
+        return np.random.Generator(rng.bit_generator.jumped())  # type: ignore[attr-defined]
 
 
 def _in_progress(rng, origin, rate, mu, mean_holding, accept, peak, clock, numbers, names,
