@@ -232,3 +232,29 @@ def test_no_traceback_reaches_stderr_in_a_real_process(tmp_path):
         assert done.returncode == code, (argv, done.stderr)
         assert "Traceback" not in done.stderr and done.stdout == ""
         assert done.stderr.strip().splitlines()[-1].startswith(f"recstats {argv[0]}: error:")
+
+
+@pytest.mark.timeout(60)
+def test_simulate_says_when_cdr_files_could_not_be_written(tmp_path, monkeypatch, capsys):
+    import time
+
+    from recstats.cli import _simulate, build_parser
+    from recstats.sim import _simulator
+
+    def disk_full(source, target):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(_simulator.os, "replace", disk_full)
+    args = build_parser().parse_args(["simulate", "--port", "0", "--speed", "600",
+                                      "--seed", "1", "--archive", str(tmp_path)])
+
+    def wait(simulators):  # until the first ended call failed to be archived
+        deadline = time.monotonic() + 30
+        while not simulators[0].stats["archive_errors"] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        raise KeyboardInterrupt
+
+    assert _simulate.run(args, wait=wait) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("recstats simulate: error: ") and "could not be written" in err[-1]
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]

@@ -91,8 +91,15 @@ def run(args, *, wait=None) -> int:
             wait(simulators)
         else:
             _stop_on_sigterm()
+            warned = False
             while True:
                 time.sleep(1.0)
+                failed = sum(sim.stats["archive_errors"] for sim in simulators)
+                if failed and not warned:  # a full disk mid-run is said at once
+                    print(f"recstats simulate: warning: CDR files cannot be written under "
+                          f"{args.archive} ({failed} so far); the total follows at the end",
+                          file=sys.stderr, flush=True)
+                    warned = True
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
     finally:
