@@ -63,8 +63,10 @@ def check_output(path: str | os.PathLike) -> Path:
         text = os.fsdecode(text)
     if not text.strip():
         raise OutputPathError("the output path is empty; give a file name")
-    if text.endswith(os.sep) or os.path.isdir(text):
+    if os.path.isdir(text):
         raise OutputPathError(f"cannot write {text}: it is a folder; give a file name")
+    if text.endswith(os.sep):
+        raise OutputPathError(f"cannot write {text}: it names a folder; give a file name")
     target = Path(os.path.realpath(text))  # follows every link in the chain
     try:
         mode = os.stat(target).st_mode

@@ -78,6 +78,7 @@ def test_output_refuses_a_fifo_and_leaves_it_a_fifo(tmp_path, one_call):
 
 @pytest.mark.parametrize("path,message", [
     ("", "empty"), ("   ", "empty"), ("/dev/null", "device"), (".", "folder"),
+    ("no-such-folder/", "names a folder"),
 ])
 def test_output_refuses_devices_folders_and_empty_paths(path, message, one_call):
     with pytest.raises(OutputPathError, match=message):
