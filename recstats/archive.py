@@ -588,7 +588,10 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Write a calls table to Parquet, keeping ``calls.attrs`` (errors, counts).
 
     ``pandas.read_parquet(path)`` gives back an equal frame, attrs included; the file is
-    written to a temporary name and renamed, so a crash never leaves half a file.
+    written to a temporary name and renamed, so a crash never leaves half a file. Only a
+    regular file or a new path is replaced (a symlink's target, keeping the link); an
+    empty path, a folder, a FIFO or a device raises
+    :class:`recstats._output.OutputPathError` (a ``ValueError``) before any work.
 
     >>> import recstats as rs, pandas as pd
     >>> calls = rs.calls_frame([rs.read_cdr(b"<verbacdr><id>a</id></verbacdr>")])
@@ -598,9 +601,11 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     """
     import pyarrow.parquet as pq
 
+    from ._output import check_output, replacing
+
     if not isinstance(calls, pd.DataFrame):
         raise TypeError(f"calls must be a DataFrame, not {type(calls).__name__}")
-    target = Path(path)
+    check_output(path)  # before the work: a FIFO or a folder is refused at once
     table = pa.Table.from_pandas(calls)
     # a category column without any value gets a null/float-typed dictionary, which reads
     # back as object/float: give it string values so it reads back as a category
@@ -612,18 +617,7 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     metadata = dict(table.schema.metadata or {})
     metadata[b"PANDAS_ATTRS"] = json.dumps(calls.attrs, default=str).encode()
     table = table.replace_schema_metadata(metadata)
-    # not mkstemp: its 0600 mode would make calls.parquet private; 0666 & ~umask, as
-    # for any file the user writes
-    temp = os.path.join(target.parent, f".{target.name}.{os.getpid()}.{os.urandom(4).hex()}")
-    try:
-        os.close(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
-    except OSError as exc:  # name the file asked for, not the hidden temporary one
-        raise type(exc)(exc.errno, f"cannot write {target}: {exc.strerror}") from None
-    try:
+    with replacing(path) as temp:
         pq.write_table(table, temp)
-        os.replace(temp, target)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
-    return target
+    return Path(path)
 

@@ -21,7 +21,8 @@ CALL_EVENTS = (protocol.CallStarted, protocol.CallEnded)
 
 def make_sim(**kwargs) -> RecorderSimulator:
     options = {"rate": 1.0, "mean_holding": 60.0, "extensions": EXTENSIONS, "seed": 11,
-               "start_time": START, "keepalive": None, "manual_clock": True}
+               "start_time": START, "keepalive": None, "manual_clock": True,
+               "steady_state": False}  # exactly the traffic model's arrivals
     options.update(kwargs)
     return RecorderSimulator(**options)
 

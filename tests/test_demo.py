@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from recstats.cli import main
+from recstats.cli._demo import offered_erlangs
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.timeout(120)
@@ -45,6 +52,21 @@ def test_demo_writes_a_complete_report_with_zero_differences(tmp_path, capsys):
     matched = re.search(r"<td>matched</td><td>(\d+)</td>", text)
     assert matched and int(matched.group(1)) == len(ended_live)
 
+    # the simulators start in steady state, on a clock hour: at the window's start each
+    # site already has about rate x mean holding calls in progress, a Poisson count:
+    # NEW-YORK 0.5 x 180 = 90 erlangs (4 sd = 4 x sqrt(90) = 38), LONDON 0.35 x 180 = 63
+    # (4 sd = 32)
+    start, end = (pd.Timestamp(t) for t in calls.attrs["window"])
+    assert start == start.floor("h") and end - start > pd.Timedelta(minutes=3)
+    running_at_start = calls[(calls["start_time"] < start)
+                             & ~(calls["end_time"] <= start)]
+    per_site = running_at_start["site"].astype(str).value_counts()
+    assert offered_erlangs() == {"NEW-YORK": 90.0, "LONDON": 63.0}
+    for site, erlangs in offered_erlangs().items():
+        assert abs(per_site[site] - erlangs) <= 4 * erlangs ** 0.5, (site, per_site[site])
+    # the capture heard of every one of them before the simulated clocks ran
+    assert set(running_at_start["call_id"]) <= set(events["call_id"])
+
 
 def test_demo_refuses_a_folder_that_is_not_a_previous_report(tmp_path, capsys):
     (tmp_path / "precious.txt").write_text("keep me")
@@ -71,3 +93,60 @@ def test_with_ongoing_adds_only_calls_still_running_without_a_cdr():
     assert both["end_time"].isna().tolist() == [False, True, True]
     assert "server" not in both.columns and "end_unknown" not in both.columns
     assert str(both["site"].dtype) == "category"
+
+
+# --------------------------------------------------------------------------- README
+
+
+def readme_blocks() -> dict[str, str]:
+    """The README's ```python blocks, keyed by the ``## `` heading above each."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks, heading = {}, ""
+    for part in re.split(r"^(```python\n.*?^```)$", text, flags=re.MULTILINE | re.DOTALL):
+        if part.startswith("```python\n"):
+            blocks[heading] = part.removeprefix("```python\n").removesuffix("```")
+        else:
+            headings = re.findall(r"^## (.+)$", part, flags=re.MULTILINE)
+            heading = headings[-1] if headings else heading
+    return blocks
+
+
+def test_readme_has_the_two_quickstarts():
+    assert set(readme_blocks()) == {"Quickstart: an archive of CDR files",
+                                    "Quickstart: live servers"}
+
+
+def test_readme_archive_quickstart_runs_as_written(monkeypatch):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    monkeypatch.chdir(ROOT)  # the README's paths are relative to the repository
+    namespace: dict = {}
+    exec(compile(readme_blocks()["Quickstart: an archive of CDR files"], "README.md",  # noqa: S102 - our README
+                 "exec"), namespace)
+    plt.close("all")
+    calls = namespace["calls"]
+    # the generated sample archive only (400 calls, every file parsed), not the odd/
+    # fixtures next to it
+    assert len(calls) == 400 and calls.attrs["errors"] == []
+    assert not calls["cdr_path"].str.contains("/odd/").any()
+
+
+@pytest.mark.timeout(120)
+def test_readme_live_quickstart_runs_as_written(tmp_path):
+    script = tmp_path / "live.py"
+    script.write_text(readme_blocks()["Quickstart: live servers"], encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path]),
+           "MPLBACKEND": "Agg"}
+    done = subprocess.run([sys.executable, str(script)], cwd=ROOT, env=env, check=False,
+                          capture_output=True, text=True, timeout=100)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    out = done.stdout
+    assert "NY" in out   # the status table names the site
+    # five events of extension 1000 from the synchronous client, one line each
+    events = [line for line in out.splitlines()
+              if re.match(r"^(CallStarted|CallEnded|KeepAlive)\(", line)]
+    assert len(events) == 5, out[-2000:]

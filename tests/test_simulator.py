@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _schema, _xml, cdr, protocol
+from recstats import _schema, _time, _xml, cdr, protocol
 from recstats.cli import UsageError, build_parser
 from recstats.cli import _simulate as simulate
 from recstats.sim import RecorderSimulator
@@ -22,8 +22,11 @@ EXTENSIONS = [str(n) for n in range(1000, 1010)]
 
 
 def make_sim(**kwargs) -> RecorderSimulator:
+    """A manual-clock simulator that starts empty (unless ``steady_state=True``), so its
+    calls are exactly the traffic model's arrivals from ``START``."""
     options = {"rate": 1.0, "mean_holding": 60.0, "extensions": EXTENSIONS, "seed": 7,
-               "start_time": START, "keepalive": None, "manual_clock": True}
+               "start_time": START, "keepalive": None, "manual_clock": True,
+               "steady_state": False}
     options.update(kwargs)
     return RecorderSimulator(**options)
 
@@ -110,6 +113,78 @@ def test_truth_follows_the_traffic_model_in_manual_time(tmp_path):
     assert truth.loc[~ended, "cause_id"].isna().all()
     assert truth.loc[ended, "cause_id"].notna().all()
     assert truth.site.astype(str).eq("SITE-A").all()
+
+
+def test_starts_in_steady_state_with_calls_already_in_progress(tmp_path):
+    # rate 2 calls/s x mean holding 120 s = 240 erlangs: the number in progress at start
+    # is Poisson(240) (M/G/inf), sd sqrt(240) = 15.5; 4 sd = 62 calls either way
+    start = pd.Timestamp(START, tz="UTC")
+    with make_sim(rate=2.0, mean_holding=120.0, archive=tmp_path, steady_state=True,
+                  tz="Europe/Budapest") as sim:
+        initial = sim.ongoing
+        assert abs(len(initial) - 240) <= 4 * 240 ** 0.5
+        peer = Peer(sim.address, tz="Europe/Budapest")
+        peer.request(peer.conn.subscribe())
+        listed = peer.request(peer.conn.get_ongoing_calls())
+        sim.advance(300)
+        truth = sim.truth
+        peer.request(peer.conn.get_ongoing_calls())  # after every notification sent so far
+        again = make_sim(rate=2.0, mean_holding=120.0, steady_state=True,
+                         tz="Europe/Budapest")
+        with again:
+            assert again.ongoing == initial             # seeded: the same population
+    ids = [c["id"] for c in initial]
+    assert [c["call_id"] for c in listed.calls] == ids   # what a client is told at connect
+    starts = pd.Series([_time.parse_time(c["start_time"], "Europe/Budapest")
+                        for c in initial])
+    assert (starts < start).all() and starts.is_monotonic_increasing
+    assert (start - starts).max() > pd.Timedelta(minutes=5)  # some long calls run already
+    assert not any("end_time" in c for c in initial)
+    # they end later, as CallEnded notifications without a CallStarted, and as CDR files
+    first = truth.set_index("call_id").loc[ids]
+    ended = first[first.end_time.notna()]
+    assert (ended.end_time > start).all()
+    assert len(ended) > len(first) / 2   # mean residual life ~ 1.36 x 120 s < 300 s
+    assert (first.loc[first.end_time.isna(), "start_time"] < start).all()
+    seen = {(type(e).__name__, e.call["call_id"]) for e in peer.events
+            if isinstance(e, (protocol.CallStarted, protocol.CallEnded))}
+    assert {c for kind, c in seen if kind == "CallEnded"} >= set(ended.index)
+    assert not {c for kind, c in seen if kind == "CallStarted"} & set(ids)
+    for call_id, row in ended.iterrows():
+        record = cdr.read_cdr(sim.cdr_path(call_id), tz="Europe/Budapest")
+        assert record["start_time"] == row.start_time and record["end_time"] == row.end_time
+        local = row.start_time.tz_convert("Europe/Budapest")
+        assert sim.cdr_path(call_id).parent == (tmp_path / "SITE-A" / f"{local:%Y}"
+                                                / f"{local:%m}" / f"{local:%d}")
+    assert len(list(tmp_path.rglob("*.xml"))) == int(truth.end_time.notna().sum())
+    # the arrivals from the start on are the traffic model's, as without the warm start
+    later = truth[~truth.call_id.isin(ids)]
+    reference = expected_calls(300, rate=2.0, mean_holding=120.0)
+    assert later.call_id.tolist() == [c["id"] for c in reference]
+
+
+def test_paused_start_holds_the_clock_until_resume():
+    # real time, 600 simulated seconds per second: left running, the ~60 calls in
+    # progress (rate 1 x 60 s) would mostly end within the first real second
+    with make_sim(manual_clock=False, speed=600, steady_state=True, paused=True) as sim:
+        initial = {c["id"] for c in sim.ongoing}
+        peer = Peer(sim.address)
+        peer.request(peer.conn.subscribe())
+        time.sleep(0.3)
+        assert sim.now == pd.Timestamp(START, tz="UTC")
+        assert {c["id"] for c in sim.ongoing} == initial and sim.stats["calls_ended"] == 0
+        sim.resume()
+        peer.read_until(lambda evs: sum(isinstance(e, protocol.CallEnded)
+                                        for e in evs) >= 5)
+        assert sim.now > pd.Timestamp(START, tz="UTC")
+    ended = {e.call["call_id"] for e in peer.events if isinstance(e, protocol.CallEnded)}
+    assert ended & initial   # the calls in progress at the start end first
+
+
+def test_steady_state_off_starts_empty():
+    with make_sim(steady_state=False) as sim:
+        assert sim.ongoing == [] and sim.truth.empty
+        assert sim.stats["calls_started"] == 0
 
 
 def test_archive_holds_exactly_the_ended_calls_in_the_documented_layout(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import uuid
 from itertools import islice
 
@@ -10,7 +11,7 @@ import pandas as pd
 import pytest
 
 from recstats import _schema, _table, _time
-from recstats.sim.traffic import call_stream, generate_calls, office_hours_profile
+from recstats.sim.traffic import call_stream, generate_calls, in_progress_at, office_hours_profile
 
 START = "2026-11-02 00:00:00"  # a Monday
 EXTENSIONS = [str(n) for n in range(1000, 1100)]
@@ -165,3 +166,64 @@ def test_one_extension_means_no_internal_calls():
 def test_invalid_parameters(kwargs):
     with pytest.raises(ValueError):
         generate_calls(START, 10, **kwargs)
+
+
+def test_in_progress_at_start_is_the_stationary_population():
+    # M/G/inf with rate 0.2/s and mean holding 180 s: N ~ Poisson(36); a call seen in
+    # progress has a length-biased holding time, and its age and residual life both have
+    # mean E[S^2] / (2 E[S]) = 180 * e^(sigma^2) / 2 = 180 * e / 2 = 244.6 s (sigma 1).
+    # Over 150 seeds: count mean sd = 6 / sqrt(150) = 0.49; residual sd (E[S^3]/(3E[S])
+    # - 244.6^2 = 180^2 e^3 / 3 - 244.6^2, sd ~396 s) over ~5 400 calls: 5.4 s.
+    counts, ages, residuals = [], [], []
+    for seed in range(150):
+        calls = in_progress_at(START, rate=0.2, mean_holding=180.0, rng=seed,
+                               extensions=["1000", "1001"])
+        counts.append(len(calls))
+        for call in calls:
+            assert call.offset < 0 < call.offset + call.holding
+            assert call.start < pd.Timestamp(START, tz="UTC") < call.end
+            assert "end_time" not in call.start_fields and call.end_fields["end_time"]
+        ages += [-c.offset for c in calls]
+        residuals += [c.offset + c.holding for c in calls]
+        assert [c.offset for c in calls] == sorted(c.offset for c in calls)
+    assert np.mean(counts) == pytest.approx(36, abs=4 * 0.49)
+    # Poisson: variance = mean; the sample variance's sd is 36 * sqrt(2 / 149) = 4.2
+    assert np.var(counts) == pytest.approx(36, abs=4 * 4.2)
+    expected = 180 * math.e / 2
+    assert np.mean(residuals) == pytest.approx(expected, abs=4 * 5.4)
+    assert np.mean(ages) == pytest.approx(expected, abs=4 * 5.4)
+
+
+def test_in_progress_with_a_profile_matches_a_numerical_integral():
+    # E[N] = rate * integral over ages a of profile(start - a) * P(S > a), summed here
+    # second by second (a brute-force reference of the thinning). The office opens at
+    # 08:00 and the moment is 08:02: only calls younger than 120 s can be in progress,
+    # rate * sum_{a < 120 s} P(S > a), far below rate * mean_holding = 3600 erlangs.
+    def opens_at_eight(hour):
+        return 1.0 if hour >= 8 else 0.0
+
+    start = pd.Timestamp("2026-11-02 08:02", tz="UTC")
+    mu = math.log(180.0) - 0.5
+    ages = np.arange(0.5, 20_000)
+    survive = np.array([0.5 * math.erfc((math.log(a) - mu) / math.sqrt(2)) for a in ages])
+    moments = start - pd.to_timedelta(ages, unit="s")
+    hours = moments.hour + moments.minute / 60 + moments.second / 3600
+    expected = 20.0 * float(np.sum([opens_at_eight(h) for h in hours] * survive))
+    calls = in_progress_at(start, rate=20.0, mean_holding=180.0, rng=8,
+                           profile=opens_at_eight, extensions=["1", "2"])
+    assert 1000 < expected < 2400
+    assert len(calls) == pytest.approx(expected, abs=4 * math.sqrt(expected))  # Poisson
+    assert min(c.start for c in calls) >= pd.Timestamp("2026-11-02 08:00", tz="UTC")
+
+
+def test_steady_state_stream_keeps_the_arrivals_of_a_cold_start():
+    cold = list(islice(call_stream(START, rate=0.5, rng=4), 50))
+    warm = list(islice(call_stream(START, rate=0.5, rng=4, steady_state=True), 400))
+    initial = [c for c in warm if c.offset < 0]
+    assert initial and warm[:len(initial)] == initial        # the in-progress calls first
+    assert warm[len(initial):len(initial) + 50] == cold
+    names = {c.start_fields["source_caller_id"]: c.start_fields["source_name"]
+             for c in warm if c.start_fields["source_caller_id"] in EXTENSIONS}
+    for c in cold:   # one directory of names for both
+        if c.start_fields["source_caller_id"] in names:
+            assert names[c.start_fields["source_caller_id"]] == c.start_fields["source_name"]

@@ -374,7 +374,8 @@ def test_dashboard_over_a_real_simulator_and_capture():
         while time.monotonic() < deadline and set(capture.ongoing["call_id"]) != {
                 c["id"] for c in sim.ongoing}:
             time.sleep(0.05)
-        dash = LiveDashboard(capture, window="10min")
+        # a steady-state simulator has ~360 calls in progress: show them all
+        dash = LiveDashboard(capture, window="10min", max_rows=10_000)
         dash.refresh()
         truth = sim.truth
     assert len(capture.calls) >= 30

@@ -1,13 +1,16 @@
 """The ``recstats`` command: argument parsing only; each command lives in
 ``recstats/cli/_<name>.py`` as ``run(args) -> exit code``.
 
-Errors a user can fix are one clear line on stderr and exit code 2.
+Every error is one line on stderr and an exit code, never a traceback: 2 for a usage
+problem (a bad option, a path that cannot be read or must not be written), 1 for a
+failure while working (an unwritable folder, a full disk, nothing found to parse).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ..errors import RecstatsError
@@ -21,6 +24,8 @@ def _server(text: str) -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     if not sep or not host or not port.isdigit():
         raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
+    if not 1 <= int(port) <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r}: port {int(port)} is not in 1..65535")
     return host, int(port)
 
 
@@ -82,16 +87,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _error(command: str, exc: BaseException | str) -> str:
+    text = str(exc)
+    if isinstance(exc, OSError) and exc.strerror:  # not "[Errno 13] ..."
+        text = exc.strerror + (f": {exc.filename}" if exc.filename else "")
+    text = " ".join(text.split()) or type(exc).__name__
+    return f"recstats {command}: error: {text}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the ``recstats`` command line ``argv``; returns the exit code."""
+    from .._output import OutputPathError
+    from .._time import check_tz
+
     parser = build_parser()
     args = parser.parse_args(argv)
     module = importlib.import_module(f"._{args.command}", __package__)
     try:
+        if getattr(args, "tz", None) is not None:
+            try:
+                check_tz(args.tz)  # every --tz, before any work
+            except ValueError as exc:
+                raise UsageError(f"--tz: {exc}") from None
         return int(module.run(args) or 0)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (UsageError, RecstatsError, OSError) as exc:
-        print(f"recstats {args.command}: error: {exc}", file=sys.stderr)
+    except (UsageError, OutputPathError) as exc:
+        print(_error(args.command, exc), file=sys.stderr)
         return 2
+    except (RecstatsError, OSError) as exc:
+        print(_error(args.command, exc), file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug: still one line, the traceback only on request
+        if os.environ.get("RECSTATS_TRACEBACK"):
+            raise
+        print(_error(args.command, f"internal error: {type(exc).__name__}: {exc} "
+                     "(RECSTATS_TRACEBACK=1 shows where)"), file=sys.stderr)
+        return 1
 

@@ -9,11 +9,11 @@ when ``--duration`` is over or on Ctrl-C.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
+from .._output import check_output, replacing
 from . import UsageError
 
 _PLAIN_EVERY = 5.0  # seconds between status lines when stderr is not a terminal
@@ -74,11 +74,8 @@ def run(args) -> int:
 
     if args.duration is not None and not args.duration > 0:
         raise UsageError(f"--duration must be positive, not {args.duration}")
+    check_output(args.output)  # a FIFO, a device, a folder, "": refused before capturing
     out = Path(args.output)
-    if out.is_dir():
-        raise UsageError(f"{out} is a folder; -o needs a .parquet file name")
-    if not out.parent.is_dir():
-        raise UsageError(f"folder {out.parent} does not exist")
     capture = Capture(args.servers, extensions=args.extension, journal=args.journal)
     names = ", ".join(f"{host}:{port}" for host, port in capture.servers)
     print(f"capturing {names}" + (f" for {args.duration:g} s" if args.duration else
@@ -90,9 +87,8 @@ def run(args) -> int:
         # also on Ctrl-C: what was captured is written before the interrupt goes on
         capture.stop()
         events = capture.events
-        partial = out.with_name(out.name + ".partial")
-        events.to_parquet(partial, index=False)
-        os.replace(partial, out)
+        with replacing(out) as temp:
+            events.to_parquet(temp, index=False)
         status = capture.status
         print(f"wrote {len(events):,} events of {events['call_id'].nunique():,} calls "
               f"to {out}; {int(status['reconnects'].sum())} reconnects", file=sys.stderr)

@@ -1,14 +1,17 @@
 """``recstats demo``: two simulated sites, captured live, checked against their archive.
 
 1. start two simulated recording servers (distinct sites and seeds, 60x accelerated
-   time) writing their CDR + media archive under ``<out>/archive``;
+   time, tens of erlangs each, already in steady state: the calls a real recorder has
+   in progress when a client connects) writing their CDR + media archive under
+   ``<out>/archive``; their clocks wait until the capture holds their ongoing calls;
 2. capture both live for ``--seconds`` with a progress line;
 3. parse the archive they wrote with :func:`recstats.read_archive`;
 4. check every call that ended during the capture against its CDR
    (:func:`recstats.report.compare_calls`);
 5. write the HTML report (:func:`recstats.report.write_report`) of the archive's calls
    plus the calls still in progress when the capture stopped (:func:`with_ongoing`),
-   with the live events.
+   with the live events; ``attrs["window"]`` is the simulated period observed, from
+   the simulators' start to the capture's end.
 """
 
 from __future__ import annotations
@@ -21,10 +24,38 @@ from pathlib import Path
 
 from . import UsageError
 
-#: The simulated sites: (location, seed offset, calls per simulated second).
+#: The simulated sites: (location, seed offset, calls per simulated second). With
+#: MEAN_HOLDING that is 0.5 x 180 = 90 and 0.35 x 180 = 63 erlangs offered: a contact
+#: centre's load, in progress from the first second (the simulators start in steady state).
 SITES = (("NEW-YORK", 0, 0.5), ("LONDON", 1, 0.35))
 SPEED = 60.0
 MEAN_HOLDING = 180.0
+#: Real seconds to wait for the capture to hold every simulator's ongoing calls.
+CONNECT_TIMEOUT = 10.0
+
+
+def offered_erlangs() -> dict[str, float]:
+    """Each demo site's offered traffic, rate x mean holding time [erlang].
+
+    >>> offered_erlangs()
+    {'NEW-YORK': 90.0, 'LONDON': 63.0}
+    """
+    return {location: round(rate * MEAN_HOLDING, 6) for location, _, rate in SITES}
+
+
+def _await_ongoing(capture, sims, timeout: float = CONNECT_TIMEOUT) -> bool:
+    """Wait until the capture holds the ongoing calls of every (paused) simulator."""
+    wanted = sum(len(sim.ongoing) for sim in sims)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if bool(capture.status["connected"].all()) and len(capture.ongoing) >= wanted:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def _iso(moment) -> str:
+    return moment.tz_convert("UTC").isoformat()
 
 
 def _prepare(out: Path) -> Path:
@@ -110,6 +141,8 @@ def _counts(capture) -> tuple[int, int]:
 
 
 def run(args) -> int:
+    import pandas as pd
+
     from .. import archive as archive_module
     from ..capture import Capture
     from ..report import compare_calls, write_report
@@ -123,19 +156,34 @@ def run(args) -> int:
     seed = args.seed
 
     with ExitStack() as stack:
+        # simulated time starts on a clock hour, so the default 30 simulated minutes
+        # observe half of one hour (not two quarters of two); paused: no call may end
+        # before the capture has heard of it
+        start = pd.Timestamp.now("UTC").floor("h")
         sims = [stack.enter_context(RecorderSimulator(
                     host="127.0.0.1", port=0, location=location, rate=rate,
                     mean_holding=MEAN_HOLDING, speed=SPEED,
-                    seed=None if seed is None else seed + offset, archive=archive_dir))
+                    seed=None if seed is None else seed + offset, archive=archive_dir,
+                    start_time=start, paused=True))
                 for location, offset, rate in SITES]
         servers = [("127.0.0.1", sim.port) for sim in sims]
+        load = ", ".join(f"{site} {e:g}" for site, e in offered_erlangs().items())
         print(f"simulating {len(sims)} sites at {SPEED:g}x speed on "
-              + ", ".join(f"{h}:{p}" for h, p in servers), file=sys.stderr)
+              + ", ".join(f"{h}:{p}" for h, p in servers)
+              + f"; offered load (erlangs): {load}", file=sys.stderr)
         capture = Capture(servers)
         capture.start()
         try:
+            if not _await_ongoing(capture, sims):
+                print("recstats demo: warning: the capture did not get every ongoing "
+                      "call in time; calls ending meanwhile show as archive-only",
+                      file=sys.stderr)
+            window_start = start
+            for sim in sims:
+                sim.resume()
             _progress(args.seconds, capture)
         finally:
+            window_end = min(sim.now for sim in sims)
             capture.stop()
         live = capture.calls
         events = capture.events
@@ -145,6 +193,8 @@ def run(args) -> int:
     errors = archive_module.archive_errors(archive)
     comparison = compare_calls(live, archive)
     seen = with_ongoing(archive, live)
+    # every call in progress in this period is in ``seen``: ended (archive) or ongoing
+    seen.attrs["window"] = [_iso(window_start), _iso(window_end)]
     index = write_report(seen, out, events=events,
                          title="recstats demo: two simulated sites", errors=errors,
                          comparison=comparison)

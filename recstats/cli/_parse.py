@@ -8,6 +8,7 @@ import warnings
 
 import pandas as pd
 
+from .._output import check_output
 from . import UsageError
 
 #: How many failure reasons the summary lists before "... and N more".
@@ -70,11 +71,7 @@ def summary(calls: pd.DataFrame, output: str | os.PathLike | None = None) -> str
 
 
 def _check_output(output: str) -> None:
-    folder = os.path.dirname(os.path.abspath(output))
-    if os.path.isdir(output):
-        raise UsageError(f"output {output} is a folder; give a .parquet file name")
-    if not os.path.isdir(folder):
-        raise UsageError(f"cannot write {output}: folder {folder} does not exist")
+    folder = check_output(output).parent  # a FIFO, a device, a folder, "": refused
     if not os.access(folder, os.W_OK):
         raise UsageError(f"cannot write {output}: folder {folder} is not writable")
 
@@ -83,7 +80,9 @@ def run(args) -> int:
     """Parse ``args.archive``, write ``args.output``, print the summary.
 
     Exit 0 even when some files failed (they are listed), 1 with ``--strict`` if any
-    failed; a missing archive or an unwritable output is a :class:`UsageError` (exit 2).
+    failed, 1 without writing anything when the archive holds no CDR file at all; a
+    missing or unreadable archive or an output that must not be written is a
+    :class:`UsageError` (exit 2).
     """
     from ..archive import read_archive, write_parquet
 
@@ -100,11 +99,16 @@ def run(args) -> int:
             warnings.simplefilter("always", RuntimeWarning)
             calls = read_archive(args.archive, workers=args.workers,
                                  progress=not args.no_progress, tz=args.tz)
-    except ValueError as exc:  # unknown zone, not an archive
+    except (ValueError, OSError) as exc:  # unknown zone, not an archive, unreadable
         raise UsageError(str(exc)) from None
     for warning in caught:  # one line each, not Python's file:line + source format
         text = str(warning.message).removeprefix("recstats.read_archive: ")
         print(f"recstats parse: warning: {text}", file=sys.stderr)
+    if not calls.attrs.get("files", len(calls)):
+        # an empty table would look like a quiet period, not like a wrong folder
+        print(f"recstats parse: error: no CDR file (*.xml) found in {args.archive}; "
+              "nothing written", file=sys.stderr)
+        return 1
     write_parquet(calls, args.output)
     print(summary(calls, args.output))
     if args.strict and calls.attrs["errors"]:

@@ -7,6 +7,7 @@ call) or a CDR archive (folder, .zip, .tar[.gz]), parsed on the way.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from . import UsageError
@@ -63,13 +64,36 @@ def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):
         if {"event", "received_at"} <= set(calls.columns):  # recstats capture's output
             return calls_from_events(calls), None
         return coerce_calls(calls), None
-    calls = archive.read_archive(path, progress=progress, tz=tz)
+    try:
+        calls = archive.read_archive(path, progress=progress, tz=tz)
+    except (ValueError, OSError) as exc:  # e.g. a CSV file: neither Parquet nor archive
+        raise UsageError(f"{exc}; give a calls .parquet file (recstats parse) or a CDR "
+                         "archive") from None
     return calls, archive.archive_errors(calls)
+
+
+def check_report_folder(out: str | Path) -> Path:
+    """``out`` as a report folder that may be written: new, or a folder whose files the
+    report replaces are regular files (a FIFO or a device there is refused)."""
+    from .._output import check_output
+
+    if not str(out).strip():
+        raise UsageError("--out is empty; give a folder name")
+    folder = Path(out)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {out} exists and is not a folder")
+    if folder.is_dir():
+        for name in ("index.html", "calls.parquet", "events.parquet", *(
+                p.name for p in folder.glob("*.png"))):
+            if os.path.lexists(folder / name):
+                check_output(folder / name)
+    return folder
 
 
 def run(args) -> int:
     from ..report import write_report
 
+    check_report_folder(args.out)
     calls, errors = load_calls(args.source, tz=args.tz)
     if not len(calls):
         raise UsageError(f"{args.source}: no calls found")

@@ -63,6 +63,8 @@ def run(args, *, wait=None) -> int:
     if args.archive is not None and os.path.exists(args.archive) \
             and not os.path.isdir(args.archive):
         raise UsageError(f"--archive {args.archive} exists and is not a folder")
+    if args.archive is not None:
+        _check_archive_writable(args.archive)
     simulators = []
     try:
         for i in range(args.sites):
@@ -89,11 +91,36 @@ def run(args, *, wait=None) -> int:
             wait(simulators)
         else:
             _stop_on_sigterm()
+            warned = False
             while True:
                 time.sleep(1.0)
+                failed = sum(sim.stats["archive_errors"] for sim in simulators)
+                if failed and not warned:  # a full disk mid-run is said at once
+                    print(f"recstats simulate: warning: CDR files cannot be written under "
+                          f"{args.archive} ({failed} so far); the total follows at the end",
+                          file=sys.stderr, flush=True)
+                    warned = True
     except KeyboardInterrupt:
         print("stopping", file=sys.stderr, flush=True)
     finally:
         for sim in simulators:
             sim.stop()
+    failed = sum(sim.stats["archive_errors"] for sim in simulators)
+    if failed:
+        print(f"recstats simulate: error: {failed} CDR file(s) could not be written under "
+              f"{args.archive}", file=sys.stderr)
+        return 1
     return 0
+
+
+def _check_archive_writable(folder: str) -> None:
+    """Create ``folder`` and a probe file in it, or raise a one-line OSError (exit 1):
+    a simulator that cannot write its archive must not run on as if it did."""
+    probe = os.path.join(folder, f".recstats-probe-{os.getpid()}")
+    try:
+        os.makedirs(folder, exist_ok=True)
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.unlink(probe)
+    except OSError as exc:
+        raise OSError(exc.errno, f"cannot write CDR files under --archive {folder}: "
+                                 f"{exc.strerror}") from None

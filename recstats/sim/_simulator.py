@@ -82,6 +82,15 @@ class RecorderSimulator(LoopServer):
     until :meth:`advance` moves it; ``profile`` is passed to the traffic model;
     ``history`` bounds how many ended calls stay in memory (default: all).
 
+    ``steady_state=True`` (the default) starts the server loaded, as a real recorder a
+    client connects to is: about ``rate x mean_holding`` calls [erlang] are already in
+    progress at ``start_time``, started in the past as a stationary system's are
+    (:func:`recstats.sim.traffic.in_progress_at`); they are in :attr:`ongoing` and
+    :attr:`truth`, end with ``CallEnded`` notifications and CDR files like any call.
+    ``steady_state=False`` starts with no call at all. ``paused=True`` starts with the
+    clock frozen at ``start_time`` until :meth:`resume` (clients can connect and learn
+    the ongoing calls before any of them ends).
+
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
         >>> with RecorderSimulator(rate=5, speed=60, seed=1) as sim:   # doctest: +SKIP
@@ -99,7 +108,8 @@ class RecorderSimulator(LoopServer):
                  range(1000, 1100), speed: float = 1.0, seed: int | None = None,
                  archive: str | os.PathLike | None = None, keepalive: float | None = 10,
                  tz: str = "UTC", start_time=None, *, manual_clock: bool = False,
-                 profile: Callable | None = None, history: int | None = None):
+                 profile: Callable | None = None, history: int | None = None,
+                 steady_state: bool = True, paused: bool = False):
         if not speed > 0:
             raise ValueError(f"speed must be > 0 simulated seconds per second, got {speed}")
         if keepalive is not None and keepalive < 0:
@@ -121,7 +131,8 @@ class RecorderSimulator(LoopServer):
         self._stream = call_stream(self.start_time, rate=self.rate,
                                    mean_holding=self.mean_holding,
                                    extensions=self.extensions, location=location,
-                                   rng=seed, profile=profile, tz=tz)
+                                   rng=seed, profile=profile, tz=tz,
+                                   steady_state=steady_state)
         self._next: PlannedCall | None = next(self._stream, None)
         self._ongoing: dict[str, PlannedCall] = {}
         self._ended: dict[str, PlannedCall] = {}
@@ -130,12 +141,17 @@ class RecorderSimulator(LoopServer):
         self._offset = 0.0          # simulated seconds since start_time at _base_mono
         self._played = 0.0          # simulated seconds whose starts and ends are played
         self._base_mono: float | None = None
-        self._paused = manual_clock
+        self._paused = manual_clock or paused
         self._stall_until = 0.0
         super().__init__(host, port, location)
         self.stats.update({"notifications": 0, "keepalives": 0, "requests": 0,
                            "errors_sent": 0, "calls_started": 0, "calls_ended": 0,
                            "archive_errors": 0})
+        # the calls already running when the server comes up (none notified: no client
+        # is connected yet); they end, and are archived, as simulated time passes
+        while (call := self._next) is not None and call.offset < 0:
+            self._next = next(self._stream, None)
+            self._start(call)
 
     # ------------------------------------------------------------------ lifecycle
 

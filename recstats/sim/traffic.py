@@ -15,6 +15,11 @@ The model:
   process, drawn by thinning);
 * holding times are lognormal with mean ``mean_holding`` seconds (shape ``sigma=1``),
   rounded to the millisecond, at least 1 ms;
+* with ``steady_state=True`` the stream first yields the calls already in progress at
+  its start in a system that has run for ever (the M/G/inf stationary population: a
+  Poisson number with mean ``rate x mean_holding``; each call's length drawn from the
+  length-biased holding distribution, its age uniform over that length), so a
+  simulator starts loaded as a real recorder is, not empty;
 * 40 % inbound (an outside ``+36...`` number calls an extension), 30 % outbound, 30 %
   internal (extension to another extension); ``direction_id`` follows recstats' CHOSEN
   mapping: 0 Internal, 1 Inbound, 2 Outbound;
@@ -47,6 +52,7 @@ __all__ = [
     "PlannedCall",
     "call_stream",
     "generate_calls",
+    "in_progress_at",
     "office_hours_profile",
 ]
 
@@ -192,7 +198,8 @@ def _local_clock(tz: str) -> Callable[[float], tuple[float, int]]:
 def call_stream(start, *, rate: float, mean_holding: float = 180.0,
                 extensions: Iterable = range(1000, 1100), location: str = "SITE-A",
                 rng: np.random.Generator | int | None = None,
-                profile: Callable | None = None, tz: str = "UTC") -> Iterator[PlannedCall]:
+                profile: Callable | None = None, tz: str = "UTC",
+                steady_state: bool = False) -> Iterator[PlannedCall]:
     """An endless stream of :class:`PlannedCall` in arrival order, from ``start`` on.
 
     ``start`` is a moment (a naive one is taken as UTC); ``rate`` calls per second
@@ -200,6 +207,12 @@ def call_stream(start, *, rate: float, mean_holding: float = 180.0,
     given); ``extensions`` the monitored numbers (text or integers); ``rng`` a NumPy
     generator or a seed. Everything is drawn from ``rng`` in a fixed order, so a seed
     gives the same calls, and a shorter window is a prefix of a longer one.
+
+    With ``steady_state=True`` the stream begins with the calls in progress at
+    ``start`` (negative ``offset``, an end after ``start``): about ``rate x
+    mean_holding`` of them [erlang], see :func:`in_progress_at`. They are drawn from a
+    generator spawned from ``rng``, so the calls from ``start`` on are the same with or
+    without them.
 
     >>> from itertools import islice
     >>> calls = list(islice(call_stream("2026-11-02 09:00", rate=1.0, rng=7), 3))
@@ -235,6 +248,11 @@ def call_stream(start, *, rate: float, mean_holding: float = 180.0,
             return
         candidate_rate = rate * peak
         clock = _local_clock(tz)
+    if steady_state:
+        yield from _in_progress(_spawn(rng), origin, rate, mu, mean_holding, accept,
+                                peak if accept is not None else 1.0,
+                                clock if accept is not None else None,
+                                numbers, names, direction_table, location, tz)
     t = 0.0
     sequence = 0
     while True:
@@ -247,6 +265,70 @@ def call_stream(start, *, rate: float, mean_holding: float = 180.0,
         sequence += 1
         yield _plan(rng, origin, t, holding, sequence, numbers, names, direction_table,
                     location, tz)
+
+
+def _spawn(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng`` without drawing from it."""
+    try:
+        return rng.spawn(1)[0]
+    except TypeError:  # a bit generator without a SeedSequence
+        return np.random.Generator(rng.bit_generator.jumped())  # type: ignore[attr-defined]
+
+
+def _in_progress(rng, origin, rate, mu, mean_holding, accept, peak, clock, numbers, names,
+                 direction_table, location, tz) -> Iterator[PlannedCall]:
+    # In a stationary M/G/inf system the calls present at a moment are a Poisson process
+    # over (age, length) with intensity rate * f(length) for 0 < age < length: their
+    # number is Poisson(rate * mean_holding), each length is length-biased (lognormal
+    # (mu, s) -> lognormal(mu + s^2, s)) and the age is uniform over the length. With a
+    # profile, candidates at the peak rate are thinned by the rate when each started.
+    ages_ms, lengths_ms = [], []
+    for _ in range(int(rng.poisson(rate * peak * mean_holding))):
+        length = float(rng.lognormal(mu + _SIGMA ** 2, _SIGMA))
+        age = float(rng.random()) * length
+        if accept is not None:
+            hour, weekday = clock(origin.timestamp() - age)
+            if rng.random() * peak >= accept(hour, weekday):
+                continue
+        # whole milliseconds (the CDR resolution): started before, still running at start
+        age_ms = max(1, round(age * 1000))
+        ages_ms.append(age_ms)
+        lengths_ms.append(max(age_ms + 1, round(length * 1000)))
+    order = sorted(range(len(ages_ms)), key=lambda i: -ages_ms[i])  # earliest first
+    for sequence, i in enumerate(order, start=1):
+        yield _plan(rng, origin, -ages_ms[i] / 1000, lengths_ms[i] / 1000, sequence,
+                    numbers, names, direction_table, location, tz)
+
+
+def in_progress_at(start, *, rate: float, mean_holding: float = 180.0,
+                   extensions: Iterable = range(1000, 1100), location: str = "SITE-A",
+                   rng: np.random.Generator | int | None = None,
+                   profile: Callable | None = None,
+                   tz: str = "UTC") -> list[PlannedCall]:
+    """The calls in progress at ``start`` in a stationary system, earliest start first.
+
+    Same parameters as :func:`call_stream`; these are the calls its
+    ``steady_state=True`` stream yields first. Without a profile their number is Poisson
+    with mean ``rate * mean_holding`` (the offered traffic in erlangs: Little's law for an
+    M/G/inf system); each started before ``start`` (negative ``offset``) and ends after
+    it, with the full length (``holding``) of a call seen in progress, which is
+    length-biased: longer than a typical call.
+
+    References
+    ----------
+    .. [1] L. Takacs, "On Erlang's formula", Ann. Math. Statist. 40 (1969), 71-78
+       (the M/G/inf stationary distribution).
+
+    >>> calls = in_progress_at("2026-11-02 09:00", rate=0.5, mean_holding=180, rng=1)
+    >>> 90 - 4 * 90 ** 0.5 < len(calls) < 90 + 4 * 90 ** 0.5   # Poisson(90), 4 sd
+    True
+    >>> all(c.offset < 0 < c.offset + c.holding for c in calls)
+    True
+    """
+    stream = call_stream(start, rate=rate, mean_holding=mean_holding, extensions=extensions,
+                         location=location, rng=rng, profile=profile, tz=tz,
+                         steady_state=True)
+    return list(itertools.takewhile(lambda call: call.offset < 0, stream))
 
 
 def _plan(rng, origin, t, holding, sequence, numbers, names, direction_table, location,
