@@ -44,6 +44,17 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from ._archive_find import (
+    NOT_REGULAR,
+    is_cdr,
+    member_name,
+    member_ok,
+    skipped,
+    tar_blobs,
+    tar_listing,
+    walk_folder,
+    zip_listing,
+)
 from ._archive_parse import (
     _ZIPS,
     POOL_CPU_SECONDS,
@@ -52,7 +63,7 @@ from ._archive_parse import (
     _worker,
     shown_path,
 )
-from ._table import coerce_calls, empty_calls
+from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from ._xml import MAX_DOCUMENT_BYTES
 from .errors import CDRParseError
@@ -71,12 +82,8 @@ TAR_CHUNK_BYTES = 8 * 1024 * 1024
 # --------------------------------------------------------------------------- discovery
 
 
-def _is_cdr(name: str) -> bool:
-    return name[-4:].lower() == ".xml"
-
-
-def _skipped(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"
+_is_cdr = is_cdr
+_skipped = skipped
 
 
 #: Extensions reported as "media without CDR" (pairing itself accepts any extension).
@@ -110,15 +117,29 @@ class _Listing:
         self.cdr_keys: set[str] = set()
         self.media: dict[str, str] = {}    # stem key -> first media path by name
         self.complete = True
+        # read by the parent after the walk: (shown path, reason) for files refused,
+        # (shown path, zip member to read) for zip members that are links
+        self.errors: list[tuple[str, str]] = []
+        self.zip_links: list[tuple[str, str]] = []
 
     def add(self, path: str) -> None:
         if _is_cdr(path):
             self.cdrs.append(path)
             self.cdr_keys.add(path[:-4])
         else:
-            key = _stem_key(path)
-            if key not in self.media or path < self.media[key]:
-                self.media[key] = path
+            self.add_media(path)
+
+    def add_media(self, path: str) -> None:
+        key = _stem_key(path)
+        if key not in self.media or path < self.media[key]:
+            self.media[key] = path
+
+    def add_cdrs(self, paths: list[str]) -> None:
+        self.cdrs.extend(paths)
+        self.cdr_keys.update(p[:-4] for p in paths)
+
+    def error(self, path: str, reason: str) -> None:
+        self.errors.append((path, reason))
 
     def media_without_cdr(self) -> list[str]:
         # only files that look like recordings: a README or script beside the archive
@@ -127,50 +148,12 @@ class _Listing:
                       if k not in self.cdr_keys and _looks_like_media(p))
 
 
-def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
-    """Yield the CDR paths under ``root``, a folder at a time, recording every file.
-
-    Lazy, so worker processes parse the first chunks while the walk goes on. Sorted
-    names: the same order on every file system.
-    """
-    cdrs, keys, media = listing.cdrs, listing.cdr_keys, listing.media
-    # symbolic links to folders are followed (a day or site folder linked in from another
-    # disk was skipped without a word); each folder is read once, so a link loop ends
-    seen = {_folder_id(root)}
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder,
-                                                followlinks=True):
-        kept = []
-        for name in sorted(dirnames):
-            if not _skipped(name):
-                folder = _folder_id(os.path.join(dirpath, name))
-                if folder is None or folder not in seen:
-                    seen.add(folder)
-                    kept.append(name)
-        dirnames[:] = kept
-        prefix = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
-        names = sorted(n for n in filenames if n[0] != "." and n != "__MACOSX")
-        found = [prefix + n for n in names if n[-4:].lower() == ".xml"]
-        if len(found) < len(names):
-            for name in names:
-                if name[-4:].lower() != ".xml":
-                    path = prefix + name
-                    dot = name.rfind(".")
-                    key = prefix + name[:dot] if dot > 0 else path
-                    if key not in media or path < media[key]:
-                        media[key] = path
-        if found:
-            cdrs.extend(found)
-            keys.update([p[:-4] for p in found])
-            yield found
+def _walk(root: str, listing: _Listing, follow_links: bool = False
+          ) -> Iterator[list[str]]:
+    """Yield the CDR paths under ``root``, a folder at a time (see
+    :func:`recstats._archive_find.walk_folder`); ``listing.complete`` at the end."""
+    yield from walk_folder(root, listing, follow_links, _unreadable_folder)
     listing.complete = True
-
-
-def _folder_id(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:  # os.walk reports it (_unreadable_folder)
-        return None
-    return info.st_dev, info.st_ino
 
 
 def _unreadable_folder(exc: OSError) -> None:
@@ -198,39 +181,57 @@ def _kind(path: str) -> str:
     raise ValueError(f"{path} is not a folder, .zip, .tar[.gz] or .xml file")
 
 
-def _member_ok(name: str) -> bool:
-    return not any(_skipped(part) for part in name.split("/") if part not in ("", ".", ".."))
+_member_ok = member_ok
+_member_name = member_name
 
 
-def _member_name(name: str) -> str:
-    """A member's name as shown: ``./a/b.xml`` and ``/a/b.xml`` -> ``a/b.xml``."""
-    while name.startswith(("./", "/")):
-        name = name[1:] if name.startswith("/") else name[2:]
-    return name
-
-
-def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
+                  follow_links: bool = False) -> pd.DataFrame:
     """The CDR files of an archive and their paired media, without parsing anything.
 
-    Returns a frame with columns ``cdr_path`` and ``media_path`` (NA when no media file
-    has the CDR's stem), in reading order. Tar archives are listed by reading them once.
+    Lists what :func:`read_archive` reads, by the same rules: a folder never leads
+    outside itself (unless ``follow_links``), zip and tar members are listed from the
+    archive, never extracted.
 
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        A folder, a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, one ``.xml`` file, or a
+        list of files (a folder in it stands for its files).
+    follow_links : bool, default False
+        Follow symbolic links whose target lies outside the folder given.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``cdr_path`` and ``media_path`` (NA when no media file has the CDR's
+        stem), in reading order: every file named like a CDR that the archive holds,
+        including the ones :func:`read_archive` would report as errors (a link
+        leaving the folder, a device member). Tar archives are listed by reading them
+        once; a damaged tar lists the members before the damage.
+
+    Examples
+    --------
     >>> archive_files("data/samples/odd").cdr_path.str.endswith(".xml").all()  # doctest: +SKIP
     True
     """
-    listing, _, _, batches = _discover(path)
+    listing, _, _, batches = _discover(path, follow_links)
     for _ in batches:  # a folder's listing fills up as its walk is consumed
         pass
-    cdrs = pd.Series([shown_path(p) for p in listing.cdrs], dtype="str")
+    found = listing.cdrs + [p for p, _ in listing.errors if _is_cdr(p)]
+    cdrs = pd.Series([shown_path(p) for p in found], dtype="str")
     return pd.DataFrame({"cdr_path": cdrs, "media_path": _pair(cdrs, listing)})
 
 
-def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
+def _discover(path, follow_links: bool = False
+              ) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     """List an archive: ``(listing, kind, source, batches)``.
 
     ``kind`` is ``files`` (``batches`` are lists of file paths; lazy for a folder),
     ``zip`` (lists of member names of ``source``) or ``tar`` (read by
-    :func:`_tar_tasks`, no batches).
+    :func:`_tar_tasks`, no batches). What the parent reads itself (refused files, zip
+    link members) is in ``listing.errors`` / ``listing.zip_links``, see
+    :func:`_found_tasks`.
     """
     listing = _Listing()
     if isinstance(path, (str, os.PathLike)):
@@ -239,23 +240,30 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
         if kind == "dir":
             os.scandir(path).close()  # an unreadable top folder: PermissionError at once
             listing.complete = False  # now: the generator's body starts only when consumed
-            return listing, "files", None, _walk(path, listing)
+            return listing, "files", None, _walk(path, listing, follow_links)
         if kind == "zip":
             try:
                 with zipfile.ZipFile(path) as zf:
-                    names = sorted(i.filename for i in zf.infolist()
-                                   if not i.is_dir() and _member_ok(i.filename))
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
+                    names, odd = zip_listing(zf)
+            except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
                 raise ValueError(f"cannot read the zip archive {path}: {exc}") from None
             for name in names:
                 listing.add(f"{path}/{name}")
             cut = len(path) + 1
-            return listing, "zip", path, iter([[p[cut:] for p in listing.cdrs]])
+            batch = [p[cut:] for p in listing.cdrs]
+            for name, target, reason in odd:
+                shown = f"{path}/{name}"
+                if not _is_cdr(name):
+                    listing.add_media(shown)
+                elif target is None:
+                    listing.error(shown, reason or NOT_REGULAR)
+                else:
+                    listing.add(shown)
+                    listing.zip_links.append((shown, target))
+            return listing, "zip", path, iter([batch])
         if kind == "tar":
             try:
-                with tarfile.open(path, "r:*") as tf:
-                    names = sorted(_member_name(m.name) for m in tf.getmembers()
-                                   if m.isfile() and _member_ok(m.name))
+                names = tar_listing(path)
             except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
                 raise ValueError(f"cannot read the tar archive {path}: {exc}") from None
             for name in names:
@@ -270,8 +278,8 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     # a file listed twice, or also inside a listed folder, counts once
     if any(not _is_cdr(p) and os.path.isdir(p) for p in paths):
         paths = list(itertools.chain.from_iterable(
-            _folder_files(p) if not _is_cdr(p) and os.path.isdir(p) else [p]
-            for p in paths))
+            _folder_files(p, listing, follow_links)
+            if not _is_cdr(p) and os.path.isdir(p) else [p] for p in paths))
     paths = list(dict.fromkeys(paths))
     for p in paths:
         listing.add(p)
@@ -299,11 +307,13 @@ def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
     return listing, "files", None, iter([list(listing.cdrs)])
 
 
-def _folder_files(folder: str) -> list[str]:
-    """The CDRs and media files under ``folder``, as a folder archive reads them."""
+def _folder_files(folder: str, listing: _Listing, follow_links: bool) -> list[str]:
+    """The CDRs and media files under ``folder``, as a folder archive reads them; what
+    it refuses goes to ``listing.errors``."""
     inner = _Listing()
-    for _ in _walk(folder, inner):
+    for _ in _walk(folder, inner, follow_links):
         pass
+    listing.errors.extend(inner.errors)
     return inner.cdrs + sorted(inner.media.values())
 
 
@@ -349,31 +359,53 @@ def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
 
 
 def _tar_tasks(path: str, sizes: Iterator[int]) -> Iterator[tuple]:
-    # a compressed tar has no index: read it front to back (sorting the members would
-    # decompress from the start for every backward seek), shipping bounded chunks of
-    # bytes; the final sort makes the order irrelevant
-    with tarfile.open(path, "r:*") as tf:
-        batch: list[tuple[str, bytes | str]] = []
-        size, chunk = 0, next(sizes)
-        for member in tf:
-            if not (member.isfile() and _member_ok(member.name) and _is_cdr(member.name)):
-                continue
-            display = f"{path}/{_member_name(member.name)}"
-            if member.size > MAX_DOCUMENT_BYTES:
-                data: bytes | str = f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
-            else:
-                try:
-                    handle = tf.extractfile(member)
-                    data = handle.read() if handle is not None else "not a regular file"
-                except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-                    data = f"cannot read archive member: {exc}"
-            batch.append((display, data))
-            size += len(data)
-            if len(batch) >= chunk or size >= TAR_CHUNK_BYTES:
-                yield "blobs", path, batch
-                batch, size, chunk = [], 0, next(sizes)
-        if batch:
-            yield "blobs", path, batch
+    # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs); the
+    # final sort makes the order irrelevant
+    for batch in tar_blobs(path, sizes, TAR_CHUNK_BYTES):
+        yield "blobs", path, batch
+
+
+def _found_tasks(listing: _Listing, source: str | None) -> Iterator[tuple]:
+    """Chunks of what discovery read or refused itself: error entries, and zip members
+    that are links, read as the member they name. Taken after the walk is done."""
+    batch: list[tuple[str, bytes | str]] = list(listing.errors)
+    if listing.zip_links:
+        size = 0
+        with zipfile.ZipFile(source) as zf:
+            for shown, target in listing.zip_links:
+                data = _zip_member(zf, target)
+                batch.append((shown, data))
+                size += len(data)
+                if size >= TAR_CHUNK_BYTES:
+                    yield "blobs", source, batch
+                    batch, size = [], 0
+    if batch:
+        yield "blobs", source, batch
+
+
+def _zip_member(zf: zipfile.ZipFile, name: str) -> bytes | str:
+    try:
+        with zf.open(name) as handle:  # bounded: a lying header cannot blow memory
+            data = handle.read(MAX_DOCUMENT_BYTES + 1)
+    except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError, KeyError,
+            EOFError, zlib.error) as exc:
+        return f"cannot read archive member: {exc}"
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
+    return data
+
+
+def _and_found(results: Iterator[tuple], listing: _Listing, source: str | None, tz: str,
+               directions) -> Iterator[tuple[pa.Table, list, int]]:
+    """``results``, then the parse of :func:`_found_tasks` (in this process)."""
+    try:
+        yield from results
+        for task in _found_tasks(listing, source):
+            yield _parse_chunk(task, tz, directions)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -436,7 +468,9 @@ def _progress_bar(total: int | None, progress: bool):
 def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                  workers: int | None = None, progress: bool = True, tz: str = "UTC",
                  on_error: str = "collect",
-                 directions: Mapping[str, str] | None = None) -> pd.DataFrame:
+                 directions: Mapping[str, str] | None = None, *,
+                 follow_links: bool = False,
+                 max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.
 
     ``path`` is a folder (searched recursively, following links to folders), a
@@ -486,9 +520,10 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         if workers < 1 or isinstance(given, bool):
             raise ValueError(f"workers must be a positive integer, not {given!r}")
     tz = check_tz(tz)
+    max_columns = _check_max_columns(max_columns)
     if not isinstance(path, (str, os.PathLike)):
         path = list(path)  # a generator would be spent before attrs["source"] is made
-    listing, kind, source, batches = _discover(path)
+    listing, kind, source, batches = _discover(path, follow_links)
     total = len(listing.cdrs) if listing.complete else None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers is None and n_workers > 1:
@@ -509,6 +544,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     else:
         results = (_parse_chunk(task, tz, directions)
                    for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
+    results = _and_found(results, listing, source, tz, directions)
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
     seen = 0
@@ -533,8 +569,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     if seen == 0:
         _warn_nested_archives(listing)
-    frame = _assemble(tables)
+    frame = _assemble(limit_columns(tables, max_columns))
     frame["media_path"] = _pair(frame["cdr_path"], listing)
+    frame["end_unknown"] = frame["end_time"].isna()  # the end rules made every end known
     frame = coerce_calls(frame)
     frame = frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
                               na_position="last").reset_index(drop=True)
@@ -546,6 +583,17 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
+
+
+def _check_max_columns(max_columns) -> int:
+    given = max_columns
+    try:
+        max_columns = operator.index(max_columns)
+    except TypeError:
+        max_columns = -1
+    if max_columns < 0 or isinstance(given, bool):
+        raise ValueError(f"max_columns must be an integer >= 0, not {given!r}")
+    return max_columns
 
 
 def _warn_nested_archives(listing: _Listing) -> None:
