@@ -412,7 +412,12 @@ def limit_columns(tables: list[pa.Table], max_columns: int = DEFAULT_MAX_COLUMNS
             if fields:
                 free.update(fields)
     kept = set(sorted(free - {EXTRAS})[:max_columns])
-    return [_refold(table, dicts, kept) for table, dicts in zip(tables, inside)]
+    tables = [_refold(table, dicts, kept) for table, dicts in zip(tables, inside)]
+    if all(t.column(EXTRAS).null_count == t.num_rows for t in tables
+           if EXTRAS in t.column_names):  # every field is a column again
+        tables = [t.drop_columns([EXTRAS]) if EXTRAS in t.column_names else t
+                  for t in tables]
+    return tables
 
 
 def _free(table: pa.Table) -> set[str]:
