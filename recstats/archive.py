@@ -19,8 +19,15 @@ in one vectorised pass (:func:`recstats._table.calls_from_fields`). With several
 processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
 walked lazily, so workers start while the walk goes on.
 
-A file that cannot be parsed is an error row, never the end of the batch; a container
-that cannot be read at all (a corrupt ``.zip``/``.tar`` directory) is a ``ValueError``.
+Boundaries (:mod:`recstats._archive_find`): nothing outside the folder, archive or file
+list given is read. Symbolic links that lead outside are error entries unless
+``follow_links=True``; archive members are read in memory, never extracted, and links
+between members resolve inside the archive.
+
+A file that cannot be parsed is an error row, never the end of the batch; a damaged
+tar keeps the members before the damage and adds one error entry for it; a container
+that cannot be read at all (a zip without its central directory, a tar damaged in its
+first header) is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -473,37 +480,88 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                  max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.
 
-    ``path`` is a folder (searched recursively, following links to folders), a
-    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files (a folder in it stands
-    for its files; a file listed twice counts once). Every ``*.xml`` is a
-    CDR; the file beside it with the
-    same stem and another extension is its media (``media_path``, NA when missing);
-    ``cdr_path`` is the CDR's own path. Archive members are named
-    ``<archive path>/<member name>``. ``tz`` is the sites' time zone (CDR times carry
-    none); ``directions`` overrides the ``direction_id`` table.
+    Every ``*.xml`` is a CDR; the file beside it with the same stem and another
+    extension is its media (``media_path``, NA when missing); ``cdr_path`` is the CDR's
+    own path, and an archive member is named ``<archive path>/<member name>``.
 
-    Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR, with a
-    DTD, over 16 MiB or 1000 fields) never stop the batch: they are listed in ``df.attrs["errors"]``
-    as ``{"path", "error"}`` dicts (see :func:`archive_errors`); ``on_error="raise"``
-    raises :class:`recstats.CDRParseError` at the first instead. ``df.attrs`` also holds
-    ``files`` (CDR files seen) = ``parsed`` (rows) + ``failed``, ``media_without_cdr``
-    (media paths no CDR pairs with), ``source`` and ``tz``: plain data, so merge,
-    astype, concat and Parquet keep working.
+    Nothing outside what ``path`` names is read:
 
-    A subfolder that cannot be listed, or a folder holding archives but no CDR, gives a
-    ``RuntimeWarning`` (archives inside a folder are not opened); an archive folder that
-    cannot be listed raises ``PermissionError``.
+    * in a folder, a symbolic link to a file or folder inside it is read as what it
+      points to (each folder once, so link loops end); a link whose target lies outside
+      is an error entry, "points outside the archive", unless ``follow_links``; a link
+      that loops or dangles is an error entry; FIFOs and devices are error entries
+      ("not a regular file"), never waited on;
+    * zip and tar members are read in memory, never extracted, whatever their names
+      (``../x.xml``, ``/etc/x.xml``); a member that is a hard or symbolic link is read
+      as the member it names (a backup's second name for a CDR is a row of its own), or
+      is an error entry when that leaves the archive, loops or names nothing; device
+      and FIFO members are error entries;
+    * a damaged tar (cut inside a header or a member's data, a truncated ``.tar.gz``)
+      gives every member before the damage plus one error entry for the damage, named
+      by the archive's path.
 
-    Rows are ordered by ``start_time`` (missing last), then ``call_id``, then
-    ``cdr_path``; the index is 0..n-1. The same call in two files gives two rows.
+    Rows + errors = CDR files seen, always: ``df.attrs`` holds ``files`` (seen) =
+    ``parsed`` (rows) + ``failed``, ``errors`` (``{"path", "error"}`` dicts, see
+    :func:`archive_errors`), ``media_without_cdr``, ``source`` and ``tz``, all plain
+    data, so merge, astype, concat and Parquet keep working.
 
-    ``workers`` parser processes (default: one per core; inputs under
-    :data:`IN_PROCESS_BELOW` files stay in-process unless ``workers`` is given). The
-    result is the same for any number of workers. Worker processes import your
-    ``__main__`` script, as with any multiprocessing code: in a script, call this under
-    ``if __name__ == "__main__":`` (if workers fail, the batch finishes in-process with a
-    warning). ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
+    Every archive row is a finished call: a CDR without ``end_time`` but with a start
+    and a ``duration`` ends at ``start_time + duration``; a start or end in the
+    repeated autumn hour is read with the ``duration`` field (see
+    :func:`recstats.read_cdr`); ``end_unknown`` (bool, after ``end_time``) is True
+    where nothing gives the end (``end_time`` is then NaT).
 
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        A folder (searched recursively), a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``,
+        one ``.xml`` file, or a list of files (a folder in it stands for its files, read
+        by the folder rules; a file listed twice counts once; a listed file is read as
+        named).
+    workers : int, optional
+        Parser processes (default: one per core; inputs under :data:`IN_PROCESS_BELOW`
+        files stay in-process unless given). The result is the same for any number.
+        Worker processes import your ``__main__`` script, as with any multiprocessing
+        code: in a script, call this under ``if __name__ == "__main__":`` (if workers
+        fail, the batch finishes in-process with a warning).
+    progress : bool, default True
+        Show a tqdm bar when stderr is a terminal or in a notebook.
+    tz : str, default "UTC"
+        The sites' time zone (an IANA name): CDR times carry none.
+    on_error : {"collect", "raise"}, default "collect"
+        Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR,
+        with a DTD, over 16 MiB or 1000 fields) are listed in ``df.attrs["errors"]``;
+        ``"raise"`` raises :class:`recstats.CDRParseError` at the first instead.
+    directions : Mapping[str, str], optional
+        Overrides the ``direction_id`` table.
+    follow_links : bool, default False
+        Follow symbolic links in a folder whose target lies outside it.
+    max_columns : int, default :data:`recstats._table.DEFAULT_MAX_COLUMNS`
+        Distinct undocumented field names, across the archive, kept as columns of their
+        own (the first by name; documented CDR fields always are). Every other field of
+        a row goes into one ``extras`` column, JSON text of ``{name: value}``, so a
+        flood of distinct names costs time and memory linear in the fields, not in
+        files x names.
+
+    Returns
+    -------
+    DataFrame
+        The calls table, ordered by ``start_time`` (missing last), then ``call_id``,
+        then ``cdr_path``; index 0..n-1. The same call in two files gives two rows.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    PermissionError
+        The folder given cannot be listed (a subfolder that cannot be listed, or a
+        folder holding archives but no CDR, gives a ``RuntimeWarning``).
+    ValueError
+        An archive that cannot be opened at all, an unknown ``tz``, a bad ``workers``,
+        ``on_error`` or ``max_columns``.
+
+    Examples
+    --------
     >>> import recstats as rs
     >>> calls = rs.read_archive("data/samples/archive", progress=False)  # doctest: +SKIP
     >>> calls.attrs["files"] == len(calls) + len(calls.attrs["errors"])  # doctest: +SKIP

@@ -348,32 +348,75 @@ def _open_nonblocking(path: str, flags: int) -> int:
 
 
 def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC",
-             directions: Mapping[str, str] | None = None) -> dict[str, Any]:
+             directions: Mapping[str, str] | None = None, *,
+             finished: bool = False) -> dict[str, Any]:
     """Read one CDR document into a flat record keyed by calls-table column names.
 
-    ``source`` is a file path, the document's bytes, or an already parsed element (or
-    tree); XML text as a ``str`` is a ``TypeError`` (encode it). Any root element name
-    is accepted; fields may be child elements or attributes; the call id may be ``id``
-    or ``ccdr_id``; a UTF-8 byte-order mark is skipped. Renamed fields:
-    ``location`` -> ``site``, ``source_caller_id`` -> ``caller``,
+    Any root element name is accepted; fields may be child elements or attributes; the
+    call id may be ``id`` or ``ccdr_id``; a UTF-8 byte-order mark is skipped. Renamed
+    fields: ``location`` -> ``site``, ``source_caller_id`` -> ``caller``,
     ``destination_caller_id`` -> ``callee``, ``source_name``/``destination_name`` ->
     ``caller_name``/``callee_name``, ``modality_id`` -> ``modality``. ``direction_id``,
     ``cause_id`` and ``audio_codec_id`` are decoded into ``direction``, ``cause`` and
-    ``audio_codec`` (raw codes kept). Times are site-local wall-clock time in ``tz``,
-    returned as UTC timestamps (see :func:`parse_time` for daylight-saving rules);
-    ``duration`` is end - start in seconds, or the file's own ``duration`` when a time
-    is missing. Nested elements are flattened as ``parent.child``.
+    ``audio_codec`` (raw codes kept). Nested elements are flattened as ``parent.child``.
+
+    Times are site-local wall-clock time in ``tz``, returned as UTC timestamps (see
+    :func:`recstats._time.parse_time` for daylight-saving rules). The end of the call:
+
+    * a document without ``end_time`` but with a start and a ``duration`` ends at
+      ``start_time + duration``;
+    * a start or end in the hour that happens twice when clocks go back is read with
+      the ``duration`` field: of the possible readings, the pair whose difference is
+      closest to it; without a duration the end takes the first reading that is not
+      before the start (Europe/Budapest, 2026-10-25 02:55 -> 02:05 with 600 s is
+      00:55 -> 01:05 UTC, 10 minutes);
+    * ``duration`` is then end - start [s], or the document's own ``duration`` when a
+      time is missing.
 
     The XML parser never loads a DTD, never expands entities and never uses the network;
-    a document declaring a DTD is refused. Raises :class:`recstats.CDRParseError` for a
-    document that cannot be read, ``ValueError`` for an unknown ``tz``.
+    a document declaring a DTD is refused.
 
+    Parameters
+    ----------
+    source : str, os.PathLike, bytes or lxml element
+        A file path, the document's bytes, or an already parsed element (or tree). XML
+        text as a ``str`` is a ``TypeError`` (encode it).
+    tz : str, default "UTC"
+        The site's time zone (an IANA name): CDR times carry none.
+    directions : Mapping[str, str], optional
+        Overrides the ``direction_id`` table.
+    finished : bool, default False
+        The record gains ``end_unknown``: True when neither ``end_time`` nor a usable
+        ``duration`` (a number of seconds >= 0) gives the end. A CDR file describes a
+        finished call; the live path's records (a call still running) have no such key.
+
+    Returns
+    -------
+    dict
+        Every calls-table column (``None``/``NaT``/``nan`` when absent) and every other
+        field under its own name.
+
+    Raises
+    ------
+    CDRParseError
+        For a document that cannot be read (unreadable, not XML, a DTD, no id, a time
+        that is not a time, over the size or field limits).
+    ValueError
+        For an unknown ``tz``.
+
+    Examples
+    --------
     >>> rec = read_cdr(b'''<verbacdr><id>c1</id><location>NY</location>
     ...   <source_caller_id>1000</source_caller_id><cause_id>6</cause_id>
     ...   <start_time>2026-11-02 09:15:00</start_time>
     ...   <end_time>2026-11-02 09:16:30.500</end_time></verbacdr>''')
     >>> rec["call_id"], rec["site"], rec["caller"], rec["cause"], rec["duration"]
     ('c1', 'NY', '1000', 'Busy', 90.5)
+    >>> rec = read_cdr(b'''<verbacdr><id>c2</id>
+    ...   <start_time>2026-10-25 02:55:00</start_time><end_time>2026-10-25 02:05:00</end_time>
+    ...   <duration>600</duration></verbacdr>''', tz="Europe/Budapest", finished=True)
+    >>> str(rec["start_time"]), str(rec["end_time"]), rec["duration"], rec["end_unknown"]
+    ('2026-10-25 00:55:00+00:00', '2026-10-25 01:05:00+00:00', 600.0, False)
     """
     tz = check_tz(tz)
     path = None
@@ -401,5 +444,6 @@ def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC"
             if len(data) > MAX_DOCUMENT_BYTES:  # only the first limit + 1 bytes were read
                 raise CDRParseError(f"file is over the {MAX_DOCUMENT_BYTES} byte limit", path)
         root = parse_document(data, path)
-    return record_from_fields(fields_of(root), tz=tz, directions=directions, source=path)
+    return record_from_fields(fields_of(root), tz=tz, directions=directions, source=path,
+                              finished=finished)
 
