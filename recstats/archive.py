@@ -54,6 +54,7 @@ import pyarrow as pa
 from ._archive_find import (
     NOT_REGULAR,
     is_cdr,
+    looks_like_zip,
     member_name,
     member_ok,
     skipped,
@@ -61,6 +62,7 @@ from ._archive_find import (
     tar_listing,
     walk_folder,
     zip_listing,
+    zip_scan,
 )
 from ._archive_parse import (
     _ZIPS,
@@ -128,6 +130,7 @@ class _Listing:
         # (shown path, zip member to read) for zip members that are links
         self.errors: list[tuple[str, str]] = []
         self.zip_links: list[tuple[str, str]] = []
+        self.damaged_zip = False
 
     def add(self, path: str) -> None:
         if _is_cdr(path):
@@ -182,6 +185,8 @@ def _kind(path: str) -> str:
         return "zip"
     if tarfile.is_tarfile(path):
         return "tar"
+    if looks_like_zip(path):  # its members, but its end is damaged: read what is there
+        return "zip"
     if path.lower().endswith(_ARCHIVE_SUFFIXES):  # named like one: damaged, not unknown
         raise ValueError(f"cannot read the archive {path}: not a valid zip or tar file "
                          "(damaged or incomplete?)")
@@ -253,7 +258,15 @@ def _discover(path, follow_links: bool = False
                 with zipfile.ZipFile(path) as zf:
                     names, odd = zip_listing(zf)
             except (zipfile.BadZipFile, OSError, EOFError, zlib.error) as exc:
-                raise ValueError(f"cannot read the zip archive {path}: {exc}") from None
+                if not looks_like_zip(path):
+                    raise ValueError(f"cannot read the zip archive {path}: {exc}") from None
+                # its directory is damaged (a cut download): read the members front to
+                # back from their own headers, in this process (see _found_tasks)
+                listing.damaged_zip = True
+                for name, _ in zip_scan(path, lambda name: False):
+                    if name and member_ok(name):
+                        listing.add(f"{path}/{name}")
+                return listing, "zip", path, iter([])
             for name in names:
                 listing.add(f"{path}/{name}")
             cut = len(path) + 1
@@ -376,6 +389,16 @@ def _found_tasks(listing: _Listing, source: str | None) -> Iterator[tuple]:
     """Chunks of what discovery read or refused itself: error entries, and zip members
     that are links, read as the member they name. Taken after the walk is done."""
     batch: list[tuple[str, bytes | str]] = list(listing.errors)
+    if listing.damaged_zip:
+        size = 0
+        for name, data in zip_scan(source, lambda name: member_ok(name) and _is_cdr(name)):
+            if data is None:
+                continue
+            batch.append((f"{source}/{name}" if name else source, data))
+            size += len(data)
+            if size >= TAR_CHUNK_BYTES or len(batch) >= MAX_CHUNK:
+                yield "blobs", source, batch
+                batch, size = [], 0
     if listing.zip_links:
         size = 0
         with zipfile.ZipFile(source) as zf:

@@ -451,3 +451,45 @@ def test_peak_memory_of_hostile_archives_stays_bounded(tmp_path):
     print("peak KiB: baseline", baseline, "names", names_peak, "links", links_peak)
     assert names_peak - baseline < 150 * 1024, (baseline, names_peak)
     assert links_peak - baseline < 150 * 1024, (baseline, links_peak)
+
+
+@pytest.mark.parametrize("streamed", [False, True])
+def test_cut_zip_keeps_what_came_before(tmp_path, streamed):
+    # a zip's directory is at its end: a cut download lost it, not the members before
+    path = tmp_path / "cut.zip"
+    target = io.BytesIO()
+    # written to a pipe-like stream, zipfile puts sizes after the data (streamed)
+    sink = _Unseekable(target) if streamed else target
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("d/c000.wav", b"RIFF")
+        for i in range(20):
+            zf.writestr(f"d/c{i:03d}.xml", _cdr(f"c{i:03d}", "<pad>" + "x" * 300 + "</pad>"))
+    data = target.getvalue()
+    assert bool(int.from_bytes(data[6:8], "little") & 0x08) == streamed  # sizes after
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        offset = zf.getinfo("d/c013.xml").header_offset
+    for cut, expected, where in ((offset + 10, 13, "after member 'd/c012.xml'"),
+                                 (offset + 60, 13, "in member 'd/c013.xml'"),
+                                 (len(data) - 30, 20, "in its central directory")):
+        path.write_bytes(data[:cut])
+        calls = rs.read_archive(path, progress=False)
+        _counts_add_up(calls)
+        assert calls.call_id.tolist() == [f"c{i:03d}" for i in range(expected)]
+        (error,) = calls.attrs["errors"]
+        assert error["path"] == str(path) and where in error["error"], error
+        assert calls.media_path.iloc[0] == f"{path}/d/c000.wav"
+    # a zip that is not even a zip's beginning is one clear error
+    path.write_bytes(b"PK\x05\x06" + bytes(10))
+    with pytest.raises(ValueError, match="not a valid zip or tar file"):
+        rs.read_archive(path, progress=False)
+
+
+class _Unseekable(io.RawIOBase):
+    def __init__(self, target):
+        self.target = target
+
+    def writable(self):
+        return True
+
+    def write(self, data):
+        return self.target.write(data)
