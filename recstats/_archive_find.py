@@ -9,7 +9,7 @@ to the folder, ``.zip`` or ``.tar`` it was given:
   entry), and nothing outside is opened;
 * zip and tar members are read in memory, never extracted; a member that is a link
   resolves to another member by name (:func:`resolve_member`), never to a file on disk;
-  device and FIFO members are error entries;
+  device and FIFO members are error entries (zip members: :mod:`recstats._archive_zip`);
 * a damaged tar (cut inside a header or inside member data, a truncated ``.tar.gz``)
   gives every member before the damage and one error entry for it (:func:`tar_blobs`).
 
@@ -23,17 +23,16 @@ import errno
 import os
 import posixpath
 import stat
-import struct
 import tarfile
-import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from typing import Any
 
 from ._xml import MAX_DOCUMENT_BYTES
 
-__all__ = ["OUTSIDE", "is_cdr", "looks_like_zip", "member_name", "resolve_member",
-           "skipped", "tar_blobs", "tar_listing", "walk_folder", "zip_listing", "zip_scan"]
+__all__ = ["LOOP", "NOT_REGULAR", "OUTSIDE", "damaged", "is_cdr", "member_name",
+           "member_ok", "normal_name", "resolve_member", "skipped", "tar_blobs",
+           "tar_listing", "walk_folder"]
 
 OUTSIDE = "points outside the archive"
 LOOP = "link loop"
@@ -203,7 +202,8 @@ def resolve_member(name: str, members: dict[str, tuple[str, str | None]]
     return None, LOOP
 
 
-def _normal(name: str) -> str:
+def normal_name(name: str) -> str:
+    """A member name as links name it: ``./a/../b.xml`` -> ``b.xml``."""
     return posixpath.normpath(member_name(name)) if name else name
 
 
@@ -212,51 +212,6 @@ def _read_limited(handle) -> bytes | str:
     if len(data) > MAX_DOCUMENT_BYTES:
         return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
     return data
-
-
-# --------------------------------------------------------------------------- zip
-
-_ZIP_TYPES = {stat.S_IFLNK: "sym", stat.S_IFREG: "file", 0: "file"}
-
-
-def _zip_kind(info: zipfile.ZipInfo) -> str:
-    if info.create_system != 3:  # only Unix zips carry a file type
-        return "file"
-    return _ZIP_TYPES.get(stat.S_IFMT(info.external_attr >> 16), "special")
-
-
-def zip_listing(zf: zipfile.ZipFile) -> tuple[list[str], list[tuple[str, str | None, str | None]]]:
-    """A zip's regular member names (sorted) and its other members named like files:
-    ``(name, target member or None, reason or None)`` for links and devices."""
-    regular: list[str] = []
-    odd: list[tuple[str, str | None, str | None]] = []
-    infos = [i for i in zf.infolist() if not i.is_dir() and member_ok(i.filename)]
-    kinds = {info.filename: _zip_kind(info) for info in infos}
-    if all(kind == "file" for kind in kinds.values()):
-        return sorted(kinds), odd
-    members: dict[str, tuple[str, str | None]] = {}
-    for info in infos:
-        kind = kinds[info.filename]
-        link = None
-        if kind == "sym":  # a zip stores a link's target as its data
-            try:
-                with zf.open(info) as handle:
-                    link = handle.read(4096).decode("utf-8", "surrogateescape")
-            except (OSError, zipfile.BadZipFile, RuntimeError, NotImplementedError,
-                    EOFError, zlib.error):
-                kind = "special"
-        members[_normal(info.filename)] = (kind, link)
-    by_normal = {_normal(info.filename): info.filename for info in infos}
-    for info in infos:
-        kind = kinds[info.filename]
-        if kind == "file":
-            regular.append(info.filename)
-        elif kind == "special":
-            odd.append((info.filename, None, NOT_REGULAR))
-        else:
-            target, reason = resolve_member(_normal(info.filename), members)
-            odd.append((info.filename, by_normal.get(target) if target else None, reason))
-    return sorted(regular), sorted(odd)
 
 
 # --------------------------------------------------------------------------- tar
@@ -277,18 +232,18 @@ def _tar_members(tf: tarfile.TarFile, damage: list[str]) -> Iterator[tarfile.Tar
         try:
             member = tf.next()
         except _TAR_ERRORS as exc:
-            damage.append(_damaged(last, exc))
+            damage.append(damaged(last, exc))
             return
         if member is None:
             problem = _tar_end_problem(tf)
             if problem:
-                damage.append(_damaged(last, problem))
+                damage.append(damaged(last, problem))
             return
         last = member.name
         yield member
 
 
-def _damaged(last: str | None, problem: object) -> str:
+def damaged(last: str | None, problem: object) -> str:
     where = f"after member {member_name(last)!r}" if last else "at its start"
     return f"archive damaged {where}: {problem}; the members after it are lost"
 
@@ -338,7 +293,7 @@ def tar_blobs(path: str, chunk_sizes: Iterator[int], chunk_bytes: int
     with tarfile.open(path, "r:*") as tf:
         for member in _tar_members(tf, damage):
             kind = _tar_kind(member)
-            normal = _normal(member.name)
+            normal = normal_name(member.name)
             members[normal] = (kind, member.linkname or None)
             if kind == "dir" or not (member_ok(member.name) and is_cdr(member.name)):
                 continue
@@ -356,7 +311,7 @@ def tar_blobs(path: str, chunk_sizes: Iterator[int], chunk_bytes: int
                     data = _read_limited(handle) if handle is not None else NOT_REGULAR
                 except _TAR_ERRORS as exc:
                     # cut inside this member's data: it is the damage, nothing follows
-                    damage.append(_damaged(member.name, exc).replace(
+                    damage.append(damaged(member.name, exc).replace(
                         "after member", "in member"))
                     break
             batch.append((shown, data))
@@ -393,7 +348,7 @@ def _tar_link_entries(path: str, links: list[tuple[str, str]],
     damage: list[str] = []
     with tarfile.open(path, "r:*") as tf:
         for member in _tar_members(tf, damage):
-            normal = _normal(member.name)
+            normal = normal_name(member.name)
             if normal not in wanted or not member.isfile():
                 continue
             if member.size > MAX_DOCUMENT_BYTES:
@@ -412,132 +367,3 @@ def _tar_link_entries(path: str, links: list[tuple[str, str]],
         for shown in shown_paths:
             yield shown, f"link target {target!r} could not be read (archive damaged)"
 
-
-# --------------------------------------------------------------------------- damaged zip
-
-_LOCAL_HEADER = struct.Struct("<4s5H3L2H")
-_LOCAL_MAGIC = b"PK\x03\x04"
-_CENTRAL_MAGICS = (b"PK\x01\x02", b"PK\x05\x06", b"PK\x06\x06")
-_DESCRIPTOR_MAGIC = b"PK\x07\x08"
-_READ = 64 * 1024
-
-
-def looks_like_zip(path: str) -> bool:
-    """Whether a file starts with a zip member (whatever became of its end)."""
-    try:
-        with open(path, "rb") as handle:
-            return handle.read(4) == _LOCAL_MAGIC
-    except OSError:
-        return False
-
-
-def zip_scan(path: str, wanted: Callable[[str], bool]
-             ) -> Iterator[tuple[str, bytes | str | None]]:
-    """The members of a zip whose directory at its end is damaged or missing (a cut
-    download), read front to back from the header before each member.
-
-    Yields ``(name, data)`` for the members ``wanted(name)`` accepts (``data`` the
-    bytes, or the reason they cannot be read), ``(name, None)`` for the others, and at
-    damage ``("", reason)`` once, then stops: every member before the damage is read.
-    """
-    with open(path, "rb") as handle:
-        last = None
-        while True:
-            start = handle.tell()
-            header = handle.read(_LOCAL_HEADER.size)
-            if header[:4] in _CENTRAL_MAGICS:
-                # the members all came through: only the directory after them is bad
-                yield "", "archive damaged in its central directory (the members are read)"
-                return
-            if len(header) < _LOCAL_HEADER.size or header[:4] != _LOCAL_MAGIC:
-                yield "", _damaged(last, "no member header where one should start"
-                                   if header else "cut short")
-                return
-            (_, _, flags, method, _, _, crc, csize, usize, name_len,
-             extra_len) = _LOCAL_HEADER.unpack(header)
-            raw_name = handle.read(name_len)
-            handle.seek(extra_len, os.SEEK_CUR)
-            name = raw_name.decode("utf-8" if flags & 0x800 else "cp437", "replace")
-            want = wanted(name)
-            streamed = bool(flags & 0x08) and csize == 0
-            if streamed and method != 8:
-                yield "", _damaged(last, f"member {name!r} has no size")
-                return
-            if csize == 0xFFFFFFFF or usize == 0xFFFFFFFF:
-                yield "", _damaged(last, f"member {name!r} is a zip64 member")
-                return
-            if streamed:
-                data, end = _inflate_stream(handle, start)
-                if end is None:
-                    yield "", _damaged(name, "cut inside its data").replace(
-                        "after member", "in member")
-                    return
-                handle.seek(end)
-                tail = handle.read(4)
-                handle.seek(end + (16 if tail == _DESCRIPTOR_MAGIC else 12))
-            else:
-                data = None
-                if want and not flags & 0x01 and usize <= MAX_DOCUMENT_BYTES:
-                    body = handle.read(csize)
-                    if len(body) < csize:
-                        yield "", _damaged(name, "cut inside its data").replace(
-                            "after member", "in member")
-                        return
-                    data = _inflate(body, method, crc)
-                else:
-                    handle.seek(csize, os.SEEK_CUR)
-                if flags & 0x08:  # sizes in the header and a descriptor after the data
-                    tail = handle.read(4)
-                    handle.seek(12 if tail == _DESCRIPTOR_MAGIC else 8, os.SEEK_CUR)
-            if want:
-                if flags & 0x01:
-                    data = "encrypted archive member"
-                elif usize > MAX_DOCUMENT_BYTES and not streamed:
-                    data = f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
-                yield name, data
-            else:
-                yield name, None
-            last = name
-
-
-def _inflate(body: bytes, method: int, crc: int) -> bytes | str:
-    if method == 0:
-        data = body
-    elif method == 8:
-        try:
-            inflater = zlib.decompressobj(-15)
-            data = inflater.decompress(body, MAX_DOCUMENT_BYTES + 1)
-        except zlib.error as exc:
-            return f"cannot read archive member: {exc}"
-    else:
-        return f"cannot read archive member: compression method {method} in a damaged zip"
-    if len(data) > MAX_DOCUMENT_BYTES:
-        return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
-    if zlib.crc32(data) != crc:
-        return "cannot read archive member: bad CRC"
-    return data
-
-
-def _inflate_stream(handle, start: int) -> tuple[bytes | str, int | None]:
-    """Inflate a member of unknown size: (data or reason, file offset after it)."""
-    inflater = zlib.decompressobj(-15)
-    out: list[bytes] = []
-    size = 0
-    begin = handle.tell()
-    fed = 0
-    while not inflater.eof:
-        chunk = handle.read(_READ)
-        if not chunk:
-            return "cut short", None
-        fed += len(chunk)
-        try:
-            piece = inflater.decompress(chunk)
-        except zlib.error as exc:
-            return f"cannot read archive member: {exc}", None
-        size += len(piece)
-        if size <= MAX_DOCUMENT_BYTES:  # past the limit: inflate on only to find its end
-            out.append(piece)
-    end = begin + fed - len(inflater.unused_data)
-    if size > MAX_DOCUMENT_BYTES:
-        return f"file is over the {MAX_DOCUMENT_BYTES} byte limit", end
-    return b"".join(out), end
