@@ -246,19 +246,20 @@ def found_tasks(listing: Listing, source: str | None, max_files: int,
     """Chunks of what discovery read or refused itself: error entries, and zip members
     that are links, read as the member they name. Taken after the walk is done."""
     batch: list[tuple[str, bytes | str]] = list(listing.errors)
+    archive = source or ""  # a zip's path when it has damage or links
     if listing.damaged_zip:
         size = 0
-        for name, data in zip_scan(source, lambda name: member_ok(name) and is_cdr(name)):
+        for name, data in zip_scan(archive, lambda name: member_ok(name) and is_cdr(name)):
             if data is None:
                 continue
-            batch.append((f"{source}/{name}" if name else source, data))
+            batch.append((f"{archive}/{name}" if name else archive, data))
             size += len(data)
             if size >= max_bytes or len(batch) >= max_files:
                 yield "blobs", source, batch
                 batch, size = [], 0
     if listing.zip_links:
         size = 0
-        with zipfile.ZipFile(source) as zf:
+        with zipfile.ZipFile(archive) as zf:
             for shown, target in listing.zip_links:
                 data = _zip_member(zf, target)
                 batch.append((shown, data))

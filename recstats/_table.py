@@ -158,7 +158,7 @@ def _times_to_utc(raw: pd.Series, tz: str
     times = times.dt.as_unit("us")
     later = {}
     for pos in twice:  # few: the repeated hour of one night a year
-        second = later_reading(text.iat[pos], tz, times.iat[pos])
+        second = later_reading(str(text.iat[pos]), tz, times.iat[pos])
         if second is not None:
             later[int(pos)] = second
     if has_zone.any():
@@ -342,7 +342,8 @@ def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,
                 continue
             starts = (first_start, *((later_start[pos],) if pos in later_start else ()))
             ends = (first_end, *((later_end[pos],) if pos in later_end else ()))
-            start.iat[pos], end.iat[pos] = choose_readings(starts, ends, stated.iat[pos])
+            start.iat[pos], end.iat[pos] = choose_readings(starts, ends,
+                                                           float(stated.iat[pos]))
     seconds = stated.to_numpy()
     with np.errstate(invalid="ignore"):
         usable = (end.isna() & start.notna()).to_numpy() & (seconds >= 0) \
@@ -354,9 +355,9 @@ def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,
     # np.round and Python's round both round half to even: the per-record path's value
     end_us[usable] = start_us[usable] + np.round(seconds[usable] * 1e6).astype(np.int64)
     usable &= end_us < END_OF_CALENDAR_US
-    ends = end.to_numpy(dtype="datetime64[us]")
-    ends[usable] = end_us[usable].astype("datetime64[us]")
-    return start, pd.Series(ends, index=end.index).dt.tz_localize("UTC")
+    end_values = end.to_numpy(dtype="datetime64[us]")
+    end_values[usable] = end_us[usable].astype("datetime64[us]")
+    return start, pd.Series(end_values, index=end.index).dt.tz_localize("UTC")
 
 
 def _fold_rare_fields(rows: list[Mapping[str, str]], max_columns: int
