@@ -9,11 +9,13 @@ gives any frame the schema. ``recstats.cdr`` re-exports these names.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from ._schema import (
     ARCHIVE_COLUMNS,
@@ -28,16 +30,43 @@ from ._schema import (
 )
 from ._time import TIME_TEXT
 from ._xml import MAX_FIELDS, too_many_fields
-from .cdr import decode_enum, parse_bool
+from .cdr import (
+    COMPUTED_COLUMNS,
+    END_OF_CALENDAR_US,
+    MAX_STATED_SECONDS,
+    choose_readings,
+    decode_enum,
+    later_reading,
+    parse_bool,
+)
 
-__all__ = ["calls_frame", "calls_from_fields", "coerce_calls", "empty_calls"]
+__all__ = ["DEFAULT_MAX_COLUMNS", "calls_frame", "calls_from_fields", "coerce_calls",
+           "empty_calls", "limit_columns"]
+
+#: Distinct undocumented field names kept as columns of their own; the others go into
+#: the ``extras`` column (see :func:`calls_from_fields`).
+DEFAULT_MAX_COLUMNS = 300
+#: The column holding the other fields of a row, as JSON text of {name: value}.
+EXTRAS = "extras"
+#: Field names that are always columns: the schema's and PROTOCOL.md's documented ones.
+DOCUMENTED_FIELDS = frozenset({
+    "id", "ccdr_id", "duration", *TIME_FIELDS, *RENAMES, *SHADOWED, *ENUMS,
+    *BOOLEAN_FIELDS, "native_id", "native_call_id", "owner_eid", "location_eid",
+    "cisco_guid", "ms_conversation_id", "source_device", "source_eth", "source_ip",
+    "destination_ip", "signaling_id", "recorder_service_id", "platform_call_id",
+    "recorded_party", "meeting_id", "shared_item.id", "shared_item.publisher",
+    "shared_item.title", "destination_device", "media_file",
+    *(target for target, _ in ENUMS.values()), *COMPUTED_COLUMNS, *ARCHIVE_COLUMNS,
+})
 
 
 def _ordered_columns(columns: Iterable[str]) -> list[str]:
     present = set(columns)
     fixed = list(CALL_COLUMNS)
+    if "end_unknown" in present:  # DESIGN's order: right after end_time
+        fixed.insert(fixed.index("end_time") + 1, "end_unknown")
     tail = [c for c in ARCHIVE_COLUMNS if c in present]
-    extras = sorted(present - set(CALL_COLUMNS) - set(ARCHIVE_COLUMNS))
+    extras = sorted(present - set(fixed) - set(ARCHIVE_COLUMNS))
     return fixed + tail + extras
 
 
@@ -81,6 +110,8 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
             values = values.cat.remove_unused_categories()
         elif column in BOOLEAN_FIELDS:
             values = values.astype("boolean")
+        elif column == "end_unknown":  # missing (a table without the flag): known
+            values = values.astype("boolean").fillna(False).astype(bool)
         else:
             values = values.astype("str")
         out[column] = values
@@ -100,31 +131,43 @@ def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return coerce_calls(pd.DataFrame.from_records(records)).reset_index(drop=True)
 
 
-def _times_to_utc(raw: pd.Series, tz: str) -> tuple[pd.Series, pd.Series]:
-    """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts)."""
+def _times_to_utc(raw: pd.Series, tz: str
+                  ) -> tuple[pd.Series, pd.Series, dict[int, pd.Timestamp]]:
+    """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts,
+    {position: second reading} for the times that happen twice, see
+    :func:`recstats.cdr.later_reading`)."""
     text = raw.astype("str").str.strip()
     text = text.where(text.str.fullmatch(TIME_TEXT, na=False))  # else NaN, so bad
     has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
     naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
+    twice: Iterable[int] = ()
     if tz in ("UTC", "utc", None):
         times = naive.dt.tz_localize("UTC")
     else:
         try:
             times = naive.dt.tz_localize(tz, ambiguous=np.ones(len(naive), dtype=bool),
                                          nonexistent="shift_forward").dt.tz_convert("UTC")
+            probe = naive.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
+            twice = np.flatnonzero((probe.isna() & naive.notna()).to_numpy())
         except (NotImplementedError, OverflowError):
             # a time at the end of the range (year 9999 west of UTC): pandas refuses the
             # whole column, so localise one by one and let the failing ones be NaT (bad)
             times = pd.Series([_localize_or_nat(v, tz) for v in naive], index=naive.index,
                               dtype=TIME_DTYPE)
+            twice = np.flatnonzero(naive.notna().to_numpy())
     times = times.dt.as_unit("us")
+    later = {}
+    for pos in twice:  # few: the repeated hour of one night a year
+        second = later_reading(str(text.iat[pos]), tz, times.iat[pos])
+        if second is not None:
+            later[int(pos)] = second
     if has_zone.any():
         zoned = pd.to_datetime(text[has_zone].str.replace(r"[zZ]$", "+00:00", regex=True),
                                format="ISO8601", utc=True, errors="coerce")
         times = times.copy()
         times[has_zone] = zoned.dt.as_unit("us")
     bad = raw.notna() & times.isna()
-    return times, bad
+    return times, bad, later
 
 
 def _localize_or_nat(moment: pd.Timestamp, tz: str) -> pd.Timestamp:
@@ -149,25 +192,60 @@ def _elapsed_seconds(start: pd.Series, end: pd.Series) -> pd.Series:
 
 
 def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
-                      directions: Mapping[str, str] | None = None
+                      directions: Mapping[str, str] | None = None, *,
+                      finished: bool = False, max_columns: int = DEFAULT_MAX_COLUMNS
                       ) -> tuple[pd.DataFrame, dict[int, str]]:
     """Many documents' raw fields (:func:`fields_of`) -> a calls table, vectorised.
 
-    Returns ``(calls, rejected)``: ``rejected`` maps the position in ``rows`` of each
-    document that is not a valid CDR (no id, a time that is not a time) to the reason;
-    those rows are left out of ``calls``, which keeps the input order of the others
-    (its index is their position in ``rows``). Values equal :func:`record_from_fields`'s.
+    Values equal :func:`recstats.cdr.record_from_fields`'s (and its end rules: an end
+    from ``duration``, the repeated autumn hour) as long as the documents hold at most
+    ``max_columns`` distinct undocumented field names.
 
+    Parameters
+    ----------
+    rows : list of Mapping[str, str]
+        One field dict per document.
+    tz : str, default "UTC"
+        The sites' time zone (CDR times are its wall-clock time).
+    directions : Mapping[str, str], optional
+        Overrides the ``direction_id`` table.
+    finished : bool, default False
+        The rows are finished calls (CDR files): the table gains the boolean column
+        ``end_unknown`` after ``end_time``, True where neither ``end_time`` nor a usable
+        ``duration`` gives the end.
+    max_columns : int, default :data:`DEFAULT_MAX_COLUMNS`
+        Distinct undocumented field names kept as columns of their own: the first by
+        name. The other fields of a row go into one ``extras`` column, JSON text of
+        ``{name: value}`` sorted by name (a field named ``extras`` always does). Work is
+        linear in the number of fields, whatever their names.
+
+    Returns
+    -------
+    calls : DataFrame
+        The calls table of the valid documents, in input order; its index is their
+        position in ``rows``.
+    rejected : dict[int, str]
+        Position in ``rows`` -> reason, for each document that is not a valid CDR (no
+        id, a time that is not a time).
+
+    Examples
+    --------
     >>> calls, rejected = calls_from_fields([{"id": "a", "location": "NY"},
     ...                                      {"start_time": "2026-11-02 09:00:00"}])
     >>> calls["site"].tolist(), rejected
     (['NY'], {1: 'not a CDR: no id or ccdr_id field'})
+    >>> calls, _ = calls_from_fields([{"id": "a", "x1": "1", "x2": "2"}], max_columns=1)
+    >>> calls["x1"].tolist(), calls["extras"].tolist()
+    (['1'], ['{"x2": "2"}'])
     """
+    if max_columns < 0:
+        raise ValueError(f"max_columns must be 0 or more, not {max_columns!r}")
     if not rows:
         return empty_calls(), {}
     wide = {pos: too_many_fields(len(row)) for pos, row in enumerate(rows) if len(row) > MAX_FIELDS}
     if wide:  # their fields never become columns: an empty row, rejected for no id
         rows = [{} if pos in wide else row for pos, row in enumerate(rows)]
+    rows, extras = _fold_rare_fields(rows, max_columns)
     raw = pd.DataFrame.from_records(rows)
     if len(raw) < len(rows):  # all empty ({} from <cdr/>): from_records gives no rows
         raw = pd.DataFrame(index=range(len(rows)))
@@ -183,19 +261,27 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
         rejected[int(pos)] = "not a CDR: no id or ccdr_id field"
     rejected.update(wide)  # the reason record_from_fields gives
     out: dict[str, pd.Series] = {"call_id": call_id}
+    later: dict[str, dict[int, pd.Timestamp]] = {}
     for name in TIME_FIELDS:
         if name in raw.columns:
-            times, bad = _times_to_utc(raw[name], tz)
+            times, bad, later[name] = _times_to_utc(raw[name], tz)
             for pos in np.flatnonzero(bad.to_numpy()):
                 rejected.setdefault(int(pos), f"{name} {raw[name].iat[pos]!r} is not a time")
             out[name] = times
         else:
             out[name] = pd.Series(pd.NaT, index=raw.index, dtype=TIME_DTYPE)
-    elapsed = _elapsed_seconds(out["start_time"], out["end_time"])
+            later[name] = {}
     stated = pd.to_numeric(column("duration"), errors="coerce").astype("float64")
+    out["start_time"], out["end_time"] = _resolve_ends(out["start_time"], out["end_time"],
+                                                       stated, later)
+    elapsed = _elapsed_seconds(out["start_time"], out["end_time"])
     out["duration"] = elapsed.where(elapsed.notna(), stated)
+    if finished:
+        out["end_unknown"] = out["end_time"].isna()
     for name in raw.columns:
-        if name in ("id", "duration") or name in TIME_FIELDS:
+        if name in ("id", "duration") or name in TIME_FIELDS or name in COMPUTED_COLUMNS:
+            continue
+        if name == EXTRAS and extras is not None:
             continue
         if name == "ccdr_id":
             # only documents with both ids keep ccdr_id, as in record_from_fields
@@ -220,6 +306,8 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             decoded = codes.map(names)
             out[target] = decoded if target not in out else decoded.where(codes.notna(),
                                                                           out[target])
+    if extras is not None:
+        out[EXTRAS] = pd.Series(extras, index=raw.index, dtype="object")
     frame = pd.DataFrame(out, index=raw.index)
     if rejected:
         frame = frame.drop(index=sorted(rejected))
@@ -230,6 +318,135 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             present["ccdr_id"] &= present["id"] if "id" in kept.columns else False
         only_rejected = {c if c == "ccdr_id" else RENAMES.get(c, c)
                          for c in kept.columns if not present[c].any()}
+        only_rejected.discard("end_unknown")
+        if EXTRAS in frame.columns and frame[EXTRAS].isna().all():
+            only_rejected.add(EXTRAS)
         frame = frame.drop(columns=[c for c in only_rejected
                                     if c in frame.columns and c not in CALL_COLUMNS])
     return coerce_calls(frame), rejected
+
+
+def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,
+                  later: Mapping[str, Mapping[int, pd.Timestamp]]
+                  ) -> tuple[pd.Series, pd.Series]:
+    """The end rules of :func:`recstats.cdr.record_from_fields`, vectorised: readings
+    across a repeated hour (:func:`recstats.cdr.choose_readings`, for those few rows),
+    then ``end = start + duration`` where the end is missing
+    (:func:`recstats.cdr.end_from_duration`)."""
+    later_start, later_end = later["start_time"], later["end_time"]
+    if later_start or later_end:
+        start, end = start.copy(), end.copy()
+        for pos in sorted(set(later_start) | set(later_end)):
+            first_start, first_end = start.iat[pos], end.iat[pos]
+            if first_start is pd.NaT or first_end is pd.NaT:
+                continue
+            starts = (first_start, *((later_start[pos],) if pos in later_start else ()))
+            ends = (first_end, *((later_end[pos],) if pos in later_end else ()))
+            start.iat[pos], end.iat[pos] = choose_readings(starts, ends,
+                                                           float(stated.iat[pos]))
+    seconds = stated.to_numpy()
+    with np.errstate(invalid="ignore"):
+        usable = (end.isna() & start.notna()).to_numpy() & (seconds >= 0) \
+            & (seconds <= MAX_STATED_SECONDS)
+    if not usable.any():
+        return start, end
+    start_us = start.to_numpy(dtype="datetime64[us]").view("int64")
+    end_us = np.zeros(len(start_us), dtype=np.int64)
+    # np.round and Python's round both round half to even: the per-record path's value
+    end_us[usable] = start_us[usable] + np.round(seconds[usable] * 1e6).astype(np.int64)
+    usable &= end_us < END_OF_CALENDAR_US
+    end_values = end.to_numpy(dtype="datetime64[us]")
+    end_values[usable] = end_us[usable].astype("datetime64[us]")
+    return start, pd.Series(end_values, index=end.index).dt.tz_localize("UTC")
+
+
+def _fold_rare_fields(rows: list[Mapping[str, str]], max_columns: int
+                      ) -> tuple[list[Mapping[str, str]], list[str | None] | None]:
+    """Rows without the fields past the first ``max_columns`` undocumented names, and
+    those fields as JSON text per row (None when every field stays a column)."""
+    names: set[str] = set()
+    for row in rows:
+        names.update(row)
+    free = names - DOCUMENTED_FIELDS
+    if len(free) <= max_columns and EXTRAS not in free:
+        return rows, None
+    folded = free - set(sorted(free - {EXTRAS})[:max_columns])
+    kept_rows: list[Mapping[str, str]] = []
+    extras: list[str | None] = []
+    for row in rows:
+        if folded.isdisjoint(row):
+            kept_rows.append(row)
+            extras.append(None)
+            continue
+        kept_rows.append({k: v for k, v in row.items() if k not in folded})
+        extras.append(_dump({k: v for k, v in row.items() if k in folded}))
+    return kept_rows, extras
+
+
+def _dump(fields: Mapping[str, Any]) -> str:
+    return json.dumps(fields, ensure_ascii=False, sort_keys=True)
+
+
+def limit_columns(tables: list[pa.Table], max_columns: int = DEFAULT_MAX_COLUMNS
+                  ) -> list[pa.Table]:
+    """Chunks of one calls table (Arrow) with the same undocumented columns in all.
+
+    The first ``max_columns`` undocumented names by name, across every chunk and the
+    chunks' ``extras``, stay columns; every other field goes into (or comes back out of)
+    ``extras``, as :func:`calls_from_fields` does for one chunk. The result does not
+    depend on how the documents were split into chunks. Linear in the chunks' cells.
+
+    >>> one = pa.table({"call_id": ["a"], "x1": ["1"], "x2": ["2"]})
+    >>> [t.to_pylist() for t in limit_columns([one], max_columns=1)]
+    [[{'call_id': 'a', 'x1': '1', 'extras': '{"x2": "2"}'}]]
+    """
+    free = set().union(*(_free(t) for t in tables))
+    with_extras = [t for t in tables if EXTRAS in t.column_names]
+    if not with_extras and len(free) <= max_columns:
+        return tables
+    inside: list[list[dict[str, Any] | None]] = []
+    for table in tables:
+        texts = table.column(EXTRAS).to_pylist() if EXTRAS in table.column_names else []
+        inside.append([json.loads(text) if text else None for text in texts])
+    for dicts in inside:
+        for fields in dicts:
+            if fields:
+                free.update(fields)
+    kept = set(sorted(free - {EXTRAS})[:max_columns])
+    tables = [_refold(table, dicts, kept) for table, dicts in zip(tables, inside)]
+    if all(t.column(EXTRAS).null_count == t.num_rows for t in tables
+           if EXTRAS in t.column_names):  # every field is a column again
+        tables = [t.drop_columns([EXTRAS]) if EXTRAS in t.column_names else t
+                  for t in tables]
+    return tables
+
+
+def _free(table: pa.Table) -> set[str]:
+    return set(table.column_names) - DOCUMENTED_FIELDS - set(CALL_COLUMNS) - {EXTRAS}
+
+
+def _refold(table: pa.Table, dicts: list[dict[str, Any] | None], kept: set[str]
+            ) -> pa.Table:
+    fold = sorted(c for c in _free(table) if c not in kept)
+    unfold = sorted({name for fields in dicts if fields for name in fields} & kept)
+    if not fold and not unfold:
+        return table
+    n = table.num_rows
+    dicts = dicts or [None] * n
+    values = {c: table.column(c).to_pylist() for c in fold}
+    back: dict[str, list[Any]] = {c: [None] * n for c in unfold}
+    texts: list[str | None] = []
+    for i in range(n):
+        fields = dicts[i] or {}
+        for name in fold:
+            value = values[name][i]
+            if value is not None:
+                fields[name] = value
+        for name in unfold:
+            if name in fields:
+                back[name][i] = fields.pop(name)
+        texts.append(_dump(fields) if fields else None)
+    table = table.drop_columns([*fold, *([EXTRAS] if EXTRAS in table.column_names else [])])
+    for name in unfold:
+        table = table.append_column(name, pa.array(back[name], type=pa.large_string()))
+    return table.append_column(EXTRAS, pa.array(texts, type=pa.large_string()))

@@ -19,8 +19,15 @@ in one vectorised pass (:func:`recstats._table.calls_from_fields`). With several
 processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
 walked lazily, so workers start while the walk goes on.
 
-A file that cannot be parsed is an error row, never the end of the batch; a container
-that cannot be read at all (a corrupt ``.zip``/``.tar`` directory) is a ``ValueError``.
+Boundaries (:mod:`recstats._archive_find`): nothing outside the folder, archive or file
+list given is read. Symbolic links that lead outside are error entries unless
+``follow_links=True``; archive members are read in memory, never extracted, and links
+between members resolve inside the archive.
+
+A file that cannot be parsed is an error row, never the end of the batch; a damaged
+tar keeps the members before the damage and adds one error entry for it; a container
+that cannot be read at all (a zip without its central directory, a tar damaged in its
+first header) is a ``ValueError``.
 """
 
 from __future__ import annotations
@@ -32,10 +39,7 @@ import multiprocessing
 import operator
 import os
 import sys
-import tarfile
 import warnings
-import zipfile
-import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -44,6 +48,15 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from ._archive_find import is_cdr, tar_blobs
+from ._archive_list import ARCHIVE_SUFFIXES as _ARCHIVE_SUFFIXES
+from ._archive_list import (
+    MEDIA_EXTENSIONS,  # noqa: F401 - part of this module's API
+    found_tasks,
+)
+from ._archive_list import Listing as _Listing
+from ._archive_list import discover as _discover
+from ._archive_list import pair_media as _pair
 from ._archive_parse import (
     _ZIPS,
     POOL_CPU_SECONDS,
@@ -52,9 +65,8 @@ from ._archive_parse import (
     _worker,
     shown_path,
 )
-from ._table import coerce_calls, empty_calls
+from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
-from ._xml import MAX_DOCUMENT_BYTES
 from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
@@ -71,249 +83,42 @@ TAR_CHUNK_BYTES = 8 * 1024 * 1024
 # --------------------------------------------------------------------------- discovery
 
 
-def _is_cdr(name: str) -> bool:
-    return name[-4:].lower() == ".xml"
-
-
-def _skipped(name: str) -> bool:
-    return name.startswith(".") or name == "__MACOSX"
-
-
-#: Extensions reported as "media without CDR" (pairing itself accepts any extension).
-MEDIA_EXTENSIONS = frozenset({
-    ".wav", ".mp3", ".mp4", ".m4a", ".ogg", ".opus", ".oga", ".webm", ".mkv", ".avi",
-    ".mov", ".wma", ".wmv", ".amr", ".gsm", ".g729", ".vox", ".flac", ".aac", ".3gp",
-    ".txt", ".html", ".htm", ".json", ".pdf", ".png", ".jpg", ".jpeg",
-})
-
-
-_ARCHIVE_SUFFIXES = (".zip", ".tar", ".tgz", ".tar.gz", ".tar.bz2", ".tar.xz")
-
-
-def _looks_like_media(path: str) -> bool:
-    return os.path.splitext(path)[1].lower() in MEDIA_EXTENSIONS
-
-
-def _stem_key(path: str) -> str:
-    """The pairing key: the path without its last extension."""
-    return path[: len(path) - len(os.path.splitext(path)[1])]
-
-
-class _Listing:
-    """What discovery found: CDR entries in order, and media paths by stem key.
-
-    For a folder it fills up while the walk is consumed; ``complete`` says it is done.
-    """
-
-    def __init__(self) -> None:
-        self.cdrs: list[str] = []          # display paths, in a deterministic order
-        self.cdr_keys: set[str] = set()
-        self.media: dict[str, str] = {}    # stem key -> first media path by name
-        self.complete = True
-
-    def add(self, path: str) -> None:
-        if _is_cdr(path):
-            self.cdrs.append(path)
-            self.cdr_keys.add(path[:-4])
-        else:
-            key = _stem_key(path)
-            if key not in self.media or path < self.media[key]:
-                self.media[key] = path
-
-    def media_without_cdr(self) -> list[str]:
-        # only files that look like recordings: a README or script beside the archive
-        # is not a recording whose CDR went missing
-        return sorted(shown_path(p) for k, p in self.media.items()
-                      if k not in self.cdr_keys and _looks_like_media(p))
-
-
-def _walk(root: str, listing: _Listing) -> Iterator[list[str]]:
-    """Yield the CDR paths under ``root``, a folder at a time, recording every file.
-
-    Lazy, so worker processes parse the first chunks while the walk goes on. Sorted
-    names: the same order on every file system.
-    """
-    cdrs, keys, media = listing.cdrs, listing.cdr_keys, listing.media
-    # symbolic links to folders are followed (a day or site folder linked in from another
-    # disk was skipped without a word); each folder is read once, so a link loop ends
-    seen = {_folder_id(root)}
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_unreadable_folder,
-                                                followlinks=True):
-        kept = []
-        for name in sorted(dirnames):
-            if not _skipped(name):
-                folder = _folder_id(os.path.join(dirpath, name))
-                if folder is None or folder not in seen:
-                    seen.add(folder)
-                    kept.append(name)
-        dirnames[:] = kept
-        prefix = dirpath if dirpath.endswith(os.sep) else dirpath + os.sep
-        names = sorted(n for n in filenames if n[0] != "." and n != "__MACOSX")
-        found = [prefix + n for n in names if n[-4:].lower() == ".xml"]
-        if len(found) < len(names):
-            for name in names:
-                if name[-4:].lower() != ".xml":
-                    path = prefix + name
-                    dot = name.rfind(".")
-                    key = prefix + name[:dot] if dot > 0 else path
-                    if key not in media or path < media[key]:
-                        media[key] = path
-        if found:
-            cdrs.extend(found)
-            keys.update([p[:-4] for p in found])
-            yield found
-    listing.complete = True
-
-
-def _folder_id(path: str) -> tuple[int, int] | None:
-    try:
-        info = os.stat(path)
-    except OSError:  # os.walk reports it (_unreadable_folder)
-        return None
-    return info.st_dev, info.st_ino
-
-
-def _unreadable_folder(exc: OSError) -> None:
-    # os.walk skips a folder it cannot list without a word: its CDRs would be missing
-    # from both rows and errors
-    warnings.warn(f"recstats.read_archive: cannot read folder {exc.filename} "
-                  f"({exc.strerror or exc}); its files are left out", RuntimeWarning,
-                  stacklevel=2)
-
-
-def _kind(path: str) -> str:
-    if os.path.isdir(path):
-        return "dir"
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"no such file or folder: {path}")
-    if _is_cdr(path):
-        return "list"  # one CDR file
-    if zipfile.is_zipfile(path):
-        return "zip"
-    if tarfile.is_tarfile(path):
-        return "tar"
-    if path.lower().endswith(_ARCHIVE_SUFFIXES):  # named like one: damaged, not unknown
-        raise ValueError(f"cannot read the archive {path}: not a valid zip or tar file "
-                         "(damaged or incomplete?)")
-    raise ValueError(f"{path} is not a folder, .zip, .tar[.gz] or .xml file")
-
-
-def _member_ok(name: str) -> bool:
-    return not any(_skipped(part) for part in name.split("/") if part not in ("", ".", ".."))
-
-
-def _member_name(name: str) -> str:
-    """A member's name as shown: ``./a/b.xml`` and ``/a/b.xml`` -> ``a/b.xml``."""
-    while name.startswith(("./", "/")):
-        name = name[1:] if name.startswith("/") else name[2:]
-    return name
-
-
-def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike]) -> pd.DataFrame:
+def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
+                  follow_links: bool = False) -> pd.DataFrame:
     """The CDR files of an archive and their paired media, without parsing anything.
 
-    Returns a frame with columns ``cdr_path`` and ``media_path`` (NA when no media file
-    has the CDR's stem), in reading order. Tar archives are listed by reading them once.
+    Lists what :func:`read_archive` reads, by the same rules: a folder never leads
+    outside itself (unless ``follow_links``), zip and tar members are listed from the
+    archive, never extracted.
 
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        A folder, a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, one ``.xml`` file, or a
+        list of files (a folder in it stands for its files).
+    follow_links : bool, default False
+        Follow symbolic links whose target lies outside the folder given.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``cdr_path`` and ``media_path`` (NA when no media file has the CDR's
+        stem), in reading order: every file named like a CDR that the archive holds,
+        including the ones :func:`read_archive` would report as errors (a link
+        leaving the folder, a device member). Tar archives are listed by reading them
+        once; a damaged tar lists the members before the damage.
+
+    Examples
+    --------
     >>> archive_files("data/samples/odd").cdr_path.str.endswith(".xml").all()  # doctest: +SKIP
     True
     """
-    listing, _, _, batches = _discover(path)
+    listing, _, _, batches = _discover(path, follow_links)
     for _ in batches:  # a folder's listing fills up as its walk is consumed
         pass
-    cdrs = pd.Series([shown_path(p) for p in listing.cdrs], dtype="str")
+    found = listing.cdrs + [p for p, _ in listing.errors if is_cdr(p)]
+    cdrs = pd.Series([shown_path(p) for p in found], dtype="str")
     return pd.DataFrame({"cdr_path": cdrs, "media_path": _pair(cdrs, listing)})
-
-
-def _discover(path) -> tuple[_Listing, str, str | None, Iterator[list[str]]]:
-    """List an archive: ``(listing, kind, source, batches)``.
-
-    ``kind`` is ``files`` (``batches`` are lists of file paths; lazy for a folder),
-    ``zip`` (lists of member names of ``source``) or ``tar`` (read by
-    :func:`_tar_tasks`, no batches).
-    """
-    listing = _Listing()
-    if isinstance(path, (str, os.PathLike)):
-        path = os.fspath(path)
-        kind = _kind(path)
-        if kind == "dir":
-            os.scandir(path).close()  # an unreadable top folder: PermissionError at once
-            listing.complete = False  # now: the generator's body starts only when consumed
-            return listing, "files", None, _walk(path, listing)
-        if kind == "zip":
-            try:
-                with zipfile.ZipFile(path) as zf:
-                    names = sorted(i.filename for i in zf.infolist()
-                                   if not i.is_dir() and _member_ok(i.filename))
-            except (zipfile.BadZipFile, OSError, EOFError) as exc:
-                raise ValueError(f"cannot read the zip archive {path}: {exc}") from None
-            for name in names:
-                listing.add(f"{path}/{name}")
-            cut = len(path) + 1
-            return listing, "zip", path, iter([[p[cut:] for p in listing.cdrs]])
-        if kind == "tar":
-            try:
-                with tarfile.open(path, "r:*") as tf:
-                    names = sorted(_member_name(m.name) for m in tf.getmembers()
-                                   if m.isfile() and _member_ok(m.name))
-            except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
-                raise ValueError(f"cannot read the tar archive {path}: {exc}") from None
-            for name in names:
-                listing.add(f"{path}/{name}")
-            return listing, "tar", path, iter([])
-        paths = [path]
-    else:
-        paths = [os.fspath(p) for p in path]
-    # a list of files: its CDRs in the order given; media from the list and, for a CDR
-    # whose media is not listed, from its folder on disk ("beside it"). A folder in the
-    # list stands for its files (it was taken for a media file: no rows, no word);
-    # a file listed twice, or also inside a listed folder, counts once
-    if any(not _is_cdr(p) and os.path.isdir(p) for p in paths):
-        paths = list(itertools.chain.from_iterable(
-            _folder_files(p) if not _is_cdr(p) and os.path.isdir(p) else [p]
-            for p in paths))
-    paths = list(dict.fromkeys(paths))
-    for p in paths:
-        listing.add(p)
-    listed_media = set(listing.media.values())
-    seen_dirs: set[str] = set()
-    for cdr in listing.cdrs:
-        folder = os.path.dirname(cdr)
-        if cdr[:-4] in listing.media or folder in seen_dirs:
-            continue
-        seen_dirs.add(folder)
-        try:
-            names = sorted(os.listdir(folder or "."))
-        except OSError:
-            continue
-        for name in names:
-            if not _is_cdr(name) and not _skipped(name):
-                full = os.path.join(folder, name)
-                key = _stem_key(full)
-                if key in listing.cdr_keys and (key not in listing.media
-                                                or full < listing.media[key]):
-                    listing.media[key] = full
-    # only listed media can be "media without CDR"
-    listing.media = {k: p for k, p in listing.media.items()
-                     if p in listed_media or k in listing.cdr_keys}
-    return listing, "files", None, iter([list(listing.cdrs)])
-
-
-def _folder_files(folder: str) -> list[str]:
-    """The CDRs and media files under ``folder``, as a folder archive reads them."""
-    inner = _Listing()
-    for _ in _walk(folder, inner):
-        pass
-    return inner.cdrs + sorted(inner.media.values())
-
-
-def _pair(cdr_paths: pd.Series, listing: _Listing) -> pd.Series:
-    """``media_path`` for shown ``cdr_path`` values (see :func:`shown_path`)."""
-    keys = cdr_paths.str.slice(0, -4)
-    media = listing.media
-    if not all(k.isascii() and p.isascii() for k, p in media.items()):
-        media = {shown_path(k): shown_path(p) for k, p in media.items()}
-    return keys.map(media).astype("str")
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -349,31 +154,23 @@ def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
 
 
 def _tar_tasks(path: str, sizes: Iterator[int]) -> Iterator[tuple]:
-    # a compressed tar has no index: read it front to back (sorting the members would
-    # decompress from the start for every backward seek), shipping bounded chunks of
-    # bytes; the final sort makes the order irrelevant
-    with tarfile.open(path, "r:*") as tf:
-        batch: list[tuple[str, bytes | str]] = []
-        size, chunk = 0, next(sizes)
-        for member in tf:
-            if not (member.isfile() and _member_ok(member.name) and _is_cdr(member.name)):
-                continue
-            display = f"{path}/{_member_name(member.name)}"
-            if member.size > MAX_DOCUMENT_BYTES:
-                data: bytes | str = f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
-            else:
-                try:
-                    handle = tf.extractfile(member)
-                    data = handle.read() if handle is not None else "not a regular file"
-                except (OSError, tarfile.TarError, EOFError, zlib.error) as exc:
-                    data = f"cannot read archive member: {exc}"
-            batch.append((display, data))
-            size += len(data)
-            if len(batch) >= chunk or size >= TAR_CHUNK_BYTES:
-                yield "blobs", path, batch
-                batch, size, chunk = [], 0, next(sizes)
-        if batch:
-            yield "blobs", path, batch
+    # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs); the
+    # final sort makes the order irrelevant
+    for batch in tar_blobs(path, sizes, TAR_CHUNK_BYTES):
+        yield "blobs", path, batch
+
+
+def _and_found(results: Iterator[tuple], listing: _Listing, source: str | None, tz: str,
+               directions) -> Iterator[tuple[pa.Table, list, int]]:
+    """``results``, then the parse of :func:`_found_tasks` (in this process)."""
+    try:
+        yield from results
+        for task in found_tasks(listing, source, MAX_CHUNK, TAR_CHUNK_BYTES):
+            yield _parse_chunk(task, tz, directions)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
 
 
 def _context() -> multiprocessing.context.BaseContext:
@@ -436,40 +233,93 @@ def _progress_bar(total: int | None, progress: bool):
 def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                  workers: int | None = None, progress: bool = True, tz: str = "UTC",
                  on_error: str = "collect",
-                 directions: Mapping[str, str] | None = None) -> pd.DataFrame:
+                 directions: Mapping[str, str] | None = None, *,
+                 follow_links: bool = False,
+                 max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.
 
-    ``path`` is a folder (searched recursively, following links to folders), a
-    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files (a folder in it stands
-    for its files; a file listed twice counts once). Every ``*.xml`` is a
-    CDR; the file beside it with the
-    same stem and another extension is its media (``media_path``, NA when missing);
-    ``cdr_path`` is the CDR's own path. Archive members are named
-    ``<archive path>/<member name>``. ``tz`` is the sites' time zone (CDR times carry
-    none); ``directions`` overrides the ``direction_id`` table.
+    Every ``*.xml`` is a CDR; the file beside it with the same stem and another
+    extension is its media (``media_path``, NA when missing); ``cdr_path`` is the CDR's
+    own path, and an archive member is named ``<archive path>/<member name>``.
 
-    Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR, with a
-    DTD, over 16 MiB or 1000 fields) never stop the batch: they are listed in ``df.attrs["errors"]``
-    as ``{"path", "error"}`` dicts (see :func:`archive_errors`); ``on_error="raise"``
-    raises :class:`recstats.CDRParseError` at the first instead. ``df.attrs`` also holds
-    ``files`` (CDR files seen) = ``parsed`` (rows) + ``failed``, ``media_without_cdr``
-    (media paths no CDR pairs with), ``source`` and ``tz``: plain data, so merge,
-    astype, concat and Parquet keep working.
+    Nothing outside what ``path`` names is read:
 
-    A subfolder that cannot be listed, or a folder holding archives but no CDR, gives a
-    ``RuntimeWarning`` (archives inside a folder are not opened); an archive folder that
-    cannot be listed raises ``PermissionError``.
+    * in a folder, a symbolic link to a file or folder inside it is read as what it
+      points to (each folder once, so link loops end); a link whose target lies outside
+      is an error entry, "points outside the archive", unless ``follow_links``; a link
+      that loops or dangles is an error entry; FIFOs and devices are error entries
+      ("not a regular file"), never waited on;
+    * zip and tar members are read in memory, never extracted, whatever their names
+      (``../x.xml``, ``/etc/x.xml``); a member that is a hard or symbolic link is read
+      as the member it names (a backup's second name for a CDR is a row of its own), or
+      is an error entry when that leaves the archive, loops or names nothing; device
+      and FIFO members are error entries;
+    * a damaged tar (cut inside a header or a member's data, a truncated ``.tar.gz``)
+      gives every member before the damage plus one error entry for the damage, named
+      by the archive's path.
 
-    Rows are ordered by ``start_time`` (missing last), then ``call_id``, then
-    ``cdr_path``; the index is 0..n-1. The same call in two files gives two rows.
+    Rows + errors = CDR files seen, always: ``df.attrs`` holds ``files`` (seen) =
+    ``parsed`` (rows) + ``failed``, ``errors`` (``{"path", "error"}`` dicts, see
+    :func:`archive_errors`), ``media_without_cdr``, ``source`` and ``tz``, all plain
+    data, so merge, astype, concat and Parquet keep working.
 
-    ``workers`` parser processes (default: one per core; inputs under
-    :data:`IN_PROCESS_BELOW` files stay in-process unless ``workers`` is given). The
-    result is the same for any number of workers. Worker processes import your
-    ``__main__`` script, as with any multiprocessing code: in a script, call this under
-    ``if __name__ == "__main__":`` (if workers fail, the batch finishes in-process with a
-    warning). ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
+    Every archive row is a finished call: a CDR without ``end_time`` but with a start
+    and a ``duration`` ends at ``start_time + duration``; a start or end in the
+    repeated autumn hour is read with the ``duration`` field (see
+    :func:`recstats.read_cdr`); ``end_unknown`` (bool, after ``end_time``) is True
+    where nothing gives the end (``end_time`` is then NaT).
 
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        A folder (searched recursively), a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``,
+        one ``.xml`` file, or a list of files (a folder in it stands for its files, read
+        by the folder rules; a file listed twice counts once; a listed file is read as
+        named).
+    workers : int, optional
+        Parser processes (default: one per core; inputs under :data:`IN_PROCESS_BELOW`
+        files stay in-process unless given). The result is the same for any number.
+        Worker processes import your ``__main__`` script, as with any multiprocessing
+        code: in a script, call this under ``if __name__ == "__main__":`` (if workers
+        fail, the batch finishes in-process with a warning).
+    progress : bool, default True
+        Show a tqdm bar when stderr is a terminal or in a notebook.
+    tz : str, default "UTC"
+        The sites' time zone (an IANA name): CDR times carry none.
+    on_error : {"collect", "raise"}, default "collect"
+        Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR,
+        with a DTD, over 16 MiB or 1000 fields) are listed in ``df.attrs["errors"]``;
+        ``"raise"`` raises :class:`recstats.CDRParseError` at the first instead.
+    directions : Mapping[str, str], optional
+        Overrides the ``direction_id`` table.
+    follow_links : bool, default False
+        Follow symbolic links in a folder whose target lies outside it.
+    max_columns : int, default :data:`recstats._table.DEFAULT_MAX_COLUMNS`
+        Distinct undocumented field names, across the archive, kept as columns of their
+        own (the first by name; documented CDR fields always are). Every other field of
+        a row goes into one ``extras`` column, JSON text of ``{name: value}``, so a
+        flood of distinct names costs time and memory linear in the fields, not in
+        files x names.
+
+    Returns
+    -------
+    DataFrame
+        The calls table, ordered by ``start_time`` (missing last), then ``call_id``,
+        then ``cdr_path``; index 0..n-1. The same call in two files gives two rows.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``path`` does not exist.
+    PermissionError
+        The folder given cannot be listed (a subfolder that cannot be listed, or a
+        folder holding archives but no CDR, gives a ``RuntimeWarning``).
+    ValueError
+        An archive that cannot be opened at all, an unknown ``tz``, a bad ``workers``,
+        ``on_error`` or ``max_columns``.
+
+    Examples
+    --------
     >>> import recstats as rs
     >>> calls = rs.read_archive("data/samples/archive", progress=False)  # doctest: +SKIP
     >>> calls.attrs["files"] == len(calls) + len(calls.attrs["errors"])  # doctest: +SKIP
@@ -486,9 +336,10 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         if workers < 1 or isinstance(given, bool):
             raise ValueError(f"workers must be a positive integer, not {given!r}")
     tz = check_tz(tz)
+    max_columns = _check_max_columns(max_columns)
     if not isinstance(path, (str, os.PathLike)):
         path = list(path)  # a generator would be spent before attrs["source"] is made
-    listing, kind, source, batches = _discover(path)
+    listing, kind, source, batches = _discover(path, follow_links)
     total = len(listing.cdrs) if listing.complete else None
     n_workers = workers if workers is not None else (os.cpu_count() or 1)
     if workers is None and n_workers > 1:
@@ -509,6 +360,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     else:
         results = (_parse_chunk(task, tz, directions)
                    for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
+    results = _and_found(results, listing, source, tz, directions)
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
     seen = 0
@@ -533,8 +385,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     if seen == 0:
         _warn_nested_archives(listing)
-    frame = _assemble(tables)
+    frame = _assemble(limit_columns(tables, max_columns))
     frame["media_path"] = _pair(frame["cdr_path"], listing)
+    frame["end_unknown"] = frame["end_time"].isna()  # the end rules made every end known
     frame = coerce_calls(frame)
     frame = frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
                               na_position="last").reset_index(drop=True)
@@ -546,6 +399,17 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
+
+
+def _check_max_columns(max_columns) -> int:
+    given = max_columns
+    try:
+        max_columns = operator.index(max_columns)
+    except TypeError:
+        max_columns = -1
+    if max_columns < 0 or isinstance(given, bool):
+        raise ValueError(f"max_columns must be an integer >= 0, not {given!r}")
+    return max_columns
 
 
 def _warn_nested_archives(listing: _Listing) -> None:

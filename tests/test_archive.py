@@ -306,7 +306,11 @@ def test_bad_arguments(tmp_path):
 def test_empty_folder_and_unreadable_listed_file(tmp_path):
     calls = rs.read_archive(tmp_path, progress=False)
     assert len(calls) == 0 and calls.attrs["files"] == 0
-    assert list(calls.columns[:len(_schema.CALL_COLUMNS)]) == list(_schema.CALL_COLUMNS)
+    # DESIGN's order: end_unknown right after end_time
+    fixed = list(_schema.CALL_COLUMNS)
+    fixed.insert(fixed.index("end_time") + 1, "end_unknown")
+    assert list(calls.columns[:len(fixed)]) == fixed
+    assert calls["end_unknown"].dtype == bool
     listed = rs.read_archive([tmp_path / "gone.xml"], progress=False)
     assert listed.attrs["errors"][0]["error"].startswith("cannot read file")
     _counts_add_up(listed)
@@ -388,9 +392,21 @@ def test_links_to_folders_are_followed_once(tmp_path):
     (archive_dir / "NY").symlink_to(store)  # skipped without a word before
     (archive_dir / "NY-again").symlink_to(store)  # the same folder twice: read once
     (store / "loop").symlink_to(archive_dir)  # a cycle back up: must end
+    (archive_dir / "inside").symlink_to(archive_dir / "sub")
+    (archive_dir / "sub").mkdir()
+    (archive_dir / "sub" / "c.xml").write_bytes(b"<v><id>c</id></v>")
+    # the links lead out of the archive: refused, and said so
     calls = rs.read_archive(archive_dir, progress=False)
-    assert sorted(calls.call_id) == ["a", "b"]
+    assert sorted(calls.call_id) == ["b", "c"]  # sub/ read once, by its own name
+    assert calls.set_index("call_id").cdr_path["c"] == f"{archive_dir}/sub/c.xml"
+    assert calls.attrs["errors"] == [
+        {"path": f"{archive_dir}/NY", "error": "points outside the archive"},
+        {"path": f"{archive_dir}/NY-again", "error": "points outside the archive"}]
+    _counts_add_up(calls)
+    calls = rs.read_archive(archive_dir, progress=False, follow_links=True)
+    assert sorted(calls.call_id) == ["a", "b", "c"]
     assert calls.set_index("call_id").cdr_path["a"] == f"{archive_dir}/NY/a.xml"
+    assert calls.attrs["errors"] == []
     _counts_add_up(calls)
 
 
@@ -606,9 +622,12 @@ def test_corrupt_container_is_one_clear_error(small_archive, tmp_path):
     with tarfile.open(tarred, "w:gz") as tf:
         tf.add(root, arcname=".")
     data = tarred.read_bytes()
-    tarred.write_bytes(data[: len(data) // 2])  # cut in half
-    with pytest.raises(ValueError, match="cannot read the tar archive"):
-        rs.read_archive(tarred, progress=False)
+    tarred.write_bytes(data[: len(data) // 2])  # cut in half: the members before it
+    calls = rs.read_archive(tarred, progress=False)
+    errors = calls.attrs["errors"]
+    assert 0 < len(calls) < 60 and len(errors) == 1
+    assert errors[0]["path"] == str(tarred) and "archive damaged" in errors[0]["error"]
+    _counts_add_up(calls)
     # damaged in its first bytes, or empty: it was "not a folder, .zip, .tar[.gz] or .xml"
     tarred.write_bytes(data[:10] + bytes(b ^ 0xFF for b in data[10:200]) + data[200:])
     (tmp_path / "empty.zip").write_bytes(b"")

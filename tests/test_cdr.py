@@ -327,11 +327,15 @@ def test_format_time_inverts_parse_time():
 _VALUES = {
     "start_time": st.sampled_from(["2026-11-02 09:15:02.120", "2026-11-02 09:15:02",
                                    "2026-10-25 02:30:00", "2026-03-29 02:30:00",
+                                   "2026-10-25 02:55:00", "2026-10-25 01:59:00",
                                    "2026-11-02T09:00:00+01:00", "2026-11-02 09:00:00Z",
                                    "soon", "2026-13-45 00:00:00", "2026-11", "2026-W45-1"]),
     "end_time": st.sampled_from(["2026-11-02 09:20:00.001", "2026-11-02 09:15:02.120",
-                                 "2026-10-25 02:59:59"]),
-    "duration": st.sampled_from(["12.5", "0", "abc", "1e3", "1_000", "\u0661\u0662"]),
+                                 "2026-10-25 02:59:59", "2026-10-25 02:05:00",
+                                 "2026-10-25 03:10:00"]),
+    "duration": st.sampled_from(["12.5", "0", "abc", "1e3", "1_000", "\u0661\u0662",
+                                 "600", "3600.0000005", "-5", "inf", "nan", "1e300",
+                                 "0.0000015"]),
     "direction_id": st.sampled_from(["0", "1", "2", "7", "PSTN In", "01"]),
     "cause_id": st.sampled_from(["0", "6", "500", "999", "Busy"]),
     "audio_codec_id": st.sampled_from(["2", "90", "17"]),
@@ -361,17 +365,19 @@ def _documents(draw):
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(rows=st.lists(_documents(), min_size=1, max_size=6),
-       tz=st.sampled_from(["UTC", "Europe/Budapest"]))
-def test_per_record_equals_vectorised(rows, tz):
+       tz=st.sampled_from(["UTC", "Europe/Budapest"]), finished=st.booleans())
+def test_per_record_equals_vectorised(rows, tz, finished):
     records, rejected_expected = [], set()
     for pos, fields in enumerate(rows):
         try:
-            records.append(cdr.record_from_fields(fields, tz=tz))
+            records.append(cdr.record_from_fields(fields, tz=tz, finished=finished))
         except CDRParseError:
             rejected_expected.add(pos)
-    frame, rejected = _table.calls_from_fields(rows, tz=tz)
+    frame, rejected = _table.calls_from_fields(rows, tz=tz, finished=finished)
     assert set(rejected) == rejected_expected
     expected = _table.calls_frame(records)
+    if finished and not records:  # a finished calls table has the flag, even empty
+        expected = _table.coerce_calls(expected.assign(end_unknown=pd.Series([], dtype=bool)))
     pd.testing.assert_frame_equal(frame.reset_index(drop=True), expected, check_exact=True)
 
 
@@ -400,3 +406,100 @@ def test_calls_table_schema():
     assert frame["duration"].dtype == "float64"
     empty = _table.empty_calls()
     assert len(empty) == 0 and list(empty.columns) == list(_schema.CALL_COLUMNS)
+
+
+# --------------------------------------------------------------------------- call ends
+
+
+def _both(fields: dict[str, str], tz: str = "UTC") -> dict:
+    """The per-record and the vectorised path's (start, end, duration, end_unknown),
+    checked equal."""
+    record = cdr.record_from_fields({"id": "a", **fields}, tz=tz, finished=True)
+    frame, rejected = _table.calls_from_fields([{"id": "a", **fields}], tz=tz,
+                                               finished=True)
+    assert rejected == {}
+    row = frame.iloc[0]
+    got = {k: record[k] for k in ("start_time", "end_time", "duration", "end_unknown")}
+    for name, value in got.items():
+        assert (pd.isna(value) and pd.isna(row[name])) or value == row[name], name
+    return got
+
+
+def _utc(text: str) -> pd.Timestamp:
+    return pd.Timestamp(text, tz="UTC")
+
+
+def test_cdrs_with_only_a_duration_get_an_end():
+    # three CDRs with a start and a duration, no end_time: end = start + duration
+    start = "2026-11-02 09:00:00"
+    for seconds, end in (("120", "09:02:00"), ("90.5", "09:01:30.5"), ("0", "09:00:00")):
+        got = _both({"start_time": start, "duration": seconds})
+        assert got["end_time"] == _utc(f"2026-11-02 {end}")
+        assert got["duration"] == float(seconds) and got["end_unknown"] is False
+    # Budapest is UTC+1 in November: 09:00 local is 08:00 UTC, + 120 s = 08:02 UTC
+    got = _both({"start_time": start, "duration": "120"}, tz="Europe/Budapest")
+    assert got["end_time"] == _utc("2026-11-02 08:02:00")
+
+
+@pytest.mark.parametrize("fields", [
+    {"start_time": "2026-11-02 09:00:00"},                      # neither end nor duration
+    {"start_time": "2026-11-02 09:00:00", "duration": "soon"},  # not a number
+    {"start_time": "2026-11-02 09:00:00", "duration": "-5"},    # negative
+    {"start_time": "2026-11-02 09:00:00", "duration": "inf"},
+    {"start_time": "2026-11-02 09:00:00", "duration": "1e300"},  # past year 9999
+    {"duration": "120"},                                        # no start to add it to
+])
+def test_end_unknown_when_nothing_gives_the_end(fields):
+    got = _both(fields)
+    assert got["end_unknown"] is True and got["end_time"] is pd.NaT
+
+
+def test_end_unknown_only_for_finished_calls():
+    # a live call's notification has no end yet: no end_unknown column at all
+    assert "end_unknown" not in cdr.record_from_fields({"id": "a"})
+    frame, _ = _table.calls_from_fields([{"id": "a"}])
+    assert "end_unknown" not in frame.columns
+    frame, _ = _table.calls_from_fields([{"id": "a", "end_unknown": "false"}],
+                                        finished=True)
+    assert frame["end_unknown"].tolist() == [True]  # a field of that name is ignored
+    columns = list(frame.columns)
+    assert columns[columns.index("end_time") + 1] == "end_unknown"  # DESIGN's order
+    assert frame["end_unknown"].dtype == bool
+
+
+# Europe/Budapest goes back from 03:00 CEST (UTC+2) to 02:00 CET (UTC+1) on
+# 2026-10-25: local 02:00-03:00 happens twice, first at UTC+2, then at UTC+1.
+@pytest.mark.parametrize("start,end,duration,utc_start,utc_end,seconds", [
+    # the brief's call: 02:55 is 00:55 UTC (first reading, the default); 02:05 is
+    # 00:05 or 01:05 UTC; 600 s after 00:55 is 01:05 -> 10 minutes, not -50
+    ("02:55", "02:05", "600", "00:55", "01:05", 600.0),
+    # no duration: the end reading that is not before the start
+    ("02:55", "02:05", None, "00:55", "01:05", 600.0),
+    # both in the hour, no duration, in order: both first readings, 40 minutes
+    ("02:10", "02:50", None, "00:10", "00:50", 2400.0),
+    # both in the hour, a duration of 100 min: 00:10 -> 01:50 (the hour went round)
+    ("02:10", "02:50", "6000", "00:10", "01:50", 6000.0),
+    # an ambiguous start, an end after the change (03:10 CET = 02:10 UTC), 40 min:
+    # the start's second reading, 02:30 CET = 01:30 UTC
+    ("02:30", "03:10", "2400", "01:30", "02:10", 2400.0),
+    # the same without a duration: the start keeps its first reading (100 min)
+    ("02:30", "03:10", None, "00:30", "02:10", 6000.0),
+    # a start before the change (01:50 CEST = 23:50 UTC the day before) and an end in
+    # the repeated hour with a duration of 75 min: 02:05 CET = 01:05 UTC
+    ("01:50", "02:05", "4500", "-23:50", "01:05", 4500.0),
+])
+def test_a_call_across_the_repeated_autumn_hour(start, end, duration, utc_start,
+                                               utc_end, seconds):
+    fields = {"start_time": f"2026-10-25 {start}:00", "end_time": f"2026-10-25 {end}:00"}
+    if duration is not None:
+        fields["duration"] = duration
+    got = _both(fields, tz="Europe/Budapest")
+    day = "2026-10-24" if utc_start.startswith("-") else "2026-10-25"
+    assert got["start_time"] == _utc(f"{day} {utc_start.lstrip('-')}")
+    assert got["end_time"] == _utc(f"2026-10-25 {utc_end}")
+    assert got["duration"] == seconds and got["end_unknown"] is False
+    # read_cdr gives the same record
+    body = "".join(f"<{k}>{v}</{k}>" for k, v in fields.items())
+    record = read_cdr(_doc(body), tz="Europe/Budapest")
+    assert (record["start_time"], record["end_time"]) == (got["start_time"],
+                                                          got["end_time"])

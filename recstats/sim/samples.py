@@ -96,11 +96,12 @@ def generate_archive(root: str | os.PathLike, *, calls: int = 400,
         with open(media_path, "wb") as handle:
             handle.write(TRANSCRIPT_STAND_IN if media_path.endswith(".txt")
                          else WAV_STAND_IN)
-        record = record_from_fields(fields, tz=tz)
+        record = record_from_fields(fields, tz=tz, finished=True)
         record["media_path"], record["cdr_path"] = media_path, cdr_path
         records.append(record)
     truth = calls_frame(records) if records else coerce_calls(
-        empty_calls().assign(media_path=pd.Series([], dtype="str"),
+        empty_calls().assign(end_unknown=pd.Series([], dtype=bool),
+                             media_path=pd.Series([], dtype="str"),
                              cdr_path=pd.Series([], dtype="str")))
     return truth.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
                              na_position="last").reset_index(drop=True)
