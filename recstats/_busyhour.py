@@ -26,7 +26,7 @@ from ._timeline import (
     step,
     to_times,
 )
-from ._window import Observed, day_start_us, local_date
+from ._window import Observed, day_starts_us, local_date
 
 __all__ = ["BusyHour", "busy_hour", "traffic_profile"]
 
@@ -65,8 +65,10 @@ def hourly(times: np.ndarray, level: np.ndarray, intervals: np.ndarray, tz: str,
     (all current ones); integrals are exact whatever the window's bounds."""
     first, last = local_date(window.start, tz), local_date(window.end - 1, tz)
     ndays = (last - first).days + 1
-    day_edges = np.array([day_start_us(first + dt.timedelta(days=k), tz)
-                          for k in range(ndays + 1)], dtype="int64")
+    if ndays > 100_000:
+        raise ValueError(f"the window spans {first} to {last}: too long for hourly traffic; "
+                         "pass a shorter window= or drop calls with implausible times")
+    day_edges = day_starts_us(first, ndays + 1, tz)
     lo, hi = day_edges[0], day_edges[-1]
     grid = np.arange(lo, hi + 1, _QUARTER, dtype="int64")
     if grid[-1] != hi:

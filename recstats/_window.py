@@ -61,6 +61,13 @@ def day_start_us(day: dt.date, tz: str) -> int:
     return int(ts.value // 1000)
 
 
+def day_starts_us(first: dt.date, count: int, tz: str) -> np.ndarray:
+    """The first instants of ``count`` consecutive local dates from ``first``, in µs."""
+    days = pd.date_range(first, periods=count, freq="D", unit="us")
+    flags_ = np.ones(count, dtype=bool)  # an ambiguous midnight: its first occurrence
+    return days.tz_localize(tz, ambiguous=flags_, nonexistent="shift_forward").asi8
+
+
 def local_date(moment_us: int, tz: str) -> dt.date:
     return to_times(np.array([moment_us]))[0].tz_convert(tz).date()
 
