@@ -76,8 +76,7 @@ def hourly(times: np.ndarray, level: np.ndarray, intervals: np.ndarray, tz: str,
     masked = observe(times, level, intervals)
     area = np.diff(integral_at(*masked, grid)).astype("float64")
     seen = np.diff(observed_at(intervals, grid)).astype("float64")
-    wall = to_times(grid[:-1]).tz_convert(tz).tz_localize(None).as_unit("us")
-    wall = wall.to_numpy().view("int64")
+    wall = to_times(grid[:-1]).tz_convert(tz).tz_localize(None).as_unit("us").asi8
     day0 = (first - dt.date(1970, 1, 1)).days
     slot = (wall // (24 * US_PER_HOUR) - day0) * 24 + (wall // US_PER_HOUR) % 24
     size = ndays * 24

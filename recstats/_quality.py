@@ -13,6 +13,7 @@ import sys
 import warnings
 from dataclasses import dataclass
 from functools import cached_property
+from types import FrameType
 
 import numpy as np
 import pandas as pd
@@ -46,17 +47,21 @@ def _labels(max_duration: float) -> dict[int, str]:
 def _problems(calls, start, end, max_duration) -> np.ndarray:
     """Problem bits of every row, except OUTSIDE (which needs the window)."""
     code = np.zeros(len(calls), dtype="uint8")
-    code[start == NAT] |= NO_START
+
+    def flag(mask, bit):
+        np.bitwise_or(code, bit, out=code, where=mask)
+
+    flag(start == NAT, NO_START)
     both = (start != NAT) & (end != NAT)
-    code[both & (end < start)] |= END_BEFORE_START
+    elapsed = end - start  # meaningless where a time is missing: masked by `both`
+    flag(both & (elapsed < 0), END_BEFORE_START)
+    flag(both & (elapsed > int(max_duration * US_PER_S)), TOO_LONG)
     if "end_unknown" in calls.columns:
-        code[flags(calls["end_unknown"])] |= UNKNOWN_END
-    elapsed = np.where(both, (end - start) / US_PER_S, np.nan)
-    with np.errstate(invalid="ignore"):
-        code[elapsed > max_duration] |= TOO_LONG
-        if "duration" in calls.columns:
-            stated = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
-            code[np.abs(stated - elapsed) > _TOLERANCE_S] |= DISAGREES
+        flag(flags(calls["end_unknown"]), UNKNOWN_END)
+    if "duration" in calls.columns:
+        stated = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
+        with np.errstate(invalid="ignore"):
+            flag(both & (np.abs(stated - elapsed / US_PER_S) > _TOLERANCE_S), DISAGREES)
     if "call_id" in calls.columns:
         keys = ["site", "call_id"] if "site" in calls.columns else ["call_id"]
         usable = (code == 0) & calls["call_id"].notna().to_numpy(bool)
@@ -67,10 +72,11 @@ def _problems(calls, start, end, max_duration) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Prepared:
-    """The kept calls of a table: positions, intervals (µs), and the observed time."""
+    """The kept calls of a table: positions (or ``slice(None)`` for all), intervals
+    (µs), and the observed time."""
 
     calls: pd.DataFrame
-    rows: np.ndarray
+    rows: np.ndarray | slice
     start: np.ndarray
     end: np.ndarray
     observed: Observed | None
@@ -84,11 +90,16 @@ class Prepared:
             return None
         return {str(s) for s in pd.unique(self.calls["site"].iloc[self.rows].dropna())}
 
+    @cached_property
+    def _span(self) -> np.ndarray:
+        assert self.observed is not None
+        return self.observed.span
+
     def intervals(self, site=None) -> np.ndarray:
         """Observed intervals of one ``site`` (its gaps cut out), or of the whole table."""
         assert self.observed is not None
         if not self.observed.gaps:
-            return self.observed.span
+            return self._span
         return self.observed.intervals(self.sites if site is None else {str(site)})
 
 
@@ -98,22 +109,30 @@ def prepare(calls: pd.DataFrame, *, tz: str, window=None, max_duration: float = 
     require(calls, "start_time", "end_time", *columns)
     start, end = micros(calls["start_time"]), micros(calls["end_time"])
     code = _problems(calls, start, end, max_duration)
-    clean = code == 0
-    observed = resolve(calls, tz, window, start[clean], end[clean])
-    if observed is not None:
-        ws, we = observed.start, observed.end
+    clean = ~code.astype(bool)
+    everything = bool(clean.all())  # the usual case: no copies of the time columns
+    observed = resolve(calls, tz, window, *((start, end) if everything else
+                                            (start[clean], end[clean])))
+    if observed is not None and observed.source != "activity":  # the archive rule's
+        ws, we = observed.start, observed.end                    # days hold every call
         outside = clean & ((start >= we) | ((end != NAT) & (end <= ws) & (start < ws)))
-        code[outside] |= OUTSIDE
-    if warn and code.any():
+        if outside.any():
+            code[outside] |= OUTSIDE
+            everything = False
+    if warn and not everything:
         report = code != 0
         if observed is not None and observed.source == "window=":
             report &= code != OUTSIDE  # the analyst chose to look at part of the table
         if report.any():
             _warn(calls, code, report, max_duration)
-    rows = np.flatnonzero(code == 0)
-    start, end = start[rows], end[rows]
+    rows: np.ndarray | slice = slice(None)
+    if not everything:
+        rows = np.flatnonzero(code == 0)
+        start, end = start[rows], end[rows]
     if observed is not None:
-        end = np.where(end == NAT, observed.end, end)  # ongoing: until the window's end
+        ongoing = end == NAT  # = ongoing_mask for kept rows: unknown ends are left out
+        if ongoing.any():  # until the window's end
+            end = np.where(ongoing, observed.end, end)
     return Prepared(calls, rows, start, end, observed, code)
 
 
@@ -140,7 +159,8 @@ def _caller_level() -> int:
     """stacklevel of the first frame outside recstats: the warning points at the
     analyst's line whichever public function was called."""
     package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(1), 1  # the caller of this function is stacklevel 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1  # the caller of this function is stacklevel 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

@@ -91,7 +91,13 @@ def step(start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     np.not_equal(times[1:], times[:-1], out=keep[:-1])
     keep[-1] = True
     idx = np.flatnonzero(keep)  # integer takes beat repeated boolean masks
-    return _changes(times[idx], level[idx].astype("int64"))
+    ends = level[idx]
+    changed = np.empty(ends.size, dtype=bool)
+    changed[0] = ends[0] != 0
+    np.not_equal(ends[1:], ends[:-1], out=changed[1:])
+    if not changed.all():
+        idx, ends = idx[changed], ends[changed]
+    return times[idx], ends.astype("int64")
 
 
 def _changes(times: np.ndarray, level: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -190,7 +196,7 @@ def peak_between(times, level, edges: np.ndarray, width: int | None = None) -> n
     return peak
 
 
-def group_codes(calls: pd.DataFrame, by: str, rows: np.ndarray):
+def group_codes(calls: pd.DataFrame, by: str, rows: np.ndarray | slice):
     """Group number of each of the ``rows`` (positions), and the sorted group labels.
 
     Rows whose label is missing get -1 and fall in no group (as in ``groupby``).
@@ -200,8 +206,15 @@ def group_codes(calls: pd.DataFrame, by: str, rows: np.ndarray):
                          f"(columns: {', '.join(map(str, calls.columns))})")
     values = calls[by].iloc[rows]
     if isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.cat.remove_unused_categories()
+        # unused categories dropped with a bincount: remove_unused_categories sorts
+        # every code, the slowest step of by= on millions of calls
+        cat = values.array
+        codes = np.asarray(cat.codes, dtype="int64")
+        used = np.bincount(codes[codes >= 0], minlength=len(cat.categories)) > 0
+        renumber = np.r_[np.cumsum(used) - 1, -1]  # code -1 (missing) stays -1
+        codes = renumber[codes]
+        dtype = pd.CategoricalDtype(cat.categories[used], ordered=cat.ordered)
+        labels = pd.Categorical.from_codes(np.arange(int(used.sum())), dtype=dtype)
+        return codes, pd.CategoricalIndex(labels, name=by)
     codes, uniques = pd.factorize(values, sort=True)
-    if isinstance(uniques, pd.Categorical):
-        uniques = pd.CategoricalIndex(uniques, name=by)
     return codes, pd.Index(uniques, name=by)

@@ -93,14 +93,14 @@ def _pair(window, what: str) -> tuple[int, int]:
 
 
 def activity_window(start: np.ndarray, end: np.ndarray, tz: str) -> tuple[int, int] | None:
-    """Whole local days from the first to the last activity (starts and known ends)."""
-    known = start[start != NAT]
-    if known.size == 0:
+    """Whole local days from the first to the last activity (starts and known ends) of
+    calls that all have a start."""
+    if start.size == 0:
         return None
-    first, last = int(known.min()), int(known.max())
-    ended = end[(end != NAT) & (start != NAT)]
-    if ended.size:  # an end at midnight is activity of the day before
-        last = max(last, int(ended.max()) - 1)
+    first, last = int(start.min()), int(start.max())
+    latest_end = int(end.max())  # NaT is the smallest int64: ongoing calls do not count
+    if latest_end != NAT:  # an end at midnight is activity of the day before
+        last = max(last, latest_end - 1)
     first_day, last_day = local_date(first, tz), local_date(last, tz)
     if (last_day - first_day).days > 100_000:
         raise ValueError(f"the calls span {first_day} to {last_day}: drop calls with "
@@ -177,7 +177,8 @@ def read_gaps(calls: pd.DataFrame, start: int, end: int) -> tuple[tuple[str, int
 def resolve(calls: pd.DataFrame, tz: str, window, start: np.ndarray,
             end: np.ndarray) -> Observed | None:
     """The table's Observed time; ``start``/``end`` (µs) are the calls that define
-    activity for the archive rule. None when there is neither a window nor activity."""
+    activity for the archive rule (every one with a start). None when there is neither
+    a window nor activity."""
     if window is not None:
         a, b = _pair(window, "window")
         source = "window="
