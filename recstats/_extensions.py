@@ -22,10 +22,22 @@ _EXTENSION_COLUMNS = ("calls", "inbound", "outbound", "internal", "total_duratio
 def is_extension(numbers: pd.Series, extensions=None) -> np.ndarray:
     r"""Which of ``numbers`` are monitored extensions, as a boolean array.
 
-    ``extensions`` is what :func:`extension_stats` takes: a list of numbers, a regex
-    (string or compiled, matching the whole number), a maximum digit count, or ``None``
-    for numbers of 1 to 6 digits (never E.164 numbers with a leading ``+``).
+    Parameters
+    ----------
+    numbers : pandas.Series
+        Phone numbers as text (surrounding spaces are ignored; missing is never one).
+    extensions : list, str, re.Pattern or int, optional
+        What :func:`extension_stats` takes: a list of numbers, a regex (string or
+        compiled, matching the whole number), a maximum digit count, or ``None`` for
+        numbers of 1 to 6 digits (never E.164 numbers with a leading ``+``).
 
+    Returns
+    -------
+    numpy.ndarray
+        One bool per number.
+
+    Examples
+    --------
     >>> is_extension(pd.Series(["1000", "+3612345678", "55", None])).tolist()
     [True, False, True, False]
     >>> is_extension(pd.Series(["1000", "2000"]), extensions=r"1\d{3}").tolist()
@@ -115,9 +127,9 @@ def extension_stats(calls: pd.DataFrame, *, extensions=None, by: str | None = No
     finished = micros(kept["end_time"]) != NAT
     caller = kept["caller"].astype("str").str.strip()
     callee = kept["callee"].astype("str").str.strip()
-    by_caller = is_extension(caller, extensions)
+    by_caller = is_extension(caller, extensions=extensions)
     # a call to oneself counts once
-    by_callee = is_extension(callee, extensions) & \
+    by_callee = is_extension(callee, extensions=extensions) & \
         ~(by_caller & (caller == callee).fillna(False).to_numpy(bool))
     row = np.concatenate([np.flatnonzero(by_caller), np.flatnonzero(by_callee)])
     number_code, names = pd.factorize(
