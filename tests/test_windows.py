@@ -174,12 +174,13 @@ def quality_table():
         ("a", "NY", "2024-01-01 09:00", "2024-01-01 09:10", 600.0, False),  # fine
         ("b", "NY", "2024-01-01 09:00", "2024-01-01 08:00", None, False),   # end < start
         ("c", "NY", "2024-01-01 09:00", None, None, True),                  # unknown end
-        ("a", "NY", "2024-01-01 09:05", "2024-01-01 09:06", 60.0, False),   # duplicate
+        ("a", "NY", "2024-01-01 09:00", "2024-01-01 09:10", 600.0, False),  # the same again
         ("a", "LA", "2024-01-01 09:05", "2024-01-01 09:06", 60.0, False),   # other site
         ("f", "LA", "2024-01-01 09:00", "2024-01-02 10:00", None, False),   # 25 h
         ("g", "LA", "2024-01-01 09:00", "2024-01-01 09:10", 300.0, False),  # 600 s != 300
         ("h", "LA", "2024-01-01 13:00", "2024-01-01 13:30", 1800.0, False),  # outside
         ("i", "LA", None, "2024-01-01 09:30", None, False),                  # no start
+        ("a", "NY", "2024-01-01 10:00", "2024-01-01 10:01", 60.0, False),   # id reused
     ]
     frame = coerce_calls(pd.DataFrame(rows, columns=["call_id", "site", "start_time",
                                                      "end_time", "duration", "end_unknown"]))
@@ -221,13 +222,15 @@ def test_analyses_leave_problem_rows_out_and_warn_once():
                               "1 unknown end, 1 duplicate call id, 1 duration over 24 h, "
                               "1 duration disagrees with end - start, "
                               "1 outside the window (ids: b, c, a, f, g and 2 more)")
-    # kept: a NY 09:00-09:10 and a LA 09:05-09:06 -> hour 9: 10 + 1 call-minutes
+    # kept: a NY 09:00-09:10, a LA 09:05-09:06 -> hour 9: 10 + 1 call-minutes; a NY
+    # 10:00-10:01 (a reused id, not the same call) -> hour 10: 1 call-minute
     assert cap.loc["all", "traffic"] == pytest.approx(11 / 60)
     assert cap.loc["NY", "traffic"] == pytest.approx(10 / 60)
     with pytest.warns(DataQualityWarning, match="7 calls left out"):
-        assert concurrency(calls)["concurrent"].tolist() == [1, 2, 1, 0]
+        assert concurrency(calls)["concurrent"].tolist() == [1, 2, 1, 0, 1, 0]
     # calls outside a window the analyst passes are simply not in it: no warning for them
     explicit = calls.drop(index=["r1", "r2", "r3", "r5", "r6", "r8"])
+    assert check_calls(explicit)["problem"].tolist() == ["outside the window"]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         concurrency(explicit, window=("2024-01-01 08:00", "2024-01-01 12:00"))
