@@ -304,11 +304,11 @@ def busy_hour(calls: pd.DataFrame, *, method: str = "time-consistent", tz: str =
 
     Notes
     -----
-    E.500 measures traffic as the average erlang value over a period such as one hour,
-    measured in a daily busy hour and averaged over a number of days so that
-    exceptional values do not dominate; it leaves which days to the operator, which
-    ``days`` and ``top_days`` express. A DST day's skipped hour has no slot; its
-    repeated hour is one slot of two real hours.
+    E.500 [1]_ defines a traffic measurement as the average erlang value during a
+    period such as one hour, measured in a daily busy hour and averaged over a number
+    of days to avoid exceptional values; ``days`` and ``top_days`` choose those days
+    (check the Recommendation for the days its reference loads use). A DST day's
+    skipped hour has no slot; its repeated hour is one slot of two real hours.
 
     References
     ----------
