@@ -104,11 +104,12 @@ class Prepared:
 
     @cached_property
     def sites(self) -> set[str] | None:
-        """The sites among the kept calls (None without a site column): a table's
-        total is unobserved during the gaps of these sites."""
+        """The sites the table holds calls of (None without a site column): its total
+        is unobserved during these sites' gaps. A table cut to one site keeps the
+        capture's attrs, but the other sites' gaps are no longer its business."""
         if "site" not in self.calls.columns:
             return None
-        return {str(s) for s in pd.unique(self.calls["site"].iloc[self.rows].dropna())}
+        return {str(s) for s in pd.unique(self.calls["site"].dropna())}
 
     @cached_property
     def _span(self) -> np.ndarray:

@@ -392,3 +392,81 @@ def test_concurrency_bins_local_days_and_hours():
     assert len(day) == 1 and day["mean"].iloc[0] == pytest.approx(2 / 25)
     with pytest.raises(ValueError, match="unknown time zone"):
         concurrency(calls, freq="1h", tz="Berlin")
+
+
+# --------------------------------------------------------------------------- brute force
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+DAY0 = t("2024-01-08")  # a Monday; January: no DST change in these zones
+
+
+def minute_reference(spans, window, gap, tz):
+    """Per-minute sampling (every time is a whole minute): each local (date, hour)
+    slot's observed minutes and the calls in progress summed over them."""
+    minutes = np.arange(*window)
+    if gap is not None:  # site A's gap: the total is not observed then
+        minutes = minutes[(minutes < gap[0]) | (minutes >= gap[1])]
+    starts = np.array([s for s, _ in spans])[:, None]
+    ends = np.array([e for _, e in spans])[:, None]
+    counts = ((starts <= minutes) & (minutes < ends)).sum(axis=0)
+    local = (DAY0 + pd.to_timedelta(minutes, unit="min")).tz_convert(tz)
+    slots: dict = {}
+    for date, hour, count in zip(local.date, local.hour, counts):
+        seen, total = slots.get((date, hour), (0, 0))
+        slots[(date, hour)] = (seen + 1, total + int(count))
+    return slots
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 2 * 1440), st.integers(0, 300),
+                          st.sampled_from(["A", "B"])), min_size=1, max_size=12),
+       st.integers(0, 1440), st.integers(60, 1440), st.one_of(st.none(), st.tuples(
+           st.integers(0, 2 * 1440), st.integers(1, 180))),
+       st.sampled_from(["UTC", "Asia/Kolkata", "America/New_York"]))
+def test_busy_hour_and_profile_match_minute_sampling(calls_, first, length, gap, tz):
+    window = (first, first + length)
+    spans = [(s, s + n) for s, n, _ in calls_]
+    frame = table([((DAY0 + pd.Timedelta(minutes=s)).isoformat(),
+                    (DAY0 + pd.Timedelta(minutes=e)).isoformat()) for s, e in spans],
+                  site=[site for _, _, site in calls_])
+    gaps = None if gap is None else (gap[0], gap[0] + gap[1])
+    if gaps is not None:  # the total is unobserved in the gaps of the table's sites
+        frame.attrs["gaps"] = [{"server": "a", "site": "A",
+                                "start": (DAY0 + pd.Timedelta(minutes=gaps[0])).isoformat(),
+                                "end": (DAY0 + pd.Timedelta(minutes=gaps[1])).isoformat()}]
+        if not any(site == "A" for _, _, site in calls_):
+            gaps = None
+    bounds = tuple(DAY0 + pd.Timedelta(minutes=m) for m in window)
+    slots = minute_reference(spans, window, gaps, tz)
+    # each slot's mean over its observed minutes; eligible when >= 30 of its 60 observed
+    eligible = {k: total / seen for k, (seen, total) in slots.items() if seen >= 30}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DataQualityWarning)  # calls outside: expected
+        profile = traffic_profile(frame, tz=tz, window=bounds)
+        binned = concurrency(frame, freq="1h", tz=tz, window=bounds)
+        for time, row in binned.iterrows():  # local hours: the bins are the slots
+            local = time.tz_convert(tz)
+            seen, total = slots.get((local.date(), local.hour), (0, 0))
+            assert row["coverage"] == pytest.approx(seen / 60)
+            assert row["mean"] == pytest.approx(total / seen if seen else np.nan, nan_ok=True)
+        if not eligible:
+            with pytest.raises(ValueError, match="was observed for at least 50%"):
+                busy_hour(frame, tz=tz, window=bounds)
+            return
+        bh = busy_hour(frame, tz=tz, window=bounds)
+    by_hour: dict = {}
+    for (_, hour), value in eligible.items():
+        by_hour.setdefault(hour, []).append(value)
+    means = {h: sum(v) / len(v) for h, v in by_hour.items()}
+    best = max(means.values())
+    assert bh.traffic == pytest.approx(best)
+    assert bh.hour == min(h for h, v in means.items() if v == pytest.approx(best))
+    weekday_cells: dict = {}
+    for (date, hour), (seen, total) in slots.items():
+        weekday_cells.setdefault((date.weekday(), hour), []).append(total / seen)
+    expected = np.full((7, 24), np.nan)
+    for (w, h), values in weekday_cells.items():
+        expected[w, h] = sum(values) / len(values)
+    np.testing.assert_allclose(profile.to_numpy(), expected, equal_nan=True)
