@@ -7,6 +7,8 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import recstats as rs
 from recstats import DataQualityWarning
@@ -395,9 +397,6 @@ def test_concurrency_bins_local_days_and_hours():
 
 
 # --------------------------------------------------------------------------- brute force
-
-from hypothesis import given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
 
 DAY0 = t("2024-01-08")  # a Monday; January: no DST change in these zones
 
