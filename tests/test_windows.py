@@ -101,6 +101,9 @@ def test_window_attrs_survive_parquet_and_are_used(tmp_path):
     path = tmp_path / "calls.parquet"
     calls.to_parquet(path)
     back = pd.read_parquet(path)
+    rs.write_parquet(calls, tmp_path / "written.parquet")  # recstats' own writer too
+    assert pd.read_parquet(tmp_path / "written.parquet").attrs["window"] == \
+        calls.attrs["window"]
     assert back.attrs["window"] == calls.attrs["window"] == [
         "2024-01-01T10:00:00+00:00", "2024-01-01T10:30:00+00:00"]
     assert back.attrs["gaps"] == calls.attrs["gaps"]
@@ -348,8 +351,11 @@ def test_capacity_table_traffic_is_busy_hour_traffic_for_each_site():
         assert cap.loc[site, "coverage"] == alone.coverage
     assert cap.loc["all", "traffic"] == busy_hour(calls, **settings).traffic
     # observed_peak: the largest number at once on a chosen (week)day, by brute force
+    # the step function peaks at a call's start or where a chosen day begins
     local = calls["start_time"].dt.tz_convert("America/New_York")
-    probe = [s for s, d in zip(calls["start_time"], local) if d.weekday() < 5]
+    midnights = pd.date_range("2024-01-01", "2024-01-06", freq="D", tz="America/New_York")
+    probe = [s for s, d in zip(calls["start_time"], local) if d.weekday() < 5] + \
+        [m.tz_convert("UTC") for m in midnights if m.weekday() < 5]
     peak = max(int(((calls["start_time"] <= s) & (calls["end_time"] > s)).sum())
                for s in probe)
     assert cap.loc["all", "observed_peak"] == peak
