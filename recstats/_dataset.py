@@ -36,9 +36,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from ._table import coerce_calls
 from ._time import check_tz
 from .archive import archive_files, read_archive
-from ._table import coerce_calls
 
 __all__ = ["IngestReport", "dataset_parts", "ingest", "read_calls", "read_parts"]
 
@@ -203,9 +203,9 @@ def _remove_unlisted(root: str, listed: set[str]) -> None:
             continue
         for name in filenames:
             path = name if rel == "." else f"{rel.replace(os.sep, '/')}/{name}"
-            if name.startswith("part-") and name.endswith(".parquet") and path not in listed:
-                os.unlink(os.path.join(dirpath, name))
-            elif name.startswith(f".{MANIFEST}."):
+            unlisted = name.startswith("part-") and name.endswith(".parquet") and \
+                path not in listed
+            if unlisted or name.startswith(f".{MANIFEST}."):
                 os.unlink(os.path.join(dirpath, name))
         if rel != "." and not os.listdir(dirpath):
             os.rmdir(dirpath)
