@@ -348,7 +348,9 @@ def dataset_parts(dataset: str | os.PathLike, *, sites=None, start=None, end=Non
             continue
         moment = pd.Timestamp(bound)
         moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
-        local_day = moment.tz_convert(tz).date()
+        # end is exclusive: an end at local midnight needs nothing of that day
+        last = moment if op == "ge" else moment - pd.Timedelta(1, "us")
+        local_day = last.tz_convert(tz).date()
         # the date partitions prune files; the start_time test is exact
         day_test = pads.field("date") >= local_day if op == "ge" else \
             pads.field("date") <= local_day
