@@ -40,7 +40,8 @@ from ._table import coerce_calls
 from ._time import check_tz
 from .archive import archive_files, read_archive
 
-__all__ = ["IngestReport", "dataset_parts", "ingest", "read_calls", "read_parts"]
+__all__ = ["IngestReport", "dataset_parts", "ingest", "read_calls", "read_fragment",
+           "read_parts"]
 
 MANIFEST = "_manifest.parquet"
 NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
@@ -376,6 +377,14 @@ def dataset_parts(dataset: str | os.PathLike, *, sites=None, start=None, end=Non
     info = {"source": meta["source"], "tz": tz, "files": len(manifest),
             "errors": [{"path": p, "error": r} for p, r in zip(errors["path"], errors["reason"])]}
     return data, condition, info
+
+
+def read_fragment(path: str, root: str, schema: pa.Schema,
+                  condition: pads.Expression | None) -> pa.Table:
+    """The rows of one data file of :func:`dataset_parts` that ``condition`` keeps."""
+    data = pads.dataset([path], schema=schema, format="parquet", partition_base_dir=root,
+                        partitioning=pads.partitioning(_PARTITIONS, flavor="hive"))
+    return data.to_table(filter=condition)
 
 
 def read_parts(table: pa.Table) -> pd.DataFrame:
