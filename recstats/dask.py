@@ -176,8 +176,10 @@ def _summaries(calls, width: int, by: str | None, until):
                                   width, by)
 
     changes = calls.map_partitions(events, latest, latest_end, meta=ds.EVENTS_META)
-    peaks = changes.shuffle(on=["group", "bin"]).map_partitions(ds.bin_peaks, width,
-                                                                 meta=ds.PEAKS_META)
+    # a task shuffle starts at once; peer-to-peer pays off only with many partitions
+    shuffle_method = "tasks" if changes.npartitions <= 32 else None
+    peaks = changes.shuffle(on=["group", "bin"], shuffle_method=shuffle_method) \
+        .map_partitions(ds.bin_peaks, width, meta=ds.PEAKS_META)
     summed = calls.map_partitions(areas, latest, latest_end, meta=ds.AREAS_META) \
         .groupby(["group", "bin"]).sum(split_out=1).reset_index()
     peaks, summed, first, latest = dask.compute(peaks, summed, first, latest)
