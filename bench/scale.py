@@ -43,22 +43,20 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 EPOCH = pd.Timestamp("2026-11-02", tz="UTC").value // 1000  # [us]
-SITES = np.array(["NY", "LDN", "SYD"])
+SITES = ["LDN", "NY", "SYD"]
 
 
 def make_chunk(k: int, n: int, seed: int) -> pd.DataFrame:
-    """Chunk ``k`` of the synthetic calls table: ``n`` calls from seed ``seed + k``."""
-    import recstats as rs
-
+    """Chunk ``k`` of the synthetic calls table: ``n`` calls from seed ``seed + k``
+    (the columns the statistics read, with the calls-table dtypes)."""
     rng = np.random.default_rng(seed + k)
     start = EPOCH + rng.integers(0, 30 * 86400 * 1000, n, dtype="int64") * 1000
     length = (rng.exponential(180.0, n) * 1e6).astype("int64")
     length[rng.random(n) < 0.01] = 0
-    return rs.coerce_calls(pd.DataFrame({
-        "call_id": pd.Series(np.char.add(f"{k}-", np.arange(n).astype(str)), dtype="str"),
-        "site": SITES[rng.integers(0, SITES.size, n)],
+    return pd.DataFrame({
+        "site": pd.Categorical.from_codes(rng.integers(0, len(SITES), n), SITES),
         "start_time": pd.Series(start.view("M8[us]")).dt.tz_localize("UTC"),
-        "end_time": pd.Series((start + length).view("M8[us]")).dt.tz_localize("UTC")}))
+        "end_time": pd.Series((start + length).view("M8[us]")).dt.tz_localize("UTC")})
 
 
 def _sizes(calls: int, partitions: int) -> list[int]:
@@ -122,7 +120,6 @@ def part_local(args) -> dict:
 def part_dask(args) -> dict:
     import dask.dataframe as dd
     import distributed
-    from dask.dataframe.utils import clear_known_categories
 
     import recstats as rs
 
@@ -132,9 +129,8 @@ def part_dask(args) -> dict:
     client = distributed.Client(cluster)
     try:
         sizes = _sizes(args.calls, args.partitions)
-        meta = clear_known_categories(make_chunk(0, 0, args.seed), cols=["site"])
         calls = dd.from_map(make_chunk, range(len(sizes)), sizes, seed=args.seed,
-                            meta=meta, enforce_metadata=False)
+                            meta=make_chunk(0, 0, args.seed))
         t = time.perf_counter()
         binned = rs.dask.concurrency(calls, freq="15min")
         busy = rs.dask.busy_hour(calls)

@@ -27,49 +27,59 @@ from . import stats
 
 ALL = "\x00all"
 QUARTER = 15 * 60 * 1_000_000  # [us]
-EVENTS_META = pd.DataFrame({"group": pd.Series([], dtype="str"),
-                             "bin": pd.Series([], dtype="int64"),
-                             "time": pd.Series([], dtype="int64"),
-                             "delta": pd.Series([], dtype="int64")})
+EVENTS_META = pd.DataFrame({"key": pd.Series([], dtype="int64"),
+                            "bin": pd.Series([], dtype="int64"),
+                            "time": pd.Series([], dtype="int64"),
+                            "delta": pd.Series([], dtype="int64")})
 AREAS_META = pd.DataFrame({"group": pd.Series([], dtype="str"),
-                            "bin": pd.Series([], dtype="int64"),
-                            "area": pd.Series([], dtype="int64"),
-                            "started": pd.Series([], dtype="int64")})
-PEAKS_META = pd.DataFrame({"group": pd.Series([], dtype="str"),
-                            "bin": pd.Series([], dtype="int64"),
-                            "net": pd.Series([], dtype="int64"),
-                            "top": pd.Series([], dtype="int64"),
-                            "opens": pd.Series([], dtype="bool"),
-                            "first": pd.Series([], dtype="int64"),
-                            "last": pd.Series([], dtype="int64")})
+                           "bin": pd.Series([], dtype="int64"),
+                           "area": pd.Series([], dtype="int64"),
+                           "started": pd.Series([], dtype="int64")})
+PEAKS_META = pd.DataFrame({"key": pd.Series([], dtype="int64"),
+                           "bin": pd.Series([], dtype="int64"),
+                           "net": pd.Series([], dtype="int64"),
+                           "top": pd.Series([], dtype="int64"),
+                           "opens": pd.Series([], dtype="bool"),
+                           "first": pd.Series([], dtype="int64"),
+                           "last": pd.Series([], dtype="int64")})
 
 
 def micros(times) -> np.ndarray:
     return pd.DatetimeIndex(times).as_unit("us").asi8
 
 
-def _labels(frame: pd.DataFrame, by: str) -> pd.Series:
-    return frame[by].astype("str")
+def group_keys(labels) -> np.ndarray:
+    """A group label's int64 key, the same in every process (events are shuffled and
+    summed by integer keys: strings made that several times slower)."""
+    hashed = pd.util.hash_array(np.asarray(labels, dtype=object))
+    return hashed.view("int64")
 
 
 def partition_events(part: pd.DataFrame, until, width: int, by: str | None) -> pd.DataFrame:
-    """Change events (group, bin, time, delta) of the partition's step functions."""
-    pieces = [(None, stats.concurrency(part, until=until))]
+    """Change events (key, bin, time, delta) of the partition's step functions."""
+    exact = stats.concurrency(part, until=until)
+    time = micros(exact["time"])
+    level = exact["concurrent"].to_numpy("int64")
+    keys = [np.full(time.size, group_keys([ALL])[0])]
+    times, deltas = [time], [np.diff(level, prepend=0)]
     if by is not None:
         exact = stats.concurrency(part, by=by, until=until)
-        pieces.append((_labels(exact, by).to_numpy(dtype=object), exact))
-    frames = []
-    for labels, exact in pieces:
+        column = exact[by]
+        if isinstance(column.dtype, pd.CategoricalDtype):  # no per-row strings
+            codes = column.cat.codes.to_numpy()
+            labels = column.cat.categories.astype("str")
+        else:
+            codes, labels = pd.factorize(column.astype("str"))
         time = micros(exact["time"])
         level = exact["concurrent"].to_numpy("int64")
-        delta = np.diff(level, prepend=0)
-        if labels is None:
-            labels = np.full(time.size, ALL, dtype=object)
-        elif labels.size:  # each group's step function starts from 0
-            delta = np.where(np.r_[True, labels[1:] != labels[:-1]], level, delta)
-        frames.append(pd.DataFrame({"group": pd.Series(labels, dtype="str"),
-                                    "bin": time // width, "time": time, "delta": delta}))
-    return pd.concat(frames, ignore_index=True)
+        # each group's block starts from 0
+        opens = np.r_[True, codes[1:] != codes[:-1]] if codes.size else np.empty(0, bool)
+        keys.append(group_keys(labels)[codes] if codes.size else np.empty(0, "int64"))
+        times.append(time)
+        deltas.append(np.where(opens, level, np.diff(level, prepend=0)))
+    time = np.concatenate(times)
+    return pd.DataFrame({"key": np.concatenate(keys), "bin": time // width, "time": time,
+                         "delta": np.concatenate(deltas)})
 
 
 def partition_areas(part: pd.DataFrame, until, width: int, by: str | None) -> pd.DataFrame:
@@ -94,19 +104,27 @@ def partition_areas(part: pd.DataFrame, until, width: int, by: str | None) -> pd
 
 
 def bin_peaks(events: pd.DataFrame, width: int) -> pd.DataFrame:
-    """Per (group, bin) of events all in this partition: net change, maximum running
+    """Per (key, bin) of events all in this partition: net change, maximum running
     sum (after each instant), whether an instant opens the bin, first/last instant."""
     if events.empty:
         return PEAKS_META.copy()
-    instants = events.groupby(["group", "time"], sort=True)["delta"].sum().reset_index()
-    instants["bin"] = instants["time"] // width
-    keys = [instants["group"], instants["bin"]]
-    instants["prefix"] = instants["delta"].groupby(keys).cumsum()
-    out = instants.groupby(["group", "bin"], sort=False).agg(
-        net=("delta", "sum"), top=("prefix", "max"), first=("time", "min"),
-        last=("time", "max")).reset_index()
-    out["opens"] = out["first"] == out["bin"] * width
-    return out[PEAKS_META.columns].astype(PEAKS_META.dtypes.to_dict())
+    key, time, delta = (events[c].to_numpy("int64") for c in ("key", "time", "delta"))
+    order = np.lexsort((time, key))
+    key, time, delta = key[order], time[order], delta[order]
+    # the events of one instant (from several partitions) count as one change
+    at = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (time[1:] != time[:-1])])
+    key, time, delta = key[at], time[at], np.add.reduceat(delta, at)
+    bins = time // width
+    seg = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]) | (bins[1:] != bins[:-1])])
+    total = np.cumsum(delta)
+    before = np.r_[0, total][seg]  # running sum before each (key, bin) segment
+    prefix = total - np.repeat(before, np.diff(np.r_[seg, total.size]))
+    last = np.r_[seg[1:], total.size] - 1
+    return pd.DataFrame({"key": key[seg], "bin": bins[seg],
+                         "net": np.add.reduceat(delta, seg),
+                         "top": np.maximum.reduceat(prefix, seg),
+                         "opens": time[seg] == bins[seg] * width,
+                         "first": time[seg], "last": time[last]})
 
 
 def until_value(until, latest_start, latest_end, now: pd.Timestamp):
@@ -128,7 +146,7 @@ def scan(areas: pd.DataFrame, peaks: pd.DataFrame, group: str, lo: int, hi: int,
     np.add.at(area_int, (a["bin"] - lo).to_numpy(), a["area"].to_numpy())
     started = np.zeros(n, dtype="int64")
     np.add.at(started, (a["bin"] - lo).to_numpy(), a["started"].to_numpy())
-    p = peaks[(peaks["group"] == group) & (peaks["bin"] <= hi)]
+    p = peaks[(peaks["key"] == group_keys([group])[0]) & (peaks["bin"] <= hi)]
     net = np.zeros(n, dtype="int64")
     top = np.full(n, np.iinfo("int64").min)
     opens = np.zeros(n, dtype=bool)

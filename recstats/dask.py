@@ -178,7 +178,7 @@ def _summaries(calls, width: int, by: str | None, until):
     changes = calls.map_partitions(events, latest, latest_end, meta=ds.EVENTS_META)
     # a task shuffle starts at once; peer-to-peer pays off only with many partitions
     shuffle_method = "tasks" if changes.npartitions <= 32 else None
-    peaks = changes.shuffle(on=["group", "bin"], shuffle_method=shuffle_method) \
+    peaks = changes.shuffle(on=["key", "bin"], shuffle_method=shuffle_method) \
         .map_partitions(ds.bin_peaks, width, meta=ds.PEAKS_META)
     summed = calls.map_partitions(areas, latest, latest_end, meta=ds.AREAS_META) \
         .groupby(["group", "bin"]).sum(split_out=1).reset_index()
@@ -245,7 +245,7 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
                                                 name="time"))
     lo, hi = span
     bins = np.arange(lo, hi + 1, dtype="int64") * width
-    every = peaks[peaks["group"] == ds.ALL]
+    every = peaks[peaks["key"] == ds.group_keys([ds.ALL])[0]]
     first_us = min(ds.micros([first])[0], int(every["first"].min())) if len(every) else \
         int(ds.micros([first])[0])
     last_us = max(ds.micros([latest])[0], int(every["last"].max()) - 1) if len(every) else \
@@ -275,7 +275,7 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
 
 def _hourly_of(summed: pd.DataFrame, peaks: pd.DataFrame, group: str, tz: str):
     """(dates, ndays x 24 erlangs) of ``group`` from its quarter-hour summaries."""
-    p = peaks[peaks["group"] == group]
+    p = peaks[peaks["key"] == ds.group_keys([group])[0]]
     if p.empty:  # no step function: no traffic
         return [], np.empty((0, 24))
     a = summed[summed["group"] == group]
