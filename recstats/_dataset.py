@@ -25,6 +25,7 @@ import datetime as _dt
 import html
 import json
 import os
+import time
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -126,8 +127,79 @@ def _is_container(archive) -> bool:
         os.fspath(archive).lower().endswith(_CONTAINERS)
 
 
-def _listing(archive) -> pd.DataFrame:
-    """The archive's CDR files with size, mtime and paired media (no parsing)."""
+#: A folder modified this close before the listing that recorded it may change again
+#: within its timestamp's resolution (coarse on some file systems): listed again.
+RACY_NS = 2_000_000_000
+
+
+def _folders(root: str) -> dict[str, int]:
+    """``mtime_ns`` of every folder under ``root`` (links followed, each folder once;
+    -1 for one that cannot be read): a folder's entries never change without it."""
+    out: dict[str, int] = {}
+    seen: set[tuple[int, int]] = set()
+    stack = [root]
+    while stack:
+        folder = stack.pop()
+        try:
+            info = os.stat(folder)
+            if (info.st_dev, info.st_ino) in seen:
+                continue
+            seen.add((info.st_dev, info.st_ino))
+            out[folder] = info.st_mtime_ns
+            with os.scandir(folder) as entries:
+                stack.extend(e.path for e in entries if e.name[0] != "." and
+                             e.name != "__MACOSX" and e.is_dir())
+        except OSError:
+            out[folder] = -1
+    return out
+
+
+def _folders_unchanged(meta: dict) -> bool:
+    """Whether no folder of the archive has changed since the listing ``meta`` records."""
+    folders, listed_at = meta.get("folders"), meta.get("listed_at")
+    if not folders or listed_at is None:
+        return False
+    for folder, mtime in folders.items():
+        if mtime < 0 or mtime >= listed_at - RACY_NS:
+            return False
+        try:
+            if os.stat(folder).st_mtime_ns != mtime:
+                return False
+        except OSError:
+            return False
+    return True
+
+
+def _stat_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    sizes = np.empty(len(paths), dtype="int64")
+    mtimes = np.empty(len(paths), dtype="int64")
+    for i, path in enumerate(paths):
+        try:
+            info = os.stat(path)
+            sizes[i], mtimes[i] = info.st_size, info.st_mtime_ns
+        except OSError:  # unreadable: parsed (as an error row) on every run
+            sizes[i] = mtimes[i] = -1
+    return sizes, mtimes
+
+
+def _listing(archive, old: pd.DataFrame | None, meta: dict) -> tuple[pd.DataFrame, dict]:
+    """The archive's CDR files with size, mtime and paired media (no parsing), and the
+    folder record for the next run.
+
+    A folder archive whose folders are all as the previous run recorded them holds the
+    same files (a file's own change shows in its own mtime): its listing is the
+    manifest's, and only its CDR files are stat'ed.
+    """
+    folder_archive = isinstance(archive, (str, os.PathLike)) and os.path.isdir(archive)
+    if folder_archive and old is not None and _folders_unchanged(meta):
+        paths = old["path"].tolist()
+        sizes, mtimes = _stat_files(paths)
+        return (pd.DataFrame({"path": old["path"], "size": sizes, "mtime_ns": mtimes,
+                              "media_path": old["media_path"]}),
+                {"folders": meta["folders"], "listed_at": meta["listed_at"]})
+    record: dict = {}
+    if folder_archive:  # recorded before listing: a later change shows next time
+        record = {"listed_at": time.time_ns(), "folders": _folders(os.fspath(archive))}
     files = archive_files(archive)
     paths = files["cdr_path"].tolist()
     if _is_container(archive):  # members carry their container's identity
@@ -135,16 +207,9 @@ def _listing(archive) -> pd.DataFrame:
         sizes = np.full(len(paths), info.st_size, dtype="int64")
         mtimes = np.full(len(paths), info.st_mtime_ns, dtype="int64")
     else:
-        sizes = np.empty(len(paths), dtype="int64")
-        mtimes = np.empty(len(paths), dtype="int64")
-        for i, path in enumerate(paths):
-            try:
-                info = os.stat(path)
-                sizes[i], mtimes[i] = info.st_size, info.st_mtime_ns
-            except OSError:  # unreadable: parsed (as an error row) on every run
-                sizes[i] = mtimes[i] = -1
-    return pd.DataFrame({"path": files["cdr_path"], "size": sizes, "mtime_ns": mtimes,
-                         "media_path": files["media_path"]})
+        sizes, mtimes = _stat_files(paths)
+    return (pd.DataFrame({"path": files["cdr_path"], "size": sizes, "mtime_ns": mtimes,
+                          "media_path": files["media_path"]}), record)
 
 
 def _among(paths: pd.Series, values) -> np.ndarray:
@@ -180,9 +245,9 @@ def _write_parts(root: str, calls: pd.DataFrame, tz: str, run: str) -> pd.Series
         return part_of
     dates = calls["start_time"].dt.tz_convert(tz).dt.date
     sites = calls["site"].astype("str")
-    for k, ((site, date), rows) in enumerate(
-            calls.groupby([sites, dates], dropna=False, sort=True).groups.items()):
-        folder = _partition_dir(site, date)
+    groups = calls.groupby([sites, dates], dropna=False, sort=True).groups
+    for k, (labels, rows) in enumerate(groups.items()):
+        folder = _partition_dir(*labels)  # type: ignore[misc]
         os.makedirs(os.path.join(root, folder), exist_ok=True)
         name = f"{folder}/part-{run}-{k}.parquet"
         pq.write_table(_to_arrow(calls.loc[rows]), os.path.join(root, name))
@@ -273,7 +338,7 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     if old is not None and (meta.get("source") != source or meta.get("tz") != tz):
         raise ValueError(f"dataset {root} mirrors {meta.get('source')} (tz "
                          f"{meta.get('tz')}), not {source} (tz {tz}); give another folder")
-    seen = _listing(archive)
+    seen, record = _listing(archive, old, meta)
     if old is None:
         old = pd.DataFrame({n: pd.Series([], dtype="str" if t == pa.string() else "int64")
                             for n, t in zip(_MANIFEST_SCHEMA.names, _MANIFEST_SCHEMA.types)})
@@ -290,6 +355,8 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
                           int(same.sum()), len(removed), 0, 0,
                           int((old["outcome"] == "error").sum()))
     if not todo and not removed and os.path.exists(os.path.join(root, MANIFEST)):
+        if record.get("listed_at") != meta.get("listed_at"):  # a new folder record
+            _write_manifest(root, old, {**meta, **record})
         return report
     os.makedirs(root, exist_ok=True)
     run = f"{_dt.datetime.now(_dt.UTC):%Y%m%dT%H%M%S%f}-{os.urandom(3).hex()}"
@@ -305,7 +372,8 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     fresh = _parse(archive, todo, seen, tz, workers, progress, root, run)
     manifest = pd.concat([kept, fresh], ignore_index=True).sort_values(
         "path", kind="stable").reset_index(drop=True)
-    _write_manifest(root, manifest, {"format": _FORMAT, "tz": tz, "source": source})
+    _write_manifest(root, manifest, {"format": _FORMAT, "tz": tz, "source": source,
+                                     **record})
     _remove_unlisted(root, set(manifest["part"].dropna()))
     parsed = int((fresh["outcome"] == "parsed").sum())
     return IngestReport(root, len(seen), report.new, report.changed, report.unchanged,

@@ -82,12 +82,12 @@ def test_unchanged_archive_parses_nothing_and_writes_nothing(archive, tmp_path):
     dataset = tmp_path / "ds"
     rs.ingest(archive, dataset, progress=False)
     before = _data_files(dataset)
-    manifest_time = (dataset / "_manifest.parquet").stat().st_mtime_ns
+    manifest = pd.read_parquet(dataset / "_manifest.parquet")
     report = rs.ingest(archive, dataset, progress=False)
     assert (report.unchanged, report.new, report.changed, report.removed,
             report.parsed) == (66, 0, 0, 0, 0)
     assert _data_files(dataset) == before
-    assert (dataset / "_manifest.parquet").stat().st_mtime_ns == manifest_time
+    pd.testing.assert_frame_equal(pd.read_parquet(dataset / "_manifest.parquet"), manifest)
 
 
 def test_changes_are_parsed_again_and_mirrored(archive, tmp_path):
@@ -232,3 +232,36 @@ def test_cli_dataset(archive, tmp_path, capsys):
     assert "mirrors" in capsys.readouterr().err
     with pytest.raises(SystemExit):  # one of -o and --dataset, not both
         main(["parse", str(archive), "--dataset", str(dataset), "-o", "x.parquet"])
+
+
+def test_unchanged_folders_are_not_listed_again(archive, tmp_path, monkeypatch):
+    from recstats import _dataset
+
+    an_hour_ago = pd.Timestamp.now().value - 3600 * 10**9
+    for folder in [archive, *(p for p in archive.rglob("*") if p.is_dir())]:
+        os.utime(folder, ns=(an_hour_ago, an_hour_ago))
+    dataset = tmp_path / "ds"
+    rs.ingest(archive, dataset, progress=False)  # lists, records every folder's mtime
+
+    class Listed(Exception):
+        pass
+
+    def listing(*args, **kwargs):
+        raise Listed
+
+    monkeypatch.setattr(_dataset, "archive_files", listing)
+    assert rs.ingest(archive, dataset, progress=False).unchanged == 66
+    # a file changed in place: its folder is unchanged, its own mtime and size show it
+    edited = next((archive / "LDN-RECORDER").rglob("*.xml"))
+    edited.write_text(_cdr("edited", "LDN-RECORDER", "2026-11-02 10:00:00",
+                           "2026-11-02 10:01:00"))
+    report = rs.ingest(archive, dataset, progress=False)
+    assert (report.changed, report.parsed, report.new) == (1, 1, 0)
+    # a new file changes its folder: the archive is listed again
+    (archive / "odd" / "new.xml").write_text(
+        _cdr("new", "NY-RECORDER", "2026-11-02 10:00:00", "2026-11-02 10:01:00"))
+    with pytest.raises(Listed):
+        rs.ingest(archive, dataset, progress=False)
+    monkeypatch.undo()
+    assert rs.ingest(archive, dataset, progress=False).new == 1
+    _same(rs.read_calls(dataset), rs.read_archive(archive, progress=False))
