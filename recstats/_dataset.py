@@ -182,9 +182,10 @@ def _stat_files(paths: list[str]) -> tuple[np.ndarray, np.ndarray]:
     return sizes, mtimes
 
 
-def _listing(archive, old: pd.DataFrame | None, meta: dict) -> tuple[pd.DataFrame, dict]:
+def _listing(archive, old: pd.DataFrame | None, meta: dict
+             ) -> tuple[pd.DataFrame, dict, bool]:
     """The archive's CDR files with size, mtime and paired media (no parsing), and the
-    folder record for the next run.
+    folder record for the next run, and whether the listing is the manifest's.
 
     A folder archive whose folders are all as the previous run recorded them holds the
     same files (a file's own change shows in its own mtime): its listing is the
@@ -196,7 +197,7 @@ def _listing(archive, old: pd.DataFrame | None, meta: dict) -> tuple[pd.DataFram
         sizes, mtimes = _stat_files(paths)
         return (pd.DataFrame({"path": old["path"], "size": sizes, "mtime_ns": mtimes,
                               "media_path": old["media_path"]}),
-                {"folders": meta["folders"], "listed_at": meta["listed_at"]})
+                {"folders": meta["folders"], "listed_at": meta["listed_at"]}, True)
     record: dict = {}
     if folder_archive:  # recorded before listing: a later change shows next time
         record = {"listed_at": time.time_ns(), "folders": _folders(os.fspath(archive))}
@@ -209,7 +210,7 @@ def _listing(archive, old: pd.DataFrame | None, meta: dict) -> tuple[pd.DataFram
     else:
         sizes, mtimes = _stat_files(paths)
     return (pd.DataFrame({"path": files["cdr_path"], "size": sizes, "mtime_ns": mtimes,
-                          "media_path": files["media_path"]}), record)
+                          "media_path": files["media_path"]}), record, False)
 
 
 def _among(paths: pd.Series, values) -> np.ndarray:
@@ -258,7 +259,7 @@ def _write_parts(root: str, calls: pd.DataFrame, tz: str, run: str) -> pd.Series
 def _rewrite_without(root: str, part: str, stale: set[str], run: str, k: int
                      ) -> str | None:
     """Copy ``part`` without the rows of ``stale`` CDR paths; the new part's name."""
-    table = pq.read_table(os.path.join(root, part), partitioning=None)
+    table = pq.ParquetFile(os.path.join(root, part)).read()  # no dataset discovery
     keep = pc.invert(pc.is_in(table["cdr_path"],
                               value_set=pa.array(sorted(stale), pa.string())))
     table = table.filter(keep)
@@ -338,7 +339,13 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     if old is not None and (meta.get("source") != source or meta.get("tz") != tz):
         raise ValueError(f"dataset {root} mirrors {meta.get('source')} (tz "
                          f"{meta.get('tz')}), not {source} (tz {tz}); give another folder")
-    seen, record = _listing(archive, old, meta)
+    seen, record, reused = _listing(archive, old, meta)
+    if old is not None and reused:  # the same files, in the manifest's order
+        sizes, mtimes = seen["size"].to_numpy(), seen["mtime_ns"].to_numpy()
+        if (sizes >= 0).all() and (sizes == old["size"].to_numpy()).all() and \
+                (mtimes == old["mtime_ns"].to_numpy()).all():
+            return IngestReport(root, len(old), 0, 0, len(old), 0, 0, 0,
+                                int((old["outcome"] == "error").sum()))
     if old is None:
         old = pd.DataFrame({n: pd.Series([], dtype="str" if t == pa.string() else "int64")
                             for n, t in zip(_MANIFEST_SCHEMA.names, _MANIFEST_SCHEMA.types)})
