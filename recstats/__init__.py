@@ -46,7 +46,7 @@ _LAZY = {
     "LiveDashboard": "widgets",
     "RecorderSimulator": "sim",
     "write_report": "report", "compare_calls": "report",
-    "ingest": "_dataset", "read_calls": "_dataset",
+    "ingest": "_dataset", "read_calls": "_dataset_read",
 }
 _SUBMODULES = ("archive", "capture", "cdr", "cli", "client", "dask", "errors", "plot",
                "protocol", "report", "sim", "stats", "widgets")

@@ -17,6 +17,14 @@ Consistency: a run writes new data files under new names, then replaces the mani
 in one ``os.replace``; readers only read the data files the manifest names. A run that
 is interrupted leaves the previous dataset intact (plus unnamed files, removed by the
 next run). One writer at a time.
+
+Change detection: a CDR file is new, changed (size, mtime or paired media file) or
+gone. For a folder archive the manifest also records every folder's mtime: when none
+changed (files were neither added, removed nor renamed), the next run does not list
+the archive again and only stats the CDR files it knows, which is what makes a run
+with nothing to do fast. Like ``make`` and ``rsync``, this trusts mtimes: a file
+rewritten with the same size within its file system's timestamp resolution of the
+previous run goes unnoticed (folders modified within 2 s of a listing are listed again).
 """
 
 from __future__ import annotations
@@ -34,20 +42,14 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
-from ._table import coerce_calls
+from ._dataset_read import FORMAT, MANIFEST, NULL_PARTITION, read_manifest
 from ._time import check_tz
 from .archive import archive_files, read_archive
 
-__all__ = ["IngestReport", "dataset_parts", "ingest", "read_calls", "read_fragment",
-           "read_parts"]
+__all__ = ["IngestReport", "ingest"]
 
-MANIFEST = "_manifest.parquet"
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-_FORMAT = "recstats-dataset-1"
-_PARTITIONS = pa.schema([("site", pa.string()), ("date", pa.date32())])
 _MANIFEST_SCHEMA = pa.schema([
     ("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()),
     ("media_path", pa.string()), ("outcome", pa.string()), ("reason", pa.string()),
@@ -86,18 +88,6 @@ class IngestReport:
 
 
 # --------------------------------------------------------------------------- manifest
-
-
-def _read_manifest(root: str) -> tuple[pd.DataFrame | None, dict]:
-    path = os.path.join(root, MANIFEST)
-    if not os.path.exists(path):
-        return None, {}
-    table = pq.read_table(path)
-    meta = json.loads((table.schema.metadata or {}).get(b"recstats", b"{}"))
-    if meta.get("format") != _FORMAT:
-        raise ValueError(f"{root} is not a recstats dataset (its {MANIFEST} has another "
-                         "format); give an empty or new folder")
-    return table.to_pandas(), meta
 
 
 def _write_manifest(root: str, manifest: pd.DataFrame, meta: dict) -> None:
@@ -300,7 +290,7 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     files are replaced and the calls of files no longer in the archive are dropped, so
     the dataset always mirrors the archive. Members of a ``.zip``/``.tar`` carry the
     container's size and mtime: a changed container is parsed again as a whole.
-    Read it back with :func:`read_calls`.
+    Read it back with :func:`recstats.read_calls`.
 
     Parameters
     ----------
@@ -335,7 +325,7 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     if not isinstance(archive, (str, os.PathLike)):
         archive = [os.fspath(p) for p in archive]
     source = _source_of(archive)
-    old, meta = _read_manifest(root) if os.path.isdir(root) else (None, {})
+    old, meta = read_manifest(root) if os.path.isdir(root) else (None, {})
     if old is not None and (meta.get("source") != source or meta.get("tz") != tz):
         raise ValueError(f"dataset {root} mirrors {meta.get('source')} (tz "
                          f"{meta.get('tz')}), not {source} (tz {tz}); give another folder")
@@ -379,7 +369,7 @@ def ingest(archive: str | os.PathLike | Sequence[str | os.PathLike],
     fresh = _parse(archive, todo, seen, tz, workers, progress, root, run)
     manifest = pd.concat([kept, fresh], ignore_index=True).sort_values(
         "path", kind="stable").reset_index(drop=True)
-    _write_manifest(root, manifest, {"format": _FORMAT, "tz": tz, "source": source,
+    _write_manifest(root, manifest, {"format": FORMAT, "tz": tz, "source": source,
                                      **record})
     _remove_unlisted(root, set(manifest["part"].dropna()))
     parsed = int((fresh["outcome"] == "parsed").sum())
@@ -410,114 +400,3 @@ def _parse(archive, todo: list[str], seen: pd.DataFrame, tz: str, workers, progr
     rows.loc[lost, "reason"] = "not read: the file vanished or could not be listed"
     rows["outcome"] = np.where(rows["part"].notna(), "parsed", "error")
     return rows
-
-
-# --------------------------------------------------------------------------- reading
-
-
-def dataset_parts(dataset: str | os.PathLike, *, sites=None, start=None, end=None
-                  ) -> tuple[pads.Dataset, pads.Expression | None, dict]:
-    """The data files that can hold calls of ``sites`` in ``[start, end)`` (pruned by
-    partition, no other file is opened) as a pyarrow dataset with their unified schema,
-    the row filter, and the dataset's ``source``, ``tz``, ``files`` and ``errors``."""
-    root = os.fspath(dataset)
-    manifest, meta = _read_manifest(root) if os.path.isdir(root) else (None, {})
-    if manifest is None:
-        raise FileNotFoundError(f"no recstats dataset at {root} (no {MANIFEST}); "
-                                "write one with recstats.ingest")
-    tz = meta["tz"]
-    condition = None
-    if sites is not None:
-        sites = [sites] if isinstance(sites, str) else [str(s) for s in sites]
-        condition = pads.field("site").isin(sites)
-    for bound, op in ((start, "ge"), (end, "lt")):
-        if bound is None:
-            continue
-        moment = pd.Timestamp(bound)
-        moment = moment.tz_localize("UTC") if moment.tzinfo is None else moment
-        # end is exclusive: an end at local midnight needs nothing of that day
-        last = moment if op == "ge" else moment - pd.Timedelta(1, "us")
-        local_day = last.tz_convert(tz).date()
-        # the date partitions prune files; the start_time test is exact
-        day_test = pads.field("date") >= local_day if op == "ge" else \
-            pads.field("date") <= local_day
-        time = pa.scalar(moment.tz_convert("UTC").as_unit("us").to_pydatetime(),
-                         pa.timestamp("us", "UTC"))
-        time_test = pads.field("start_time") >= time if op == "ge" else \
-            pads.field("start_time") < time
-        test = day_test & time_test
-        condition = test if condition is None else condition & test
-    files = [os.path.join(root, f) for f in sorted(set(manifest["part"].dropna()))]
-    partitioning = pads.partitioning(_PARTITIONS, flavor="hive")
-    # a schema given: no file is opened to find one
-    listed = pads.dataset(files, format="parquet", partition_base_dir=root,
-                          partitioning=partitioning, schema=pa.unify_schemas(
-                              [_PARTITIONS, pa.schema([("start_time",
-                                                        pa.timestamp("us", "UTC"))])]))
-    chosen = [f.path for f in listed.get_fragments(filter=condition)]
-    schema = pa.unify_schemas([*(pq.read_schema(f) for f in chosen), _PARTITIONS],
-                              promote_options="permissive")
-    data = pads.dataset(chosen, schema=schema, format="parquet", partition_base_dir=root,
-                        partitioning=partitioning)
-    errors = manifest[manifest["outcome"] == "error"]
-    info = {"source": meta["source"], "tz": tz, "files": len(manifest),
-            "errors": [{"path": p, "error": r} for p, r in zip(errors["path"], errors["reason"])]}
-    return data, condition, info
-
-
-def read_fragment(path: str, root: str, schema: pa.Schema,
-                  condition: pads.Expression | None) -> pa.Table:
-    """The rows of one data file of :func:`dataset_parts` that ``condition`` keeps."""
-    data = pads.dataset([path], schema=schema, format="parquet", partition_base_dir=root,
-                        partitioning=pads.partitioning(_PARTITIONS, flavor="hive"))
-    return data.to_table(filter=condition)
-
-
-def read_parts(table: pa.Table) -> pd.DataFrame:
-    """Data-file rows (with their ``site``/``date`` partition columns) -> calls table,
-    ordered as :func:`recstats.read_archive` orders it."""
-    frame = table.drop_columns([c for c in ("date",) if c in table.column_names]) \
-        .replace_schema_metadata(None).to_pandas()
-    for column in ("media_path", "cdr_path"):  # a dataset without calls has no files
-        if column not in frame.columns:
-            frame[column] = pd.Series(pd.NA, index=frame.index, dtype="str")
-    frame = coerce_calls(frame)
-    return frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
-                             na_position="last").reset_index(drop=True)
-
-
-def read_calls(dataset: str | os.PathLike, *, sites=None, start=None, end=None
-               ) -> pd.DataFrame:
-    """Read a dataset written by :func:`ingest` back as the calls table.
-
-    Parameters
-    ----------
-    dataset : path
-        The dataset folder.
-    sites : str or list of str, optional
-        Only these sites (partition pruning: other sites' files are not opened).
-    start, end : timestamp-like, optional
-        Only calls with ``start <= start_time < end`` (naive means UTC); only the date
-        partitions that can hold them are read. Calls without a start time are left
-        out as soon as either bound is given.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The calls table with the dtypes and row order of :func:`recstats.read_archive`;
-        for the whole dataset it equals ``read_archive`` of the archive's current files.
-        ``attrs`` holds ``source``, ``tz``, ``files`` (CDR files in the manifest),
-        ``parsed`` (rows returned), ``failed`` and ``errors`` (every parse error of the
-        dataset, as ``{"path", "error"}`` dicts sorted by path, whatever the filters).
-
-    Examples
-    --------
-    >>> import recstats as rs
-    >>> calls = rs.read_calls("/tmp/calls-ds", sites=["NY-RECORDER"])  # doctest: +SKIP
-    """
-    data, condition, info = dataset_parts(dataset, sites=sites, start=start, end=end)
-    calls = read_parts(data.to_table(filter=condition))
-    calls.attrs = {"source": info["source"], "tz": info["tz"], "files": info["files"],
-                   "parsed": len(calls), "failed": len(info["errors"]),
-                   "errors": info["errors"]}
-    return calls

@@ -26,7 +26,7 @@ import pandas as pd
 from dask.dataframe.utils import clear_known_categories
 
 from . import _dask_stats as ds
-from ._dataset import dataset_parts, read_fragment, read_parts
+from ._dataset_read import dataset_parts, read_fragment, read_parts
 from ._table import coerce_calls, empty_calls
 from ._time import check_tz
 from .archive import archive_files
@@ -97,9 +97,8 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
             or files_per_partition < 1:
         raise ValueError(f"files_per_partition must be a positive integer, not "
                          f"{files_per_partition!r}")
-    container = isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and \
-        os.fspath(path).lower().endswith(_CONTAINERS)
-    if container:
+    if isinstance(path, (str, os.PathLike)) and os.path.isfile(path) and \
+            os.fspath(path).lower().endswith(_CONTAINERS):
         chunks: list = [os.fspath(path)]
     else:
         files = archive_files(path)["cdr_path"].tolist()
@@ -261,16 +260,16 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
         return out
     groups = sorted(set(summed["group"]) - {ds.ALL})
     parts = [ds.scan(summed, peaks, g, lo, hi, width) for g in groups]
-    out = {name: np.concatenate([p[name] for p in parts] + [np.empty(0, t)])
-           for name, t in columns.items() if name != "coverage"}
-    out["coverage"] = np.tile(coverage, len(groups))
+    stacked = {name: np.concatenate([p[name] for p in parts] + [np.empty(0, t)])
+               for name, t in columns.items() if name != "coverage"}
+    stacked["coverage"] = np.tile(coverage, len(groups))
     labels = pd.Index(np.repeat(groups, bins.size), dtype="str")
     if isinstance(_as_dask(calls)[by].dtype, pd.CategoricalDtype):
         labels = pd.CategoricalIndex(labels, categories=groups)
     index = pd.MultiIndex.from_arrays([labels, times[np.tile(np.arange(bins.size),
                                                              len(groups))]],
                                       names=[by, "time"])
-    return pd.DataFrame(out, index=index)
+    return pd.DataFrame(stacked, index=index)
 
 
 def _hourly_of(summed: pd.DataFrame, peaks: pd.DataFrame, group: str, tz: str):
@@ -389,7 +388,8 @@ def capacity_table(calls, blocking=(0.001, 0.01, 0.05), tz: str = "UTC", *,
     rows = []
     for group in groups:
         dates, table = _hourly_of(summed, peaks, group, tz)
-        hour, traffic, observed = pd.NA, 0.0, 0
+        hour: object = pd.NA
+        traffic, observed = 0.0, 0
         if dates:
             profile = ds.nanmean(table)
             hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
