@@ -19,11 +19,15 @@ import datetime as _dt
 import os
 from collections.abc import Sequence
 
-import dask
-import dask.dataframe as dd
 import numpy as np
 import pandas as pd
-from dask.dataframe.utils import clear_known_categories
+
+try:
+    import dask
+    import dask.dataframe as dd
+    from dask.dataframe.utils import clear_known_categories
+except ImportError as exc:  # an optional dependency: say how to get it
+    raise ImportError("recstats.dask needs Dask: pip install 'recstats[dask]'") from exc
 
 from . import _dask_stats as ds
 from ._dataset_read import dataset_parts, read_fragment, read_parts

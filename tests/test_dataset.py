@@ -265,3 +265,23 @@ def test_unchanged_folders_are_not_listed_again(archive, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert rs.ingest(archive, dataset, progress=False).new == 1
     _same(rs.read_calls(dataset), rs.read_archive(archive, progress=False))
+
+
+def test_awkward_sites_and_missing_values_round_trip(tmp_path):
+    archive = tmp_path / "a"
+    archive.mkdir()
+    (archive / "a.xml").write_text(  # no site: the null partition
+        "<verbacdr><id>a</id><start_time>2026-11-02 10:00:00</start_time>"
+        "<end_time>2026-11-02 10:05:00</end_time></verbacdr>")
+    (archive / "b.xml").write_text(_cdr("b", "NY/1 é=%", "2026-11-02 10:00:00",
+                                        "2026-11-02 10:05:00"))
+    (archive / "c.xml").write_text(  # no start: the null date
+        "<verbacdr><id>c</id><location>__HIVE_DEFAULT_PARTITION__x</location></verbacdr>")
+    dataset = tmp_path / "ds"
+    rs.ingest(archive, dataset, progress=False)
+    assert sorted(p.name for p in dataset.iterdir()) == [
+        "_manifest.parquet", "site=NY%2F1%20%C3%A9%3D%25", "site=__HIVE_DEFAULT_PARTITION__",
+        "site=__HIVE_DEFAULT_PARTITION__x"]
+    _same(rs.read_calls(dataset), rs.read_archive(archive, progress=False))
+    assert rs.read_calls(dataset, sites="NY/1 é=%")["call_id"].tolist() == ["b"]
+    assert rs.read_calls(dataset, start="2026-11-01")["call_id"].tolist() == ["a", "b"]
