@@ -85,7 +85,7 @@ def partition_events(part: pd.DataFrame, until, width: int, by: str | None) -> p
 def partition_areas(part: pd.DataFrame, until, width: int, by: str | None) -> pd.DataFrame:
     """Per (group, bin): area [call-us] and calls started, over the partition's span."""
     freq = f"{width}us"
-    pieces = [(None, stats.concurrency(part, freq=freq, until=until))]
+    pieces: list[tuple] = [(None, stats.concurrency(part, freq=freq, until=until))]
     if by is not None:
         binned = stats.concurrency(part, freq=freq, by=by, until=until)
         pieces.append((binned.index.get_level_values(by).astype("str"),
