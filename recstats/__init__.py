@@ -47,9 +47,10 @@ _LAZY = {
     "LiveDashboard": "widgets",
     "RecorderSimulator": "sim",
     "write_report": "report", "compare_calls": "report",
+    "ingest": "_dataset", "read_calls": "_dataset_read",
 }
-_SUBMODULES = ("archive", "capture", "cdr", "cli", "client", "errors", "plot", "protocol",
-               "report", "sim", "stats", "widgets")
+_SUBMODULES = ("archive", "capture", "cdr", "cli", "client", "dask", "errors", "plot",
+               "protocol", "report", "sim", "stats", "widgets")
 
 __all__ = [  # noqa: PLE0604 - the lazy names are strings too
     "CDRParseError", "ConnectFailed", "ConnectionLost", "DataQualityWarning",

@@ -40,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Parse a folder, .zip or .tar[.gz] of CDR XML files "
                                    "into one calls table written as Parquet.")
     p.add_argument("archive", help="folder, .zip, .tar or .tar.gz of CDR files")
-    p.add_argument("-o", "--output", required=True, help="Parquet file to write")
+    out = p.add_mutually_exclusive_group(required=True)
+    out.add_argument("-o", "--output", help="Parquet file to write")
+    out.add_argument("--dataset", metavar="DIR",
+                     help="incremental Parquet dataset folder to create or bring up to "
+                          "date (parses only new or changed files)")
     p.add_argument("--workers", type=int, default=None,
                    help="parser processes (default: one per core)")
     p.add_argument("--tz", default="UTC", help="the sites' time zone (default UTC)")

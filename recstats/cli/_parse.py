@@ -90,6 +90,8 @@ def run(args) -> int:
         raise UsageError(f"no such file or folder: {args.archive}")
     if args.workers is not None and args.workers < 1:
         raise UsageError("--workers must be at least 1")
+    if getattr(args, "dataset", None) is not None:
+        return _run_dataset(args)
     _check_output(args.output)
     if os.path.exists(args.output) and os.path.samefile(args.output, args.archive):
         raise UsageError(f"output {args.output} is the archive itself; give another file "
@@ -114,5 +116,24 @@ def run(args) -> int:
     if args.strict and calls.attrs["errors"]:
         print(f"recstats parse: {len(calls.attrs['errors'])} file(s) could not be parsed "
               "(--strict)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_dataset(args) -> int:
+    """``--dataset DIR``: bring the dataset up to date with the archive, print the counts."""
+    from .._dataset import ingest
+
+    if os.path.exists(args.dataset) and not os.path.isdir(args.dataset):
+        raise UsageError(f"--dataset {args.dataset} is a file; give a folder")
+    try:
+        report = ingest(args.archive, args.dataset, tz=args.tz, workers=args.workers,
+                        progress=not args.no_progress)
+    except ValueError as exc:  # unknown zone, not an archive, another archive's dataset
+        raise UsageError(str(exc)) from None
+    print(report)
+    if args.strict and report.errors:
+        print(f"recstats parse: {report.errors} file(s) could not be parsed (--strict)",
+              file=sys.stderr)
         return 1
     return 0
