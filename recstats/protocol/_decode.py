@@ -1,0 +1,115 @@
+"""Reading framed documents: hardened parsing (several documents of one read in one
+lxml call) and the small element helpers both connections decode with."""
+
+from __future__ import annotations
+
+import math
+import re
+from types import MappingProxyType
+
+from lxml import etree
+
+from .._xml import fields_of, parse_document, safe_parser
+from ..errors import CDRParseError, ProtocolError
+
+__all__ = ["call_fields", "child", "messages", "name", "parse", "parse_many", "seconds"]
+
+
+def name(element) -> str | None:
+    """Lower-case local name of an element (None for comments and the like)."""
+    tag = element.tag
+    local = _names.get(tag)
+    if local is None:
+        if not isinstance(tag, str):
+            return None
+        local = tag.rpartition("}")[2].lower()
+        if len(_names) > 1024:  # peers choose names: keep the memo small
+            _names.clear()
+        _names[tag] = local
+    return local
+
+
+_names: dict[str, str] = {}  # tag -> lower-case local name, memoised (hot path)
+
+
+def child(element, wanted: str):
+    """The first child element whose lower-case local name is ``wanted``, or None."""
+    for item in element:
+        if name(item) == wanted:
+            return item
+    return None
+
+
+def seconds(text: str | None) -> float | None:
+    """A keep-alive ``time`` (decimal seconds) -> float; None when absent or invalid."""
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if not math.isfinite(value) or value < 0:
+        return None
+    return value
+
+
+def call_fields(element) -> MappingProxyType:
+    """The read-only raw fields of a call element.
+
+    Raises :class:`CDRParseError` when they name no call (no ``id``/``ccdr_id``) or
+    break the field caps of :func:`recstats._xml.fields_of`.
+    """
+    fields = fields_of(element)
+    if not (fields.get("id") or fields.get("ccdr_id")):
+        raise CDRParseError("not a CDR: no id or ccdr_id field")
+    return MappingProxyType(fields)
+
+
+def parse(document: bytes, offset: int) -> etree._Element:
+    """Hardened parse of one framed document; malformed -> ProtocolError at ``offset``.
+
+    The framer already bounded the size, so only the parse rules apply here."""
+    try:
+        return parse_document(document, max_bytes=len(document))
+    except CDRParseError as exc:
+        raise ProtocolError(exc.reason, offset) from None
+
+
+# A document that is a UTF-8 declaration (or none), whitespace and its root element
+_PLAIN_PROLOG = re.compile(rb'(<\?xml version=(?:"1\.0" encoding="(?:UTF|utf)-8"|'
+                           rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\r\n]*<[^!?]")
+
+
+def parse_many(located: list[tuple[int, bytes]]) -> list | None:
+    """Parse several framed documents with one lxml call, or None if that is not sure
+    to give what parsing each alone gives (then each is parsed alone).
+
+    libxml2's fixed cost per document is about half of parsing a notification, so the
+    documents of one read are parsed as the children of one wrapper element. Only
+    documents made of a UTF-8 declaration (or none), whitespace and a root element take
+    part: stripped of their declaration they are well-formed alone exactly when they
+    are well-formed side by side. Any doubt (a comment or PI before the root, another
+    encoding, a parse error anywhere) returns None.
+    """
+    parts = [b"<_>"]
+    match = _PLAIN_PROLOG.match
+    for _, raw in located:
+        head = match(raw)
+        if head is None:
+            return None
+        parts.append(memoryview(raw)[head.end(1):] if head.end(1) > 0 else raw)
+    parts.append(b"</_>")
+    try:
+        wrapper = etree.fromstring(b"".join(parts), safe_parser())
+    except (etree.XMLSyntaxError, ValueError):
+        return None
+    roots = list(wrapper)
+    return roots if len(roots) == len(located) else None
+
+
+def messages(root) -> list:
+    """The message elements of a document: the root's children, or the root itself
+    when a peer leaves out the ``VerbaApi`` envelope."""
+    if name(root) in ("response", "notification", "request"):
+        return [root]
+    return [item for item in root if isinstance(item.tag, str)]
