@@ -207,6 +207,11 @@ class ClientConnection(ConnectionBase):
         return self._send(CallDetailRequest(None, call_id))
 
     @property
+    def next_request_id(self) -> str:
+        """The id :meth:`send` gives the next request event without one."""
+        return str(self._next_id)
+
+    @property
     def pending_requests(self) -> dict[str, str]:
         """Requests sent and not answered yet: ``{request id: request type}``."""
         return dict(self._pending)
