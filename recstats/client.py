@@ -46,7 +46,7 @@ from typing import Any, Self
 import pandas as pd
 
 from . import protocol
-from ._live import CallFolder
+from ._live import Tables, bad_time
 from ._time import check_tz
 from ._transport import SocketTransport, parse_address
 from ._xml import MAX_DOCUMENT_BYTES
@@ -433,10 +433,11 @@ class RecorderClient:
         """
         answer = self._request(lambda: self._conn.get_ongoing_calls(extensions=extensions),
                                "GetOngoingCalls")
-        folder = CallFolder()
+        tables = Tables(self.tz)  # the capture's folding: a call listed twice is one row
         for fields in answer.calls:
-            folder.add(self.address, fields)
-        return folder.table(self.tz).drop(columns=["server", "end_unknown"])
+            if bad_time(fields) is None:
+                tables.add(0, self.address, "start", "resync", fields)
+        return tables.calls_frame().drop(columns=["server", "end_unknown"])
 
     def call_detail(self, call_id: str) -> dict[str, Any]:
         """The CDR of one call as a record (like :func:`recstats.read_cdr`).

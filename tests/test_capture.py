@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _live as live
+from recstats import _columns
 from recstats import _table, cdr
 from recstats._live import Tables
 from recstats.capture import Capture
@@ -342,7 +342,7 @@ def test_server_arguments_are_validated():
 
 @pytest.mark.parametrize("chunk", [65536, 7])
 def test_tables_fold_like_a_brute_force_reference(chunk, monkeypatch):
-    monkeypatch.setattr(live, "CHUNK", chunk)  # 7: many cached chunks, columns added late
+    monkeypatch.setattr(_columns, "CHUNK", chunk)  # 7: many Arrow chunks, columns added late
     rng = np.random.default_rng(11)
     tables = Tables()
     merged: dict[tuple[str, str], dict] = {}

@@ -1,0 +1,381 @@
+"""Typed columnar buffers behind the live events and calls tables.
+
+:mod:`recstats._live` types the raw fields of the events that arrived since the last
+snapshot (once each) and appends them here value by value, into one Python list or
+:mod:`array` per column; labels are interned as integer codes. A snapshot copies the
+columns under the lock and converts each once, vectorised (NumPy views for times,
+numbers and codes, Arrow for text), so a million events become a DataFrame in a
+fraction of a second.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from array import array
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from ._schema import BOOLEAN_FIELDS, CALL_COLUMNS, CATEGORY_COLUMNS, TIME_FIELDS
+
+__all__ = ["CHUNK", "TypedTables", "is_null"]
+
+_NAT = np.iinfo(np.int64).min  # numpy's NaT, as int64
+_TIME, _FLOAT, _CAT, _BOOL, _FLAG, _STR = range(6)
+_LABELS = frozenset(CATEGORY_COLUMNS) | {"server", "event", "origin"}
+_EVENT_HEAD = ("received_at", "site", "server", "event", "origin", "call_id")
+_CALL_TAIL = ("server", "end_unknown")
+
+
+def _kind(name: str) -> int:
+    if name in TIME_FIELDS or name == "received_at":
+        return _TIME
+    if name == "duration":
+        return _FLOAT
+    if name in _LABELS:
+        return _CAT
+    if name in BOOLEAN_FIELDS:
+        return _BOOL
+    if name == "end_unknown":
+        return _FLAG
+    return _STR
+
+
+def is_null(value: Any) -> bool:
+    """None, NaT, NA or a float NaN."""
+    return value is None or value is pd.NaT or value is pd.NA or (
+        isinstance(value, float) and math.isnan(value))
+
+
+_Timestamp = pd.Timestamp
+
+
+def _micros(value: Any) -> int:
+    if value.__class__ is _Timestamp:
+        return value.value // 1000  # .value is nanoseconds whatever the unit
+    if isinstance(value, int):
+        return value
+    if is_null(value):
+        return _NAT
+    return pd.Timestamp(value).as_unit("us").value // 1000
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _text(value: Any) -> str | None:
+    return None if is_null(value) else str(value)
+
+
+def _truth(value: Any) -> bool | None:
+    return None if is_null(value) else bool(value)
+
+
+#: rows of text/boolean columns kept as Python objects before they become Arrow arrays
+CHUNK = 65536
+_ARROW_TYPES = {_STR: pa.large_string(), _BOOL: pa.bool_()}
+
+
+class _Columns:
+    """A columnar table under construction: one list/array per column.
+
+    Times, numbers, label codes and flags go to :mod:`array` buffers (8 or 4 bytes a
+    value, read by NumPy without copying). Text and booleans go to Python lists; with
+    ``chunked=True`` (append-only tables) every :data:`CHUNK` rows of them become an
+    Arrow array, so a long capture holds compact buffers, not millions of Python
+    objects, and a snapshot converts only the last, unfinished chunk. :meth:`take`
+    copies the raw columns (call it under the owner's lock) and :func:`_build` turns a
+    copy into pandas columns with one vectorised conversion per column.
+    """
+
+    def __init__(self, names: Iterable[str] = (), chunked: bool = False,
+                 skip: Iterable[str] = ()):
+        self.n = 0
+        self.chunked = chunked
+        self.skip = frozenset(skip)  # names in the values that are not columns here
+        self.frozen = 0  # rows of the object columns already in self.chunks
+        self.cols: dict[str, Any] = {}
+        self.kinds: dict[str, int] = {}
+        self.labels: dict[str, dict[str, int]] = {}
+        self.chunks: dict[str, list] = {}
+        self.by_kind: dict[int, dict[str, Any]] = {k: {} for k in range(6)}
+        for name in names:
+            self._column(name)
+
+    def _column(self, name: str):
+        """The column ``name``, created full of nulls if new."""
+        col = self.cols.get(name)
+        if col is None:
+            kind = self.kinds[name] = _kind(name)
+            n = self.n
+            if kind == _TIME:
+                col = array("q", [_NAT]) * n
+            elif kind == _FLOAT:
+                col = array("d", [math.nan]) * n
+            elif kind == _CAT:
+                col = array("i", [-1]) * n
+                self.labels[name] = {}
+            elif kind == _FLAG:
+                col = array("b", [0]) * n
+            else:
+                col = [None] * (n - self.frozen)
+                self.chunks[name] = [pa.nulls(self.frozen, _ARROW_TYPES[kind])] \
+                    if self.frozen else []
+            self.cols[name] = col
+            self.by_kind[kind][name] = col
+        return col
+
+    def append(self, values: Mapping[str, Any]) -> int:
+        """Add a row holding ``values``; return its position."""
+        for name in values.keys() - self.cols.keys() - self.skip:
+            self._column(name)
+        get = values.get
+        by_kind = self.by_kind
+        for name, col in by_kind[_STR].items():
+            v = get(name)
+            col.append(v if v is None or v.__class__ is str else _text(v))
+        for name, col in by_kind[_TIME].items():
+            v = get(name)
+            col.append(_NAT if v is None else _micros(v))
+        for name, col in by_kind[_CAT].items():
+            v = get(name)
+            if v is None:
+                col.append(-1)
+                continue
+            if v.__class__ is not str:
+                v = _text(v)
+                if v is None:
+                    col.append(-1)
+                    continue
+            labels = self.labels[name]
+            code = labels.get(v)
+            if code is None:
+                code = labels[v] = len(labels)
+            col.append(code)
+        for name, col in by_kind[_FLOAT].items():
+            v = get(name)
+            col.append(math.nan if v is None else _float(v))
+        for name, col in by_kind[_BOOL].items():
+            v = get(name)
+            col.append(v if v is None or v.__class__ is bool else _truth(v))
+        for name, col in by_kind[_FLAG].items():
+            col.append(1 if get(name) else 0)
+        row = self.n
+        self.n += 1
+        if self.chunked and self.n - self.frozen >= CHUNK:
+            self._freeze()
+        return row
+
+    def _freeze(self) -> None:
+        for kind in (_STR, _BOOL):
+            for name, col in self.by_kind[kind].items():
+                self.chunks[name].append(pa.array(col, type=_ARROW_TYPES[kind]))
+                col.clear()
+        self.frozen = self.n
+
+    def update(self, row: int, values: Mapping[str, Any]) -> None:
+        """Overwrite ``row``'s columns with the non-null ``values`` (unchunked tables)."""
+        for name, value in values.items():
+            if is_null(value) or name in self.skip:
+                continue
+            col = self.cols.get(name)
+            if col is None:
+                col = self._column(name)
+            kind = self.kinds[name]
+            if kind == _TIME:
+                col[row] = _micros(value)
+            elif kind == _FLOAT:
+                col[row] = _float(value)
+            elif kind == _CAT:
+                labels = self.labels[name]
+                text = str(value)
+                code = labels.get(text)
+                if code is None:
+                    code = labels[text] = len(labels)
+                col[row] = code
+            elif kind == _FLAG:
+                col[row] = 1 if value else 0
+            elif kind == _BOOL:
+                col[row] = bool(value)
+            else:
+                col[row] = value if value.__class__ is str else str(value)
+
+    def take(self) -> tuple:
+        """A private copy of the raw columns, safe to convert outside the lock."""
+        cols = {}
+        for name, col in self.cols.items():
+            chunks = self.chunks.get(name)
+            cols[name] = col[:] if chunks is None else (list(chunks), col[:])
+        return (self.n, cols, dict(self.kinds),
+                {name: list(labels) for name, labels in self.labels.items()})
+
+
+def _ranks(labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Codes in order of first appearance -> codes in sorted order (and the sorted labels)."""
+    order = sorted(range(len(labels)), key=labels.__getitem__)
+    remap = np.empty(len(labels) + 1, dtype=np.int32)
+    remap[np.asarray(order, dtype=np.int64)] = np.arange(len(labels), dtype=np.int32)
+    remap[-1] = -1  # code -1 (missing) indexes the last slot
+    return remap, [labels[i] for i in order]
+
+
+def _codes(raw, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+    remap, sorted_labels = _ranks(labels)
+    return remap[np.frombuffer(raw, dtype=np.int32)], sorted_labels
+
+
+def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
+    """Raw columns (from :meth:`_Columns.take`) -> pandas arrays, rows in ``order``."""
+    n, cols, kinds, labels = copy
+    out: dict[str, Any] = {}
+    for name, col in cols.items():
+        kind = kinds[name]
+        if kind in (_TIME, _FLOAT, _CAT, _FLAG):
+            values = np.frombuffer(col, dtype={_TIME: np.int64, _FLOAT: np.float64,
+                                               _CAT: np.int32, _FLAG: np.int8}[kind])
+            if kind == _CAT:
+                values, names = _codes(col, labels[name])
+            if order is not None:
+                values = values[order]
+            if kind == _TIME:
+                out[name] = pd.array(values.view("M8[us]")).tz_localize("UTC") \
+                    if n else pd.array(np.empty(0, "M8[us]")).tz_localize("UTC")
+            elif kind == _FLOAT:
+                out[name] = values.copy()
+            elif kind == _FLAG:
+                out[name] = values.astype(bool)
+            else:
+                used = np.zeros(len(names) + 1, dtype=bool)
+                used[values] = True  # values -1 mark the spare last slot
+                keep = np.flatnonzero(used[:-1])
+                if len(keep) < len(names):
+                    remap = np.full(len(names) + 1, -1, dtype=np.int32)
+                    remap[keep] = np.arange(len(keep), dtype=np.int32)
+                    values = remap[values]
+                    names = [names[i] for i in keep]
+                # no label at all: object categories, as recstats.coerce_calls gives
+                out[name] = pd.Categorical.from_codes(values, dtype=pd.CategoricalDtype(
+                    pd.Index(names, dtype="str" if names else object)))
+        else:
+            chunks, tail = col
+            values = pa.chunked_array([*chunks, pa.array(tail, type=_ARROW_TYPES[kind])],
+                                      type=_ARROW_TYPES[kind])
+            if order is not None:
+                values = values.take(pa.array(order))
+            if kind == _BOOL:
+                out[name] = pd.array(values.to_numpy(zero_copy_only=False), dtype="boolean")
+            else:
+                out[name] = pd.array(values, dtype="str")
+    return out
+
+
+class TypedTables:
+    """Typed events and calls buffers, with the lock that guards them."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        rest = [c for c in CALL_COLUMNS if c not in _EVENT_HEAD]
+        self.events = _Columns([*_EVENT_HEAD, *rest], chunked=True)
+        self.calls = _Columns([*CALL_COLUMNS, *_CALL_TAIL],
+                              skip=("received_at", "event", "origin"))
+        self.rows: dict[tuple[str, str], int] = {}
+        self.sites: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, int] = {}
+        self.version = 0
+        self._cache: dict[str, tuple[int, pd.DataFrame]] = {}
+
+    def add(self, t: int, server: str, event: str, origin: str,
+            record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one event and fold it into its call; return the event's values."""
+        key = (server, record["call_id"])
+        site = record.get("site")
+        if is_null(site):  # the call's site as known so far, else the server
+            site = self.sites.get(key, server)
+        values = dict(record)
+        values.update(received_at=t, server=server, event=event, origin=origin, site=site)
+        with self.lock:
+            self.sites[key] = site
+            self.events.append(values)
+            self.counts[server] = self.counts.get(server, 0) + 1
+            row = self.rows.get(key)
+            if row is None:
+                self.rows[key] = self.calls.append(values)
+            else:  # the later event's fields win; missing ones keep the earlier values
+                self.calls.update(row, values)
+            self.version += 1
+        return values
+
+    def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
+        """Flag (or clear) a call whose end could not be learnt."""
+        with self.lock:
+            row = self.rows.get((server, call_id))
+            if row is None:
+                self.rows[(server, call_id)] = self.calls.append(
+                    {"call_id": call_id, "site": server, "server": server,
+                     "end_unknown": unknown})
+            else:
+                self.calls.update(row, {"end_unknown": unknown})
+            self.version += 1
+
+    def _snapshot(self, which: str) -> pd.DataFrame:
+        with self.lock:
+            cached = self._cache.get(which)
+            if cached is not None and cached[0] == self.version:
+                return cached[1].copy(deep=False)
+            version = self.version
+            copy = (self.events if which == "events" else self.calls).take()
+        frame = _events_frame(copy) if which == "events" else _calls_frame(copy)
+        with self.lock:
+            self._cache[which] = (version, frame)
+        return frame.copy(deep=False)
+
+    def events_frame(self) -> pd.DataFrame:
+        return self._snapshot("events")
+
+    def calls_frame(self) -> pd.DataFrame:
+        return self._snapshot("calls")
+
+
+def _order(*keys: np.ndarray) -> np.ndarray | None:
+    """Stable sort order by ``keys`` (last one primary), or None when already sorted."""
+    if len(keys[-1]) < 2 or (np.diff(keys[-1]) > 0).all():
+        return None  # strictly increasing primary key: no ties, already in order
+    order = np.lexsort(keys)
+    if (order == np.arange(len(order))).all():
+        return None
+    return order
+
+
+def _server_ranks(copy) -> np.ndarray:
+    _, cols, _, labels = copy
+    return _codes(cols["server"], labels["server"])[0]
+
+
+def _events_frame(copy) -> pd.DataFrame:
+    """Events in receive order (ties: by server, then arrival), whatever the threads did."""
+    times = np.frombuffer(copy[1]["received_at"], dtype=np.int64)
+    cols = _build(copy, _order(_server_ranks(copy), times))
+    fixed = [*_EVENT_HEAD, *(c for c in CALL_COLUMNS if c not in _EVENT_HEAD)]
+    names = fixed + sorted(set(cols) - set(fixed))
+    return pd.DataFrame({name: cols[name] for name in names})
+
+
+def _calls_frame(copy) -> pd.DataFrame:
+    """Calls by start time (unknown starts last; ties: by server, then first seen)."""
+    starts = np.frombuffer(copy[1]["start_time"], dtype=np.int64)
+    starts = np.where(starts == _NAT, np.iinfo(np.int64).max, starts)
+    cols = _build(copy, _order(_server_ranks(copy), starts))
+    # an end event may lack the start time: derive duration from the merged row
+    elapsed = (pd.Series(cols["end_time"]) - pd.Series(cols["start_time"])).dt.total_seconds()
+    cols["duration"] = elapsed.where(elapsed.notna(), pd.Series(cols["duration"])).to_numpy()
+    fixed = list(CALL_COLUMNS)
+    names = fixed + sorted(set(cols) - set(fixed) - set(_CALL_TAIL)) + list(_CALL_TAIL)
+    return pd.DataFrame({name: cols[name] for name in names})
