@@ -814,3 +814,69 @@ def test_a_million_repeats_are_refused_in_linear_work():
     data = _notification_with("<t>v</t>" * 1_000_000)
     [event] = client_events(data)
     assert isinstance(event, UnknownMessage) and "repeated" in event.reason
+
+
+# --------------------------------------------------------------------------- the parser-free path
+
+
+class GeneralOnly(ClientConnection):
+    """A connection that sends every document through lxml (no parser-free path)."""
+
+    def _fast(self, raw):
+        return None
+
+
+LEAF_NAMES = ["id", "ccdr_id", "location", "source_name", "a.b", "x-y", "_z", "1bad", "a b"]
+LEAF_TEXTS = ["c1", "", "  padded  ", "Ann > Bo", "é €", "'q\"", "a&amp;b", "\r\n",
+              "x\x01", "]]>", "<![CDATA[c]]>", "\ufffe", "tab\tnl\n"]
+
+
+@st.composite
+def notification_documents(draw) -> bytes:
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(LEAF_NAMES))
+        close = draw(st.sampled_from([name, name, name, "other"]))
+        text = draw(st.sampled_from(LEAF_TEXTS))
+        form = draw(st.integers(0, 9))
+        if form == 0:
+            parts.append(f"<{name} k='v'>{text}</{close}>")
+        elif form == 1:
+            parts.append(f"<{name}/>")
+        elif form == 2:
+            parts.append(f"<{name}><n>{text}</n></{close}>")
+        elif form == 3:
+            parts.append(f"<{name}>{text}</{close}>\n  ")
+        else:
+            parts.append(f"<{name}>{text}</{close}>")
+    kind = draw(st.sampled_from(["CallStarted", "ended", "odd"]))
+    head = draw(st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>\n',
+                                 "<?xml version='1.0' encoding='utf-8'?>"]))
+    call = draw(st.sampled_from(["<Call>", "<Call>\n", "<Call id='k'>"]))
+    return (f'{head}<VerbaApi><Notification type="{kind}">{call}{"".join(parts)}'
+            f"</Call></Notification></VerbaApi>").encode("utf-8", "surrogatepass")
+
+
+def _outcome(events):
+    return [repr(e.error) if isinstance(e, ProtocolFailure) else e for e in events]
+
+
+@settings(max_examples=400, deadline=None)
+@given(notification_documents())
+def test_the_parser_free_path_reads_what_the_parser_reads(document):
+    fast = ClientConnection().receive_data(document, now=0.0)
+    general = GeneralOnly().receive_data(document, now=0.0)
+    assert _outcome(fast) == _outcome(general)
+
+
+def test_the_parser_free_path_takes_the_usual_notifications():
+    from recstats.protocol import _decode
+
+    flat = {k: v for k, v in FIELDS.items() if "." not in k and "&" not in v}
+    assert len(flat) == len(FIELDS) - 2
+    assert _decode.plain_notification(P.call_notification("start", flat)) == (
+        "CallStarted", flat)
+    # nested fields and entities take the general path
+    assert _decode.plain_notification(P.call_notification("start", FIELDS)) is None
+    flat = P.call_notification("end", {"id": "a", "source_name": "Ann", "empty": ""})
+    assert _decode.plain_notification(flat) == ("CallEnded", {"id": "a", "source_name": "Ann"})

@@ -9,7 +9,16 @@ from lxml import etree
 
 from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import CDRParseError, ProtocolError
-from ._decode import call_fields, child, messages, name, parse, parse_many, seconds
+from ._decode import (
+    call_fields,
+    child,
+    messages,
+    name,
+    parse,
+    parse_many,
+    plain_notification,
+    seconds,
+)
 from ._events import (
     CallDetail,
     CallDetailRequest,
@@ -76,25 +85,52 @@ class ConnectionBase:
             located = self._framer.feed_with_offsets(data)
         except ProtocolError as exc:
             return self._failed(events, exc)
+        error = self._decode_all(located, decode, events)
+        if error is None:
+            error = self._framer.error  # broken after the documents returned
+        return events if error is None else self._failed(events, error)
+
+    def _fast(self, raw: bytes):
+        """The event of a usual document read without a parser, or None (see
+        :func:`._decode.plain_notification`); the server end has none."""
+        return
+
+    def _decode_all(self, located: list, decode, events: list) -> ProtocolError | None:
+        """Decode framed documents in order into ``events``; the first failure stops."""
+        run: list = []  # documents for the parser, decoded together
+        for item in located:
+            event = self._fast(item[1])
+            if event is None:
+                run.append(item)
+                continue
+            if run:
+                error = self._decode_run(run, decode, events)
+                if error is not None:
+                    return error
+                run = []
+            if self._on_document is not None:
+                self._on_document(item[1])
+            events.append(event)
+        return self._decode_run(run, decode, events) if run else None
+
+    def _decode_run(self, run: list, decode, events: list) -> ProtocolError | None:
         on_document = self._on_document
-        roots = parse_many(located) if len(located) > 1 else None
+        roots = parse_many(run) if len(run) > 1 else None
         if roots is not None:  # all well-formed: nothing below can fail
-            for (_, raw), root in zip(located, roots, strict=True):
+            for (_, raw), root in zip(run, roots, strict=True):
                 if on_document is not None:
                     on_document(raw)
                 events.extend(decode(root, raw))
-        else:
-            for offset, raw in located:
-                if on_document is not None:
-                    on_document(raw)
-                try:
-                    root = parse(raw, offset)
-                except ProtocolError as exc:
-                    return self._failed(events, exc)
-                events.extend(decode(root, raw))
-        if self._framer.error is not None:  # broken after the documents returned
-            return self._failed(events, self._framer.error)
-        return events
+            return None
+        for offset, raw in run:
+            if on_document is not None:
+                on_document(raw)
+            try:
+                root = parse(raw, offset)
+            except ProtocolError as exc:
+                return exc
+            events.extend(decode(root, raw))
+        return None
 
     def _failed(self, events: list, error: ProtocolError) -> list:
         self._error = error
@@ -151,6 +187,19 @@ class ClientConnection(ConnectionBase):
         self._pending: dict[str, str] = {}   # request id -> request type, until answered
         self._deadline: float | None = None
         self._now = 0.0
+
+    def _fast(self, raw: bytes):
+        plain = plain_notification(raw)
+        if plain is None:
+            return None
+        kind = _kinds.get(plain[0])
+        if kind is None:
+            kind = kind_of(plain[0])
+            if kind is None:
+                return None  # the general path names the unknown type
+            if len(_kinds) < 256:
+                _kinds[plain[0]] = kind
+        return CallStarted(plain[1]) if kind == "start" else CallEnded(plain[1])
 
     # requests ----------------------------------------------------------------------
 
