@@ -13,8 +13,8 @@ call, ~15 CDR fields each) with a keep-alive every 100 messages, then measures:
   :class:`recstats.RecorderClient` does per event and :class:`recstats.Capture` at
   snapshot time.
 
-Times are CPU seconds of this process (best of ``--repeat``), so other processes on a
-shared machine disturb the ratios less than they would wall time.
+Times are CPU seconds of this process (best of ``--repeat`` interleaved rounds), so
+other processes on a shared machine disturb the ratios less than they would wall time.
 
 Target (DESIGN.md): decode >= 0.5 x lxml. When ``recstats/sim`` exists it also
 measures end to end: a ``RecorderSimulator`` at maximum speed over loopback to one
@@ -129,10 +129,14 @@ def bench_decoding(calls: int, repeat: int) -> dict:
                 if isinstance(event, calls_of):
                     record_from_fields(event.fields, tz="Europe/Budapest")
 
-    t_lxml = best(repeat, lxml_loop)
-    t_framer = best(repeat, framer_loop)
-    t_decode = best(repeat, decode_loop)
-    t_typed = best(repeat, typed_loop)
+    # interleaved rounds: a burst of load from other processes hits every contender,
+    # not only the one that happened to run then
+    loops = [lxml_loop, framer_loop, decode_loop, typed_loop]
+    times = [[] for _ in loops]
+    for _ in range(repeat):
+        for loop, spent in zip(loops, times, strict=True):
+            spent.append(best(1, loop))
+    t_lxml, t_framer, t_decode, t_typed = (min(spent) for spent in times)
     return {
         "typed_budapest_docs_per_s": n / t_typed,
         "typed_budapest_vs_lxml": t_lxml / t_typed,
