@@ -195,7 +195,7 @@ class ServerState:
         if call_id in self.ongoing or call_id in self.ended or call_id in self.lost:
             return True  # seen already (e.g. both notified and listed around a resync)
         self.ongoing[call_id] = None
-        self._emit(self.tables.add(t, self.name, "start", origin, fields))
+        self._emit(t, "start", origin, fields)
         return True
 
     def end(self, t: int, fields: Mapping[str, str], origin: str) -> bool:
@@ -214,7 +214,7 @@ class ServerState:
         if call_id in self.lost:
             self.lost.discard(call_id)
             self.tables.end_unknown(self.name, call_id, False)
-        self._emit(self.tables.add(t, self.name, "end", origin, fields))
+        self._emit(t, "end", origin, fields)
         return True
 
     def _lose(self, call_id: str) -> None:
@@ -226,9 +226,11 @@ class ServerState:
         self.lost.add(call_id)
         self.tables.end_unknown(self.name, call_id)
 
-    def _emit(self, values: dict) -> None:
-        self.site = str(values["site"])
+    def _emit(self, t: int, event: str, origin: str, fields: Mapping[str, str]) -> None:
+        self.site = self.tables.add(t, self.name, event, origin, fields)
         if self.on_event is not None:
+            values = {**fields, "received_at": t, "server": self.name, "event": event,
+                      "origin": origin, "site": self.site, "call_id": call_id_of(fields)}
             try:
                 self.on_event(self.name, values)
             except Exception as exc:  # noqa: BLE001 - a dashboard's bug must not stop the capture

@@ -71,18 +71,16 @@ class Tables:
         self._typing = threading.Lock()  # one snapshot types the queue at a time
 
     def add(self, t: int, server: str, event: str, origin: str,
-            fields: Mapping[str, str]) -> dict[str, Any]:
-        """Queue one event (raw fields, ``t`` in UTC microseconds); return its values:
-        the fields plus ``received_at``, ``server``, ``event``, ``origin``, ``site``
-        (the call's as known so far, else the server) and ``call_id``."""
+            fields: Mapping[str, str]) -> str:
+        """Queue one event (raw fields, ``t`` in UTC microseconds); return its site:
+        the call's as known so far, else the server."""
         key = (server, call_id_of(fields))
         with self.lock:
             site = fields.get("location") or self._sites.get(key) or server
             self._sites[key] = site
             self._queued.append((t, server, event, origin, fields))
             self.counts[server] = self.counts.get(server, 0) + 1
-        return {**fields, "received_at": t, "server": server, "event": event,
-                "origin": origin, "site": site, "call_id": key[1]}
+        return site
 
     def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
         """Flag (or clear) a call whose end could not be learnt."""

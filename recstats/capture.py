@@ -76,7 +76,9 @@ class Capture:
     server after its first session; otherwise a lost or refused connection is retried
     after ``backoff`` seconds, doubling up to ``max_backoff``, with jitter. A server
     that is down never holds up the others. ``on_event(server, values)`` is called
-    from the server's thread with each event row as a dict (keep it quick).
+    from the server's thread with each event as a dict: its raw fields plus
+    ``received_at`` (UTC microseconds), ``server``, ``event``, ``origin``, ``site`` and
+    ``call_id`` (keep it quick).
 
     Snapshots, safe to read while the capture runs:
 
