@@ -39,6 +39,7 @@ class Session:
 
     def request(self, **fields) -> str:
         server = self.server
+        assert server.conn is not None  # connected: the session runs between marks
         request_id = server.conn.next_request_id
         data = server.mark("request", **fields)
         self.sent[request_id] = time.monotonic()
@@ -63,6 +64,7 @@ class Session:
 
     def read_once(self) -> None:
         server, conn, now = self.server, self.server.conn, time.monotonic()
+        assert conn is not None
         self.check_deadlines(now)
         wait = _IDLE
         if conn.keepalive_deadline is not None:
@@ -79,6 +81,7 @@ class Session:
 
     def check_deadlines(self, now: float) -> None:
         conn, capture = self.server.conn, self.capture
+        assert conn is not None
         if conn.expired(now):
             raise KeepaliveExpired(f"no keep-alive from {self.server.name} within "
                                    f"{protocol.KEEPALIVE_FACTOR:g} x the announced "
