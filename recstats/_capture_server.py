@@ -15,7 +15,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import statistics
 import time
+from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,8 +26,9 @@ import pandas as pd
 
 from . import protocol
 from ._live import Tables, bad_time, call_id_of
+from ._time import parse_time
 
-__all__ = ["JOURNAL_FORMAT", "ServerState"]
+__all__ = ["JOURNAL_FORMAT", "ServerState", "clock_shift", "gap_rows", "observed_span"]
 
 JOURNAL_FORMAT = "recstats-journal/1"
 
@@ -55,6 +58,7 @@ class ServerState:
         self.details: dict[str, str] = {}  # detail request id -> call id
         self.journal = None
         self.last_t = 0
+        self.seen_t = 0  # the latest receive or decision time journaled [UTC us]
         self._t = 0  # receive time of the bytes being decoded
         self.connected = False
         self.state = "idle"
@@ -64,6 +68,10 @@ class ServerState:
         self.unknown = 0
         self.last_error: str | None = None
         self.site: str | None = None
+        #: (connect, disconnect) receive times [UTC us]; disconnect None while connected
+        self.sessions: list[list[int | None]] = []
+        #: (receive time [UTC us], the server's time text) of recent notifications
+        self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
 
     # journal ------------------------------------------------------------------------
 
@@ -89,6 +97,7 @@ class ServerState:
             self.journal = None
 
     def _journal_document(self, raw: bytes) -> None:
+        self.seen_t = max(self.seen_t, self._t)
         self._write({"t": self._t, "doc": base64.b64encode(raw).decode("ascii")})
 
     def time(self) -> int:
@@ -102,6 +111,7 @@ class ServerState:
     def mark(self, what: str, **fields) -> Any:
         """Journal and apply one decision; returns what :meth:`apply` returns."""
         t = self.time()
+        self.seen_t = t
         self._write({"t": t, "mark": what, **fields})
         return self.apply(t, what, fields)
 
@@ -112,12 +122,15 @@ class ServerState:
             self.details.clear()
             self.connects += 1
             self.connected, self.since, self.state = True, t, "connected"
+            self.sessions.append([t, None])
         elif what == "request" and self.conn is not None:
             return self._request(fields)
         elif what == "lost":  # journals of earlier versions decided this as a mark
             self._lose(fields["call_id"])
         elif what == "disconnect":
             self.connected, self.since = False, t
+            if self.sessions and self.sessions[-1][1] is None:
+                self.sessions[-1][1] = t
             self.last_error = fields.get("reason") or self.last_error
             self.conn = None
         return None
@@ -195,6 +208,8 @@ class ServerState:
         if call_id in self.ongoing or call_id in self.ended or call_id in self.lost:
             return True  # seen already (e.g. both notified and listed around a resync)
         self.ongoing[call_id] = None
+        if origin == "notification" and fields.get("start_time"):
+            self.clock_samples.append((t, fields["start_time"]))
         self._emit(t, "start", origin, fields)
         return True
 
@@ -214,6 +229,8 @@ class ServerState:
         if call_id in self.lost:
             self.lost.discard(call_id)
             self.tables.end_unknown(self.name, call_id, False)
+        if origin == "notification" and fields.get("end_time"):
+            self.clock_samples.append((t, fields["end_time"]))
         self._emit(t, "end", origin, fields)
         return True
 
@@ -236,6 +253,19 @@ class ServerState:
             except Exception as exc:  # noqa: BLE001 - a dashboard's bug must not stop the capture
                 self.last_error = f"on_event callback failed: {exc!r}"
 
+    def clock_offset(self) -> float | None:
+        """The server's clock minus ours [s], learnt from the times its notifications
+        carry (median of the recent ones); None before any."""
+        offsets = []
+        for t, text in list(self.clock_samples):
+            try:
+                stamp = parse_time(text, self.tz)
+            except (ValueError, OverflowError, NotImplementedError):
+                continue
+            if stamp is not pd.NaT:
+                offsets.append(stamp.value / 1e9 - t / 1e6)
+        return statistics.median(offsets) if offsets else None
+
     def status(self) -> dict[str, Any]:
         return {"server": self.name, "site": self.site, "state": self.state,
                 "connected": self.connected, "since": _stamp(self.since),
@@ -244,3 +274,40 @@ class ServerState:
                 "events": self.tables.counts.get(self.name, 0),
                 "ongoing": len(self.ongoing), "unknown_messages": self.unknown,
                 "last_error": self.last_error}
+
+
+# --------------------------------------------------------------------------- observation
+
+
+def observed_span(servers, running: bool) -> tuple[int, int] | None:
+    """First connection to the last journaled time (or now while running), in our
+    clock [UTC us]; None before any connection. A replay gives the live values."""
+    servers = list(servers)
+    starts = [s.sessions[0][0] for s in servers if s.sessions]
+    if not starts:
+        return None
+    end = time.time_ns() // 1000 if running else max(s.seen_t for s in servers)
+    return min(starts), max(end, min(starts))
+
+
+def clock_shift(servers) -> int:
+    """The servers' clock minus ours [us]: the median of what each one's notification
+    times say (0 before any)."""
+    offsets = [o for o in (s.clock_offset() for s in servers) if o is not None]
+    return round(statistics.median(offsets) * 1e6) if offsets else 0
+
+
+def gap_rows(servers, span: tuple[int, int], shift: int) -> list[tuple]:
+    """``(server, site, start, end)`` of every period inside ``span`` a server was not
+    connected, moved by ``shift`` [us] into the servers' clock."""
+    begin, finish = span
+    rows = []
+    for server in servers:
+        cursor = begin
+        for connect, disconnect in server.sessions:
+            if connect > cursor:
+                rows.append((server, cursor, connect))
+            cursor = finish if disconnect is None else max(cursor, disconnect)
+        if cursor < finish:
+            rows.append((server, cursor, finish))
+    return [(s.name, s.site or s.name, a + shift, b + shift) for s, a, b in rows]

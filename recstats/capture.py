@@ -30,7 +30,13 @@ from typing import Any, Self
 
 import pandas as pd
 
-from ._capture_server import JOURNAL_FORMAT, ServerState
+from ._capture_server import (
+    JOURNAL_FORMAT,
+    ServerState,
+    clock_shift,
+    gap_rows,
+    observed_span,
+)
 from ._capture_session import Session
 from ._live import Tables
 from ._time import check_tz
@@ -38,6 +44,10 @@ from .client import SocketTransport, parse_address
 from .errors import ConnectFailed, RecstatsError
 
 __all__ = ["Capture", "status_line"]
+
+
+def _iso(moment: pd.Timestamp) -> str:
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def status_line(status: pd.DataFrame) -> str:
@@ -273,8 +283,44 @@ class Capture:
 
     @property
     def calls(self) -> pd.DataFrame:
-        """The calls table (a snapshot): one row per call, ongoing ones with NaT end."""
-        return self._tables.calls_frame()
+        """The calls table (a snapshot): one row per call, ongoing ones with NaT end.
+
+        ``attrs["window"]`` is :attr:`window` and ``attrs["gaps"]`` the rows of
+        :attr:`gaps` as plain dicts, times as ISO-8601 UTC strings (plain data, so
+        pandas can merge and copy the frame)."""
+        calls = self._tables.calls_frame()
+        window = self.window
+        if window is not None:
+            calls.attrs["window"] = [_iso(window[0]), _iso(window[1])]
+            calls.attrs["gaps"] = [
+                {"server": row.server, "site": row.site, "start": _iso(row.start),
+                 "end": _iso(row.end)} for row in self.gaps.itertuples()]
+        return calls
+
+    @property
+    def window(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The period observed: from the first connection to :meth:`stop` (or now), in
+        the servers' clock (ours moved by the offset their notifications' times show);
+        ``None`` before any connection."""
+        span = observed_span(self._servers.values(), self.running)
+        if span is None:
+            return None
+        shift = clock_shift(self._servers.values())
+        return (pd.Timestamp(span[0] + shift, unit="us", tz="UTC"),
+                pd.Timestamp(span[1] + shift, unit="us", tz="UTC"))
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """Every period a server was not connected inside :attr:`window`, in the
+        servers' clock: ``server``, ``site``, ``start``, ``end``."""
+        span = observed_span(self._servers.values(), self.running)
+        rows = [] if span is None else gap_rows(self._servers.values(), span,
+                                                 clock_shift(self._servers.values()))
+        frame = pd.DataFrame(rows, columns=["server", "site", "start", "end"])
+        for column in ("start", "end"):
+            frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="us",
+                                           utc=True)
+        return frame.astype({"server": "str", "site": "str"})
 
     @property
     def ongoing(self) -> pd.DataFrame:
@@ -345,6 +391,7 @@ class Capture:
             server = capture._servers[name]
             server.tz = tz or zones[name]
             for entry in items:
+                server.seen_t = max(server.seen_t, entry["t"])
                 if "doc" in entry:  # the very path live documents took
                     server.receive(entry["t"], entry["doc"], entry["t"] / 1e6)
                 elif "mark" in entry:

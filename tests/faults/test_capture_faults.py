@@ -170,3 +170,51 @@ def test_a_thread_that_dies_shows_error_and_the_other_servers_go_on(tmp_path):
     assert "disk on fire" in status.loc[doomed.address, "last_error"]
     assert status.loc[good.address, "state"] in ("connected", "stopped")
     assert capture.calls.call_id.tolist() == ["p0"]
+
+
+def test_gaps_and_window_in_the_servers_clock_survive_the_replay(tmp_path):
+    skew = pd.Timedelta(hours=1)  # the server's clock runs an hour ahead of ours
+    record = {}
+
+    def server_now():
+        return pd.Timestamp.now(tz="UTC") + skew
+
+    def handler(peer):
+        subscribed(peer, keepalive=None)
+        ongoing = peer.request()
+        peer.answer(protocol.OngoingCalls(ongoing.request_id, ()))
+        for i in range(5):  # notifications carry the server's times
+            stamp = f"{server_now():%Y-%m-%d %H:%M:%S.%f}"
+            peer.answer(protocol.CallStarted({"id": f"s{peer.number}-{i}", "location": "F",
+                                              "start_time": stamp}))
+        if peer.number == 0:
+            time.sleep(0.2)
+            record["cut"] = server_now()
+            return  # the connection drops; the capture comes back after its backoff
+        record["back"] = server_now()
+        peer.wait_closed()
+
+    journal = tmp_path / "j"
+    with ScriptedServer(handler) as server:
+        capture = Capture([server.address], journal=journal, backoff=0.6, max_backoff=0.8)
+        with capture:
+            wait_for(lambda: len(capture.calls) == 10, what="both sessions' calls")
+        record["stop"] = server_now()
+    gaps, window, calls = capture.gaps, capture.window, capture.calls
+    tolerance = pd.Timedelta(seconds=1)
+    [gap] = gaps.itertuples()
+    assert (gap.server, gap.site) == (server.address, "F")
+    # the backoff kept the capture away for at least 0.3 s (half fixed, half jitter)
+    assert gap.end - gap.start >= pd.Timedelta(seconds=0.3)
+    assert abs(gap.start - record["cut"]) < tolerance
+    assert abs(gap.end - record["back"]) < tolerance
+    assert abs(window[1] - record["stop"]) < tolerance
+    assert window[0] < gap.start < gap.end < window[1]
+    assert calls.attrs["window"] == [f"{w:%Y-%m-%dT%H:%M:%S.%fZ}" for w in window]
+    assert calls.attrs["gaps"] == [{"server": server.address, "site": "F",
+                                    "start": f"{gap.start:%Y-%m-%dT%H:%M:%S.%fZ}",
+                                    "end": f"{gap.end:%Y-%m-%dT%H:%M:%S.%fZ}"}]
+    replayed = Capture.replay(journal)
+    pd.testing.assert_frame_equal(replayed.gaps, gaps)
+    assert replayed.window == window
+    assert replayed.calls.attrs == calls.attrs
