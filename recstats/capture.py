@@ -46,8 +46,9 @@ from .errors import ConnectFailed, RecstatsError
 __all__ = ["Capture", "status_line"]
 
 
-def _iso(moment: pd.Timestamp) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+def _iso(us: int) -> str:
+    """UTC microseconds -> ISO-8601 with a Z."""
+    return pd.Timestamp(us, unit="us", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def status_line(status: pd.DataFrame) -> str:
@@ -289,12 +290,14 @@ class Capture:
         :attr:`gaps` as plain dicts, times as ISO-8601 UTC strings (plain data, so
         pandas can merge and copy the frame)."""
         calls = self._tables.calls_frame()
-        window = self.window
-        if window is not None:
-            calls.attrs["window"] = [_iso(window[0]), _iso(window[1])]
+        servers = self._servers.values()
+        span = observed_span(servers, self.running)
+        if span is not None:
+            shift = clock_shift(servers)
+            calls.attrs["window"] = [_iso(span[0] + shift), _iso(span[1] + shift)]
             calls.attrs["gaps"] = [
-                {"server": row.server, "site": row.site, "start": _iso(row.start),
-                 "end": _iso(row.end)} for row in self.gaps.itertuples()]
+                {"server": name, "site": site, "start": _iso(start), "end": _iso(end)}
+                for name, site, start, end in gap_rows(servers, span, shift)]
         return calls
 
     @property
