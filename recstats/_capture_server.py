@@ -20,7 +20,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import pandas as pd
 
@@ -37,7 +37,7 @@ def _now_us() -> int:
     return time.time_ns() // 1000
 
 
-def _stamp(us: int | None) -> pd.Timestamp:
+def _stamp(us: int | None) -> Any:  # a Timestamp, or NaT
     return pd.NaT if us is None else pd.Timestamp(us, unit="us", tz="UTC")
 
 
@@ -56,7 +56,7 @@ class ServerState:
         self.lost: set[str] = set()  # ended while away, end unknown (until it arrives)
         self.vanished: list[str] = []
         self.details: dict[str, str] = {}  # detail request id -> call id
-        self.journal = None
+        self.journal: TextIO | None = None
         self.last_t = 0
         self.seen_t = 0  # the latest receive or decision time journaled [UTC us]
         self._t = 0  # receive time of the bytes being decoded
@@ -136,7 +136,10 @@ class ServerState:
         return None
 
     def _request(self, fields: Mapping[str, Any]) -> bytes:
+        assert self.conn is not None  # requests are applied between connect and disconnect
         kind, extensions = fields.get("type"), fields.get("extensions") or ()
+        event: protocol.SubscribeRequest | protocol.OngoingCallsRequest \
+            | protocol.CallDetailRequest
         if kind == "subscribe":
             event = protocol.SubscribeRequest(None, tuple(extensions), fields.get("keepalive"))
         elif kind == "ongoing":
@@ -173,7 +176,7 @@ class ServerState:
                     listed.add(call_id_of(fields))
             self.vanished = [c for c in self.ongoing if c not in listed]
         elif isinstance(event, protocol.CallDetail):
-            call_id = self.details.pop(event.request_id, None)
+            call_id = self.details.pop(event.request_id or "", None)
             if call_id is not None and call_id_of(event.fields) != call_id:
                 self._unknown(f"the detail of call {call_id} named another call")
                 self._lose(call_id)

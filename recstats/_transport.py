@@ -27,7 +27,7 @@ def parse_address(server: str | tuple[str, int]) -> tuple[str, int]:
             host = host[1:-1]
     else:
         try:
-            host, port = server
+            host, port = server  # type: ignore[assignment]  # checked just below
         except (TypeError, ValueError):
             raise ValueError(f"server {server!r} is not (host, port) or 'host:port'") \
                 from None

@@ -69,8 +69,8 @@ class ConnectionBase:
         if self._error is not None:
             raise ProtocolError(f"the connection already failed: {self._error.reason}",
                                 self._error.offset)
+        events: list = []
         if not data:
-            events = []
             if not self.closed and self._framer.pending:
                 # the peer hung up inside a document: keep what came, typed
                 events.append(self._partial(self._framer.unfinished()))
@@ -80,7 +80,6 @@ class ConnectionBase:
         if self.closed:
             raise ProtocolError("data received after the connection closed",
                                 self._framer.offset)
-        events: list = []
         try:
             located = self._framer.feed_with_offsets(data)
         except ProtocolError as exc:
@@ -224,7 +223,7 @@ class ClientConnection(ConnectionBase):
         elif isinstance(event, OngoingCallsRequest):
             kind, data = ONGOING, ongoing_calls_request(request_id, event.extensions)
         else:
-            kind, data = DETAIL, call_detail_request(request_id, event.call_id)
+            kind, data = DETAIL, call_detail_request(request_id, event.call_id or "")
         if event.request_id is None:  # bad arguments raised above: no id is used up
             self._next_id += 1
         self._pending[request_id] = kind
@@ -363,13 +362,13 @@ class ClientConnection(ConnectionBase):
         if keepalive is not None and echoed is None and pending != SUBSCRIBE \
                 and _only_keepalive(message):
             self._announce(interval)  # a keep-alive, whatever id it carries
-            return [KeepAlive(interval)]
+            return [KeepAlive(interval or 0.0)]
         if kind is None:
             if keepalive is None:
                 return [UnknownMessage(raw, "success response to no known request",
                                       request_id)]
             self._announce(interval)
-            return [KeepAlive(interval)]
+            return [KeepAlive(interval or 0.0)]
         if request_id is not None:
             self._pending.pop(request_id, None)
         if pending is not None and kind != pending:

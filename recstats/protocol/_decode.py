@@ -92,7 +92,7 @@ def parse_many(located: list[tuple[int, bytes]]) -> list | None:
     are well-formed side by side. Any doubt (a comment or PI before the root, another
     encoding, a parse error anywhere) returns None.
     """
-    parts = [b"<_>"]
+    parts: list[bytes | memoryview] = [b"<_>"]
     match = _PLAIN_PROLOG.match
     for _, raw in located:
         head = match(raw)
@@ -173,7 +173,7 @@ def plain_notification(raw: bytes) -> tuple[str, MappingProxyType] | None:
     names = [tag[0] for tag in tags]
     if not _plain_names(names):
         return None
-    values = [tag[2].strip() for tag in tags]
+    values: list[str | None] = [tag[2].strip() for tag in tags]
     fields = dict(zip(names, values, strict=True))
     if len(fields) != len(names) or len(fields) > MAX_FIELDS:
         return None  # repeated fields are joined (and capped) the general way
