@@ -18,6 +18,10 @@ from .errors import (
 __all__ = ["Session"]
 
 _IDLE = 0.5  # longest wait in a read, so stop() and deadlines are looked at
+# an overdue keep-alive is looked for in the socket for at most this many reads or
+# seconds, whichever ends first
+_DRAIN_READS = 16
+_DRAIN_SECONDS = 0.05
 
 
 class Session:
@@ -63,26 +67,47 @@ class Session:
         return self.synced
 
     def read_once(self) -> None:
-        server, conn, now = self.server, self.server.conn, time.monotonic()
+        conn, now = self.server.conn, time.monotonic()
         assert conn is not None
         self.check_deadlines(now)
         wait = _IDLE
         if conn.keepalive_deadline is not None:
             wait = min(wait, conn.keepalive_deadline - now)
+        self.read(max(wait, 0.001))
+
+    def read(self, wait: float) -> bool:
+        """One read of at most ``wait`` seconds, through the one decode path; False
+        when nothing came."""
         try:
-            data = self.transport.recv(max(wait, 0.001))
+            data = self.transport.recv(wait)
         except TimeoutError:
-            return
+            return False
         except OSError as exc:
             raise ServerClosed(f"connection error: {exc}") from exc
+        server = self.server
         self.last_data = now = time.monotonic()
         for event in server.receive(server.time(), data, now):
             self.follow(event)
+        return True
+
+    def overdue(self) -> bool:
+        """Whether the keep-alive is overdue once what already waits in the socket is
+        read: a capture that fell behind must not end a live session. The look is
+        bounded in reads and in time, whatever the server floods it with."""
+        conn = self.server.conn
+        assert conn is not None
+        began = time.monotonic()
+        for _ in range(_DRAIN_READS):
+            if not self.read(0.001) or not conn.expired(time.monotonic()):
+                break
+            if time.monotonic() - began > _DRAIN_SECONDS:
+                break
+        return conn.expired(time.monotonic())
 
     def check_deadlines(self, now: float) -> None:
         conn, capture = self.server.conn, self.capture
         assert conn is not None
-        if conn.expired(now):
+        if conn.expired(now) and self.overdue():
             raise KeepaliveExpired(f"no keep-alive from {self.server.name} within "
                                    f"{protocol.KEEPALIVE_FACTOR:g} x the announced "
                                    "interval: session ended")

@@ -218,3 +218,50 @@ def test_gaps_and_window_in_the_servers_clock_survive_the_replay(tmp_path):
     pd.testing.assert_frame_equal(replayed.gaps, gaps)
     assert replayed.window == window
     assert replayed.calls.attrs == calls.attrs
+
+
+class QueuedTransport:
+    """Bytes already waiting in the socket, handed out one item per read."""
+
+    def __init__(self):
+        self.waiting: list[bytes] = []
+        self.sent: list[bytes] = []
+
+    def recv(self, timeout):
+        if not self.waiting:
+            raise TimeoutError
+        return self.waiting.pop(0)
+
+    def send(self, data):
+        self.sent.append(data)
+
+    def close(self):
+        pass
+
+
+def test_a_capture_that_fell_behind_reads_the_waiting_keepalive_before_ending():
+    from types import SimpleNamespace
+
+    from recstats._capture_server import ServerState
+    from recstats._capture_session import Session
+    from recstats._live import Tables
+    from recstats.errors import KeepaliveExpired
+
+    capture = SimpleNamespace(extensions=None, keepalive=0.1, silence_timeout=None,
+                              timeout=None, _stopping=threading.Event())
+    server = ServerState("h:1", Tables())
+    server.mark("connect")
+    transport = QueuedTransport()
+    session = Session(capture, transport, server)
+    request_id = session.request(type="subscribe", extensions=None, keepalive=0.1)
+    transport.waiting.append(protocol.subscribe_response(request_id, 0.1))
+    assert session.read(0.01)
+    time.sleep(0.2)  # the capture was busy past the 0.15 s deadline...
+    # ...while the next keep-alive (and a notification) waited in the socket
+    transport.waiting += [protocol.call_notification("start", call("a")),
+                          protocol.keepalive_message(0.1)]
+    session.check_deadlines(time.monotonic())  # not overdue: the session goes on
+    assert not transport.waiting and server.conn.keepalive_deadline is not None
+    time.sleep(0.2)  # now nothing waits: overdue for real
+    with pytest.raises(KeepaliveExpired):
+        session.check_deadlines(time.monotonic())
