@@ -16,8 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _columns
-from recstats import _table, cdr
+from recstats import _columns, _table, cdr
 from recstats._live import Tables
 from recstats.capture import Capture
 from recstats.sim import RecorderSimulator
