@@ -1,19 +1,21 @@
-"""Benchmark: snapshots of a capture's columnar buffers vs a records-to-DataFrame baseline.
+"""Benchmark: snapshots of a capture's live tables vs a records-to-DataFrame baseline.
 
 Usage: ``python bench/capture_snapshot.py [--events 1e6] [--servers 2] [--seed 0]``
 
 N synthetic events (half starts, half ends of N/2 calls, spread over ``--servers``
-servers, with the fields a simulator sends: ids, parties, times, enum codes, two
-extras) are appended to the capture's buffers (:class:`recstats._capture_buffers.Tables`)
+servers, with the raw fields a simulator sends: ids, parties, times, enum codes, two
+extras) are queued in the capture's live tables (:class:`recstats._live.Tables`)
 exactly as a live capture does, then timed:
 
-* ``ingest``    -- appending all N events (per event: dict copies + list appends);
-* ``events``    -- ``Tables.events_frame()``: the events table, typed and time-ordered;
-* ``calls``     -- ``Tables.calls_frame()``: one row per call, end fields over start's;
+* ``ingest``    -- queueing all N events as they arrive (raw fields, no typing);
+* ``first``     -- the first snapshot: typing the N queued events once each and
+  building the events table;
+* ``events``    -- rebuilding the events table from the typed columns (no cache);
+* ``calls``     -- the calls table: one row per call, end fields over start's;
 * ``cached``    -- a second ``events_frame()`` with nothing new (served from cache);
 * ``records``   -- the baseline a capture without columnar buffers would pay per
-  snapshot: ``pd.DataFrame.from_records`` of the same N event dicts (untyped: no
-  categories, no ordering), plus ``recstats.coerce_calls`` on it for typing.
+  snapshot: ``pd.DataFrame.from_records`` of the same N typed records, plus
+  ``recstats.coerce_calls`` on it for typing.
 
 Output: a table, then one JSON line (``{"bench": "capture_snapshot", ...}``).
 Target (brief): a snapshot of 1 M events well under a second; faster than ``records``.
@@ -32,15 +34,17 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from recstats import _schema, _table
-from recstats._capture_buffers import Tables
+from recstats._live import Tables
+from recstats.cdr import record_from_fields
 
 
 def make_events(n: int, servers: int, seed: int) -> list[tuple]:
-    """(t, server, event, record) tuples: each call's start, later its end."""
+    """(t, server, event, raw fields) tuples: each call's start, later its end."""
     rng = np.random.default_rng(seed)
     calls = n // 2
-    base = pd.Timestamp("2026-11-02", tz="UTC")
-    stamps = [base + pd.Timedelta(seconds=int(s)) for s in range(0, 86400, 7)]
+    base = pd.Timestamp("2026-11-02")
+    stamps = [f"{base + pd.Timedelta(seconds=int(s)):%Y-%m-%d %H:%M:%S}.000"
+              for s in range(0, 86400, 7)]
     starts = rng.integers(0, len(stamps) - 100, calls)
     lengths = rng.integers(1, 100, calls)
     server_of = rng.integers(0, servers, calls)
@@ -49,19 +53,14 @@ def make_events(n: int, servers: int, seed: int) -> list[tuple]:
     causes = list(_schema.CAUSES)
     out = []
     for i in range(calls):
-        start = stamps[starts[i]]
-        record = dict.fromkeys(_schema.CALL_COLUMNS)
-        record.update(call_id=f"{i:08x}-7a40-11e4-8271-001cc092f276",
-                      site=sites[server_of[i]], start_time=start, end_time=pd.NaT,
-                      duration=float("nan"), caller=str(1000 + i % 100),
-                      callee=f"+36{i:09d}", direction_id=str(i % 3),
-                      direction=_schema.DIRECTIONS[str(i % 3)], modality="voice",
-                      native_id=str(i), source_ip="10.1.2.3")
-        end = dict(record)
-        end.update(end_time=stamps[starts[i] + lengths[i]], cause_id=causes[i % len(causes)],
-                   cause=_schema.CAUSES[causes[i % len(causes)]], duration=7.0 * lengths[i],
-                   media_file=f"{i}.wav")
-        out.append((2 * i, names[server_of[i]], "start", record))
+        start = {"id": f"{i:08x}-7a40-11e4-8271-001cc092f276",
+                 "location": sites[server_of[i]], "start_time": stamps[starts[i]],
+                 "source_caller_id": str(1000 + i % 100),
+                 "destination_caller_id": f"+36{i:09d}", "direction_id": str(i % 3),
+                 "modality_id": "voice", "native_id": str(i), "source_ip": "10.1.2.3"}
+        end = dict(start, end_time=stamps[starts[i] + lengths[i]],
+                   cause_id=causes[i % len(causes)], media_file=f"{i}.wav")
+        out.append((2 * i, names[server_of[i]], "start", start))
         out.append((2 * i + 1, names[server_of[i]], "end", end))
     # receive times: increasing per server, but the servers' threads append out of step
     jitter = rng.integers(0, 50, len(out))
@@ -88,31 +87,36 @@ def main() -> None:
 
     tables = Tables()
     began = time.perf_counter()
-    for t, server, kind, record in events:
-        tables.add(t, server, kind, "notification", record)
+    for t, server, kind, fields in events:
+        tables.add(t, server, kind, "notification", fields)
     ingest = time.perf_counter() - began
+    began = time.perf_counter()
+    first = tables.events_frame()
+    t_first = time.perf_counter() - began
 
     def fresh(which):
-        tables._cache.clear()  # time the conversion, not the cache
+        tables._typed._cache.clear()  # time the conversion, not the cache
         return getattr(tables, f"{which}_frame")()
 
     t_events, frame = best(lambda: fresh("events"))
     t_calls, calls = best(lambda: fresh("calls"))
     t_cached, _ = best(tables.events_frame)
-    rows = [dict(record, received_at=t, server=server, event=kind, origin="notification")
-            for t, server, kind, record in events]
+    rows = [dict(record_from_fields(fields), received_at=t, server=server, event=kind,
+                 origin="notification") for t, server, kind, fields in events]
     t_records, _ = best(lambda: _table.coerce_calls(pd.DataFrame.from_records(rows)), repeat=1)
-    assert len(frame) == n and len(calls) == n // 2
+    assert len(frame) == len(first) == n and len(calls) == n // 2
 
     print(f"{n:,} events, {n // 2:,} calls, {args.servers} servers")
     print(f"  ingest   {ingest:8.3f} s  ({ingest / n * 1e6:.2f} µs per event)")
+    print(f"  first    {t_first:8.3f} s  (typing every event once, then the table)")
     print(f"  events   {t_events:8.3f} s")
     print(f"  calls    {t_calls:8.3f} s")
     print(f"  cached   {t_cached:8.4f} s")
     print(f"  records  {t_records:8.3f} s  (baseline: from_records + coerce_calls)")
     print(f"  records / events snapshot: {t_records / t_events:.1f} x")
     print(json.dumps({"bench": "capture_snapshot", "events": n, "servers": args.servers,
-                      "ingest_s": round(ingest, 4), "events_s": round(t_events, 4),
+                      "ingest_s": round(ingest, 4), "first_s": round(t_first, 4),
+                      "events_s": round(t_events, 4),
                       "calls_s": round(t_calls, 4), "cached_s": round(t_cached, 5),
                       "records_s": round(t_records, 4),
                       "speedup_vs_records": round(t_records / t_events, 2)}))

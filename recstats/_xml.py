@@ -102,29 +102,68 @@ def fields_of(element: etree._Element) -> dict[str, str]:
     Only the element's own ``id``/``ccdr_id`` can become the call id, because nested
     ids arrive as ``parent.id``.
 
+    Linear in the size of the element. Raises :class:`CDRParseError` past
+    :data:`MAX_FIELDS` distinct fields or :data:`MAX_REPEATS` repeated values (a peer
+    must not make one document cost more than its bytes).
+
     >>> from lxml import etree
     >>> fields_of(etree.fromstring('<c id="x"><location>NY</location><s><id>7</id></s></c>'))
     {'id': 'x', 'location': 'NY', 's.id': '7'}
+    >>> fields_of(etree.fromstring('<c><id>x</id><tag>a</tag><tag>b</tag></c>'))["tag"]
+    'a; b'
     """
     fields: dict[str, str] = {}
+    repeats = _Repeats()
     if len(element.attrib):
         for name, value in element.items():
-            _put(fields, _local_name(name) or name, value)
-    _collect(element, "", fields)
+            _put(fields, repeats, _local_name(name) or name, value)
+    _collect(element, "", fields, repeats)
+    if len(fields) > MAX_FIELDS:
+        raise CDRParseError(too_many_fields(len(fields)))
+    for name, values in repeats.items():  # joined once: repeated joins are quadratic
+        fields[name] = "; ".join(values)
     return fields
 
 
-def _put(fields: dict[str, str], name: str, value: str | None) -> None:
+#: A document with more repeated field values is refused (see :func:`fields_of`).
+MAX_REPEATS = 1000
+
+
+class _Repeats(dict):
+    """Every value of each repeated field, and how many repeats there were."""
+
+    __slots__ = ("count",)
+
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+
+def _repeat(fields: dict[str, str], repeats: _Repeats, name: str, value: str) -> None:
+    values = repeats.get(name)
+    if values is None:
+        values = repeats[name] = [fields[name]]
+    values.append(value)
+    repeats.count += 1
+    if repeats.count > MAX_REPEATS:
+        raise CDRParseError(f"more than {MAX_REPEATS} repeated field values; refused")
+
+
+def _put(fields: dict[str, str], repeats: _Repeats, name: str,
+         value: str | None) -> None:
     if value is None:
         return
     value = value.strip()
     if not value:
         return
-    old = fields.get(name)
-    fields[name] = value if old is None else f"{old}; {value}"
+    if name in fields:
+        _repeat(fields, repeats, name, value)
+    else:
+        fields[name] = value
 
 
-def _collect(element: etree._Element, prefix: str, fields: dict[str, str]) -> None:
+def _collect(element: etree._Element, prefix: str, fields: dict[str, str],
+             repeats: _Repeats) -> None:
     # the hot loop of every parse (archive and live): one lxml property access per
     # need, and the common leaf without attributes handled inline
     for child in element:
@@ -136,16 +175,18 @@ def _collect(element: etree._Element, prefix: str, fields: dict[str, str]) -> No
         full = prefix + tag
         if len(child.attrib):
             for attr, value in child.items():
-                _put(fields, f"{full}.{_local_name(attr) or attr}", value)
+                _put(fields, repeats, f"{full}.{_local_name(attr) or attr}", value)
         if len(child):
-            _collect(child, f"{full}.", fields)
+            _collect(child, f"{full}.", fields, repeats)
             continue
         text = child.text
         if text is not None:
             text = text.strip()
             if text:
-                old = fields.get(full)
-                fields[full] = text if old is None else f"{old}; {text}"
+                if full in fields:
+                    _repeat(fields, repeats, full, text)
+                else:
+                    fields[full] = text
 
 
 def cdr_xml(fields: Mapping[str, Any], root: str = "verbacdr",

@@ -1,20 +1,18 @@
 """Live capture of one or many recording servers into pandas tables.
 
-:class:`Capture` keeps one connection per server (a thread each, built on
-:class:`recstats.RecorderClient`), reconnects with exponential backoff and, on every
-(re)connect, resynchronises from the server's ongoing-calls list: calls it did not know
-become ongoing; calls it knew as ongoing that are no longer listed ended while it was
-away, and their end is fetched with ``GetCallDetail`` (``end_unknown`` marks the few
-whose detail could not be had).
+:class:`Capture` keeps one connection per server (a thread each), drives a
+:class:`recstats.protocol.ClientConnection` over its own transport (the client's
+:class:`recstats.client.SocketTransport` seam), reconnects with exponential backoff
+and, on every (re)connect, resynchronises from the server's ongoing-calls list: calls
+it did not know become ongoing; calls it knew as ongoing that are no longer listed
+ended while it was away, and their end is fetched with ``GetCallDetail``
+(``end_unknown`` marks the few whose detail could not be had, until a real end
+arrives).
 
-Every received document goes through one path: the client's ``on_document`` hook
-stamps it with its receive time (and appends it to the journal, when there is one),
-then the capture decodes it with :class:`recstats.protocol.ClientConnection` and
-updates its tables. :meth:`Capture.replay` runs the same path over a journal, so a
-replay rebuilds exactly the tables the live capture had.
-
-The tables live in columnar buffers (one Python list or array per column, appended per
-event, no per-event DataFrame work); a snapshot converts them once, vectorised.
+Each received document is decoded once, on the one path of
+:class:`recstats._capture_server.ServerState`, which also journals it; a replay feeds
+journaled documents through that same path. Events accumulate as raw field strings
+in columns and the typed tables are built only when asked for.
 """
 
 from __future__ import annotations
@@ -26,228 +24,53 @@ import os
 import random
 import threading
 import time
-from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
 import pandas as pd
 
-from . import protocol
-from ._capture_buffers import Tables, is_null
-from .errors import ProtocolError, RecstatsError, ServerError
+from ._capture_server import (
+    JOURNAL_FORMAT,
+    ServerState,
+    clock_shift,
+    gap_rows,
+    observed_span,
+)
+from ._capture_session import Session
+from ._live import Tables
+from ._time import check_tz
+from .client import SocketTransport, parse_address
+from .errors import ConnectFailed, RecstatsError
 
-__all__ = ["Capture"]
-
-# --------------------------------------------------------------------------- one server
-
-_JOURNAL_FORMAT = "recstats-journal/1"
-
-
-def _now_us() -> int:
-    return time.time_ns() // 1000
-
-
-def _stamp(us: int | None) -> pd.Timestamp:
-    return pd.NaT if us is None else pd.Timestamp(us, unit="us", tz="UTC")
+__all__ = ["Capture", "status_line"]
 
 
-class _Server:
-    """What a capture knows about one server: its calls, status and journal.
+def _iso(us: int) -> str:
+    """UTC microseconds -> ISO-8601 with a Z."""
+    return pd.Timestamp(us, unit="us", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
-    Every document received (live through the client's ``on_document`` hook, or read
-    back from a journal) is decoded here with a :class:`protocol.ClientConnection`
-    that mirrors the requests the capture sent, so the live tables and a replay agree.
+
+def status_line(status: pd.DataFrame) -> str:
+    """One line from a capture's :attr:`Capture.status`: events, calls in progress per
+    site, servers connected (the ``recstats capture`` command and the dashboard show it).
+
+    >>> status_line(pd.DataFrame({"site": ["NY", None], "connected": [True, False],
+    ...                           "events": [7, 0], "ongoing": [2, 0]}))
+    'events 7 | NY: 2 ongoing | 1/2 servers connected'
     """
-
-    def __init__(self, name: str, tables: Tables, tz: str = "UTC",
-                 on_event: Callable[[str, dict], None] | None = None):
-        self.name = name
-        self.tables = tables
-        self.tz = tz
-        self.on_event = on_event
-        self.ongoing: dict[str, None] = {}  # ordered set: resync asks in a stable order
-        self.ended: set[str] = set()
-        self.vanished: list[str] = []
-        self.pending: deque[tuple[int, bytes]] = deque()
-        self.decoder = None
-        self.journal = None
-        self.last_t = 0
-        self.connected = False
-        self.since: int | None = None
-        self.last_keepalive: int | None = None
-        self.connects = 0
-        self.unknown = 0
-        self.last_error: str | None = None
-        self.site: str | None = None
-
-    # journal ------------------------------------------------------------------------
-
-    def open_journal(self, folder: str | os.PathLike) -> None:
-        path = Path(folder)
-        path.mkdir(parents=True, exist_ok=True)
-        safe = "".join(ch if ch.isalnum() or ch in "-." else "_" for ch in self.name)
-        self.journal = open(path / f"{safe}.jsonl", "a", encoding="ascii")  # noqa: SIM115
-        self._write({"format": _JOURNAL_FORMAT, "server": self.name, "tz": self.tz})
-
-    def _write(self, entry: dict) -> None:
-        if self.journal is not None:
-            try:
-                # flushed per line: a dying process loses nothing it had received
-                self.journal.write(json.dumps(entry, separators=(",", ":")) + "\n")
-                self.journal.flush()
-            except OSError as exc:  # e.g. a full disk: keep capturing, say so
-                self.last_error = f"journal write failed: {exc}"
-
-    def close_journal(self) -> None:
-        if self.journal is not None:
-            self.journal.close()
-            self.journal = None
-
-    def _time(self) -> int:
-        t = max(_now_us(), self.last_t)  # never backwards, even if the clock is set back
-        self.last_t = t
-        return t
-
-    # live side: called from the server's thread ------------------------------------------
-
-    def on_document(self, raw: bytes) -> None:
-        """The client hook: stamp, journal and queue one received document."""
-        t = self._time()
-        self._write({"t": t, "doc": base64.b64encode(raw).decode("ascii")})
-        self.pending.append((t, raw))
-
-    def mark(self, what: str, **fields) -> None:
-        """A capture decision that a replay must repeat (journaled, then applied).
-
-        Documents received before it are applied first, as a replay will apply them.
-        """
-        self.drain()
-        t = self._time()
-        self._write({"t": t, "mark": what, **fields})
-        self.apply(t, what, fields)
-
-    def drain(self) -> None:
-        """Decode and apply the documents received so far."""
-        while self.pending:
-            t, raw = self.pending.popleft()
-            self.feed(t, raw)
-
-    # shared by live and replay --------------------------------------------------------
-
-    def apply(self, t: int, what: str, fields: Mapping[str, Any]) -> None:
-        if what == "connect":
-            self.decoder = protocol.ClientConnection(tz=self.tz)
-            self.connects += 1
-            self.connected, self.since = True, t
-        elif what == "request" and self.decoder is not None:
-            kind = fields.get("type")
-            if kind == "subscribe":
-                self.decoder.subscribe(fields.get("extensions"), fields.get("keepalive"))
-            elif kind == "ongoing":
-                self.decoder.get_ongoing_calls(fields.get("extensions"))
-            elif kind == "detail":
-                self.decoder.get_call_detail(fields["call_id"])
-        elif what == "lost":
-            call_id = fields["call_id"]
-            if call_id not in self.ongoing:
-                return  # its end arrived after all
-            del self.ongoing[call_id]
-            self.ended.add(call_id)
-            self.tables.end_unknown(self.name, call_id)
-        elif what == "disconnect":
-            self.connected, self.since = False, t
-            self.last_error = fields.get("reason") or self.last_error
-
-    def feed(self, t: int, raw: bytes) -> None:
-        if self.decoder is None:
-            self.decoder = protocol.ClientConnection(tz=self.tz)
-        try:
-            events = self.decoder.receive_data(raw, t / 1e6)
-        except ProtocolError as exc:
-            events = getattr(exc, "events", [])
-            self.last_error = str(exc)
-            self.decoder = protocol.ClientConnection(tz=self.tz)
-        for event in events:
-            self.handle(t, event)
-
-    def handle(self, t: int, event) -> None:
-        if isinstance(event, protocol.CallStarted):
-            self.start(t, event.call, "notification")
-        elif isinstance(event, protocol.CallEnded):
-            self.end(t, event.call, "notification")
-        elif isinstance(event, protocol.OngoingCalls):
-            listed = set()
-            for call in event.calls:
-                listed.add(call["call_id"])
-                self.start(t, call, "resync")
-            self.vanished = [c for c in self.ongoing if c not in listed]
-        elif isinstance(event, protocol.CallDetail):
-            self.end(t, event.cdr, "detail")
-        elif isinstance(event, (protocol.KeepAlive, protocol.SubscribeAccepted)):
-            self.last_keepalive = t
-        elif isinstance(event, protocol.ErrorResponse):
-            self.last_error = f"server answered code {event.code}: {event.description} " \
-                              f"({event.detail})"
-        elif isinstance(event, protocol.UnknownMessage):
-            self.unknown += 1
-            self.last_error = f"message not understood: {event.reason}"
-
-    def start(self, t: int, call: Mapping[str, Any], origin: str) -> None:
-        call_id = call["call_id"]
-        if call_id in self.ongoing or call_id in self.ended:
-            return  # seen already (e.g. both notified and listed around a resync)
-        self.ongoing[call_id] = None
-        self._emit(self.tables.add(t, self.name, "start", origin, call))
-
-    def end(self, t: int, call: Mapping[str, Any], origin: str) -> None:
-        call_id = call["call_id"]
-        if call_id in self.ended:
-            return
-        self.ongoing.pop(call_id, None)
-        self.ended.add(call_id)
-        self._emit(self.tables.add(t, self.name, "end", origin, call))
-        if is_null(call.get("end_time")):
-            # a detail without an end time (the CDR is not final): the end stays unknown
-            self.tables.end_unknown(self.name, call_id)
-
-    def _emit(self, values: dict) -> None:
-        self.site = str(values["site"])
-        if self.on_event is not None:
-            try:
-                self.on_event(self.name, values)
-            except Exception as exc:  # noqa: BLE001 - a dashboard's bug must not stop the capture
-                self.last_error = f"on_event callback failed: {exc!r}"
-
-    def status(self) -> dict[str, Any]:
-        return {"server": self.name, "site": self.site, "connected": self.connected,
-                "since": _stamp(self.since), "last_keepalive": _stamp(self.last_keepalive),
-                "reconnects": max(self.connects - 1, 0),
-                "events": self.tables.counts.get(self.name, 0),
-                "ongoing": len(self.ongoing), "unknown_messages": self.unknown,
-                "last_error": self.last_error}
-
-
-# --------------------------------------------------------------------------- the capture
-
-
-def _address(server) -> tuple[str, int]:
-    if isinstance(server, str):
-        host, sep, port = server.rpartition(":")
-    else:
-        try:
-            host, port = server
-        except (TypeError, ValueError):
-            raise ValueError(f"server {server!r} is not (host, port) or 'host:port'") \
-                from None
-        sep = ":"
-    try:
-        port = int(port)
-    except (TypeError, ValueError):
-        port = -1
-    if not sep or not host or not 0 < port < 65536:
-        raise ValueError(f"server {server!r} is not (host, port) or 'host:port'")
-    return str(host), port
+    sites: dict[str, int] = {}
+    for site, ongoing in zip(status["site"], status["ongoing"], strict=True):
+        if isinstance(site, str):
+            sites[site] = sites.get(site, 0) + int(ongoing)
+    per_site = ", ".join(f"{site}: {n} ongoing" for site, n in sorted(sites.items()))
+    parts = [f"events {int(status['events'].sum()):,}"]
+    if per_site:
+        parts.append(per_site)
+    parts.append(f"{int(status['connected'].sum())}/{len(status)} servers connected")
+    if "state" in status and (status["state"] == "error").any():
+        parts.append(f"{int((status['state'] == 'error').sum())} failed")
+    return " | ".join(parts)
 
 
 class Capture:
@@ -258,11 +81,15 @@ class Capture:
     those numbers; ``keepalive`` asks the servers for an interval (seconds; ``None``:
     theirs). ``journal``: a folder that receives every document received, with its
     receive time, one ``<host>_<port>.jsonl`` file per server (see :meth:`replay`).
-    ``tz`` is the sites' time zone for call times. ``reconnect=False`` gives up on a
+    ``tz`` is the sites' time zone for call times (an unknown zone is a ``ValueError``
+    at once). ``silence_timeout`` ends a session after that many seconds without any
+    byte (for servers with keep-alive off). ``reconnect=False`` gives up on a
     server after its first session; otherwise a lost or refused connection is retried
     after ``backoff`` seconds, doubling up to ``max_backoff``, with jitter. A server
     that is down never holds up the others. ``on_event(server, values)`` is called
-    from the server's thread with each event row as a dict (keep it quick).
+    from the server's thread with each event as a dict: its raw fields plus
+    ``received_at`` (UTC microseconds), ``server``, ``event``, ``origin``, ``site`` and
+    ``call_id`` (keep it quick).
 
     Snapshots, safe to read while the capture runs:
 
@@ -275,8 +102,9 @@ class Capture:
       ``server`` and ``end_unknown`` (a call that ended while the capture was away
       and whose detail could not be fetched);
     * :attr:`ongoing` -- the calls in progress (no end time, end not unknown);
-    * :attr:`status` -- one row per server: connection, keep-alive, reconnects,
-      events, last error.
+    * :attr:`status` -- one row per server: state (``connecting``, ``connected``,
+      ``retrying``, ``stopped``, or ``error`` when its thread died), connection,
+      keep-alive, reconnects, events, last error (:func:`status_line` sums it up).
 
     >>> with Capture(["127.0.0.1:10300"]) as capture:      # doctest: +SKIP
     ...     time.sleep(60)
@@ -286,12 +114,14 @@ class Capture:
     def __init__(self, servers, extensions=None, journal: str | os.PathLike | None = None,
                  reconnect: bool = True, tz: str = "UTC", keepalive: float | None = None,
                  *, timeout: float = 10.0, backoff: float = 0.5, max_backoff: float = 30.0,
-                 ssl_context=None, on_event: Callable[[str, dict], None] | None = None):
+                 ssl_context=None, on_event: Callable[[str, dict], None] | None = None,
+                 silence_timeout: float | None = None,
+                 transport_factory: Callable[..., Any] | None = None):
         if isinstance(servers, (str, tuple)) and not (
                 isinstance(servers, tuple) and servers and isinstance(servers[0], tuple)):
             servers = [servers]
         try:
-            self.servers = [_address(s) for s in servers]
+            self.servers = [parse_address(s) for s in servers]
         except TypeError:  # e.g. a bare port number
             raise ValueError(f"servers must be (host, port) pairs or 'host:port' strings, "
                              f"not {servers!r}") from None
@@ -302,20 +132,25 @@ class Capture:
             raise ValueError(f"a server is listed twice: {names}")
         if not backoff > 0 or max_backoff < backoff:
             raise ValueError("backoff must be > 0 and max_backoff >= backoff")
+        if silence_timeout is not None and not silence_timeout > 0:
+            raise ValueError(f"silence_timeout must be > 0 seconds, not {silence_timeout}")
         if isinstance(extensions, (str, int)):  # one number: not its characters
             extensions = [extensions]
         self.extensions = None if extensions is None else [str(e) for e in extensions]
         self.journal = None if journal is None else Path(journal)
         self.reconnect = reconnect
-        self.tz = tz
+        self.tz = check_tz(tz)
         self.keepalive = keepalive
         self.timeout = timeout
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.ssl_context = ssl_context
-        self._tables = Tables()
-        self._servers = {name: _Server(name, self._tables, tz, on_event) for name in names}
-        self._clients: dict[str, Any] = {}
+        self.silence_timeout = silence_timeout
+        self._transport_factory = transport_factory or SocketTransport
+        self._tables = Tables(self.tz)
+        self._servers = {name: ServerState(name, self._tables, self.tz, on_event)
+                         for name in names}
+        self._transports: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
         self._lock = threading.Lock()
@@ -337,14 +172,13 @@ class Capture:
         return any(thread.is_alive() for thread in self._threads)
 
     def start(self) -> Self:
-        """Connect to every server in the background; returns ``self``."""
+        """Connect to every server in the background; returns ``self`` (as
+        :meth:`recstats.sim.RecorderSimulator.start` does)."""
         if self._threads:
             if self._stopping.is_set():
                 raise RuntimeError("a stopped Capture cannot be restarted; make a new one")
             return self
         for (host, port), server in zip(self.servers, self._servers.values(), strict=True):
-            if self.journal is not None:
-                server.open_journal(self.journal)
             thread = threading.Thread(target=self._run, args=(host, port, server),
                                       name=f"Capture-{server.name}", daemon=True)
             self._threads.append(thread)
@@ -361,9 +195,9 @@ class Capture:
             return
         self._stopping.set()
         with self._lock:
-            clients = list(self._clients.values())
-        for client in clients:
-            client.close()  # wakes a thread blocked in a read at once
+            transports = list(self._transports.values())
+        for transport in transports:
+            transport.close()  # wakes a thread blocked in a read at once
         deadline = time.monotonic() + timeout
         for thread in self._threads:
             if thread is not threading.current_thread():
@@ -385,75 +219,61 @@ class Capture:
         ceiling = min(self.max_backoff, self.backoff * 2 ** min(attempt, 30))
         return ceiling / 2 + random.uniform(0, ceiling / 2)
 
-    def _run(self, host: str, port: int, server: _Server) -> None:
-        from .client import RecorderClient
+    def _run(self, host: str, port: int, server: ServerState) -> None:
+        """A server's thread: sessions until stopped. Whatever kills it shows as
+        ``error`` in the status; the other servers go on."""
+        try:
+            if self.journal is not None:
+                server.open_journal(self.journal)
+            attempt = 0
+            while not self._stopping.is_set():
+                server.state = "connecting"
+                synced = self._session(host, port, server)
+                if not self.reconnect:
+                    break
+                attempt = 0 if synced else attempt + 1
+                server.state = "retrying"
+                self._stopping.wait(self._delay(attempt))
+            server.state = "stopped"
+        except BaseException as exc:  # noqa: BLE001 - shown in status, never silent
+            server.state = "error"
+            server.connected = False
+            server.last_error = f"capture thread failed: {type(exc).__name__}: {exc}"
+        finally:
+            if self._stopping.is_set():  # stop() may have timed out waiting for this thread
+                server.close_journal()
 
-        attempt = 0
-        while not self._stopping.is_set():
-            client = None
-            synced = False
+    def _session(self, host: str, port: int, server: ServerState) -> bool:
+        """One connection, from connect to loss; True once it had resynchronised."""
+        transport = None
+        synced = False
+        try:
             try:
-                client = RecorderClient(host, port, timeout=self.timeout,
-                                        ssl_context=self.ssl_context, tz=self.tz,
-                                        on_document=server.on_document)
+                transport = self._transport_factory(host, port, timeout=self.timeout,
+                                                    ssl_context=self.ssl_context)
+            except OSError as exc:
+                raise ConnectFailed(f"could not connect to {host}:{port}: {exc}") from exc
+            with self._lock:
+                if self._stopping.is_set():
+                    return False
+                self._transports[server.name] = transport
+            server.mark("connect")
+            synced = Session(self, transport, server).run()
+        except (RecstatsError, OSError) as exc:
+            if not self._stopping.is_set():  # stop()'s own close is not an error
+                server.last_error = str(exc) or type(exc).__name__
+        except Exception as exc:  # noqa: BLE001 - a bug must not end the capture silently
+            server.last_error = f"internal error: {exc!r}"
+        finally:
+            if transport is not None:
                 with self._lock:
-                    if self._stopping.is_set():
-                        break
-                    self._clients[server.name] = client
-                server.mark("connect")
-                self._resync(client, server)
-                synced = True
-                for _ in client.events(idle_timeout=0.5):
-                    server.drain()
-                    if self._stopping.is_set():
-                        break
-            except (RecstatsError, OSError) as exc:
-                if not self._stopping.is_set():  # stop()'s own close is not an error
-                    server.last_error = str(exc) or type(exc).__name__
-            except Exception as exc:  # noqa: BLE001 - a bug must not end the capture silently
-                server.last_error = f"internal error: {exc!r}"
-            finally:
-                if client is not None:
-                    with self._lock:
-                        self._clients.pop(server.name, None)
-                    client.close()
-                    server.drain()
-                    if server.connected:
-                        server.mark("disconnect", reason=None if self._stopping.is_set()
-                                    else server.last_error)
-            if not self.reconnect:
-                break
-            attempt = 0 if synced else attempt + 1
-            self._stopping.wait(self._delay(attempt))
-        if self._stopping.is_set():  # stop() may have timed out waiting for this thread
-            server.close_journal()
+                    self._transports.pop(server.name, None)
+                transport.close()
+                if server.connected:
+                    server.mark("disconnect", reason=None if self._stopping.is_set()
+                                else server.last_error)
+        return synced
 
-    def _resync(self, client, server: _Server) -> None:
-        """Subscribe, then reconcile what we know with the server's ongoing calls."""
-        extensions = self.extensions
-        server.mark("request", type="subscribe", extensions=extensions,
-                    keepalive=self.keepalive)
-        client.subscribe(extensions=extensions, keepalive=self.keepalive)
-        server.drain()
-        server.mark("request", type="ongoing", extensions=extensions)
-        client.ongoing_calls(extensions=extensions)
-        server.drain()
-        # calls we knew as ongoing that the server no longer lists ended while we were away
-        for call_id in list(server.vanished):
-            if self._stopping.is_set():
-                return
-            server.drain()
-            if call_id not in server.ongoing:
-                continue  # its end notification came meanwhile
-            server.mark("request", type="detail", call_id=call_id)
-            try:
-                client.call_detail(call_id)
-            except (ServerError, ProtocolError):
-                pass  # the server does not know it (any more): the end stays unknown
-            server.drain()
-            if call_id in server.ongoing:  # refused, or answered without a usable CDR
-                server.mark("lost", call_id=call_id)
-        server.vanished = []
 
     # ------------------------------------------------------------------ snapshots
 
@@ -464,8 +284,46 @@ class Capture:
 
     @property
     def calls(self) -> pd.DataFrame:
-        """The calls table (a snapshot): one row per call, ongoing ones with NaT end."""
-        return self._tables.calls_frame()
+        """The calls table (a snapshot): one row per call, ongoing ones with NaT end.
+
+        ``attrs["window"]`` is :attr:`window` and ``attrs["gaps"]`` the rows of
+        :attr:`gaps` as plain dicts, times as ISO-8601 UTC strings (plain data, so
+        pandas can merge and copy the frame)."""
+        calls = self._tables.calls_frame()
+        servers = self._servers.values()
+        span = observed_span(servers, self.running)
+        if span is not None:
+            shift = clock_shift(servers)
+            calls.attrs["window"] = [_iso(span[0] + shift), _iso(span[1] + shift)]
+            calls.attrs["gaps"] = [
+                {"server": name, "site": site, "start": _iso(start), "end": _iso(end)}
+                for name, site, start, end in gap_rows(servers, span, shift)]
+        return calls
+
+    @property
+    def window(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
+        """The period observed: from the first connection to :meth:`stop` (or now), in
+        the servers' clock (ours moved by the offset their notifications' times show);
+        ``None`` before any connection."""
+        span = observed_span(self._servers.values(), self.running)
+        if span is None:
+            return None
+        shift = clock_shift(self._servers.values())
+        return (pd.Timestamp(span[0] + shift, unit="us", tz="UTC"),
+                pd.Timestamp(span[1] + shift, unit="us", tz="UTC"))
+
+    @property
+    def gaps(self) -> pd.DataFrame:
+        """Every period a server was not connected inside :attr:`window`, in the
+        servers' clock: ``server``, ``site``, ``start``, ``end``."""
+        span = observed_span(self._servers.values(), self.running)
+        rows = [] if span is None else gap_rows(self._servers.values(), span,
+                                                 clock_shift(self._servers.values()))
+        frame = pd.DataFrame(rows, columns=["server", "site", "start", "end"])
+        for column in ("start", "end"):
+            frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="us",
+                                           utc=True)
+        return frame.astype({"server": "str", "site": "str"})
 
     @property
     def ongoing(self) -> pd.DataFrame:
@@ -476,14 +334,15 @@ class Capture:
 
     @property
     def status(self) -> pd.DataFrame:
-        """One row per server: server, site (the last one its calls named), connected,
-        since (last connect or disconnect), last_keepalive, reconnects, events,
-        ongoing (calls in progress), unknown_messages, last_error."""
+        """One row per server: server, site (the last one its calls named), state,
+        connected, since (last connect or disconnect), last_keepalive, reconnects,
+        events, ongoing (calls in progress), unknown_messages, last_error."""
         rows = [server.status() for server in self._servers.values()]
         frame = pd.DataFrame(rows)
         for column in ("since", "last_keepalive"):
             frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("us")
-        return frame.astype({"server": "str", "site": "str", "connected": "bool",
+        return frame.astype({"server": "str", "site": "str", "state": "str",
+                             "connected": "bool",
                              "reconnects": "int64", "events": "int64", "ongoing": "int64",
                              "unknown_messages": "int64", "last_error": "str"})
 
@@ -493,7 +352,7 @@ class Capture:
     def replay(cls, path: str | os.PathLike, tz: str | None = None) -> Capture:
         """Rebuild a capture's tables from its journal (a folder or one ``.jsonl`` file).
 
-        Each document is decoded again, exactly as the live capture did, so
+        Each document goes through the very decode path the live capture used, so
         ``Capture.replay(folder).events`` equals the live capture's ``events`` (and
         likewise ``calls``). ``tz`` overrides the zone recorded in the journal. Lines
         that cannot be read (e.g. the last one, cut by a crash) are skipped and
@@ -514,7 +373,7 @@ class Capture:
                 for line in handle:
                     try:
                         entry = json.loads(line)
-                        if "format" in entry:
+                        if entry.get("format") == JOURNAL_FORMAT:
                             name = str(entry["server"])
                             zones.setdefault(name, str(entry.get("tz") or "UTC"))
                             entries.setdefault(name, [])
@@ -535,12 +394,14 @@ class Capture:
             server = capture._servers[name]
             server.tz = tz or zones[name]
             for entry in items:
-                if "doc" in entry:
-                    server.feed(entry["t"], entry["doc"])
+                server.seen_t = max(server.seen_t, entry["t"])
+                if "doc" in entry:  # the very path live documents took
+                    server.receive(entry["t"], entry["doc"], entry["t"] / 1e6)
                 elif "mark" in entry:
                     server.apply(entry["t"], str(entry["mark"]), entry)
             # a journal cut by a crash ends without the disconnect: the replay is stopped
-            server.connected = False
+            server.connected, server.state = False, "stopped"
             if bad.get(name):
                 server.last_error = f"{bad[name]} journal line(s) could not be read"
         return capture
+

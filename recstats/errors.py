@@ -21,16 +21,30 @@ class CDRParseError(RecstatsError, ValueError):
 
 
 class ProtocolError(RecstatsError):
-    """The byte stream from a recording server broke the protocol.
+    """The byte stream from a recording server (or a client) broke the protocol.
 
-    ``offset`` is the byte position in the stream (from the start of the connection)
-    where the problem was found, when known.
+    Attributes
+    ----------
+    reason : str
+        What went wrong, in one line, without the position.
+    offset : int or None
+        Byte position in the stream, counted from the start of the connection, where
+        the problem was found; ``None`` when it is not tied to a position (e.g. an
+        answer of the wrong type to a request).
+
+    Nothing else rides on the exception: a connection hands the events decoded
+    before a failure back as ordinary events (see
+    :class:`recstats.protocol.ProtocolFailure`).
     """
 
-    def __init__(self, message: str, offset: int | None = None):
+    def __init__(self, reason: str, offset: int | None = None):
+        self.reason = reason
         self.offset = offset
         where = f" (at byte {offset})" if offset is not None else ""
-        super().__init__(f"{message}{where}")
+        super().__init__(f"{reason}{where}")
+
+    def __reduce__(self):
+        return type(self), (self.reason, self.offset)
 
 
 class ServerError(RecstatsError):

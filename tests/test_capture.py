@@ -16,9 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _capture_buffers as buffers
-from recstats import _table, _xml, cdr
-from recstats._capture_buffers import Tables
+from recstats import _columns, _table, cdr
+from recstats._live import Tables
 from recstats.capture import Capture
 from recstats.sim import RecorderSimulator
 
@@ -337,17 +336,12 @@ def test_server_arguments_are_validated():
             Capture(bad)
 
 
-# --------------------------------------------------------------------------- buffers
-
-
-def _record(call_id, **fields):
-    raw = {"id": call_id, **fields}
-    return cdr.read_cdr(_xml.cdr_xml(raw))
+# --------------------------------------------------------------------------- live tables
 
 
 @pytest.mark.parametrize("chunk", [65536, 7])
-def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
-    monkeypatch.setattr(buffers, "CHUNK", chunk)  # 7: many Arrow chunks, columns added late
+def test_tables_fold_like_a_brute_force_reference(chunk, monkeypatch):
+    monkeypatch.setattr(_columns, "CHUNK", chunk)  # 7: many Arrow chunks, columns added late
     rng = np.random.default_rng(11)
     tables = Tables()
     merged: dict[tuple[str, str], dict] = {}
@@ -357,7 +351,8 @@ def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
     for i in range(300):
         server = servers[rng.integers(2)]
         call_id = f"c{rng.integers(120)}"
-        fields = {"start_time": f"2026-11-02 09:{rng.integers(60):02d}:00.{i % 1000:03d}"}
+        fields = {"id": call_id,
+                  "start_time": f"2026-11-02 09:{rng.integers(60):02d}:00.{i % 1000:03d}"}
         if rng.random() < 0.5:
             fields["end_time"] = "2026-11-02 10:00:00"
             fields["cause_id"] = str(rng.choice(["0", "6", "99"]))
@@ -367,24 +362,26 @@ def test_buffers_merge_like_a_brute_force_reference(chunk, monkeypatch):
             fields["ondemand"] = str(rng.choice(["true", "0"]))
         if rng.random() < 0.2:
             fields[f"extra_{rng.integers(3)}"] = f"x{i}"
-        record = _record(call_id, **fields)
+        record = cdr.record_from_fields(fields)
         t += int(rng.integers(0, 3))
         sent.append({"t": t, "server": server, "call_id": call_id, "ondemand":
                      record.get("ondemand"), "extra_0": record.get("extra_0"),
                      "cause": record.get("cause")})
         tables.add(t, server, "end" if "end_time" in fields else "start", "notification",
-                   record)
-        key = (server, call_id)
-        base = merged.setdefault(key, {"site": record["site"] or server, "server": server})
-        base.update({k: v for k, v in record.items()
-                     if v is not None and not (isinstance(v, float) and np.isnan(v))
-                     and v is not pd.NaT})
-    for row in merged.values():  # the duration of the merged start and end
-        if "start_time" in row and "end_time" in row:
-            row["duration"] = (row["end_time"] - row["start_time"]).total_seconds()
+                   fields)
+        if i % 50 == 0:
+            tables.events_frame()  # snapshots between events change nothing
+        # the reference: raw fields merged by hand, later non-empty values winning
+        merged.setdefault((server, call_id), {}).update(fields)
+    records = []
+    for (server, _), fields in merged.items():
+        record = cdr.record_from_fields(fields)
+        record["site"] = record["site"] or server
+        record["server"] = server
+        records.append(record)
     got = tables.calls_frame()
     assert len(got) == len(merged)
-    want = _table.calls_frame(list(merged.values()))
+    want = _table.calls_frame(records)
     got_cmp = plain(got).sort_values(["call_id", "server"]).reset_index(drop=True)
     want_cmp = plain(want).sort_values(["call_id", "server"]).reset_index(drop=True)
     pd.testing.assert_frame_equal(got_cmp[want_cmp.columns], want_cmp)
@@ -409,7 +406,7 @@ def test_label_columns_without_values_have_the_calls_table_dtype():
     pd.testing.assert_frame_equal(_table.coerce_calls(empty), empty)
     tables = Tables()
     tables.add(1, "h:1", "start", "notification",
-               {"call_id": "a", "site": "NY", "start_time": pd.Timestamp(0, tz="UTC")})
+               {"id": "a", "location": "NY", "start_time": "1970-01-01 00:00:00"})
     calls = tables.calls_frame().drop(columns=["server", "end_unknown"])
     assert calls["audio_codec"].isna().all()
     pd.testing.assert_frame_equal(_table.coerce_calls(calls), calls)
@@ -417,13 +414,22 @@ def test_label_columns_without_values_have_the_calls_table_dtype():
 
 def test_event_site_falls_back_to_call_then_server():
     tables = Tables()
-    tables.add(1, "h:1", "start", "notification", _record("a", location="NY"))
-    tables.add(2, "h:1", "end", "notification", _record("a", end_time="2026-01-01 00:00:01"))
-    tables.add(3, "h:1", "start", "notification", _record("b"))
+    tables.add(1, "h:1", "start", "notification", {"id": "a", "location": "NY"})
+    tables.add(2, "h:1", "end", "notification", {"id": "a", "end_time": "2026-01-01 00:00:01"})
+    tables.add(3, "h:1", "start", "notification", {"id": "b"})
     events = tables.events_frame()
     assert events.site.astype("str").tolist() == ["NY", "NY", "h:1"]
     calls = tables.calls_frame()
     assert calls.set_index("call_id").site.astype("str").to_dict() == {"a": "NY", "b": "h:1"}
+
+
+def test_times_are_read_with_the_capture_zone_at_snapshot():
+    tables = Tables(tz="Europe/Budapest")
+    tables.add(1, "h:1", "start", "notification",
+               {"id": "a", "start_time": "2026-07-01 12:00:00"})
+    # Budapest is UTC+2 in July
+    assert tables.calls_frame().start_time.tolist() == [
+        pd.Timestamp("2026-07-01 10:00", tz="UTC")]
 
 
 def test_replay_skips_a_cut_last_line(tmp_path):

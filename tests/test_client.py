@@ -10,13 +10,24 @@ import time
 import pandas as pd
 import pytest
 
-from recstats import ConnectionLost, ProtocolError, ServerError, _schema, cdr, protocol
-from recstats.client import RecorderClient
+from recstats import (
+    ConnectFailed,
+    ConnectionLost,
+    KeepaliveExpired,
+    ProtocolError,
+    ResponseTimeout,
+    ServerClosed,
+    ServerError,
+    _schema,
+    cdr,
+    protocol,
+)
+from recstats.client import CallEvent, RecorderClient, parse_address
 from recstats.sim import RecorderSimulator
 
 START = "2026-11-02 09:00:00"
 EXTENSIONS = [str(n) for n in range(1000, 1010)]
-CALL_EVENTS = (protocol.CallStarted, protocol.CallEnded)
+NAMES = {"start": "CallStarted", "end": "CallEnded"}
 
 
 def make_sim(**kwargs) -> RecorderSimulator:
@@ -44,7 +55,7 @@ def drain(client) -> list:
 
 
 def calls_seen(events) -> set[tuple[str, str]]:
-    return {(type(e).__name__, e.call["call_id"]) for e in events if isinstance(e, CALL_EVENTS)}
+    return {(NAMES[e.kind], e.call["call_id"]) for e in events if isinstance(e, CallEvent)}
 
 
 def expected(truth, mask=None) -> set[tuple[str, str]]:
@@ -97,7 +108,7 @@ def test_filtered_subscription_matches_caller_or_callee(sim, numbers):
     assert 0 < mask.sum() < len(truth)
     assert calls_seen(events) == expected(truth, mask)
     for event in events:
-        if isinstance(event, CALL_EVENTS):
+        if isinstance(event, CallEvent):
             assert event.call["caller"] in numbers or event.call["callee"] in numbers
     # both roles occur: the filter is not caller-only or callee-only
     assert truth.caller[mask].isin(numbers).any() and truth.callee[mask].isin(numbers).any()
@@ -157,7 +168,7 @@ def test_notifications_arriving_during_a_request_are_kept_in_order(sim):
         while (event := client.poll(0)) is not None:
             events.append(event)
     assert calls_seen(events) == expected(truth)
-    order = [(type(e).__name__, e.call["call_id"]) for e in events]
+    order = [(NAMES[e.kind], e.call["call_id"]) for e in events]
     starts = [c for kind, c in order if kind == "CallStarted"]
     assert starts == truth.call_id.tolist()
 
@@ -170,11 +181,10 @@ def test_keepalive_loss_is_detected_after_one_and_a_half_intervals():
             if isinstance(event, protocol.KeepAlive):
                 break
         sim.stall_keepalives(30)
-        with pytest.raises(ConnectionLost) as info:
+        with pytest.raises(KeepaliveExpired):
             for _ in client.events():
                 pass
         lost_at = time.monotonic()
-        assert "keep-alive" in info.value.reason
         assert lost_at >= client.last_keepalive + 1.5 * 0.4  # never before the deadline
         assert lost_at < client.last_keepalive + 15.0  # long before the stall ends
         assert client.closed
@@ -206,7 +216,7 @@ def test_server_closing_ends_events_with_the_socket_closed(sim):
     truth = sim.truth
     assert sim.drop_connections() == 1
     events, lost = until_lost(client)
-    assert "closed" in lost.reason
+    assert isinstance(lost, ServerClosed)
     assert client.closed and client._transport._sock.fileno() == -1
     assert calls_seen(events) == expected(truth)  # nothing sent before the close is lost
     with pytest.raises(ConnectionLost):
@@ -220,7 +230,7 @@ def test_simulator_stop_is_seen_as_a_lost_connection(tmp_path):
     client = RecorderClient(*sim.address)
     client.subscribe()
     sim.stop()
-    with pytest.raises(ConnectionLost):
+    with pytest.raises(ServerClosed):
         list(client.events())
 
 
@@ -230,8 +240,8 @@ def test_garbage_is_a_typed_error_and_other_clients_go_on(sim):
     sim.send_raw(b"<VerbaApi><Notification></Oops></VerbaApi>")
     with pytest.raises(ConnectionLost) as info:
         list(victim.events())
+    assert type(info.value) is ConnectionLost  # none of the subclasses' causes
     assert isinstance(info.value.__cause__, ProtocolError)
-    assert "protocol error" in info.value.reason
     assert victim.closed
     with RecorderClient(*sim.address) as other:
         other.subscribe()
@@ -277,7 +287,7 @@ def test_idle_timeout_yields_none(sim):
         assert next(iterator) is None
         sim.advance(30)
         event = next(e for e in iterator if e is not None)
-        assert isinstance(event, protocol.CallStarted)
+        assert isinstance(event, CallEvent) and event.kind == "start"
 
 
 @pytest.mark.parametrize("port", [0, -1, 65536, 70000])
@@ -290,9 +300,24 @@ def test_connection_refused_is_connection_lost():
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    with pytest.raises(ConnectionLost) as info:
+    with pytest.raises(ConnectFailed) as info:
         RecorderClient("127.0.0.1", port, timeout=2)
-    assert str(port) in info.value.reason
+    assert info.value.reason.startswith(f"could not connect to 127.0.0.1:{port}")
+
+
+@pytest.mark.parametrize("zone", ["Europe/Budapset", "", "UTC+1", 5])
+def test_an_unknown_time_zone_is_one_clear_value_error_before_connecting(zone):
+    with pytest.raises(ValueError, match="unknown time zone"):
+        RecorderClient("127.0.0.1", 1, tz=zone, transport_factory=pytest.fail)
+
+
+def test_addresses_are_read_in_one_place():
+    assert parse_address("h.example:10300") == ("h.example", 10300)
+    assert parse_address(("10.0.0.1", "7")) == ("10.0.0.1", 7)
+    assert parse_address("[::1]:10300") == ("::1", 10300)
+    for bad in ["h", "h:", ":7", "h:0", "h:65536", "h:x", ("h",), 7]:
+        with pytest.raises(ValueError, match="host:port"):
+            parse_address(bad)
 
 
 # --------------------------------------------------------------------------- scripted
@@ -360,11 +385,10 @@ def test_keepalive_deadline_is_exact_on_a_fake_clock():
     assert client.subscribe() == 10.0
     assert client.keepalive_deadline == 15.0
     kinds = []
-    with pytest.raises(ConnectionLost) as info:
+    with pytest.raises(KeepaliveExpired):
         for event in client.events():
             kinds.append((type(event).__name__, clock.now))
     assert kinds == [("KeepAlive", 14.9), ("KeepAlive", 20.8)]
-    assert "keep-alive" in info.value.reason
     # lost right after 20.8 + 1.5 x 4, and no wait overshot the deadline
     assert 26.8 < clock.now <= 26.8 + 0.01
     assert transport.closed
@@ -389,7 +413,7 @@ def test_notifications_without_keepalives_still_end_an_overdue_session():
     client.subscribe()
     clock.now = 20.0  # everything arrived long ago; none of it is a keep-alive
     events, lost = until_lost(client)
-    assert "keep-alive" in lost.reason and transport.closed
+    assert isinstance(lost, KeepaliveExpired) and transport.closed
     assert len(events) < 99  # the look into the socket is bounded
 
 
@@ -409,14 +433,17 @@ def test_answers_matched_by_id_with_notifications_between():
     assert info.value.detail == "nope"
     assert b'id="3"' in transport.sent[2]
     event = client.poll(0)
-    assert isinstance(event, protocol.CallStarted) and event.call["call_id"] == "c1"
+    assert isinstance(event, CallEvent) and event.kind == "start"
+    assert event.call["call_id"] == "c1" and event.fields["id"] == "c1"
+    # typed at the edge with the client's zone (UTC here)
+    assert event.call["start_time"] == pd.Timestamp(START, tz="UTC")
 
 
 def test_no_answer_within_timeout_is_connection_lost():
     client, transport, clock = scripted([])
-    with pytest.raises(ConnectionLost) as info:
+    with pytest.raises(ResponseTimeout):
         client.subscribe()
-    assert "no answer" in info.value.reason and transport.closed
+    assert transport.closed
     assert clock.now == pytest.approx(10.0, abs=0.01)
 
 
@@ -447,16 +474,16 @@ def test_an_answer_not_understood_fails_the_request_at_once_and_the_session_goes
 
 def test_send_failure_is_connection_lost():
     client, transport, _ = scripted([], fail_send=True)
-    with pytest.raises(ConnectionLost) as info:
+    with pytest.raises(ServerClosed) as info:
         client.ongoing_calls()
-    assert "broken pipe" in info.value.reason and transport.closed
+    assert isinstance(info.value.__cause__, BrokenPipeError) and transport.closed
 
 
 def test_events_before_broken_bytes_are_delivered():
     note = protocol.call_notification("end", {"id": "c2", "location": "X"})
     client, _, _ = scripted([(0.0, note + b"<VerbaApi><</VerbaApi>")])
     events, lost = until_lost(client)
-    assert [type(e) for e in events] == [protocol.CallEnded]
+    assert [e.kind for e in events] == ["end"]
     assert isinstance(lost.__cause__, ProtocolError)
 
 
@@ -470,4 +497,50 @@ def test_a_failing_on_document_callback_ends_the_session_typed():
                             on_document=journal)
     with pytest.raises(ConnectionLost) as info:
         client.poll(1)
-    assert "disk full" in info.value.reason and transport.closed
+    assert isinstance(info.value.__cause__, OSError) and transport.closed
+
+
+def test_an_answer_of_the_wrong_type_is_a_protocol_error_and_the_session_goes_on():
+    # GetOngoingCalls (id 1) answered in the subscribe response's shape
+    client, _, _ = scripted([
+        (0.1, protocol.subscribe_response("1", 10)),
+        (0.2, protocol.ongoing_calls_response("2", [{"id": "c1"}])),
+    ])
+    with pytest.raises(ProtocolError, match="SubscribeOnCallEvent answer to GetOngoingCalls"):
+        client.ongoing_calls()
+    assert list(client.ongoing_calls().call_id) == ["c1"]
+    assert not client.closed and client.keepalive_deadline is None
+
+
+def test_a_notification_with_a_bad_time_is_an_unknown_message_at_the_edge():
+    note = protocol.call_notification("start", {"id": "c1", "start_time": "noon"})
+    client, _, _ = scripted([(0.0, note)])
+    event = client.poll(1)
+    assert isinstance(event, protocol.UnknownMessage)
+    assert "start_time 'noon' is not a time" in event.reason
+
+
+def test_silence_timeout_ends_a_session_without_keepalives():
+    clock = FakeClock()
+    transport = ScriptedTransport(clock, [(0.0, protocol.subscribe_response("1", 0)),
+                                          (2.0, protocol.call_notification("start",
+                                                                           {"id": "a"}))])
+    client = RecorderClient("site", 1, transport_factory=transport.factory, clock=clock,
+                            silence_timeout=5.0)
+    assert client.subscribe(keepalive=0) is None
+    events, lost = until_lost(client)
+    assert [e.kind for e in events] == ["start"]
+    assert isinstance(lost, KeepaliveExpired) and transport.closed
+    # the last bytes came at 2.0: lost 5 s later, not before
+    assert 7.0 <= clock.now <= 7.0 + 0.01
+
+
+def test_the_notification_queue_is_bounded():
+    notes = b"".join(protocol.call_notification("start", {"id": f"c{i}"}) for i in range(5))
+    client, transport, _ = scripted([(0.0, notes)])
+    client.max_queue = 3
+    events, lost = until_lost(client)
+    # the read that overfilled the queue ends the session; what was queued is delivered
+    assert [e.call["call_id"] for e in events] == ["c0", "c1", "c2", "c3", "c4"]
+    assert type(lost) is ConnectionLost and "more than 3 notifications" in lost.reason
+    assert transport.closed

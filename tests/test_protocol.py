@@ -2,14 +2,15 @@
 
 No sockets: bytes go in, events come out. Expected values come from PROTOCOL.md's
 examples, from hand computation, or from an independent path (the generated
-document list for the framer, ``cdr.record_from_fields`` on the raw fields for
-decoded calls).
+document list for the framer, the raw fields a builder was given for decoded calls).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -32,6 +33,7 @@ from recstats.protocol import (
     KeepAlive,
     OngoingCalls,
     OngoingCallsRequest,
+    ProtocolFailure,
     ServerConnection,
     SubscribeAccepted,
     SubscribeRequest,
@@ -194,10 +196,16 @@ def test_framer_refuses_an_oversized_document_before_it_completes():
 
 
 def test_framer_refuses_a_complete_oversized_document_in_one_read():
-    with pytest.raises(ProtocolError) as info:
-        Framer(max_document_bytes=50).feed(b"<r/>" + b"<r>" + b"y" * 60 + b"</r>")
+    framer = Framer(max_document_bytes=50)
+    # the document completed before the failure is returned; the failure is recorded...
+    assert framer.feed(b"<r/>" + b"<r>" + b"y" * 60 + b"</r>") == [b"<r/>"]
+    assert framer.error.offset == 4
+    with pytest.raises(ProtocolError) as info:  # ...and raised by the next call
+        framer.feed(b"<r/>")
     assert info.value.offset == 4
-    assert info.value.documents == [b"<r/>"]
+    with pytest.raises(ProtocolError) as info:  # at once when nothing came before it
+        Framer(max_document_bytes=50).feed(b"<r>" + b"y" * 60 + b"</r>")
+    assert info.value.offset == 0 and "50-byte limit" in info.value.reason
 
 
 def test_framer_bounds_a_huge_comment_between_documents():
@@ -216,9 +224,11 @@ def test_framer_bounds_a_huge_comment_between_documents():
     (b"<r></r x>", 3),
 ])
 def test_framer_malformed_streams_name_the_offset(stream, offset):
+    framer = Framer()
     with pytest.raises(ProtocolError) as info:
-        Framer().feed(stream)
-    assert info.value.offset == offset
+        framer.feed(stream)
+        framer.feed(b"")  # documents before the failure came back: the next call raises
+    assert info.value.offset == offset == framer.error.offset
 
 
 def test_framer_keeps_waiting_on_ambiguous_prefixes():
@@ -263,18 +273,30 @@ def test_documented_error_sample():
 
 
 def test_documented_notification_example():
-    [event] = client_events(DOC_STARTED, tz="Europe/Budapest")
+    [event] = client_events(DOC_STARTED)
     assert isinstance(event, CallStarted)
-    call = event.call
-    assert call["call_id"] == "4a9d5ec0-7a40-11e4-8271-001cc092f276"
-    assert call["site"] == "NY-RECORDER"
-    assert (call["caller"], call["callee"]) == ("1000", "+3612345678")
-    # 09:15:02.120 in Budapest in November is UTC+1
-    assert call["start_time"] == pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
-    assert call["end_time"] is pd.NaT
-    assert (call["direction_id"], call["direction"]) == ("2", "Outbound")
+    # raw wire values, as in the document
+    assert event.fields == {
+        "id": "4a9d5ec0-7a40-11e4-8271-001cc092f276", "location": "NY-RECORDER",
+        "source_caller_id": "1000", "destination_caller_id": "+3612345678",
+        "start_time": "2026-11-02 09:15:02.120", "direction_id": "2"}
     with pytest.raises(TypeError):
-        call["site"] = "elsewhere"  # records are read-only
+        event.fields["location"] = "elsewhere"  # fields are read-only
+    # the edge turns them into a record with the site's zone: 09:15:02.120 in Budapest
+    # in November is UTC+1
+    call = cdr.record_from_fields(event.fields, tz="Europe/Budapest")
+    assert call["start_time"] == pd.Timestamp("2026-11-02 08:15:02.120", tz="UTC")
+    assert (call["direction_id"], call["direction"]) == ("2", "Outbound")
+
+
+def test_importing_the_protocol_loads_neither_pandas_nor_the_cdr_reader():
+    code = ("import sys, recstats.protocol as P; "
+            "P.ClientConnection().receive_data(P.keepalive_message(1), now=0); "
+            "print(sorted(m for m in ('pandas', 'recstats.cdr', 'numpy') "
+            "if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60, check=True)
+    assert out.stdout.strip() == "[]"
 
 
 def test_documented_subscribe_request_decoded_by_the_server():
@@ -296,10 +318,9 @@ FIELDS = {
 @pytest.mark.parametrize("kind, cls", [("start", CallStarted), ("end", CallEnded),
                                        ("CallEnded", CallEnded)])
 def test_notification_round_trip(kind, cls):
-    [event] = client_events(P.call_notification(kind, FIELDS), tz="America/New_York")
+    [event] = client_events(P.call_notification(kind, FIELDS))
     assert type(event) is cls
-    assert same(event.call, cdr.record_from_fields(FIELDS, tz="America/New_York"))
-    assert event.call["cause"] == "Busy" and event.call["duration"] == 90.5
+    assert event.fields == FIELDS
 
 
 def test_subscribe_response_round_trip():
@@ -315,13 +336,13 @@ def test_ongoing_calls_round_trip():
     [event] = client_events(P.ongoing_calls_response("9", calls))
     assert isinstance(event, OngoingCalls) and event.request_id == "9"
     assert len(event.calls) == 2
-    assert all(same(got, cdr.record_from_fields(raw)) for got, raw in zip(event.calls, calls))
+    assert [dict(got) for got in event.calls] == calls
     assert client_events(P.ongoing_calls_response("9", [])) == [OngoingCalls("9", ())]
 
 
 def test_ongoing_calls_keeps_good_calls_and_surfaces_bad_ones():
     [ok, bad] = client_events(P.ongoing_calls_response("9", [{"id": "a"}, {"location": "x"}]))
-    assert [c["call_id"] for c in ok.calls] == ["a"]
+    assert [c["id"] for c in ok.calls] == ["a"]
     assert isinstance(bad, UnknownMessage) and b"<location>x</location>" in bad.raw
 
 
@@ -329,8 +350,8 @@ def test_call_detail_round_trip():
     document = _xml.cdr_xml(FIELDS)
     [event] = client_events(P.call_detail_response("3", document))
     assert isinstance(event, CallDetail) and event.request_id == "3"
-    assert same(event.cdr, cdr.read_cdr(document))
-    assert event.cdr["shared_item.title"] == "Q3 <review>"
+    assert event.fields == FIELDS
+    assert event.fields["shared_item.title"] == "Q3 <review>"
 
 
 @pytest.mark.parametrize("placement", ["response", "request"])
@@ -439,9 +460,10 @@ def test_notification_fields_as_attributes_or_children_are_the_same_call():
                   b'</VerbaApi>')
     [a], [b] = client_events(children), client_events(attributes)
     assert isinstance(a, CallEnded) and isinstance(b, CallEnded)
-    assert same(a.call, b.call)
-    assert a.call["future_field"] == "kept"
-    assert a.call["end_time"] == pd.Timestamp("2026-01-01 10:00", tz="UTC")
+    assert a.fields["future_field"] == b.fields["future_field"] == "kept"
+    assert a.fields["id"] == b.fields["ccdr_id"] == "k"
+    # one call either way once the edge reads it
+    assert same(cdr.record_from_fields(a.fields), cdr.record_from_fields(b.fields))
 
 
 @pytest.mark.parametrize("kind, cls", [
@@ -452,7 +474,7 @@ def test_notification_fields_as_attributes_or_children_are_the_same_call():
 def test_notification_types_any_case_and_spelling(kind, cls):
     data = f'<VerbaApi><Notification type="{kind}"><Call id="x"/></Notification></VerbaApi>'
     [event] = client_events(data.encode())
-    assert type(event) is cls and event.call["call_id"] == "x"
+    assert type(event) is cls and event.fields["id"] == "x"
 
 
 @pytest.mark.parametrize("data, reason", [
@@ -461,8 +483,6 @@ def test_notification_types_any_case_and_spelling(kind, cls):
     (b'<VerbaApi><Notification type="CallStarted"/></VerbaApi>', "without a Call"),
     ((b'<VerbaApi><Notification type="CallStarted"><Call location="x"/></Notification>'
      b'</VerbaApi>'), "no id"),
-    ((b'<VerbaApi><Notification type="start"><Call id="x" start_time="noon"/></Notification>'
-     b'</VerbaApi>'), "not a time"),
     (b'<VerbaApi><Response code="zero"/></VerbaApi>', "not a number"),
     (b'<VerbaApi><Response code="0"/></VerbaApi>', "no known request"),
     (b'<VerbaApi><Response code="0"><Keepalive time="soon"/></Response></VerbaApi>',
@@ -542,9 +562,15 @@ def test_peer_close():
 
 def test_server_refuses_an_oversized_request():
     server = ServerConnection(max_document_bytes=200)
+    events = []
+    for _ in range(10):
+        events += server.receive_data(b"<VerbaApi><Request type='GetOngoingCalls'>" + b" " * 50)
+        if events:
+            break
+    [failure] = events
+    assert isinstance(failure, ProtocolFailure) and "200-byte limit" in failure.error.reason
     with pytest.raises(ProtocolError):
-        for _ in range(10):
-            server.receive_data(b"<VerbaApi><Request type='GetOngoingCalls'>" + b" " * 50)
+        server.receive_data(b"<r/>")
 
 
 def test_on_document_sees_every_document_before_it_is_decoded():
@@ -563,10 +589,9 @@ def test_malformed_document_keeps_the_events_before_it():
     conn = ClientConnection(on_document=seen.append)
     good = P.keepalive_message(1)
     bad = b"<VerbaApi><Response code='0'></VerbaApi>"
-    with pytest.raises(ProtocolError) as info:
-        conn.receive_data(good + bad, now=0)
-    assert info.value.offset == len(good)
-    assert info.value.events == [KeepAlive(1.0)]
+    events = conn.receive_data(good + bad, now=0)
+    assert events[0] == KeepAlive(1.0) and isinstance(events[1], ProtocolFailure)
+    assert len(events) == 2 and events[1].error.offset == len(good) == conn.error.offset
     assert seen == [good, bad]
     with pytest.raises(ProtocolError):
         conn.receive_data(good, now=0)  # the connection stays failed
@@ -574,18 +599,24 @@ def test_malformed_document_keeps_the_events_before_it():
 
 def test_framing_error_keeps_the_events_before_it():
     conn = ClientConnection()
-    with pytest.raises(ProtocolError) as info:
-        conn.receive_data(P.keepalive_message(1) + b"garbage", now=0)
-    assert info.value.events == [KeepAlive(1.0)]
-    assert info.value.offset == len(P.keepalive_message(1))
+    [alive, failure] = conn.receive_data(P.keepalive_message(1) + b"garbage", now=0)
+    assert alive == KeepAlive(1.0)
+    assert failure.error.offset == len(P.keepalive_message(1))
+    assert "unexpected bytes b'gar'" in failure.error.reason
+    with pytest.raises(ProtocolError):
+        conn.receive_data(P.keepalive_message(1), now=0)
 
 
 def test_oversized_message_is_a_protocol_error():
     conn = ClientConnection(max_document_bytes=1000)
     note = P.call_notification("start", {"id": "a", "source_name": "n" * 2000})
-    with pytest.raises(ProtocolError):
-        for i in range(0, len(note), 512):
-            conn.receive_data(note[i:i + 512], now=0)
+    events = []
+    for i in range(0, len(note), 512):
+        events += conn.receive_data(note[i:i + 512], now=0)
+        if events:
+            break
+    assert [type(e) for e in events] == [ProtocolFailure]
+    assert i == 512  # refused once 2 x 512 = 1024 > 1000 bytes were buffered
 
 
 # --------------------------------------------------------------------------- hostile XML
@@ -605,17 +636,16 @@ HOSTILE = [
 @pytest.mark.parametrize("data", HOSTILE)
 def test_hostile_xml_is_refused_and_nothing_is_expanded(data):
     seen = []
-    with pytest.raises(ProtocolError) as info:
-        ClientConnection(on_document=seen.append).receive_data(data, now=0)
-    assert "EXPANDED" not in str(info.value) and not getattr(info.value, "events", [])
-    with pytest.raises(ProtocolError):
-        ServerConnection().receive_data(data)
+    [failure] = ClientConnection(on_document=seen.append).receive_data(data, now=0)
+    assert isinstance(failure, ProtocolFailure) and "EXPANDED" not in str(failure.error)
+    [failure] = ServerConnection().receive_data(data)
+    assert isinstance(failure, ProtocolFailure)
 
 
 def test_character_references_are_not_entities():
     data = b'<VerbaApi><Notification type="start"><Call id="a&#38;b&amp;c"/></Notification></VerbaApi>'
     [event] = client_events(data)
-    assert event.call["call_id"] == "a&b&c"
+    assert event.fields["id"] == "a&b&c"
 
 
 # --------------------------------------------------------------------------- one read or many
@@ -644,17 +674,16 @@ MESSAGES = [
 
 def _run(conn: ClientConnection, reads: list[bytes]):
     events = []
-    try:
-        for data in reads:
-            events += conn.receive_data(data, now=1.0)
-    except ProtocolError as exc:
-        return events + list(exc.events), ("error", exc.offset)
+    for data in reads:
+        events += conn.receive_data(data, now=1.0)
+        if events and isinstance(events[-1], ProtocolFailure):
+            return events[:-1], ("error", events[-1].error.offset)
     return events, None
 
 
 def _comparable(events):
     # repr: nan and NaT compare unequal to themselves
-    return [repr(dict(e.call)) if hasattr(e, "call") else repr(e) for e in events]
+    return [repr(dict(e.fields)) if hasattr(e, "fields") else repr(e) for e in events]
 
 
 @settings(max_examples=150, deadline=None)
@@ -694,3 +723,160 @@ def test_long_constructs_split_over_many_reads(data):
         events += conn.receive_data(data[i:i + 100], now=0.0)
     assert events == [KeepAlive(1.0)]
     assert conn.offset == len(data)
+
+
+# --------------------------------------------------------------------------- send(event)
+
+
+def test_both_ends_send_events_that_the_other_end_decodes_back():
+    client, server = ClientConnection(), ServerConnection()
+    requests = [SubscribeRequest(None, ("1000",), 10.0), OngoingCallsRequest(None, ()),
+                CallDetailRequest(None, "c-1"), SubscribeRequest("x7", (), None)]
+    data = b"".join(client.send(r) for r in requests)
+    # ids "1", "2", "3" were given out in order; an explicit id is kept
+    assert server.receive_data(data) == [
+        SubscribeRequest("1", ("1000",), 10.0), OngoingCallsRequest("2", ()),
+        CallDetailRequest("3", "c-1"), SubscribeRequest("x7", (), None)]
+    answers = [SubscribeAccepted("1", 10.0), OngoingCalls("2", ({"id": "a"},)),
+               CallDetail("3", FIELDS), KeepAlive(5.0), CallStarted({"id": "b"}),
+               CallEnded(FIELDS), ErrorResponse("x7", "SubscribeOnCallEvent", 2, "D", "x")]
+    data = b"".join(server.send(a) for a in answers)
+    assert client.receive_data(data, now=0.0) == answers
+    assert client.pending_requests == {}
+    with pytest.raises(TypeError):
+        server.send(SubscribeRequest("1"))
+    with pytest.raises(TypeError):
+        client.send(KeepAlive(1.0))
+
+
+# --------------------------------------------------------------------------- answers of the wrong kind
+
+
+def test_an_answer_of_the_wrong_type_is_unknown_with_its_request_id():
+    conn = ClientConnection()
+    request_id, _ = conn.get_ongoing_calls()
+    # the right id, the subscribe response's shape
+    events = conn.receive_data(P.subscribe_response(request_id, 10), now=0.0)
+    assert [type(e) for e in events] == [UnknownMessage]
+    assert events[0].request_id == "1" and "SubscribeOnCallEvent answer" in events[0].reason
+    assert conn.pending_requests == {} and conn.keepalive_deadline is None
+
+
+def test_a_keepalive_carrying_a_request_id_is_no_ongoing_list():
+    conn = ClientConnection()
+    request_id, _ = conn.get_ongoing_calls()
+    data = (f'<VerbaApi><Response code="0" id="{request_id}"><Keepalive time="4"/>'
+            f'</Response></VerbaApi>').encode()
+    assert conn.receive_data(data, now=1.0) == [KeepAlive(4.0)]
+    assert conn.pending_requests == {"1": "GetOngoingCalls"}  # still waiting
+    assert conn.keepalive_deadline == 7.0  # 1 + 1.5 x 4
+    listing = P.ongoing_calls_response(request_id, [{"id": "a"}])
+    assert conn.receive_data(listing, now=2.0) == [OngoingCalls("1", ({"id": "a"},))]
+    # without the container or any call, a success is not an empty list either
+    request_id, _ = conn.get_ongoing_calls()
+    data = (f'<VerbaApi><Response code="0"><Request type="GetOngoingCalls" '
+            f'id="{request_id}"/></Response></VerbaApi>').encode()
+    [event] = conn.receive_data(data, now=3.0)
+    assert isinstance(event, UnknownMessage) and event.request_id == "2"
+
+
+# --------------------------------------------------------------------------- field caps
+
+
+def _notification_with(body: str) -> bytes:
+    return (f'<VerbaApi><Notification type="start"><Call><id>x</id>{body}</Call>'
+            f'</Notification></VerbaApi>').encode()
+
+
+def test_repeated_fields_are_joined_and_capped():
+    cap = _xml.MAX_REPEATS
+    # cap repeats of <t> after the first: 1 + cap values, allowed
+    [event] = client_events(_notification_with("<t>v</t>" * (cap + 1)))
+    assert event.fields["t"] == "; ".join(["v"] * (cap + 1))
+    [event] = client_events(_notification_with("<t>v</t>" * (cap + 2)))
+    assert isinstance(event, UnknownMessage)
+    assert f"more than {cap} repeated field values" in event.reason
+
+
+def test_distinct_fields_are_capped():
+    cap = _xml.MAX_FIELDS
+    # id + (cap - 1) others = cap fields: allowed; one more is refused
+    body = "".join(f"<f{i}>v</f{i}>" for i in range(cap - 1))
+    [event] = client_events(_notification_with(body))
+    assert len(event.fields) == cap
+    [event] = client_events(_notification_with(body + "<last>v</last>"))
+    assert isinstance(event, UnknownMessage) and f"{cap + 1} fields" in event.reason
+
+
+def test_a_million_repeats_are_refused_in_linear_work():
+    # 7 MB under the size bound: refused after MAX_REPEATS values, not after joining
+    # a million (the join was quadratic); pytest-timeout catches a regression
+    data = _notification_with("<t>v</t>" * 1_000_000)
+    [event] = client_events(data)
+    assert isinstance(event, UnknownMessage) and "repeated" in event.reason
+
+
+# --------------------------------------------------------------------------- the parser-free path
+
+
+class GeneralOnly(ClientConnection):
+    """A connection that sends every document through lxml (no parser-free path)."""
+
+    def _fast(self, raw):
+        return None
+
+
+LEAF_NAMES = ["id", "ccdr_id", "location", "source_name", "a.b", "x-y", "_z", "1bad", "a b"]
+LEAF_TEXTS = ["c1", "", "  padded  ", "Ann > Bo", "é €", "'q\"", "a&amp;b", "\r\n",
+              "x\x01", "]]>", "<![CDATA[c]]>", "\ufffe", "tab\tnl\n"]
+
+
+@st.composite
+def notification_documents(draw) -> bytes:
+    parts = []
+    for _ in range(draw(st.integers(0, 6))):
+        name = draw(st.sampled_from(LEAF_NAMES))
+        close = draw(st.sampled_from([name, name, name, "other"]))
+        text = draw(st.sampled_from(LEAF_TEXTS))
+        form = draw(st.integers(0, 9))
+        if form == 0:
+            parts.append(f"<{name} k='v'>{text}</{close}>")
+        elif form == 1:
+            parts.append(f"<{name}/>")
+        elif form == 2:
+            parts.append(f"<{name}><n>{text}</n></{close}>")
+        elif form == 3:
+            parts.append(f"<{name}>{text}</{close}>\n  ")
+        else:
+            parts.append(f"<{name}>{text}</{close}>")
+    kind = draw(st.sampled_from(["CallStarted", "ended", "odd"]))
+    head = draw(st.sampled_from(["", '<?xml version="1.0" encoding="UTF-8"?>\n',
+                                 "<?xml version='1.0' encoding='utf-8'?>"]))
+    call = draw(st.sampled_from(["<Call>", "<Call>\n", "<Call id='k'>"]))
+    return (f'{head}<VerbaApi><Notification type="{kind}">{call}{"".join(parts)}'
+            f"</Call></Notification></VerbaApi>").encode("utf-8", "surrogatepass")
+
+
+def _outcome(events):
+    return [repr(e.error) if isinstance(e, ProtocolFailure) else e for e in events]
+
+
+@settings(max_examples=400, deadline=None)
+@given(notification_documents())
+def test_the_parser_free_path_reads_what_the_parser_reads(document):
+    fast = ClientConnection().receive_data(document, now=0.0)
+    general = GeneralOnly().receive_data(document, now=0.0)
+    assert _outcome(fast) == _outcome(general)
+
+
+def test_the_parser_free_path_takes_the_usual_notifications():
+    from recstats.protocol import _decode
+
+    flat = {k: v for k, v in FIELDS.items() if "." not in k and "&" not in v}
+    assert len(flat) == len(FIELDS) - 2
+    assert _decode.plain_notification(P.call_notification("start", flat)) == (
+        "CallStarted", flat)
+    # nested fields and entities take the general path
+    assert _decode.plain_notification(P.call_notification("start", FIELDS)) is None
+    flat = P.call_notification("end", {"id": "a", "source_name": "Ann", "empty": ""})
+    assert _decode.plain_notification(flat) == ("CallEnded", {"id": "a", "source_name": "Ann"})

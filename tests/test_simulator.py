@@ -45,10 +45,10 @@ def _close_peers():
 class Peer:
     """A raw protocol client: a blocking socket plus a sans-IO ClientConnection."""
 
-    def __init__(self, address, tz="UTC"):
+    def __init__(self, address):
         self.sock = socket.create_connection(address, timeout=5)
         _open_peers.append(self)
-        self.conn = protocol.ClientConnection(tz=tz)
+        self.conn = protocol.ClientConnection()
         self.events: list = []
 
     def send(self, data: bytes, chunk: int | None = None) -> None:
@@ -248,7 +248,7 @@ def test_notifications_follow_starts_and_ends_with_filters(tmp_path):
         everyone.request(everyone.conn.get_ongoing_calls())
         few.request(few.conn.get_ongoing_calls())
     def seen(peer):
-        return [(type(e).__name__, e.call["call_id"]) for e in peer.events
+        return [(type(e).__name__, e.fields["id"]) for e in peer.events
                 if isinstance(e, (protocol.CallStarted, protocol.CallEnded))]
     starts = [("CallStarted", c) for c in truth.call_id]
     ends = [("CallEnded", c) for c in truth.call_id[truth.end_time.notna()]]
@@ -263,7 +263,8 @@ def test_notifications_follow_starts_and_ends_with_filters(tmp_path):
     assert {c for _, c in seen(few)} == wanted
     for e in few.events:
         if isinstance(e, (protocol.CallStarted, protocol.CallEnded)):
-            assert {e.call["caller"], e.call["callee"]} & {"1001", "1007"}
+            assert {e.fields.get("source_caller_id"),
+                    e.fields.get("destination_caller_id")} & {"1001", "1007"}
 
 
 def test_requests_answered_with_ids_and_errors(tmp_path):
@@ -272,12 +273,13 @@ def test_requests_answered_with_ids_and_errors(tmp_path):
         truth = sim.truth
         peer = Peer(sim.address)
         ongoing = peer.request(peer.conn.get_ongoing_calls())
-        assert {c["call_id"] for c in ongoing.calls} == set(truth.call_id[truth.end_time.isna()])
+        assert {c["id"] for c in ongoing.calls} == set(truth.call_id[truth.end_time.isna()])
         filtered = peer.request(peer.conn.get_ongoing_calls(extensions=["1003"]))
-        assert all("1003" in (c["caller"], c["callee"]) for c in filtered.calls)
+        assert all("1003" in (c.get("source_caller_id"), c.get("destination_caller_id"))
+                   for c in filtered.calls)
         done = truth[truth.end_time.notna()].call_id.iloc[0]
         detail = peer.request(peer.conn.get_call_detail(done))
-        assert dict(detail.cdr) == cdr.read_cdr(sim.cdr_path(done))
+        assert cdr.record_from_fields(detail.fields) == cdr.read_cdr(sim.cdr_path(done))
         unknown = peer.request(peer.conn.get_call_detail("no-such-call"))
         assert isinstance(unknown, protocol.ErrorResponse) and unknown.code == 2
         assert "no-such-call" in unknown.detail
@@ -536,7 +538,7 @@ def test_simulate_command_runs_one_simulator_per_site(tmp_path, capsys):
             event = next(e for e in peer.read_until(
                 lambda evs: any(isinstance(e, protocol.CallStarted) for e in evs))
                 if isinstance(e, protocol.CallStarted))
-            seen[sim.port] = event.call["site"]
+            seen[sim.port] = event.fields["location"]
         raise KeyboardInterrupt
 
     assert simulate.run(args, wait=wait) == 0

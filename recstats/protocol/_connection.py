@@ -1,241 +1,59 @@
-"""Connections of both ends: framed documents -> typed events (the package docstring
-says how they are used)."""
-
+"""The client end of a connection, and what both ends share: framed documents ->
+events, request events -> bytes (the package docstring says how they are used)."""
 
 from __future__ import annotations
 
-import math
-import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
-from typing import Any
+from collections.abc import Callable
 
 from lxml import etree
 
-from .. import cdr
-from .._xml import MAX_DOCUMENT_BYTES, fields_of, parse_document, safe_parser
+from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import CDRParseError, ProtocolError
+from ._decode import (
+    call_fields,
+    child,
+    messages,
+    name,
+    parse,
+    parse_many,
+    plain_notification,
+    seconds,
+)
+from ._events import (
+    CallDetail,
+    CallDetailRequest,
+    CallEnded,
+    CallStarted,
+    ConnectionClosed,
+    ErrorResponse,
+    Event,
+    KeepAlive,
+    OngoingCalls,
+    OngoingCallsRequest,
+    ProtocolFailure,
+    SubscribeAccepted,
+    SubscribeRequest,
+    UnknownMessage,
+)
 from ._framing import Framer
 from ._messages import (
     DETAIL,
     KEEPALIVE_FACTOR,
     ONGOING,
     SUBSCRIBE,
-    _kind,
     call_detail_request,
+    kind_of,
     ongoing_calls_request,
     subscribe_request,
 )
 
-# --------------------------------------------------------------------------- events
+__all__ = ["ClientConnection", "ConnectionBase"]
+
+_kinds: dict[str, str] = {}  # notification type -> "start"/"end", memoised (hot path)
+TYPES = {SUBSCRIBE.lower(): SUBSCRIBE, ONGOING.lower(): ONGOING, DETAIL.lower(): DETAIL}
 
 
-@dataclass(frozen=True, slots=True)
-class SubscribeAccepted:
-    """The server accepted a subscription; ``keepalive`` is its interval in seconds,
-    ``None`` when keep-alive is off (``time="0"`` or no ``Keepalive`` element)."""
-    request_id: str | None
-    keepalive: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class KeepAlive:
-    """A keep-alive; the next one is due within 1.5 x ``interval`` seconds
-    (``interval == 0`` turns keep-alive off)."""
-    interval: float
-
-
-@dataclass(frozen=True, slots=True)
-class CallStarted:
-    """A call began. ``call`` is a read-only record keyed like
-    :func:`recstats.cdr.record_from_fields` (calls-table names + every other field)."""
-    call: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class CallEnded:
-    """A call ended; ``call`` carries every field known at the end (``end_time``...)."""
-    call: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class OngoingCalls:
-    """The answer to ``GetOngoingCalls``: one read-only record per call in progress."""
-    request_id: str | None
-    calls: tuple[Mapping[str, Any], ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CallDetail:
-    """The answer to ``GetCallDetail``: the call's CDR as a read-only record."""
-    request_id: str | None
-    cdr: Mapping[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorResponse:
-    """A failure response (any non-zero ``code``; the vendor documents 2)."""
-    request_id: str | None
-    request_type: str | None
-    code: int
-    description: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownMessage:
-    """A well-formed message recstats does not understand, kept with its raw bytes;
-    ``request_id`` is set when it answers a request (an answer not understood)."""
-    raw: bytes
-    reason: str
-    request_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class ConnectionClosed:
-    """The peer closed the connection (``receive_data(b"")``)."""
-
-
-Event = (SubscribeAccepted | KeepAlive | CallStarted | CallEnded | OngoingCalls
-         | CallDetail | ErrorResponse | UnknownMessage | ConnectionClosed)
-
-
-@dataclass(frozen=True, slots=True)
-class SubscribeRequest:
-    """``SubscribeOnCallEvent``: ``extensions`` empty means every call; ``keepalive`` is
-    the interval asked for (``0.0``: none; ``None``: the server's default)."""
-    request_id: str | None
-    extensions: tuple[str, ...]
-    keepalive: float | None
-
-
-@dataclass(frozen=True, slots=True)
-class OngoingCallsRequest:
-    """``GetOngoingCalls``, optionally restricted to ``extensions``."""
-    request_id: str | None
-    extensions: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class CallDetailRequest:
-    """``GetCallDetail`` for ``call_id`` (``None`` when the request names no call)."""
-    request_id: str | None
-    call_id: str | None
-
-
-@dataclass(frozen=True, slots=True)
-class UnknownRequest:
-    """A request the server side does not know or cannot read (``reason`` says which,
-    when it is not simply an unknown type); answer it with :func:`error_response`."""
-    request_id: str | None
-    request_type: str | None
-    raw: bytes
-    reason: str = ""
-
-
-RequestEvent = (SubscribeRequest | OngoingCallsRequest | CallDetailRequest | UnknownRequest
-                | ConnectionClosed)
-
-# --------------------------------------------------------------------------- helpers
-
-
-def _name(element) -> str | None:
-    """Lower-case local name of an element (None for comments and the like)."""
-    tag = element.tag
-    name = _names.get(tag)
-    if name is None:
-        if not isinstance(tag, str):
-            return None
-        name = tag.rpartition("}")[2].lower()
-        if len(_names) > 1024:  # peers choose names: keep the memo small
-            _names.clear()
-        _names[tag] = name
-    return name
-
-
-_names: dict[str, str] = {}  # tag -> lower-case local name, memoised (hot path)
-_kinds: dict[str, str] = {}  # notification type -> "start"/"end", memoised
-
-
-def _child(element, name: str):
-    for child in element:
-        if _name(child) == name:
-            return child
-    return None
-
-
-def _seconds(text: str | None) -> float | None:
-    """A keep-alive ``time`` (decimal seconds) -> float; None when absent or invalid."""
-    if text is None:
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    if not math.isfinite(value) or value < 0:
-        return None
-    return value
-
-
-def _record(element, tz: str) -> MappingProxyType:
-    return MappingProxyType(cdr.record_from_fields(fields_of(element), tz=tz))
-
-
-def _parse(document: bytes, offset: int) -> etree._Element:
-    """Hardened parse of one framed document; malformed -> ProtocolError at ``offset``.
-
-    The framer already bounded the size, so only cdr's parse rules apply here."""
-    try:
-        return parse_document(document, max_bytes=len(document))
-    except CDRParseError as exc:
-        raise ProtocolError(exc.reason, offset) from None
-
-
-# A document that is a UTF-8 declaration (or none), whitespace and its root element
-_PLAIN_PROLOG = re.compile(rb'(<\?xml version=(?:"1\.0" encoding="(?:UTF|utf)-8"|'
-                           rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\r\n]*<[^!?]")
-
-
-def _parse_many(located: list[tuple[int, bytes]]) -> list | None:
-    """Parse several framed documents with one lxml call, or None if that is not sure
-    to give what parsing each alone gives (then each is parsed alone).
-
-    libxml2's fixed cost per document is about half of parsing a notification, so the
-    documents of one read are parsed as the children of one wrapper element. Only
-    documents made of a UTF-8 declaration (or none), whitespace and a root element take
-    part: stripped of their declaration they are well-formed alone exactly when they
-    are well-formed side by side. Any doubt (a comment or PI before the root, another
-    encoding, a parse error anywhere) returns None.
-    """
-    parts = [b"<_>"]
-    match = _PLAIN_PROLOG.match
-    for _, raw in located:
-        head = match(raw)
-        if head is None:
-            return None
-        parts.append(memoryview(raw)[head.end(1):] if head.end(1) > 0 else raw)
-    parts.append(b"</_>")
-    try:
-        wrapper = etree.fromstring(b"".join(parts), safe_parser())
-    except (etree.XMLSyntaxError, ValueError):
-        return None
-    roots = list(wrapper)
-    return roots if len(roots) == len(located) else None
-
-
-def _messages(root) -> list:
-    """The message elements of a document: the root's children, or the root itself
-    when a peer leaves out the ``VerbaApi`` envelope."""
-    if _name(root) in ("response", "notification", "request"):
-        return [root]
-    return [child for child in root if isinstance(child.tag, str)]
-
-
-# --------------------------------------------------------------------------- connections
-
-
-class _Connection:
+class ConnectionBase:
     """What both ends share: framing, the failed state and the closed state."""
 
     def __init__(self, max_document_bytes: int,
@@ -246,11 +64,13 @@ class _Connection:
         self.closed = False
 
     def _feed(self, data: bytes, decode) -> list:
-        """Frame ``data`` and decode every document with ``decode(root, raw)``."""
+        """Frame ``data`` and decode every document with ``decode(root, raw)``; a
+        failure becomes a final :class:`ProtocolFailure` after the events before it."""
         if self._error is not None:
-            raise ProtocolError(f"the connection already failed: {self._error}")
+            raise ProtocolError(f"the connection already failed: {self._error.reason}",
+                                self._error.offset)
+        events: list = []
         if not data:
-            events = []
             if not self.closed and self._framer.pending:
                 # the peer hung up inside a document: keep what came, typed
                 events.append(self._partial(self._framer.unfinished()))
@@ -260,31 +80,60 @@ class _Connection:
         if self.closed:
             raise ProtocolError("data received after the connection closed",
                                 self._framer.offset)
-        failure = None
         try:
             located = self._framer.feed_with_offsets(data)
         except ProtocolError as exc:
-            failure, located = exc, exc.located
-        events: list = []
+            return self._failed(events, exc)
+        error = self._decode_all(located, decode, events)
+        if error is None:
+            error = self._framer.error  # broken after the documents returned
+        return events if error is None else self._failed(events, error)
+
+    def _fast(self, raw: bytes):
+        """The event of a usual document read without a parser, or None (see
+        :func:`._decode.plain_notification`); the server end has none."""
+        return
+
+    def _decode_all(self, located: list, decode, events: list) -> ProtocolError | None:
+        """Decode framed documents in order into ``events``; the first failure stops."""
+        run: list = []  # documents for the parser, decoded together
+        for item in located:
+            event = self._fast(item[1])
+            if event is None:
+                run.append(item)
+                continue
+            if run:
+                error = self._decode_run(run, decode, events)
+                if error is not None:
+                    return error
+                run = []
+            if self._on_document is not None:
+                self._on_document(item[1])
+            events.append(event)
+        return self._decode_run(run, decode, events) if run else None
+
+    def _decode_run(self, run: list, decode, events: list) -> ProtocolError | None:
         on_document = self._on_document
-        roots = _parse_many(located) if len(located) > 1 else None
+        roots = parse_many(run) if len(run) > 1 else None
         if roots is not None:  # all well-formed: nothing below can fail
-            for (_, raw), root in zip(located, roots):
+            for (_, raw), root in zip(run, roots, strict=True):
                 if on_document is not None:
                     on_document(raw)
                 events.extend(decode(root, raw))
-            located = ()
-        try:
-            for offset, raw in located:
-                if on_document is not None:
-                    on_document(raw)
-                events.extend(decode(_parse(raw, offset), raw))
-        except ProtocolError as exc:
-            failure = exc
-        if failure is not None:
-            failure.events = events  # what was understood before the failure
-            self._error = failure
-            raise failure
+            return None
+        for offset, raw in run:
+            if on_document is not None:
+                on_document(raw)
+            try:
+                root = parse(raw, offset)
+            except ProtocolError as exc:
+                return exc
+            events.extend(decode(root, raw))
+        return None
+
+    def _failed(self, events: list, error: ProtocolError) -> list:
+        self._error = error
+        events.append(ProtocolFailure(error))
         return events
 
     @property
@@ -292,24 +141,36 @@ class _Connection:
         """Stream bytes consumed so far (whole documents and separators)."""
         return self._framer.offset
 
+    @property
+    def error(self) -> ProtocolError | None:
+        """The failure that ended the connection (``None`` while it is sound)."""
+        return self._error
+
     def _partial(self, raw: bytes):
         return UnknownMessage(raw, "connection closed in the middle of a document")
 
 
-class ClientConnection(_Connection):
+class ClientConnection(ConnectionBase):
     """The client end of one connection to a recording server, without I/O.
 
-    Build requests with :meth:`subscribe`, :meth:`get_ongoing_calls` and
-    :meth:`get_call_detail` (each returns ``(request_id, bytes to send)``; ids are
-    ``"1"``, ``"2"``, ... per connection) and feed what the server sends to
-    :meth:`receive_data`, which returns events. Call records are decoded with the
-    site time zone ``tz``. ``on_document(raw)`` is called once per framed document,
-    before it is decoded (a capture journal uses it).
+    :meth:`send` turns a request event into the bytes to write (``request_id=None``
+    takes the next id: ``"1"``, ``"2"``, ... per connection); :meth:`subscribe`,
+    :meth:`get_ongoing_calls` and :meth:`get_call_detail` do the same and return
+    ``(request_id, bytes)``. Feed what the server sends to :meth:`receive_data`,
+    which returns events carrying raw wire values. ``on_document(raw)`` is called
+    once per framed document, before it is decoded (a capture journal uses it).
 
-    A framing or XML error raises :class:`recstats.ProtocolError` (with ``offset``);
-    the events decoded before it in the same call are attached as ``error.events``,
-    and the connection stays failed (every later call raises a ProtocolError).
+    A framing or XML error ends the returned list with a :class:`ProtocolFailure`
+    (its ``error`` has the ``offset``); the events before it are the documents
+    decoded before the failure. The connection stays failed: every later
+    :meth:`receive_data` raises :class:`recstats.ProtocolError`.
 
+    An answer is matched to its pending request by id; one whose echoed type is not
+    the pending request's type is an :class:`UnknownMessage` with that request id (the
+    request is answered, wrongly). A response that only carries a ``Keepalive`` is a
+    :class:`KeepAlive` whatever id it carries, unless it answers a pending subscription.
+
+    >>> from recstats.protocol import subscribe_response
     >>> conn = ClientConnection()
     >>> request_id, data = conn.subscribe(keepalive=10)
     >>> conn.receive_data(subscribe_response(request_id, 10), now=100.0)
@@ -318,22 +179,54 @@ class ClientConnection(_Connection):
     (115.0, False, True)
     """
 
-    def __init__(self, tz: str = "UTC", max_document_bytes: int = MAX_DOCUMENT_BYTES,
+    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES,
                  on_document: Callable[[bytes], None] | None = None):
         super().__init__(max_document_bytes, on_document)
-        self.tz = tz
         self._next_id = 1
         self._pending: dict[str, str] = {}   # request id -> request type, until answered
         self._deadline: float | None = None
         self._now = 0.0
 
+    def _fast(self, raw: bytes):
+        plain = plain_notification(raw)
+        if plain is None:
+            return None
+        kind = _kinds.get(plain[0])
+        if kind is None:
+            kind = kind_of(plain[0])
+            if kind is None:
+                return None  # the general path names the unknown type
+            if len(_kinds) < 256:
+                _kinds[plain[0]] = kind
+        return CallStarted(plain[1]) if kind == "start" else CallEnded(plain[1])
+
     # requests ----------------------------------------------------------------------
 
-    def _request(self, request_type: str, build, *args) -> tuple[str, bytes]:
-        request_id = str(self._next_id)
-        data = build(request_id, *args)  # raises on bad arguments: no id is used up
-        self._next_id += 1
-        self._pending[request_id] = request_type
+    def send(self, event: SubscribeRequest | OngoingCallsRequest | CallDetailRequest
+             ) -> bytes:
+        """The bytes of a request event; its id (or the next one) becomes pending.
+
+        >>> ClientConnection().send(OngoingCallsRequest(None))[39:]
+        b'<VerbaApi><Request type="GetOngoingCalls" id="1"/></VerbaApi>'
+        """
+        return self._send(event)[1]
+
+    def _send(self, event) -> tuple[str, bytes]:
+        if not isinstance(event, (SubscribeRequest, OngoingCallsRequest, CallDetailRequest)):
+            raise TypeError(f"a client sends request events, not {type(event).__name__}")
+        request_id = event.request_id
+        if request_id is None:
+            request_id = str(self._next_id)
+        if isinstance(event, SubscribeRequest):
+            kind, data = SUBSCRIBE, subscribe_request(request_id, event.extensions,
+                                                      event.keepalive)
+        elif isinstance(event, OngoingCallsRequest):
+            kind, data = ONGOING, ongoing_calls_request(request_id, event.extensions)
+        else:
+            kind, data = DETAIL, call_detail_request(request_id, event.call_id or "")
+        if event.request_id is None:  # bad arguments raised above: no id is used up
+            self._next_id += 1
+        self._pending[request_id] = kind
         return request_id, data
 
     def subscribe(self, extensions=None, keepalive: float | None = None) -> tuple[str, bytes]:
@@ -343,7 +236,7 @@ class ClientConnection(_Connection):
         >>> ClientConnection().subscribe(["1000"])[0]
         '1'
         """
-        return self._request(SUBSCRIBE, subscribe_request, extensions, keepalive)
+        return self._send(SubscribeRequest(None, _numbers(extensions), keepalive))
 
     def get_ongoing_calls(self, extensions=None) -> tuple[str, bytes]:
         """Ask for the calls in progress (to resynchronise after connecting).
@@ -351,7 +244,7 @@ class ClientConnection(_Connection):
         >>> ClientConnection().get_ongoing_calls()[1][39:]
         b'<VerbaApi><Request type="GetOngoingCalls" id="1"/></VerbaApi>'
         """
-        return self._request(ONGOING, ongoing_calls_request, extensions)
+        return self._send(OngoingCallsRequest(None, _numbers(extensions)))
 
     def get_call_detail(self, call_id: str) -> tuple[str, bytes]:
         """Ask for one call's CDR.
@@ -359,7 +252,12 @@ class ClientConnection(_Connection):
         >>> ClientConnection().get_call_detail("c1")[1][39:]
         b'<VerbaApi><Request type="GetCallDetail" id="1"><Call id="c1"/></Request></VerbaApi>'
         """
-        return self._request(DETAIL, call_detail_request, call_id)
+        return self._send(CallDetailRequest(None, call_id))
+
+    @property
+    def next_request_id(self) -> str:
+        """The id :meth:`send` gives the next request event without one."""
+        return str(self._next_id)
 
     @property
     def pending_requests(self) -> dict[str, str]:
@@ -395,11 +293,11 @@ class ClientConnection(_Connection):
 
     def _decode(self, root, raw: bytes) -> list[Event]:
         events: list[Event] = []
-        for message in _messages(root):
-            name = _name(message)
-            if name == "notification":
+        for message in messages(root):
+            kind = name(message)
+            if kind == "notification":
                 events.append(self._notification(message, raw))
-            elif name == "response":
+            elif kind == "response":
                 events.extend(self._response(message, raw))
             else:
                 events.append(UnknownMessage(raw, f"unknown message element <{message.tag}>"))
@@ -411,85 +309,98 @@ class ClientConnection(_Connection):
         text = message.get("type")
         kind = _kinds.get(text)
         if kind is None:
-            kind = _kind(text)
+            kind = kind_of(text)
             if kind is not None and len(_kinds) < 256:
                 _kinds[text] = kind
         if kind is None:
-            return UnknownMessage(raw, f"unknown notification type {message.get('type')!r}")
-        call = _child(message, "call")
+            return UnknownMessage(raw, f"unknown notification type {text!r}")
+        call = child(message, "call")
         if call is None:
             return UnknownMessage(raw, "notification without a Call element")
         try:
-            record = _record(call, self.tz)
+            fields = call_fields(call)
         except CDRParseError as exc:
             return UnknownMessage(raw, f"call not understood: {exc.reason}")
-        return CallStarted(record) if kind == "start" else CallEnded(record)
+        return CallStarted(fields) if kind == "start" else CallEnded(fields)
 
     def _response(self, message, raw: bytes) -> list[Event]:
-        code_text = message.get("code")
-        echo = _child(message, "request")
-        request_id = request_type = None
+        echo = child(message, "request")
+        request_id = echoed = None
         if echo is not None:
-            request_id, request_type = echo.get("id"), echo.get("type")
+            request_id, echoed = echo.get("id"), echo.get("type")
         if request_id is None:
             request_id = message.get("id")
-        if request_type is None:
-            request_type = message.get("type")
-        if request_id is not None:
-            pending = self._pending.pop(request_id, None)
-            if request_type is None:
-                request_type = pending
+        if echoed is None:
+            echoed = message.get("type")
+        code_text = message.get("code")
         try:
             code = int(code_text)
         except (TypeError, ValueError):
+            self._pending.pop(request_id, None)
             return [UnknownMessage(raw, f"response code {code_text!r} is not a number",
-                                   request_id)]
+                                  request_id)]
+        pending = self._pending.get(request_id) if request_id is not None else None
         if code != 0:
-            error = _child(message, "errormessage")
+            self._pending.pop(request_id, None)
+            error = child(message, "errormessage")
             description = detail = ""
             if error is not None:
                 description = error.get("description") or ""
                 detail = "".join(error.itertext()).strip()
-            return [ErrorResponse(request_id, request_type, code, description, detail)]
-        keepalive = _child(message, "keepalive")
-        interval = None if keepalive is None else _seconds(keepalive.get("time"))
+            return [ErrorResponse(request_id, echoed or pending, code, description, detail)]
+        keepalive = child(message, "keepalive")
+        interval = None if keepalive is None else seconds(keepalive.get("time"))
         if keepalive is not None and interval is None:
+            self._pending.pop(request_id, None)
             return [UnknownMessage(raw, f"keep-alive time {keepalive.get('time')!r} "
-                                        "is not a number of seconds", request_id)]
-        kind = request_type.lower() if request_type else None
+                                       "is not a number of seconds", request_id)]
+        kind = TYPES.get(echoed.lower()) if echoed else pending
+        if echoed and kind is None:
+            self._pending.pop(request_id, None)
+            return [UnknownMessage(raw, f"response to a {echoed!r} request, which "
+                                       "recstats does not know", request_id)]
+        if keepalive is not None and echoed is None and pending != SUBSCRIBE \
+                and _only_keepalive(message):
+            self._announce(interval)  # a keep-alive, whatever id it carries
+            return [KeepAlive(interval or 0.0)]
         if kind is None:
             if keepalive is None:
-                return [UnknownMessage(raw, "success response to no known request")]
+                return [UnknownMessage(raw, "success response to no known request",
+                                      request_id)]
             self._announce(interval)
-            return [KeepAlive(interval)]
-        if kind == SUBSCRIBE.lower():
+            return [KeepAlive(interval or 0.0)]
+        if request_id is not None:
+            self._pending.pop(request_id, None)
+        if pending is not None and kind != pending:
+            return [UnknownMessage(raw, f"a {kind} answer to {pending} request "
+                                       f"{request_id}", request_id)]
+        if kind == SUBSCRIBE:
             self._announce(interval)
             return [SubscribeAccepted(request_id, interval or None)]
-        if kind == ONGOING.lower():
+        if kind == ONGOING:
             return self._ongoing(message, request_id, raw)
-        if kind == DETAIL.lower():
-            for child in message:
-                if child is not echo and _name(child) not in (None, "keepalive"):
-                    try:
-                        return [CallDetail(request_id, _record(child, self.tz))]
-                    except CDRParseError as exc:
-                        return [UnknownMessage(raw, f"call detail not understood: "
-                                                    f"{exc.reason}", request_id)]
-            return [UnknownMessage(raw, "call detail response without a CDR element",
-                                   request_id)]
-        return [UnknownMessage(raw, f"response to a {request_type!r} request, which "
-                                    "recstats does not know", request_id)]
+        for item in message:
+            if item is not echo and name(item) not in (None, "keepalive", "errormessage"):
+                try:
+                    return [CallDetail(request_id, call_fields(item))]
+                except CDRParseError as exc:
+                    return [UnknownMessage(raw, f"call detail not understood: {exc.reason}",
+                                          request_id)]
+        return [UnknownMessage(raw, "call detail response without a CDR element", request_id)]
 
     def _ongoing(self, message, request_id, raw: bytes) -> list[Event]:
-        container = _child(message, "calls")
+        container = child(message, "calls")
         if container is None:
             container = message  # tolerate <Call>s straight under <Response>
+            if child(message, "call") is None:
+                return [UnknownMessage(raw, "ongoing-calls answer without a Calls element",
+                                       request_id)]
         calls, rejected = [], []
         for element in container:
-            if _name(element) != "call":
+            if name(element) != "call":
                 continue
             try:
-                calls.append(_record(element, self.tz))
+                calls.append(call_fields(element))
             except CDRParseError as exc:
                 # one bad call does not hide the others; it is surfaced on its own
                 rejected.append(UnknownMessage(etree.tostring(element, encoding="UTF-8"),
@@ -497,59 +408,13 @@ class ClientConnection(_Connection):
         return [OngoingCalls(request_id, tuple(calls)), *rejected]
 
 
-class ServerConnection(_Connection):
-    """The server end of one connection, without I/O: bytes in, request events out.
+def _only_keepalive(message) -> bool:
+    return all(name(item) in (None, "keepalive") for item in message)
 
-    >>> ServerConnection().receive_data(subscribe_request("1", ["1000"], keepalive=0.2))
-    [SubscribeRequest(request_id='1', extensions=('1000',), keepalive=0.2)]
-    """
 
-    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES):
-        super().__init__(max_document_bytes)
-
-    def receive_data(self, data: bytes) -> list[RequestEvent]:
-        """Feed bytes read from the client (``b""`` when it closed) -> request events.
-
-        A document cut short by the client's close comes first as an
-        :class:`UnknownRequest` without id or type.
-        """
-        return self._feed(data, self._decode)
-
-    def _partial(self, raw: bytes):
-        return UnknownRequest(None, None, raw)
-
-    def _decode(self, root, raw: bytes) -> list[RequestEvent]:
-        events: list[RequestEvent] = []
-        for message in _messages(root):
-            if _name(message) != "request":
-                events.append(UnknownRequest(None, None, raw))
-                continue
-            request_id, request_type = message.get("id"), message.get("type")
-            kind = (request_type or "").lower()
-            if kind in (SUBSCRIBE.lower(), ONGOING.lower()):
-                numbers = tuple(n for n in (
-                    (e.get("number") or e.text or "").strip()
-                    for e in message if _name(e) == "extension") if n)
-                if kind == ONGOING.lower():
-                    events.append(OngoingCallsRequest(request_id, numbers))
-                    continue
-                keepalive = _child(message, "keepalive")
-                interval = None if keepalive is None else _seconds(keepalive.get("time"))
-                if keepalive is not None and interval is None:
-                    events.append(UnknownRequest(
-                        request_id, request_type, raw, f"keep-alive time "
-                        f"{keepalive.get('time')!r} is not a number of seconds >= 0"))
-                else:
-                    events.append(SubscribeRequest(request_id, numbers, interval))
-            elif kind == DETAIL.lower():
-                call = _child(message, "call")
-                call_id = None
-                if call is not None:
-                    fields = fields_of(call)
-                    call_id = fields.get("id") or fields.get("ccdr_id")
-                events.append(CallDetailRequest(request_id, call_id))
-            else:
-                events.append(UnknownRequest(request_id, request_type, raw))
-        if not events:
-            events.append(UnknownRequest(None, None, raw))
-        return events
+def _numbers(extensions) -> tuple[str, ...]:
+    if extensions is None:
+        return ()
+    if isinstance(extensions, (str, int)):
+        extensions = [extensions]
+    return tuple(str(e) for e in extensions)

@@ -24,22 +24,15 @@ import re
 
 from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import ProtocolError
+from ._plain import frame_plain
 
 __all__ = ["Framer"]
 
 # what may stand between documents: XML whitespace, NUL bytes, UTF-8 byte-order marks
 _SEPARATORS = re.compile(rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+")
 _BOM = b"\xef\xbb\xbf"
-# the rest of a start tag after its name; attribute values may hold ">" but never "<"
-# (possessive quantifiers: a failed match never backtracks into a quadratic search)
-_TAG_REST = re.compile(rb"""[^<>"']*+(?:(?:"[^<"]*+"|'[^<']*+')[^<>"']*+)*+>""")
 _NAME_CHARS = re.compile(rb"[^\s/>!?<\"'=]*+")
 _DECLARATION = re.compile(rb"<\?xml[\s?]")
-_END_REST = re.compile(rb"\s*>")
-_FAST_HEAD = re.compile(
-    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+(?:(<\?xml[ \t\r\n][^<>?]*+(?:\?(?!>)[^<>?]*+)*+\?>)[ \t\r\n]*+)?"
-    rb"<([^\s/>!?<\"'=]++)" + _TAG_REST.pattern)
-
 _TAG_STOP = re.compile(rb"""[<>"']""")
 _SPACE = re.compile(rb"[ \t\r\n]*")
 
@@ -48,20 +41,9 @@ _SPACE = re.compile(rb"[ \t\r\n]*")
 _PROLOG, _SKIP, _NAME, _TAG, _BODY, _ENDTAG = range(6)
 # what each "<!"/"<?" construct ends with
 _COMMENT, _CDATA, _PI = b"-->", b"]]>", b"?>"
+_STOP = -1  # what a scanner step returns when it waits for more bytes
 
 _body_patterns: dict[bytes, re.Pattern] = {}
-_tags: dict[bytes, tuple[bytes, bytes]] = {}  # root name -> (its end tag, its start tag)
-
-
-def _marked(buf: bytearray, char: bytes, start: int, stop: int) -> bool:
-    """Whether ``"<" + char`` occurs in ``buf[start:stop]``: a search for the rare
-    ``char`` alone runs at memchr speed, much faster than one for ``"<!"``."""
-    at = buf.find(char, start, stop)
-    while at != -1:
-        if buf[at - 1] == 0x3C:
-            return True
-        at = buf.find(char, at + 1, stop)
-    return False
 
 
 def _body_pattern(root: bytes) -> re.Pattern:
@@ -92,9 +74,10 @@ class Framer:
     Raises :class:`recstats.ProtocolError` (with the stream offset) for bytes that
     cannot start a document, a DTD (refused for safety), an end tag outside any
     document, and a document larger than ``max_document_bytes`` -- as soon as the
-    buffered part of it exceeds the bound. Documents completed before the error in
-    the same call are attached to the exception as ``documents``. After an error the
-    framer is unusable (the stream has lost its framing).
+    buffered part of it exceeds the bound. When documents were completed before the
+    error in the same call, that call returns them and sets :attr:`error` instead; the
+    next call raises. After an error the framer is unusable (the stream has lost its
+    framing).
 
     >>> framer = Framer()
     >>> framer.feed(b'<a x="1>2"><b/></a>\\n<?xml version="1.0"?><c/><a>')
@@ -182,18 +165,37 @@ class Framer:
         [(2, b'<r/>'), (7, b'<s/>')]
         """
         if self._error is not None:
-            raise ProtocolError(f"the stream already failed: {self._error}")
+            raise ProtocolError(f"the stream already failed: {self._error.reason}",
+                                self._error.offset)
         buf = self._buf
         buf += data
         found: list[tuple[int, bytes]] = []
         try:
             self._scan(buf, found)
+            self._drop_done(buf)
+            if self.pending > self.max_document_bytes:
+                self._too_big(self.offset)
         except ProtocolError as exc:
-            exc.documents = [doc for _, doc in found]
-            exc.located = found
             self._error = exc
-            raise
-        # drop what is done; bytearray deletes from the front cheaply
+            if not found:
+                raise
+        return found
+
+    @property
+    def error(self) -> ProtocolError | None:
+        """The failure that ended the stream, or ``None`` while it is sound.
+
+        A failure after documents were completed in the same :meth:`feed` call does
+        not hide them: they are returned and ``error`` is set; the next call raises.
+
+        >>> framer = Framer()
+        >>> framer.feed(b"<r/>garbage"), framer.error.offset
+        ([b'<r/>'], 4)
+        """
+        return self._error
+
+    def _drop_done(self, buf: bytearray) -> None:
+        """Forget the bytes dealt with; bytearray deletes from the front cheaply."""
         cut = self._cut()
         if cut:
             del buf[:cut]
@@ -204,64 +206,16 @@ class Framer:
                 self._start -= cut
             if self._keep is not None:
                 self._keep -= cut
-        if self.pending > self.max_document_bytes:
-            self._too_big(self.offset, found)
-        return found
 
     # ------------------------------------------------------------------ scanning
 
-    def _too_big(self, offset: int, found=()) -> None:
+    def _too_big(self, offset: int) -> None:
         self._fail(f"document larger than the {self.max_document_bytes}-byte limit; "
                    "raise max_document_bytes if the server really sends such messages",
-                   offset, found)
+                   offset)
 
-    def _fail(self, message: str, offset: int, found=()) -> None:
-        exc = ProtocolError(message, offset)
-        exc.documents = [doc for _, doc in found]
-        exc.located = list(found)
-        self._error = exc
-        raise exc
-
-    def _fast(self, buf: bytearray, pos: int, found: list[tuple[int, bytes]]) -> int:
-        """Frame the usual documents from ``pos`` on and return where it stopped.
-
-        The usual document: an optional declaration, then a root element that holds no
-        comment, CDATA section, processing instruction or element of its own name, so
-        its first end tag of that name ends it. One regex and four ``find`` calls per
-        document; anything else is left to the general scan in :meth:`_scan`.
-        """
-        match, find, limit = _FAST_HEAD.match, buf.find, self.max_document_bytes
-        base = self._base
-        while True:
-            head = match(buf, pos)
-            if head is None:
-                return pos
-            start = head.start(1)
-            if start == -1:
-                start = head.start(2) - 1
-            body = head.end()
-            if buf[body - 2] == 0x2F:  # a self-closing root
-                end = body
-            else:
-                root = bytes(head.group(2))
-                tags = _tags.get(root)
-                if tags is None:
-                    if len(_tags) > 64:
-                        _tags.clear()
-                    tags = _tags[root] = (b"</" + root, b"<" + root)
-                close, opener = tags
-                at = find(close, body)
-                if at == -1 or _marked(buf, b"!", body, at) or _marked(buf, b"?", body, at) \
-                        or find(opener, body, at) != -1:
-                    return pos
-                rest = _END_REST.match(buf, at + len(close))
-                if rest is None:
-                    return pos
-                end = rest.end()
-            if end - start > limit:
-                return pos
-            found.append((base + start, bytes(buf[start:end])))
-            pos = end
+    def _fail(self, message: str, offset: int) -> None:
+        raise ProtocolError(message, offset)
 
     def _emit(self, buf: bytearray, end: int, found: list) -> None:
         start = self._start
@@ -273,162 +227,171 @@ class Framer:
 
     def _scan(self, buf: bytearray, found: list[tuple[int, bytes]]) -> None:
         """The general scanner: a state machine that resumes where the last read
-        stopped, so a large document read in small pieces is scanned once."""
-        size = len(buf)
+        stopped, so a large document read in small pieces is scanned once.
+
+        Each state has its step method; a step returns the position to go on from,
+        or ``_STOP`` after saving where to resume when the bytes run out."""
+        steps = (self._in_prolog, self._in_skip, self._in_name, self._in_tag,
+                 self._in_body, self._in_end_tag)
         pos = self._pos
-        base = self._base
-        while True:
-            state = self._state
-            if state == _BODY:
-                match = self._pattern.search(buf, pos)
-                if match is None:
-                    # a hit needs at most len(root) + 3 bytes ("</" name lookahead) or
-                    # 9 ("<![CDATA["): the tail shorter than that is searched again
-                    self._pos = max(pos, size - len(self._root) - 10)
-                    return
-                at = match.start()
-                if match.group(1):
-                    self._skip(_COMMENT, _BODY)
-                    pos = at + 4
-                elif match.group(2):
-                    self._skip(_CDATA, _BODY)
-                    pos = at + 9
-                elif match.group(3):
-                    self._skip(_PI, _BODY)
-                    pos = at + 2
-                elif match.group(4):
-                    # "<!" that is not (yet) a comment or CDATA: wait if it may become one
-                    head = bytes(buf[at:at + 9])
-                    if b"<!--".startswith(head) or b"<![CDATA[".startswith(head):
-                        self._pos = at
-                        return
-                    self._fail("markup declaration (<!...) inside a document; DTDs are "
-                               "refused", base + at)
-                elif match.group(5):  # an end tag of the root's name
-                    self._tag_at, self._state = at, _ENDTAG
-                    pos = match.end()
-                else:  # a nested element with the root's name
-                    self._tag_at, self._state = at, _TAG
-                    self._nested, self._quote = True, 0
-                    pos = match.end()
-            elif state == _PROLOG:
-                self._keep = None
+        while pos != _STOP:
+            pos = steps[self._state](buf, pos, found)
+
+    def _stop(self, pos: int) -> int:
+        self._pos = pos
+        return _STOP
+
+    def _in_prolog(self, buf: bytearray, pos: int, found: list) -> int:
+        """Between documents: separators, comments and PIs, a declaration, a root."""
+        self._keep = None
+        if self._start is None:
+            pos = frame_plain(buf, pos, self._base, self.max_document_bytes, found)
+        pos = _SEPARATORS.match(buf, pos).end()
+        if pos >= len(buf):
+            return self._stop(pos)
+        if buf[pos] != 0x3C:  # "<"
+            tail = bytes(buf[pos:pos + 3])
+            if len(tail) < 3 and _BOM.startswith(tail):
+                return self._wait(pos)  # a byte-order mark cut by the read boundary
+            self._fail(f"unexpected bytes {tail!r} where a document should start",
+                       self._base + pos)
+        head = bytes(buf[pos:pos + 6])
+        if len(head) < 2:
+            return self._wait(pos)
+        nxt = head[1]
+        if nxt == 0x3F:  # "<?": the declaration or a processing instruction
+            if len(head) < 6 and b"<?xml ".startswith(head):
+                return self._wait(pos)
+            if _DECLARATION.match(head):
+                self._start = pos  # the document starts at its declaration
+            elif self._start is None:
+                self._keep = pos
+            self._skip(_PI, _PROLOG)
+            return pos + 2
+        if nxt == 0x21:  # "<!"
+            if head.startswith(b"<!--"):
                 if self._start is None:
-                    pos = self._fast(buf, pos, found)
-                pos = _SEPARATORS.match(buf, pos).end()
-                if pos >= size:
-                    self._pos = pos
-                    return
-                if buf[pos] != 0x3C:  # "<"
-                    tail = bytes(buf[pos:pos + 3])
-                    if len(tail) < 3 and _BOM.startswith(tail):
-                        self._wait(pos)  # a byte-order mark cut by the read boundary
-                        return
-                    self._fail(f"unexpected bytes {tail!r} where a document should start",
-                               base + pos)
-                head = bytes(buf[pos:pos + 6])
-                if len(head) < 2:
-                    self._wait(pos)
-                    return
-                nxt = head[1]
-                if nxt == 0x3F:  # "<?": the declaration or a processing instruction
-                    if len(head) < 6 and b"<?xml ".startswith(head):
-                        self._wait(pos)
-                        return
-                    if _DECLARATION.match(head):
-                        self._start = pos  # the document starts at its declaration
-                    elif self._start is None:
-                        self._keep = pos
-                    self._skip(_PI, _PROLOG)
-                    pos += 2
-                elif nxt == 0x21:  # "<!"
-                    if head.startswith(b"<!--"):
-                        if self._start is None:
-                            self._keep = pos
-                        self._skip(_COMMENT, _PROLOG)
-                        pos += 4
-                    elif len(head) < 4 and b"<!--".startswith(head):
-                        self._wait(pos)
-                        return
-                    else:
-                        self._fail("DTD or markup declaration before the root element; "
-                                   "refused for safety", base + pos)
-                elif nxt == 0x2F:  # "</"
-                    self._fail("end tag outside any document", base + pos)
-                else:  # the root's start tag
-                    if self._start is None:
-                        self._start = pos
-                    self._tag_at, self._state = pos, _NAME
-                    pos += 1
-            elif state == _NAME:  # the root's name, which may go on in the next read
-                pos = _NAME_CHARS.match(buf, pos).end()
-                if pos >= size:
-                    self._pos = pos
-                    return
-                if pos == self._tag_at + 1:
-                    self._fail("malformed start tag", base + self._tag_at)
-                self._root = bytes(buf[self._tag_at + 1:pos])
-                self._state = _TAG
-                self._nested, self._quote = False, 0
-            elif state == _SKIP:  # in a comment, CDATA section or processing instruction
-                end = buf.find(self._term, pos)
-                if end == -1:
-                    self._pos = max(pos, size - len(self._term) + 1)
-                    return
-                pos = end + len(self._term)
-                self._state = self._after
-            elif state == _TAG:  # attribute values may hold ">" but never "<"
-                quote = self._quote
-                while True:
-                    if quote:
-                        close = buf.find(quote, pos)
-                        if buf.find(b"<", pos, size if close == -1 else close) != -1:
-                            self._fail("malformed start tag", base + self._tag_at)
-                        if close == -1:
-                            self._quote, self._pos = quote, size
-                            return
-                        pos, quote = close + 1, 0
-                        continue
-                    stop = _TAG_STOP.search(buf, pos)
-                    if stop is None:
-                        self._quote, self._pos = 0, size
-                        return
-                    char = buf[stop.start()]
-                    pos = stop.end()
-                    if char == 0x3E:  # ">"
-                        break
-                    if char == 0x3C:  # "<"
-                        self._fail("malformed start tag", base + self._tag_at)
-                    quote = bytes((char,))
-                closed = buf[pos - 2] == 0x2F  # "/>"
-                if self._nested:
-                    self._depth += not closed
-                    self._state = _BODY
-                elif closed:  # a self-closing root is the whole document
-                    self._emit(buf, pos, found)
-                else:
-                    self._pattern = _body_pattern(self._root)
-                    self._depth = 1
-                    self._state = _BODY
-            else:  # _ENDTAG: after "</" and the root's name
-                pos = _SPACE.match(buf, pos).end()
-                if pos >= size:
-                    self._pos = pos
-                    return
-                if buf[pos] != 0x3E:
-                    self._fail("malformed end tag", base + self._tag_at)
-                pos += 1
-                self._depth -= 1
-                if self._depth == 0:
-                    self._emit(buf, pos, found)
-                else:
-                    self._state = _BODY
+                    self._keep = pos
+                self._skip(_COMMENT, _PROLOG)
+                return pos + 4
+            if len(head) < 4 and b"<!--".startswith(head):
+                return self._wait(pos)
+            self._fail("DTD or markup declaration before the root element; "
+                       "refused for safety", self._base + pos)
+        if nxt == 0x2F:  # "</"
+            self._fail("end tag outside any document", self._base + pos)
+        if self._start is None:  # the root's start tag
+            self._start = pos
+        self._tag_at, self._state = pos, _NAME
+        return pos + 1
+
+    def _in_skip(self, buf: bytearray, pos: int, found: list) -> int:
+        """In a comment, CDATA section or processing instruction: find its end."""
+        end = buf.find(self._term, pos)
+        if end == -1:
+            return self._stop(max(pos, len(buf) - len(self._term) + 1))
+        self._state = self._after
+        return end + len(self._term)
+
+    def _in_name(self, buf: bytearray, pos: int, found: list) -> int:
+        """The root's name, which may go on in the next read."""
+        pos = _NAME_CHARS.match(buf, pos).end()
+        if pos >= len(buf):
+            return self._stop(pos)
+        if pos == self._tag_at + 1:
+            self._fail("malformed start tag", self._base + self._tag_at)
+        self._root = bytes(buf[self._tag_at + 1:pos])
+        self._state = _TAG
+        self._nested, self._quote = False, 0
+        return pos
+
+    def _in_tag(self, buf: bytearray, pos: int, found: list) -> int:
+        """In a start tag: attribute values may hold ">" but never "<"."""
+        size = len(buf)
+        quote = self._quote
+        while True:
+            if quote:
+                close = buf.find(quote, pos)
+                if buf.find(b"<", pos, size if close == -1 else close) != -1:
+                    self._fail("malformed start tag", self._base + self._tag_at)
+                if close == -1:
+                    self._quote = quote
+                    return self._stop(size)
+                pos, quote = close + 1, 0
+                continue
+            stop = _TAG_STOP.search(buf, pos)
+            if stop is None:
+                self._quote = 0
+                return self._stop(size)
+            char = buf[stop.start()]
+            pos = stop.end()
+            if char == 0x3E:  # ">"
+                break
+            if char == 0x3C:  # "<"
+                self._fail("malformed start tag", self._base + self._tag_at)
+            quote = bytes((char,))
+        closed = buf[pos - 2] == 0x2F  # "/>"
+        if self._nested:
+            self._depth += not closed
+            self._state = _BODY
+        elif closed:  # a self-closing root is the whole document
+            self._emit(buf, pos, found)
+        else:
+            self._pattern = _body_pattern(self._root)
+            self._depth = 1
+            self._state = _BODY
+        return pos
+
+    def _in_body(self, buf: bytearray, pos: int, found: list) -> int:
+        """Inside the root: jump to the next markup that matters."""
+        match = self._pattern.search(buf, pos)
+        if match is None:
+            # a hit needs at most len(root) + 3 bytes ("</" name lookahead) or
+            # 9 ("<![CDATA["): the tail shorter than that is searched again
+            return self._stop(max(pos, len(buf) - len(self._root) - 10))
+        at = match.start()
+        if match.group(1):
+            self._skip(_COMMENT, _BODY)
+            return at + 4
+        if match.group(2):
+            self._skip(_CDATA, _BODY)
+            return at + 9
+        if match.group(3):
+            self._skip(_PI, _BODY)
+            return at + 2
+        if match.group(4):
+            # "<!" that is not (yet) a comment or CDATA: wait if it may become one
+            head = bytes(buf[at:at + 9])
+            if b"<!--".startswith(head) or b"<![CDATA[".startswith(head):
+                return self._stop(at)
+            self._fail("markup declaration (<!...) inside a document; DTDs are "
+                       "refused", self._base + at)
+        if match.group(5):  # an end tag of the root's name
+            self._tag_at, self._state = at, _ENDTAG
+        else:  # a nested element with the root's name
+            self._tag_at, self._state = at, _TAG
+            self._nested, self._quote = True, 0
+        return match.end()
+
+    def _in_end_tag(self, buf: bytearray, pos: int, found: list) -> int:
+        """After "</" and the root's name: the ">" that may close the document."""
+        pos = _SPACE.match(buf, pos).end()
+        if pos >= len(buf):
+            return self._stop(pos)
+        if buf[pos] != 0x3E:
+            self._fail("malformed end tag", self._base + self._tag_at)
+        self._depth -= 1
+        if self._depth == 0:
+            self._emit(buf, pos + 1, found)
+        else:
+            self._state = _BODY
+        return pos + 1
 
     def _skip(self, term: bytes, after: int) -> None:
         self._term, self._after, self._state = term, after, _SKIP
 
-    def _wait(self, pos: int) -> None:
+    def _wait(self, pos: int) -> int:
         """Wait for more bytes to decide what starts at ``pos`` (kept until then)."""
-        self._pos = pos
         if self._start is None:
             self._keep = pos
+        return self._stop(pos)

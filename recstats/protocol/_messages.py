@@ -50,7 +50,7 @@ def _format_seconds(value: float) -> str:
     return str(int(value)) if value.is_integer() else repr(value)
 
 
-def _kind(text: str | None) -> str | None:
+def kind_of(text: str | None) -> str | None:
     """Notification type -> "start" / "end" / None (CallStarted, begin, STOP, ...)."""
     if not text:
         return None
@@ -172,7 +172,7 @@ def call_notification(kind: str, fields: Mapping[str, Any]) -> bytes:
     >>> call_notification("start", {"id": "c1", "location": "NY"})[39:]
     b'<VerbaApi><Notification type="CallStarted"><Call><id>c1</id><location>NY</location></Call></Notification></VerbaApi>'
     """
-    which = _kind(kind)
+    which = kind_of(kind)
     if which is None:
         raise ValueError(f"kind must be 'start' or 'end', not {kind!r}")
     root = etree.Element(ROOT)

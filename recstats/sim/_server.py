@@ -295,6 +295,10 @@ class LoopServer:
         for request in requests:
             if client.sock not in self._clients:
                 return
+            if isinstance(request, protocol.ProtocolFailure):
+                self.stats["protocol_errors"] += 1
+                self._drop(client)
+                return
             self._handle(client, request)
 
     def _queue(self, client: _Client, data: bytes) -> None:

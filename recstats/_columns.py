@@ -1,10 +1,11 @@
-"""Columnar buffers behind :class:`recstats.Capture`'s events and calls tables.
+"""Typed columnar buffers behind the live events and calls tables.
 
-Rows are appended value by value into one Python list or :mod:`array` per column (no
-per-event DataFrame work); labels are interned as integer codes. A snapshot copies the
-raw columns under the lock and converts each once, vectorised (NumPy views for times,
+:mod:`recstats._live` types the raw fields of the events that arrived since the last
+snapshot (once each) and appends them here value by value, into one Python list or
+:mod:`array` per column; labels are interned as integer codes. A snapshot copies the
+columns under the lock and converts each once, vectorised (NumPy views for times,
 numbers and codes, Arrow for text), so a million events become a DataFrame in a
-fraction of a second. Private to :mod:`recstats.capture`.
+fraction of a second.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pyarrow as pa
 
 from ._schema import BOOLEAN_FIELDS, CALL_COLUMNS, CATEGORY_COLUMNS, TIME_FIELDS
 
-__all__ = ["Tables", "is_null"]
+__all__ = ["CHUNK", "TypedTables", "is_null"]
 
 _NAT = np.iinfo(np.int64).min  # numpy's NaT, as int64
 _TIME, _FLOAT, _CAT, _BOOL, _FLAG, _STR = range(6)
@@ -276,8 +277,8 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
     return out
 
 
-class Tables:
-    """The events and calls buffers of a capture, with the lock that guards them."""
+class TypedTables:
+    """Typed events and calls buffers, with the lock that guards them."""
 
     def __init__(self):
         self.lock = threading.Lock()
@@ -312,15 +313,16 @@ class Tables:
             self.version += 1
         return values
 
-    def end_unknown(self, server: str, call_id: str) -> None:
-        """Flag a call whose end could not be learnt."""
+    def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
+        """Flag (or clear) a call whose end could not be learnt."""
         with self.lock:
             row = self.rows.get((server, call_id))
             if row is None:
                 self.rows[(server, call_id)] = self.calls.append(
-                    {"call_id": call_id, "site": server, "server": server, "end_unknown": True})
+                    {"call_id": call_id, "site": server, "server": server,
+                     "end_unknown": unknown})
             else:
-                self.calls.update(row, {"end_unknown": True})
+                self.calls.update(row, {"end_unknown": unknown})
             self.version += 1
 
     def _snapshot(self, which: str) -> pd.DataFrame:
