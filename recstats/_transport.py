@@ -36,9 +36,10 @@ def parse_address(server: str | tuple[str, int]) -> tuple[str, int]:
         number = int(port)
     except (TypeError, ValueError):
         number = -1
-    if not sep or not host or not isinstance(host, str) or not 0 < number < 65536:
-        raise ValueError(f"server {server!r} is not (host, port) or 'host:port' with a "
-                         "port from 1 to 65535")
+    if not sep or not host or not isinstance(host, str) or number < 0:
+        raise ValueError(f"server {server!r} is not (host, port) or 'host:port'")
+    if not 0 < number < 65536:
+        raise ValueError(f"server {server!r}: port {number} is not in 1..65535")
     return host, number
 
 

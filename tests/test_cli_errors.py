@@ -145,7 +145,7 @@ def test_capture_port_out_of_range_is_a_usage_error(port, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert err.strip().splitlines()[-1] == (
-        f"recstats capture: error: argument HOST:PORT: '127.0.0.1:{port}': port "
+        f"recstats capture: error: argument HOST:PORT: server '127.0.0.1:{port}': port "
         f"{int(port)} is not in 1..65535")
 
 

@@ -315,8 +315,11 @@ def test_addresses_are_read_in_one_place():
     assert parse_address("h.example:10300") == ("h.example", 10300)
     assert parse_address(("10.0.0.1", "7")) == ("10.0.0.1", 7)
     assert parse_address("[::1]:10300") == ("::1", 10300)
-    for bad in ["h", "h:", ":7", "h:0", "h:65536", "h:x", ("h",), 7]:
+    for bad in ["h", "h:", ":7", "h:x", ("h",), 7]:
         with pytest.raises(ValueError, match="host:port"):
+            parse_address(bad)
+    for bad, port in [("h:0", 0), ("h:65536", 65536)]:
+        with pytest.raises(ValueError, match=f"port {port} is not in 1..65535"):
             parse_address(bad)
 
 

@@ -123,7 +123,7 @@ def test_starts_in_steady_state_with_calls_already_in_progress(tmp_path):
                   tz="Europe/Budapest") as sim:
         initial = sim.ongoing
         assert abs(len(initial) - 240) <= 4 * 240 ** 0.5
-        peer = Peer(sim.address, tz="Europe/Budapest")
+        peer = Peer(sim.address)
         peer.request(peer.conn.subscribe())
         listed = peer.request(peer.conn.get_ongoing_calls())
         sim.advance(300)
@@ -134,7 +134,7 @@ def test_starts_in_steady_state_with_calls_already_in_progress(tmp_path):
         with again:
             assert again.ongoing == initial             # seeded: the same population
     ids = [c["id"] for c in initial]
-    assert [c["call_id"] for c in listed.calls] == ids   # what a client is told at connect
+    assert [c["id"] for c in listed.calls] == ids   # what a client is told at connect
     starts = pd.Series([_time.parse_time(c["start_time"], "Europe/Budapest")
                         for c in initial])
     assert (starts < start).all() and starts.is_monotonic_increasing
@@ -146,7 +146,7 @@ def test_starts_in_steady_state_with_calls_already_in_progress(tmp_path):
     assert (ended.end_time > start).all()
     assert len(ended) > len(first) / 2   # mean residual life ~ 1.36 x 120 s < 300 s
     assert (first.loc[first.end_time.isna(), "start_time"] < start).all()
-    seen = {(type(e).__name__, e.call["call_id"]) for e in peer.events
+    seen = {(type(e).__name__, e.fields["id"]) for e in peer.events
             if isinstance(e, (protocol.CallStarted, protocol.CallEnded))}
     assert {c for kind, c in seen if kind == "CallEnded"} >= set(ended.index)
     assert not {c for kind, c in seen if kind == "CallStarted"} & set(ids)
@@ -177,7 +177,7 @@ def test_paused_start_holds_the_clock_until_resume():
         peer.read_until(lambda evs: sum(isinstance(e, protocol.CallEnded)
                                         for e in evs) >= 5)
         assert sim.now > pd.Timestamp(START, tz="UTC")
-    ended = {e.call["call_id"] for e in peer.events if isinstance(e, protocol.CallEnded)}
+    ended = {e.fields["id"] for e in peer.events if isinstance(e, protocol.CallEnded)}
     assert ended & initial   # the calls in progress at the start end first
 
 

@@ -21,12 +21,12 @@ class UsageError(RecstatsError):
 
 
 def _server(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise argparse.ArgumentTypeError(f"{text!r} is not HOST:PORT")
-    if not 1 <= int(port) <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r}: port {int(port)} is not in 1..65535")
-    return host, int(port)
+    from ..client import parse_address
+
+    try:
+        return parse_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -14,29 +14,10 @@ import time
 from pathlib import Path
 
 from .._output import check_output, replacing
+from ..capture import status_line
 from . import UsageError
 
 _PLAIN_EVERY = 5.0  # seconds between status lines when stderr is not a terminal
-
-
-def status_line(status) -> str:
-    """One line: events, calls in progress per site, servers connected.
-
-    >>> import pandas as pd
-    >>> status_line(pd.DataFrame({"site": ["NY", None], "connected": [True, False],
-    ...                           "events": [7, 0], "ongoing": [2, 0]}))
-    'events 7 | NY: 2 ongoing | 1/2 servers connected'
-    """
-    sites: dict[str, int] = {}
-    for site, ongoing in zip(status["site"], status["ongoing"], strict=True):
-        if isinstance(site, str):
-            sites[site] = sites.get(site, 0) + int(ongoing)
-    per_site = ", ".join(f"{site}: {n} ongoing" for site, n in sorted(sites.items()))
-    parts = [f"events {int(status['events'].sum()):,}"]
-    if per_site:
-        parts.append(per_site)
-    parts.append(f"{int(status['connected'].sum())}/{len(status)} servers connected")
-    return " | ".join(parts)
 
 
 def _watch(capture, duration: float | None, stream) -> None:
