@@ -30,7 +30,8 @@ from ._time import TIME_TEXT
 from ._xml import MAX_FIELDS, too_many_fields
 from .cdr import decode_enum, parse_bool
 
-__all__ = ["calls_frame", "calls_from_fields", "coerce_calls", "empty_calls"]
+__all__ = ["calls_frame", "calls_from_fields", "calls_from_raw", "coerce_calls",
+           "empty_calls"]
 
 
 def _ordered_columns(columns: Iterable[str]) -> list[str]:
@@ -171,6 +172,25 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     raw = pd.DataFrame.from_records(rows)
     if len(raw) < len(rows):  # all empty ({} from <cdr/>): from_records gives no rows
         raw = pd.DataFrame(index=range(len(rows)))
+    return calls_from_raw(raw, tz=tz, directions=directions, wide=wide)
+
+
+def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
+                   directions: Mapping[str, str] | None = None,
+                   wide: Mapping[int, str] | None = None
+                   ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """:func:`calls_from_fields` from a frame of raw field texts.
+
+    ``raw`` has one row per document (index ``0..n-1``) and one ``str`` column per
+    field name, NaN where a document lacks the field; ``wide`` maps positions already
+    refused to their reason. Builders that extract fields into columns directly (the
+    archive reader's fast path) skip the per-document dicts this way.
+
+    >>> raw = pd.DataFrame({"id": ["a", None]}, dtype="str")
+    >>> calls_from_raw(raw)[1]
+    {1: 'not a CDR: no id or ccdr_id field'}
+    """
+    wide = wide or {}
     rejected: dict[int, str] = {}
     n = len(raw)
 

@@ -13,11 +13,14 @@ Media pairing: a CDR ``dir/stem.xml`` is paired with ``dir/stem.<ext>`` for any 
 extension (``.wav``, ``.txt`` transcripts, ...), the first by name when several exist.
 Only the file name stem counts, never the folder layout.
 
-Speed: each file is read with one raw ``read`` and parsed with the hardened lxml parser
-(:mod:`recstats._archive_parse`); the raw field dicts of a chunk of files become a table
-in one vectorised pass (:func:`recstats._table.calls_from_fields`). With several workers,
-processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
-walked lazily, so workers start while the walk goes on.
+Speed: each file is read with one raw ``read``; flat documents (most CDRs) are checked a
+batch at a time by one syntax-only libxml2 pass and their fields extracted into Arrow
+columns with NumPy (:mod:`recstats._fastparse`), every other document is parsed with the
+hardened lxml parser (:mod:`recstats._archive_parse`), and a chunk's fields become a
+table in one vectorised pass (:mod:`recstats._table`). With several workers, this process
+and a persistent pool share the chunks and workers send back Arrow IPC bytes, never
+per-row objects (:mod:`recstats._archive_pool`); a folder is walked lazily, so parsing
+starts while the walk goes on.
 
 A file that cannot be parsed is an error row, never the end of the batch; a container
 that cannot be read at all (a corrupt ``.zip``/``.tar`` directory) is a ``ValueError``.
@@ -25,10 +28,8 @@ that cannot be read at all (a corrupt ``.zip``/``.tar`` directory) is a ``ValueE
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
-import multiprocessing
 import operator
 import os
 import sys
@@ -36,22 +37,16 @@ import tarfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
-from ._archive_parse import (
-    _ZIPS,
-    POOL_CPU_SECONDS,
-    _from_ipc,
-    _parse_chunk,
-    _worker,
-    shown_path,
-)
+from ._archive_parse import _ZIPS, shown_path
+from ._archive_pool import run_pool as _run_pool
+from ._archive_pool import warm as pool_is_warm
+from ._fastparse import parse_chunk
 from ._table import coerce_calls, empty_calls
 from ._time import check_tz
 from ._xml import MAX_DOCUMENT_BYTES
@@ -59,10 +54,15 @@ from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
-#: Below this many CDR files ``workers=None`` parses in-process: the first pool of a
-#: session starts a forkserver that imports pandas/pyarrow/lxml (about a second on a
-#: busy 2-core machine), which only pays off at tens of thousands of files (~30 us each).
-IN_PROCESS_BELOW = 20000
+#: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
+#: under it, shipping chunks to worker processes costs more than it saves (measured by
+#: bench/parse.py). Above it, this process parses too while the pool starts (see
+#: :mod:`recstats._archive_pool`), so a cold pool costs no waiting.
+IN_PROCESS_BELOW = 2000
+#: The same before this process has a pool: starting one takes about a second (a
+#: forkserver that imports pandas, pyarrow and lxml), and a call that ends before its
+#: pool is up waits for it.
+COLD_IN_PROCESS_BELOW = 20000
 #: Upper bound on files per chunk (memory: a chunk's field dicts live at once).
 MAX_CHUNK = 4000
 #: A tar chunk shipped to a worker holds at most this many bytes of documents.
@@ -338,11 +338,12 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 
 
 def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
-    # known total: about four chunks per worker; unknown (a folder being walked): start
+    # known total: about eight chunks per process, so the parent (which also walks and
+    # gathers) and the workers end together; unknown (a folder being walked): start
     # small so every worker gets going at once, then double up to MAX_CHUNK
     if total is not None:
-        yield from itertools.repeat(max(64, min(MAX_CHUNK, -(-total // (workers * 4)))))
-    size = 64
+        yield from itertools.repeat(max(256, min(MAX_CHUNK, -(-total // (workers * 8)))))
+    size = 256
     while True:
         yield size
         size = min(MAX_CHUNK, size * 2)
@@ -374,52 +375,6 @@ def _tar_tasks(path: str, sizes: Iterator[int]) -> Iterator[tuple]:
                 batch, size, chunk = [], 0, next(sizes)
         if batch:
             yield "blobs", path, batch
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    # Not "fork": the parent often has threads (tqdm's monitor, a notebook's kernel
-    # threads, a live Capture, Arrow's pool), and a forked child inherits their locks in
-    # whatever state they were, which can deadlock. "forkserver" forks workers from a
-    # clean single-threaded server that pre-imports this module once, so workers start
-    # fast and safe; "spawn" where forkserver does not exist (Windows, some macOS).
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["recstats.archive"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _run_pool(tasks: Iterable[tuple], workers: int, tz: str, directions
-              ) -> Iterator[tuple[pa.Table, list, int]]:
-    """Run chunks in worker processes, yielding results in task order, few in flight."""
-    pending: collections.deque = collections.deque()  # (task, future), in task order
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
-    POOL_CPU_SECONDS[0] = 0.0
-    tasks = iter(tasks)
-    try:
-        for task in tasks:
-            pending.append((task, pool.submit(_worker, task, tz, directions)))
-            if len(pending) >= 2 * workers:  # backpressure: bounded memory in flight
-                data, errors, seen, cpu = pending[0][1].result()
-                pending.popleft()
-                POOL_CPU_SECONDS[0] += cpu
-                yield _from_ipc(data), errors, seen
-        while pending:
-            data, errors, seen, cpu = pending[0][1].result()
-            pending.popleft()
-            POOL_CPU_SECONDS[0] += cpu
-            yield _from_ipc(data), errors, seen
-    except BrokenProcessPool:
-        # workers died (killed, out of memory, or an unguarded __main__ script re-run in
-        # them): the batch still finishes, in this process
-        warnings.warn("recstats.read_archive: worker processes failed, parsing in this "
-                      "process instead. In a script, put the call under "
-                      "`if __name__ == \"__main__\":`.", RuntimeWarning, stacklevel=3)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for task in itertools.chain((t for t, _ in pending), tasks):
-            yield _parse_chunk(task, tz, directions)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- public API
@@ -463,12 +418,13 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     Rows are ordered by ``start_time`` (missing last), then ``call_id``, then
     ``cdr_path``; the index is 0..n-1. The same call in two files gives two rows.
 
-    ``workers`` parser processes (default: one per core; inputs under
-    :data:`IN_PROCESS_BELOW` files stay in-process unless ``workers`` is given). The
-    result is the same for any number of workers. Worker processes import your
-    ``__main__`` script, as with any multiprocessing code: in a script, call this under
-    ``if __name__ == "__main__":`` (if workers fail, the batch finishes in-process with a
-    warning). ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
+    ``workers`` processes parse (default: one per usable core): this one and
+    ``workers - 1`` worker processes of a pool that stays up for later calls; inputs
+    under :data:`IN_PROCESS_BELOW` files (:data:`COLD_IN_PROCESS_BELOW` before the
+    first pool starts) stay in this process, where workers would not pay. The result is the same for any number of workers. Worker processes do not
+    import your ``__main__`` script, so a script needs no ``if __name__ == "__main__":``
+    guard; if they fail, the batch finishes in this process with one warning line.
+    ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
 
     >>> import recstats as rs
     >>> calls = rs.read_archive("data/samples/archive", progress=False)  # doctest: +SKIP
@@ -490,24 +446,25 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         path = list(path)  # a generator would be spent before attrs["source"] is made
     listing, kind, source, batches = _discover(path)
     total = len(listing.cdrs) if listing.complete else None
-    n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers is None and n_workers > 1:
+    n_workers = workers if workers is not None else _usable_cores()
+    if n_workers > 1:
+        below = IN_PROCESS_BELOW if pool_is_warm(n_workers - 1) else COLD_IN_PROCESS_BELOW
         if total is None:  # a folder: walk far enough to see whether it is small
             head, seen_so_far = [], 0
             for batch in batches:
                 head.append(batch)
                 seen_so_far += len(batch)
-                if seen_so_far >= IN_PROCESS_BELOW:
+                if seen_so_far >= below:
                     break
             batches = itertools.chain(head, batches)
-            total = len(head) if listing.complete else None
-        if total is not None and total < IN_PROCESS_BELOW:
+            total = len(listing.cdrs) if listing.complete else None
+        if total is not None and total < below:
             n_workers = 1
     if n_workers > 1:
         results = _run_pool(_tasks(kind, source, batches, _pool_sizes(total, n_workers)),
                             n_workers, tz, directions)
     else:
-        results = (_parse_chunk(task, tz, directions)
+        results = (parse_chunk(task, tz, directions)
                    for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
@@ -546,6 +503,14 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
+
+
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or ``taskset`` may allow fewer)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on macOS and Windows
+        return os.cpu_count() or 1
 
 
 def _warn_nested_archives(listing: _Listing) -> None:
