@@ -165,10 +165,16 @@ def run_pool(tasks: Iterable[tuple], workers: int, tz: str,
     try:
         for task in tasks:
             collect(block=False)
+            future = None
             if ready.is_set() and not broken and len(sent) < workers - 1:
-                sent.append((index, task, pool.submit(worker, task, tz, directions)))
-            else:
+                try:
+                    future = pool.submit(worker, task, tz, directions)
+                except (BrokenProcessPool, RuntimeError):  # died since the last chunk
+                    broken = True
+            if future is None:
                 done[index] = parse_chunk(task, tz, directions)
+            else:
+                sent.append((index, task, future))
             index += 1
             while next_out in done:
                 yield done.pop(next_out)
