@@ -356,7 +356,7 @@ def _fast_frame(chunk: _Chunk, tz: str, directions) -> pd.DataFrame | None:
     raw = fields.to_pandas() if fields.num_columns else \
         pd.DataFrame(index=range(fields.num_rows))
     try:
-        frame, rejected = calls_from_raw(raw, tz=tz, directions=directions)
+        frame, rejected = calls_from_raw(raw, tz=tz, directions=directions, coerce=False)
     except Exception:  # noqa: BLE001 - the reference path isolates the one that breaks
         for pos, row in zip(chunk.fast, raw.to_dict("records")):
             chunk.rows.append({k: v for k, v in row.items() if isinstance(v, str)})

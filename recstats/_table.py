@@ -177,14 +177,16 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
 
 def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
                    directions: Mapping[str, str] | None = None,
-                   wide: Mapping[int, str] | None = None
+                   wide: Mapping[int, str] | None = None, *, coerce: bool = True
                    ) -> tuple[pd.DataFrame, dict[int, str]]:
     """:func:`calls_from_fields` from a frame of raw field texts.
 
     ``raw`` has one row per document (index ``0..n-1``) and one ``str`` column per
     field name, NaN where a document lacks the field; ``wide`` maps positions already
     refused to their reason. Builders that extract fields into columns directly (the
-    archive reader's fast path) skip the per-document dicts this way.
+    archive reader's fast path) skip the per-document dicts this way. ``coerce=False``
+    leaves the columns as built, for a caller that gives the gathered table the schema
+    once (:func:`coerce_calls`).
 
     >>> raw = pd.DataFrame({"id": ["a", None]}, dtype="str")
     >>> calls_from_raw(raw)[1]
@@ -252,4 +254,4 @@ def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
                          for c in kept.columns if not present[c].any()}
         frame = frame.drop(columns=[c for c in only_rejected
                                     if c in frame.columns and c not in CALL_COLUMNS])
-    return coerce_calls(frame), rejected
+    return (coerce_calls(frame) if coerce else frame), rejected

@@ -63,8 +63,10 @@ IN_PROCESS_BELOW = 2000
 #: forkserver that imports pandas, pyarrow and lxml), and a call that ends before its
 #: pool is up waits for it.
 COLD_IN_PROCESS_BELOW = 20000
-#: Upper bound on files per chunk (memory: a chunk's field dicts live at once).
-MAX_CHUNK = 4000
+#: Upper bound on files per chunk (memory: a chunk's fields live at once, as Arrow
+#: columns or, for unusual documents, dicts). Each chunk has a fixed cost of a few
+#: milliseconds (building its table), so chunks are large.
+MAX_CHUNK = 16000
 #: A tar chunk shipped to a worker holds at most this many bytes of documents.
 TAR_CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -338,12 +340,12 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 
 
 def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
-    # known total: about eight chunks per process, so the parent (which also walks and
+    # known total: about four chunks per process, so the parent (which also walks and
     # gathers) and the workers end together; unknown (a folder being walked): start
     # small so every worker gets going at once, then double up to MAX_CHUNK
     if total is not None:
-        yield from itertools.repeat(max(256, min(MAX_CHUNK, -(-total // (workers * 8)))))
-    size = 256
+        yield from itertools.repeat(max(256, min(MAX_CHUNK, -(-total // (workers * 4)))))
+    size = 512
     while True:
         yield size
         size = min(MAX_CHUNK, size * 2)

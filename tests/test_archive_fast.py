@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import recstats as rs
-from recstats import _archive_parse, _archive_pool, _fastparse, archive
+from recstats import _archive_parse, _archive_pool, _fastparse, _table, archive
 from recstats.sim.samples import generate_archive, odd_cases
 
 
@@ -46,8 +46,9 @@ def _chunk(documents: list[bytes]) -> tuple:
 
 
 def _frame(table) -> pd.DataFrame:
-    frame = table.to_pandas()
-    return frame.sort_values("cdr_path").reset_index(drop=True)[sorted(frame.columns)]
+    """A chunk's table as read_archive finishes it (schema given once, at the end)."""
+    frame = _table.coerce_calls(table.to_pandas())
+    return frame.sort_values("cdr_path").reset_index(drop=True)
 
 
 def _same_chunk(documents: list[bytes], tz: str = "UTC") -> tuple:
