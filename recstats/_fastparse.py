@@ -4,13 +4,15 @@ Most archived CDRs are flat: a root element whose children each hold one text va
 in UTF-8, with no attributes, namespaces, entities, comments, CDATA or DTD. For those,
 building an lxml tree and a dict per file is most of the cost. This module instead:
 
-1. sends every document through cheap byte checks (:func:`flat_body`); anything
-   unusual takes the reference path (:func:`recstats._archive_parse.parse_blobs`),
-   which also gives every error its usual reason;
+1. strips the XML declaration if it is a plain UTF-8 one (:func:`flat_body`);
+   anything else takes the reference path
+   (:func:`recstats._archive_parse.document_fields`), which also gives every error
+   its usual reason, as it does for every document the next steps find unusual;
 2. checks a batch of documents with one syntax-only libxml2 pass (a parser with a
    target and no callbacks: no tree), the same hardened parser settings as
-   :func:`recstats._xml.safe_parser`; a batch that fails is re-read file by file
-   through the reference path, so one bad file never costs its neighbours their rows;
+   :func:`recstats._xml.safe_parser`; a batch that fails is halved until its bad
+   documents are in small batches, which are read file by file through the reference
+   path, so one bad file never costs its neighbours their rows (nor much time);
 3. finds tags and texts of the checked batch with NumPy on the concatenated bytes,
    and builds Arrow columns of field texts (one column per field name);
 4. turns them into the calls table with :func:`recstats._table.calls_from_raw`, the
@@ -37,10 +39,11 @@ from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
 FAST_MAX_BYTES = 1024 * 1024
-#: A syntax-checked batch holds at most this many documents / bytes: a batch that
-#: fails is re-read file by file, so small batches keep that cost small.
+#: A syntax-checked batch holds at most this many documents / bytes.
 BATCH_FILES = 1000
 BATCH_BYTES = 4 * 1024 * 1024
+#: A batch that fails is halved down to this size, then read file by file.
+SMALLEST_BATCH = 16
 
 _SPACE = rb"[ \t\r\n]"
 # the declarations the fast path accepts (version 1.0, UTF-8 or no encoding): any other
@@ -53,30 +56,38 @@ _DECLARATION = re.compile(
     + _SPACE + rb"*\?>")
 
 
-def flat_body(data: bytes) -> bytes | None:
-    """The document without its XML declaration, if the fast path may take it.
+#: The declarations most CDR writers use, recognised without the regular expression.
+_USUAL_DECLARATIONS = (b"<?xml version='1.0' encoding='UTF-8'?>",
+                       b'<?xml version="1.0" encoding="UTF-8"?>',
+                       b'<?xml version="1.0" encoding="utf-8"?>', b'<?xml version="1.0"?>')
 
-    ``None`` when the bytes show anything but plain elements and text in UTF-8: another
-    or a malformed declaration, a byte-order mark, ``<!`` (DTD, comment, CDATA), ``<?``
-    (processing instruction), ``&`` (entity or character reference), a carriage return
-    (XML rewrites line ends) or a NUL byte. Attributes, namespaces and nesting are found
-    later, by the batch scan.
 
-    >>> flat_body(b"<?xml version='1.0' encoding='UTF-8'?><v><id>a</id></v>")
+def flat_body(data: bytes) -> memoryview | None:
+    r"""The document without its XML declaration, if the fast path may take it.
+
+    ``None`` (the reference path) for another or a malformed declaration (another
+    encoding could hide a DTD from byte checks) and for anything that does not start
+    with ``<``: a byte-order mark, text, binary data. What the bytes hold further on
+    (DTD, comments, CDATA, entities, carriage returns, attributes, nesting) is found
+    by :func:`scan` for a whole batch at once.
+
+    >>> bytes(flat_body(b"<?xml version='1.0' encoding='UTF-8'?><v><id>a</id></v>"))
     b'<v><id>a</id></v>'
-    >>> flat_body(b"<v><id>a &amp; b</id></v>") is None
+    >>> flat_body(b"\xef\xbb\xbf<v><id>a</id></v>") is None
     True
     """
-    body = data
     if data[:5] == b"<?xml":
+        for usual in _USUAL_DECLARATIONS:
+            if data.startswith(usual):
+                return memoryview(data)[len(usual):]
         match = _DECLARATION.match(data)
-        if match is None:
-            return None
-        body = data[match.end():]
-    if (b"<!" in body or b"<?" in body or b"&" in body or b"\r" in body
-            or b"\x00" in body or data[:3] == b"\xef\xbb\xbf"):
-        return None
-    return body
+        return None if match is None else memoryview(data)[match.end():]
+    return memoryview(data) if data[:1] == b"<" else None
+
+
+#: Bytes that make a document unusual: "&" and control bytes other than tab and newline.
+_ODD_BYTES = np.zeros(256, dtype=bool)
+_ODD_BYTES[[*range(9), *range(11, 32), ord("&")]] = True
 
 
 class _NoTree:
@@ -98,7 +109,7 @@ def _syntax_parser() -> etree.XMLParser:
     return parser
 
 
-def joined(bodies: list[bytes]) -> bytes:
+def joined(bodies: list[bytes] | list[memoryview]) -> bytes:
     """The documents as one: ``<_>`` + bodies + ``</_>``."""
     return b"".join([b"<_>", *bodies, b"</_>"])
 
@@ -145,7 +156,7 @@ def _trim(every: pa.Array, starts: np.ndarray, stops: np.ndarray, which: np.ndar
     stops[which] = np.maximum(stops[which] - trail, starts[which])
 
 
-def scan(bodies: list[bytes], data: bytes | None = None
+def scan(bodies: list[bytes] | list[memoryview], data: bytes | None = None
          ) -> tuple[np.ndarray, dict[str, pa.Array]]:
     """Fields of well-formed flat documents, found by NumPy on their concatenation.
 
@@ -167,8 +178,10 @@ def scan(bodies: list[bytes], data: bytes | None = None
     sizes = np.fromiter(map(len, bodies), dtype=np.int64, count=n)
     doc_starts = np.cumsum(sizes) - sizes + 3
     bad = np.zeros(n, dtype=bool)
-    # every "<" opens a tag (flat_body refused comments, CDATA and PIs, and "<" in text
-    # is an entity) and the first ">" after it ends it (">" only hides in attributes)
+    # every "<" opens a tag ("<" in text is an entity) and the first ">" after it ends
+    # it (">" only hides in attributes); a comment, CDATA section or PI holding "<" or
+    # ">" misleads this, but makes its document unusual, and if it shifts the depth of
+    # the documents after it, the check below gives the whole batch up
     opens = np.flatnonzero(raw == 60)
     closes = np.flatnonzero(raw == 62)
     if not (len(closes) == len(opens) and (closes > opens).all()
@@ -185,7 +198,14 @@ def scan(bodies: list[bytes], data: bytes | None = None
     doc = np.concatenate([[0], np.repeat(np.arange(n), tags_per_doc), [n - 1]])
     # a document must start at depth 0 (else one is unbalanced and the next makes up)
     if (before[first[tags_per_doc > 0]] != 0).any():
-        return ~bad, {}
+        return bad & False, {}
+    # bytes that need XML's rewriting (entities and character references, carriage
+    # returns), which libxml2 refused had they been invalid; and tags that are not
+    # elements (comment, CDATA, DTD, processing instruction: "<!" or "<?")
+    odd = np.flatnonzero(_ODD_BYTES[raw])
+    bad[(np.searchsorted(doc_starts, odd, side="right") - 1).clip(0, n - 1)] = True
+    second = raw[opens + 1]
+    bad[doc[(second == 33) | (second == 63)]] = True
     starting = ~is_end_tag
     bad[doc[starting & (before >= 2)]] = True                    # nesting
     bad |= np.bincount(doc[starting & (before == 0)], minlength=n) != 1  # one root
@@ -284,8 +304,15 @@ class _Chunk:
     def batch(self, where: list[int], bodies: list[bytes], datas: list[bytes]) -> None:
         data = joined(bodies)
         if not well_formed(data):
-            for pos, document in zip(where, datas):
-                self.reference(pos, document)
+            if len(bodies) <= SMALLEST_BATCH:
+                for pos, document in zip(where, datas):
+                    self.reference(pos, document)
+                return
+            # halves until the bad documents are in small batches: a syntax pass costs
+            # a tenth of the reference path
+            half = len(bodies) // 2
+            self.batch(where[:half], bodies[:half], datas[:half])
+            self.batch(where[half:], bodies[half:], datas[half:])
             return
         flat, columns = scan(bodies, data)
         for pos, data, ok in zip(where, datas, flat.tolist()):

@@ -130,12 +130,13 @@ def test_hostile_documents_equal_the_reference(tmp_path):
 
 
 def test_a_bad_batch_is_read_file_by_file(count_reference):
-    good = [f"<v><id>g{i}</id><location>NY</location></v>".encode() for i in range(20)]
-    fast = _same_chunk(good[:10] + [b"<v><id>bad</v>"] + good[10:])
-    # the batch failed its syntax check: its documents took the reference path and
-    # all twenty good neighbours are rows, the bad one an error
-    assert len(count_reference) == 21
-    assert fast[0].num_rows == 20 and len(fast[1]) == 1
+    good = [f"<v><id>g{i}</id><location>NY</location></v>".encode() for i in range(100)]
+    fast = _same_chunk(good[:50] + [b"<v><id>bad</v>"] + good[50:])
+    # the batch failed its syntax check: halved down to small batches, whose documents
+    # took the reference path; all good neighbours are rows, the bad one an error
+    assert "mem/050.xml" in count_reference
+    assert len(count_reference) <= _fastparse.SMALLEST_BATCH
+    assert fast[0].num_rows == 100 and len(fast[1]) == 1
     assert "mismatch" in fast[1][0][1]
     count_reference.clear()
     _same_chunk(good)
@@ -156,6 +157,8 @@ def test_unusual_documents_take_the_reference_path(count_reference):
         "<v><id>\u00a0a\u00a0</id></v>".encode(): "Unicode space at an edge",
         b"<v><id>a</id></v>\n<!-- end -->": "comment after the root",
         b"<v><id >a</id ></v>": "space in a tag",
+        b"<v><!-- <x> --><id>a</id></v>": "a comment that looks like a tag",
+        b"<v><id>a</id><?pi >?></v>": "processing instruction",
     }
     fast = _same_chunk(list(unusual))
     assert len(count_reference) == len(unusual)
