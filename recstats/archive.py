@@ -42,6 +42,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._archive_parse import _ZIPS, shown_path
 from ._archive_pool import run_pool as _run_pool
@@ -494,9 +495,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         _warn_nested_archives(listing)
     frame = _assemble(tables)
     frame["media_path"] = _pair(frame["cdr_path"], listing)
-    frame = coerce_calls(frame)
-    frame = frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
-                              na_position="last").reset_index(drop=True)
+    frame = coerce_calls(frame)  # rows are in order (_assemble)
     frame.attrs = {
         "source": shown_path(path) if isinstance(path, str) else
         shown_path(os.fspath(path)) if isinstance(path, os.PathLike) else
@@ -525,6 +524,10 @@ def _warn_nested_archives(listing: _Listing) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
+#: The calls table's row order: missing start times last.
+SORT_KEYS = ("start_time", "call_id", "cdr_path")
+
+
 def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
     tables = [t for t in tables if t.num_rows]
     if not tables:
@@ -534,7 +537,11 @@ def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
     else:
         table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables],
                                  promote_options="permissive")
-    return table.replace_schema_metadata(None).to_pandas()
+    # the table's row order, sorted by Arrow before pandas (several times faster than
+    # sort_values on these keys; cdr_path is unique, so there are no ties)
+    order = pc.sort_indices(table, sort_keys=[(key, "ascending", "at_end")
+                                              for key in SORT_KEYS])
+    return table.take(order).replace_schema_metadata(None).to_pandas()
 
 
 def archive_errors(calls: pd.DataFrame) -> pd.DataFrame:
