@@ -539,8 +539,12 @@ def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
                                  promote_options="permissive")
     # the table's row order, sorted by Arrow before pandas (several times faster than
     # sort_values on these keys; cdr_path is unique, so there are no ties)
-    order = pc.sort_indices(table, sort_keys=[(key, "ascending", "at_end")
-                                              for key in SORT_KEYS])
+    try:
+        order = pc.sort_indices(table, sort_keys=[(key, "ascending", "at_end")
+                                                  for key in SORT_KEYS])
+    except ValueError:  # pyarrow before 20: one null placement for all keys
+        order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS],
+                                null_placement="at_end")
     return table.take(order).replace_schema_metadata(None).to_pandas()
 
 
