@@ -104,8 +104,9 @@ def _syntax_parser() -> etree.XMLParser:
     parser = getattr(_local, "parser", None)
     if parser is None:  # lxml parsers must not be shared between threads
         parser = _local.parser = etree.XMLParser(
-            target=_NoTree(), resolve_entities=False, load_dtd=False, no_network=True,
-            dtd_validation=False, huge_tree=False)
+            target=_NoTree(),  # type: ignore[arg-type]  # lxml's stubs want all callbacks
+            resolve_entities=False, load_dtd=False, no_network=True, dtd_validation=False,
+            huge_tree=False)
     return parser
 
 
@@ -301,7 +302,8 @@ class _Chunk:
             self.rows.append(fields)
             self.slow.append(pos)
 
-    def batch(self, where: list[int], bodies: list[bytes], datas: list[bytes]) -> None:
+    def batch(self, where: list[int], bodies: list[memoryview],
+              datas: list[bytes | str]) -> None:
         data = joined(bodies)
         if not well_formed(data):
             if len(bodies) <= SMALLEST_BATCH:
@@ -315,11 +317,11 @@ class _Chunk:
             self.batch(where[half:], bodies[half:], datas[half:])
             return
         flat, columns = scan(bodies, data)
-        for pos, data, ok in zip(where, datas, flat.tolist()):
+        for pos, document, ok in zip(where, datas, flat.tolist()):
             if ok:
                 self.fast.append(pos)
             else:
-                self.reference(pos, data)
+                self.reference(pos, document)
         n_rows = int(flat.sum())
         if n_rows:
             self.tables.append(pa.table(columns) if columns else
@@ -336,8 +338,8 @@ def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     """
     chunk = _Chunk()
     where: list[int] = []
-    bodies: list[bytes] = []
-    datas: list[bytes] = []
+    bodies: list[memoryview] = []
+    datas: list[bytes | str] = []
     size = seen = 0
     for pos, (path, data) in enumerate(_blobs(task)):
         seen += 1
@@ -356,14 +358,15 @@ def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
         size += len(body)
     if bodies:
         chunk.batch(where, bodies, datas)
-    parts = [_fast_frame(chunk, tz, directions)]
-    if chunk.rows or parts[0] is None:
+    fast = _fast_frame(chunk, tz, directions)
+    parts = [] if fast is None else [fast]
+    if chunk.rows or fast is None:
         slow, rejected = fields_frame(chunk.rows, [chunk.paths[p] for p in chunk.slow],
                                       tz, directions)
         chunk.errors.extend((chunk.slow[row], chunk.paths[chunk.slow[row]], reason)
                             for row, reason in rejected.items())
         parts.append(slow)
-    tables = [to_arrow(frame) for frame in parts if frame is not None and len(frame)]
+    tables = [to_arrow(frame) for frame in parts if len(frame)]
     if not tables:
         table = to_arrow(parts[-1])
     elif len(tables) == 1:

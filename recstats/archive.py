@@ -397,38 +397,60 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
                  directions: Mapping[str, str] | None = None) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.
 
-    ``path`` is a folder (searched recursively, following links to folders), a
-    ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, or a list of files (a folder in it stands
-    for its files; a file listed twice counts once). Every ``*.xml`` is a
-    CDR; the file beside it with the
-    same stem and another extension is its media (``media_path``, NA when missing);
-    ``cdr_path`` is the CDR's own path. Archive members are named
-    ``<archive path>/<member name>``. ``tz`` is the sites' time zone (CDR times carry
-    none); ``directions`` overrides the ``direction_id`` table.
+    Every ``*.xml`` is a CDR; the file beside it with the same stem and another
+    extension is its media. Files that cannot be parsed (unreadable, empty, binary,
+    truncated, not a CDR, with a DTD, over 16 MiB or 1000 fields) never stop the batch:
+    they are listed in ``attrs["errors"]``.
 
-    Files that cannot be parsed (unreadable, empty, binary, truncated, not a CDR, with a
-    DTD, over 16 MiB or 1000 fields) never stop the batch: they are listed in ``df.attrs["errors"]``
-    as ``{"path", "error"}`` dicts (see :func:`archive_errors`); ``on_error="raise"``
-    raises :class:`recstats.CDRParseError` at the first instead. ``df.attrs`` also holds
-    ``files`` (CDR files seen) = ``parsed`` (rows) + ``failed``, ``media_without_cdr``
-    (media paths no CDR pairs with), ``source`` and ``tz``: plain data, so merge,
-    astype, concat and Parquet keep working.
+    Parameters
+    ----------
+    path : str, path-like or sequence of them
+        A folder (searched recursively, following links to folders), a ``.zip``, a
+        ``.tar``/``.tar.gz``/``.tgz``, or a list of files (a folder in it stands for its
+        files; a file listed twice counts once).
+    workers : int, optional
+        Processes that parse: this one and ``workers - 1`` worker processes of a pool
+        that stays up for later calls. Default: one per usable core. Inputs under
+        :data:`IN_PROCESS_BELOW` files (:data:`COLD_IN_PROCESS_BELOW` before this
+        process has a pool) stay in this process, where workers would not pay. The
+        result is the same for any number of workers. Worker processes do not import
+        your ``__main__`` script, so a script needs no ``if __name__ == "__main__":``
+        guard; if they fail, the batch finishes in this process with one warning line.
+    progress : bool
+        Show a tqdm bar when stderr is a terminal or in a notebook.
+    tz : str
+        The sites' time zone (CDR times carry none).
+    on_error : {"collect", "raise"}
+        ``"raise"`` raises :class:`recstats.CDRParseError` at the first file that
+        cannot be parsed instead of listing it.
+    directions : mapping, optional
+        Overrides the ``direction_id`` table.
 
-    A subfolder that cannot be listed, or a folder holding archives but no CDR, gives a
-    ``RuntimeWarning`` (archives inside a folder are not opened); an archive folder that
-    cannot be listed raises ``PermissionError``.
+    Returns
+    -------
+    pandas.DataFrame
+        The calls table, ordered by ``start_time`` (missing last), then ``call_id``,
+        then ``cdr_path``; the index is 0..n-1. The same call in two files gives two
+        rows. ``cdr_path`` is the CDR's own path (an archive member is
+        ``<archive path>/<member name>``), ``media_path`` its media (NA when missing).
+        ``attrs`` holds ``errors`` (``{"path", "error"}`` dicts, see
+        :func:`archive_errors`), ``files`` (CDR files seen) = ``parsed`` (rows) +
+        ``failed``, ``media_without_cdr`` (media paths no CDR pairs with), ``source``
+        and ``tz``: plain data, so merge, astype, concat and Parquet keep working.
 
-    Rows are ordered by ``start_time`` (missing last), then ``call_id``, then
-    ``cdr_path``; the index is 0..n-1. The same call in two files gives two rows.
+    Warns
+    -----
+    RuntimeWarning
+        For a subfolder that cannot be listed, a folder holding archives but no CDR
+        (archives inside a folder are not opened), and worker processes that failed.
 
-    ``workers`` processes parse (default: one per usable core): this one and
-    ``workers - 1`` worker processes of a pool that stays up for later calls; inputs
-    under :data:`IN_PROCESS_BELOW` files (:data:`COLD_IN_PROCESS_BELOW` before the
-    first pool starts) stay in this process, where workers would not pay. The result is the same for any number of workers. Worker processes do not
-    import your ``__main__`` script, so a script needs no ``if __name__ == "__main__":``
-    guard; if they fail, the batch finishes in this process with one warning line.
-    ``progress`` shows a tqdm bar when stderr is a terminal or in a notebook.
+    Raises
+    ------
+    PermissionError
+        When the archive folder itself cannot be listed.
 
+    Examples
+    --------
     >>> import recstats as rs
     >>> calls = rs.read_archive("data/samples/archive", progress=False)  # doctest: +SKIP
     >>> calls.attrs["files"] == len(calls) + len(calls.attrs["errors"])  # doctest: +SKIP
