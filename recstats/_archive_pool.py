@@ -102,6 +102,19 @@ def _start(size: int) -> None:
     starter.start()
 
 
+def _finish_starting() -> None:
+    # A pool still starting when the interpreter exits would leave its half-started
+    # processes printing tracebacks: wait for it, before concurrent.futures shuts pools
+    # down (its exit hook is registered before this one, and these run in reverse).
+    starter = _state["starter"]
+    if starter is not None:
+        starter.join()
+
+
+if hasattr(threading, "_register_atexit"):  # every CPython this package supports
+    threading._register_atexit(_finish_starting)
+
+
 def warm(size: int) -> bool:
     """Whether a pool of ``size`` worker processes is up in this process."""
     ready = _state["ready"]
@@ -161,7 +174,6 @@ def run_pool(tasks: Iterable[tuple], workers: int, tz: str,
             done[number] = (pa.ipc.open_stream(data).read_all(), errors, seen)
 
     pool, ready = _pool(workers - 1)
-    starter = _state["starter"]
     try:
         for task in tasks:
             collect(block=False)
@@ -186,9 +198,6 @@ def run_pool(tasks: Iterable[tuple], workers: int, tz: str,
     finally:
         for _, _, future in sent:
             future.cancel()
-        # a pool still starting when the interpreter exits would leave its half-started
-        # processes printing tracebacks: the caller chose a size where this wait is short
-        starter.join()
         if broken:
             warnings.warn("recstats.read_archive: worker processes failed; the rest was "
                           "parsed in this process", RuntimeWarning, stacklevel=3)

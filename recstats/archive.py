@@ -56,13 +56,12 @@ from .errors import CDRParseError
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
 #: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
-#: under it, shipping chunks to worker processes costs more than it saves (measured by
-#: bench/parse.py). Above it, this process parses too while the pool starts (see
-#: :mod:`recstats._archive_pool`), so a cold pool costs no waiting.
-IN_PROCESS_BELOW = 2000
-#: The same before this process has a pool: starting one takes about a second (a
-#: forkserver that imports pandas, pyarrow and lxml), and a call that ends before its
-#: pool is up waits for it.
+#: under it, shipping chunks to worker processes costs more than it saves (each chunk
+#: has a fixed cost; bench/parse.py prints workers=2 vs 1 at several sizes). Above it,
+#: this process parses too, also while the pool starts (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 5000
+#: The same before this process has a pool: starting one takes a second or more (a
+#: forkserver that imports pandas, pyarrow and lxml) on the other cores.
 COLD_IN_PROCESS_BELOW = 20000
 #: Upper bound on files per chunk (memory: a chunk's fields live at once, as Arrow
 #: columns or, for unusual documents, dicts). Each chunk has a fixed cost of a few

@@ -249,8 +249,9 @@ def test_workers_equal_one_process_on_every_container(small_archive, tmp_path,
     tarred = tmp_path / "all.tar"
     with tarfile.open(tarred, "w") as tf:
         tf.add(root, arcname=".")
-    for _ in range(2):  # the second run finds the pool up and sends it chunks
-        _same(rs.read_archive(root, workers=2, progress=False), one)
+    _same(rs.read_archive(root, workers=2, progress=False), one)  # the pool starts
+    assert _archive_pool._state["ready"].wait(timeout=120)
+    _same(rs.read_archive(root, workers=2, progress=False), one)  # and gets chunks
     assert _archive_pool.warm(1)
     pool = _archive_pool._state["pool"]
     for source in (zipped, tarred):
@@ -267,7 +268,8 @@ def test_workers_equal_one_process_on_every_container(small_archive, tmp_path,
 def test_dead_workers_fall_back_with_one_warning(small_archive, pool_always, monkeypatch):
     root, _ = small_archive
     one = rs.read_archive(root, workers=1, progress=False)
-    rs.read_archive(root, workers=2, progress=False)  # the pool is up
+    rs.read_archive(root, workers=2, progress=False)
+    assert _archive_pool._state["ready"].wait(timeout=120)  # the pool is up
     assert _archive_pool.warm(1)
     for process in _archive_pool._state["pool"]._processes.values():
         process.kill()
@@ -299,8 +301,9 @@ def test_unguarded_script_runs_once_and_uses_its_workers(small_archive, tmp_path
         "rs.archive.IN_PROCESS_BELOW = rs.archive.COLD_IN_PROCESS_BELOW = 0\n"
         "rs.archive.MAX_CHUNK = 4\n"
         "print('script runs')\n"
-        f"for _ in range(3):\n"
-        f"    df = rs.read_archive({str(root)!r}, workers=2, progress=False)\n"
+        f"df = rs.read_archive({str(root)!r}, workers=2, progress=False)\n"
+        "assert _archive_pool._state['ready'].wait(timeout=120)\n"
+        f"df = rs.read_archive({str(root)!r}, workers=2, progress=False)\n"
         "print('rows', len(df), 'pool', _archive_pool.POOL_CPU_SECONDS[0] > 0)\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=240, check=False, cwd=tmp_path,
