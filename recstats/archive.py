@@ -340,11 +340,17 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 
 
 def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
-    # known total: about four chunks per process, so the parent (which also walks and
-    # gathers) and the workers end together; unknown (a folder being walked): start
+    # known total: chunks shrink as the work left does (each a share of what is left),
+    # so there are few (each has a fixed cost) and the parent, which also walks and
+    # gathers, and the workers end together; unknown (a folder being walked): start
     # small so every worker gets going at once, then double up to MAX_CHUNK
     if total is not None:
-        yield from itertools.repeat(max(256, min(MAX_CHUNK, -(-total // (workers * 4)))))
+        smallest = max(256, total // (workers * 8))
+        left = total
+        while left > 0:
+            size = min(MAX_CHUNK, max(smallest, left // (workers * 2)))
+            yield size
+            left -= size
     size = 512
     while True:
         yield size
