@@ -4,8 +4,9 @@ With ``workers=n`` the parent parses chunks itself and ``n - 1`` worker processe
 the others, so the parent's own work (walking a folder, reading a tar, gathering
 results) overlaps with the workers' and nothing waits for a pool to start: the pool is
 started in a background thread the first time a process needs it, the parent parses
-until it is ready, and it stays up for later calls (one pool per process). Workers send
-back Arrow IPC bytes, never per-row objects.
+until it is ready, and it stays up for later calls (one pool per process; a pool still
+starting when the interpreter exits is waited for, so no half-started worker prints a
+traceback). Workers send back Arrow IPC bytes, never per-row objects.
 
 Worker processes do not import the caller's ``__main__`` script (see
 :func:`_without_main`), so a script needs no ``if __name__ == "__main__":`` guard; if
