@@ -1,23 +1,31 @@
 """Benchmark: parsing a folder of CDR files into the calls table.
 
-    .venv/bin/python bench/parse.py [--files 20000] [--subset 300] [--repeat 2]
+    .venv/bin/python bench/parse.py [--files 20000] [--repeat 3] [--sizes 2000,5000,20000]
 
-Generates ``--files`` synthetic CDR files (and their media stand-ins) in a temporary
-folder, then measures in one run, with the files in the page cache:
+Generates two folders of ``--files`` synthetic CDR files (with media stand-ins): the
+simulator's documents (about 17 fields, 0.75 KB) and the same with 13 vendor fields
+more (30 fields, about 1.2 KB). On each, with the files in the page cache, it measures
+in one run (best of ``--repeat``, the three readers taking turns so that load from
+other processes falls on all of them alike):
 
-* raw-read floor: walk the folder and open+read every CDR file, no parsing;
-* plain lxml loop: ``etree.parse`` + ``{tag: text}`` per file, one ``DataFrame``, then
-  ``pd.to_datetime`` on the two time columns (a competent quick script; it does not
-  check for DTDs, attributes, nesting, enums, zones or media);
-* the same with ``pd.to_datetime`` per record (the naive script), once;
-* ``pandas.read_xml`` per file, on ``--subset`` files, extrapolated;
-* ``recstats.read_archive`` with ``workers=1`` and ``workers=2`` (the latter cold, i.e.
-  starting its worker processes, and warm, the forkserver already running).
+* plain lxml loop: ``etree.parse`` + ``{tag: text}`` per file, one
+  ``DataFrame.from_records``, one vectorised ``pd.to_datetime`` per time column (a
+  competent quick script; it checks nothing: DTDs, attributes, nesting, enums, zones,
+  media);
+* the reference reader: ``read_archive(workers=1)`` parsing every file with lxml's
+  tree and a dict (the reader before the fast path, kept as the tests' oracle);
+* ``recstats.read_archive(workers=1)``.
 
-Each timing is the best of ``--repeat`` runs; single-process ones are also
-compared by CPU time, which other load on a shared machine disturbs less. Prints rates and ratios, then one JSON
-line (the last line of stdout). Targets (DESIGN.md, relaxed for a shared machine):
-workers=1 >= 1 x the lxml loop, >= 50 x read_xml, workers=2 >= 1.6 x workers=1.
+Then ``workers=2`` against ``workers=1`` on the first ``--sizes`` files of the first
+folder (a list of files) and on the whole folder, the pool started (warm) and, once,
+cold (the first call of the process, whose pool starts while it parses). Below
+``recstats.archive.IN_PROCESS_BELOW`` files workers=2 runs in one process, by design.
+
+Prints times, rates and ratios (wall clock and CPU time of this process, which other
+load disturbs less), then one JSON line (the last line of stdout). Targets (issue 11):
+``read_archive(workers=1)`` >= 1.5 x the plain loop and >= 2 x the reference reader on
+both folders; ``workers=2`` >= 1.6 x ``workers=1`` on 20 000 files on an idle 2-core
+machine, and never below 1 x at any size.
 """
 
 from __future__ import annotations
@@ -29,7 +37,6 @@ import shutil
 import sys
 import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 
 import numpy as np
@@ -37,24 +44,32 @@ import pandas as pd
 from lxml import etree
 
 import recstats as rs
-from recstats import _archive_parse as archive_parse
+from recstats import _archive_parse, _archive_pool, _fastparse, archive
 from recstats._xml import cdr_xml
 from recstats.sim.traffic import generate_calls
 
+#: Vendor fields that turn a simulator CDR into a 30-field one.
+VENDOR_FIELDS = ("agent_id", "queue", "trunk_group", "ani", "dnis", "recording_mode",
+                 "storage_node", "retention_days", "tenant", "segment_count", "mos_score",
+                 "jitter_ms", "packet_loss")
 
-def make_files(root: Path, n: int, seed: int = 1) -> None:
+
+def make_files(root: Path, n: int, *, wide: bool = False, seed: int = 1) -> None:
     """``n`` CDR files in the simulator layout, each with a media stand-in."""
     per_site = -(-n // 2)
     done = 0
+    rng = np.random.default_rng(seed)
     for i, site in enumerate(("NY-RECORDER", "LDN-RECORDER")):
-        # rate: about per_site calls in 5 days; take exactly what is needed
-        rows = []
+        rows: list[dict[str, str]] = []
         seconds = 5 * 86400
         while len(rows) < min(per_site, n - done):
             rows = generate_calls("2026-11-02", seconds, rate=1.2 * per_site / seconds,
                                   location=site, rng=np.random.default_rng([seed, i]))
             seconds *= 2
         for fields in rows[: min(per_site, n - done)]:
+            if wide:
+                fields = {**fields, **{name: f"{name[:3].upper()}-{rng.integers(1e6)}"
+                                       for name in VENDOR_FIELDS}}
             folder = root / site / fields["start_time"][:10].replace("-", "/")
             folder.mkdir(parents=True, exist_ok=True)
             (folder / f"{fields['id']}.xml").write_bytes(cdr_xml(fields))
@@ -70,151 +85,152 @@ def xml_files(root: Path) -> list[str]:
     return out
 
 
-def raw_read(root: Path) -> int:
-    total = 0
-    for path in xml_files(root):
-        with open(path, "rb") as handle:
-            total += len(handle.read())
-    return total
-
-
 def lxml_loop(root: Path) -> pd.DataFrame:
-    """A competent quick script: parse+dict per file, one vectorised to_datetime."""
+    """A competent quick script: parse + dict per file, one vectorised to_datetime."""
     rows = [{child.tag: child.text for child in etree.parse(path).getroot()}
             for path in xml_files(root)]
-    frame = pd.DataFrame(rows)
+    frame = pd.DataFrame.from_records(rows)
     for name in ("start_time", "end_time"):
         frame[name] = pd.to_datetime(frame[name]).dt.tz_localize("UTC")
     return frame
 
 
-def lxml_loop_per_record(root: Path) -> pd.DataFrame:
-    """The naive script: pd.to_datetime on each record's times."""
-    rows = []
-    for path in xml_files(root):
-        record = {child.tag: child.text for child in etree.parse(path).getroot()}
-        for name in ("start_time", "end_time"):
-            if name in record:
-                record[name] = pd.to_datetime(record[name]).tz_localize("UTC")
-        rows.append(record)
-    return pd.DataFrame(rows)
+def reference_reader(source, **kwargs) -> pd.DataFrame:
+    """read_archive with the reference chunk parser (lxml tree + dict per file)."""
+    archive.parse_chunk = _archive_parse._parse_chunk
+    try:
+        return rs.read_archive(source, progress=False, **kwargs)
+    finally:
+        archive.parse_chunk = _fastparse.parse_chunk
 
 
-def read_xml_loop(paths: list[str]) -> pd.DataFrame:
-    return pd.concat([pd.read_xml(p, xpath="/verbacdr", parser="lxml") for p in paths],
-                     ignore_index=True)
+def timed(fn) -> tuple[float, float, object]:
+    start, start_cpu = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - start, time.process_time() - start_cpu, result
 
 
-CPU: dict[str, float] = {}  # best CPU seconds of this process, per measurement
-
-
-def best(fn, repeat: int, name: str | None = None) -> tuple[float, object]:
-    """Best wall time of ``repeat`` runs (and best CPU time, kept in CPU[name])."""
-    times, cpu, result = [], [], None
+def readers(root: Path, repeat: int) -> dict[str, dict[str, float]]:
+    """Best wall and CPU seconds of the three readers, taking turns."""
+    runs = {
+        "plain_loop": lambda: lxml_loop(root),
+        "reference_w1": lambda: reference_reader(root, workers=1),
+        "read_archive_w1": lambda: rs.read_archive(root, workers=1, progress=False),
+    }
+    best = {name: {"wall": float("inf"), "cpu": float("inf")} for name in runs}
+    results = {}
     for _ in range(repeat):
-        start, start_cpu = time.perf_counter(), time.process_time()
-        result = fn()
-        times.append(time.perf_counter() - start)
-        cpu.append(time.process_time() - start_cpu)
-    if name:
-        CPU[name] = min(cpu)
-    return min(times), result
+        for name, fn in runs.items():
+            wall, cpu, results[name] = timed(fn)
+            best[name]["wall"] = min(best[name]["wall"], wall)
+            best[name]["cpu"] = min(best[name]["cpu"], cpu)
+    pd.testing.assert_frame_equal(results["read_archive_w1"], results["reference_w1"])
+    assert len(results["plain_loop"]) == len(results["read_archive_w1"])
+    return best
+
+
+def workers_ratio(source, repeat: int) -> dict[str, float]:
+    """Best wall seconds of workers=1 and workers=2 (pool warm), taking turns.
+
+    Also the CPU seconds of each: with workers=2, this process's and the worker's, and
+    what 2 idle cores would make of them (the larger share is the wall time).
+    """
+    best = {1: float("inf"), 2: float("inf")}
+    cpu = {1: float("inf"), "parent": float("inf"), "worker": float("inf")}
+    out = {}
+    for _ in range(repeat):
+        for workers in (1, 2):
+            wall, used, out[workers] = timed(
+                lambda w=workers: rs.read_archive(source, workers=w, progress=False))
+            best[workers] = min(best[workers], wall)
+            if workers == 1:
+                cpu[1] = min(cpu[1], used)
+            elif used + _archive_pool.POOL_CPU_SECONDS[0] < cpu["parent"] + cpu["worker"]:
+                cpu["parent"], cpu["worker"] = used, _archive_pool.POOL_CPU_SECONDS[0]
+    pd.testing.assert_frame_equal(out[1], out[2])
+    return {"w1": best[1], "w2": best[2], "ratio": best[1] / best[2],
+            "cpu_w1": cpu[1], "cpu_w2_parent": cpu["parent"], "cpu_w2_worker": cpu["worker"],
+            "cpu_ratio_idle": cpu[1] / max(cpu["parent"], cpu["worker"])}
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20000)
-    parser.add_argument("--subset", type=int, default=300,
-                        help="files for the read_xml loop (extrapolated)")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--sizes", default="2000,5000",
+                        help="subset sizes for workers=2 vs 1 (plus --files)")
     parser.add_argument("--keep", default=None, help="generate into this folder, keep it")
     args = parser.parse_args(argv)
 
     temp = None if args.keep else tempfile.mkdtemp(prefix="recstats-bench-")
-    root = Path(args.keep or temp)
+    base = Path(args.keep or temp)
+    report: dict = {"bench": "parse", "files": args.files, "cpu_count": os.cpu_count()}
     try:
-        t0 = time.perf_counter()
-        if not any(root.iterdir()):
-            make_files(root, args.files)
-        n = len(xml_files(root))
-        print(f"{n} CDR files in {root} ({time.perf_counter() - t0:.1f} s to make)",
-              file=sys.stderr)
-        raw_read(root)  # page cache warm for everyone
+        folders = {"17 fields": base / "narrow", "30 fields": base / "wide"}
+        for label, root in folders.items():
+            if not root.exists():
+                start = time.perf_counter()
+                make_files(root, args.files, wide=label == "30 fields")
+                print(f"{label}: {args.files} files in {root} "
+                      f"({time.perf_counter() - start:.0f} s to make)", file=sys.stderr)
+            paths = xml_files(root)
+            for path in paths:  # page cache warm for everyone
+                Path(path).read_bytes()
 
-        results = {}
-        results["raw_read"], _ = best(lambda: raw_read(root), args.repeat, "raw_read")
-        results["lxml_loop"], naive = best(lambda: lxml_loop(root), args.repeat, "lxml_loop")
-        results["lxml_per_record"], _ = best(lambda: lxml_loop_per_record(root), 1,
-                                             "lxml_per_record")
-        subset = xml_files(root)[: args.subset]
-        t_sub, _ = best(lambda: read_xml_loop(subset), args.repeat, "read_xml")
-        results["read_xml"] = t_sub * n / max(1, len(subset))
-        CPU["read_xml"] *= n / max(1, len(subset))
-        results["archive_w1"], one = best(
-            lambda: rs.read_archive(root, workers=1, progress=False), args.repeat,
-            "archive_w1")
-        start = time.perf_counter()
-        cold = rs.read_archive(root, workers=2, progress=False)
-        results["archive_w2_cold"] = time.perf_counter() - start
-        results["archive_w2"], two = best(
-            lambda: rs.read_archive(root, workers=2, progress=False), args.repeat,
-            "archive_w2_parent")
-        CPU["archive_w2_workers"] = archive_parse.POOL_CPU_SECONDS[0]
-        pd.testing.assert_frame_equal(one, two)
-        pd.testing.assert_frame_equal(one, cold)
-        assert len(one) == len(naive) == n
+        # cold first: this process has no pool yet (but has imported and run the rest)
+        root = folders["17 fields"]
+        rs.read_archive(xml_files(root)[:500], workers=1, progress=False)
+        wall, _, _ = timed(lambda: rs.read_archive(root, workers=2, progress=False))
+        report["w2_cold_seconds"] = wall
 
-        # memory: Python allocations at the peak of a workers=1 run vs the result's size
-        tracemalloc.start()
-        calls = rs.read_archive(root, workers=1, progress=False)
-        peak = tracemalloc.get_traced_memory()[1]
-        tracemalloc.stop()
-        result_bytes = int(calls.memory_usage(deep=True).sum())
-        del calls
+        for label, root in folders.items():
+            n = len(xml_files(root))
+            size = sum(os.path.getsize(p) for p in xml_files(root)) / n
+            best = readers(root, args.repeat)
+            new = best["read_archive_w1"]
+            ratios = {
+                "new_vs_plain_loop": best["plain_loop"]["wall"] / new["wall"],
+                "new_vs_reference": best["reference_w1"]["wall"] / new["wall"],
+                "cpu_new_vs_plain_loop": best["plain_loop"]["cpu"] / new["cpu"],
+                "cpu_new_vs_reference": best["reference_w1"]["cpu"] / new["cpu"],
+            }
+            report[label] = {"files": n, "bytes_per_file": size, "seconds": best,
+                             "ratios": ratios}
+            print(f"\n{label} ({n} files, {size:.0f} bytes each)")
+            for name, times in best.items():
+                print(f"{name:>18}: {times['wall']:7.3f} s  {n / times['wall']:8.0f} files/s"
+                      f"  cpu {times['cpu'] / n * 1e6:6.1f} us/file")
+            targets = {"new_vs_plain_loop": 1.5, "new_vs_reference": 2.0}
+            for name, value in ratios.items():
+                goal = targets.get(name.removeprefix("cpu_"))
+                verdict = "" if goal is None else (" ok" if value >= goal else
+                                                   f" MISSED (target {goal})")
+                print(f"{name:>26}: {value:6.2f} x{verdict}")
 
-        rates = {k: n / v for k, v in results.items()}
-        ratios = {
-            "w1_vs_raw_read": results["raw_read"] / results["archive_w1"],
-            "w1_vs_lxml_loop": results["lxml_loop"] / results["archive_w1"],
-            "w1_vs_lxml_per_record": results["lxml_per_record"] / results["archive_w1"],
-            "w1_vs_read_xml": results["read_xml"] / results["archive_w1"],
-            "w2_vs_w1": results["archive_w1"] / results["archive_w2"],
-            "w2_cold_vs_w1": results["archive_w1"] / results["archive_w2_cold"],
-        }
-        # single-process baselines also by CPU time: on a shared machine the wall clock
-        # also measures the neighbours
-        ratios.update({
-            "cpu_w1_vs_raw_read": CPU["raw_read"] / CPU["archive_w1"],
-            "cpu_w1_vs_lxml_loop": CPU["lxml_loop"] / CPU["archive_w1"],
-            "cpu_w1_vs_lxml_per_record": CPU["lxml_per_record"] / CPU["archive_w1"],
-            "cpu_w1_vs_read_xml": CPU["read_xml"] / CPU["archive_w1"],
-        })
-        # what 2 idle cores would give: the parent's share counted as serial (it is
-        # partly overlapped with the workers, so this is a floor), the workers' halved
-        ratios["w2_vs_w1_projected_idle"] = CPU["archive_w1"] / (
-            CPU["archive_w2_parent"] + CPU["archive_w2_workers"] / 2)
-        ratios["w2_cpu_overhead"] = (CPU["archive_w2_parent"] + CPU["archive_w2_workers"]
-                                     ) / CPU["archive_w1"]
-        targets = {"w1_vs_lxml_loop": 1.0, "w1_vs_read_xml": 50.0, "w2_vs_w1": 1.6}
-        for name, seconds in results.items():
-            cpu = f"  cpu {CPU[name] / n * 1e6:7.1f} us/file" if name in CPU else ""
-            if name == "archive_w2":
-                cpu = (f"  cpu parent {CPU['archive_w2_parent'] / n * 1e6:5.1f} + workers "
-                       f"{CPU['archive_w2_workers'] / n * 1e6:5.1f} us/file")
-            print(f"{name:>26}: {seconds:8.3f} s  {rates[name]:10.0f} files/s{cpu}")
-        for name, value in ratios.items():
-            goal = targets.get(name)
-            verdict = "" if goal is None else (" ok" if value >= goal else
-                                               f" MISSED (target {goal})")
-            print(f"{name:>26}: {value:8.2f} x{verdict}")
-        print(f"memory: peak {peak / 2**20:.1f} MiB of Python allocations for a "
-              f"{result_bytes / 2**20:.1f} MiB result ({peak / result_bytes:.1f} x)")
+        root = folders["17 fields"]
+        paths = xml_files(root)
+        print("\nworkers=2 vs workers=1 (pool warm)")
+        report["workers"] = {}
+        sizes = [int(s) for s in args.sizes.split(",") if s] + [len(paths)]
+        for size in sizes:
+            source = root if size == len(paths) else paths[:size]
+            result = workers_ratio(source, args.repeat)
+            report["workers"][size] = result
+            goal = 1.6 if size >= 20000 else 1.0
+            verdict = " ok" if result["ratio"] >= goal else f" MISSED (target {goal})"
+            print(f"{size:>8} files: w1 {result['w1']:6.3f} s  w2 {result['w2']:6.3f} s  "
+                  f"{result['ratio']:5.2f} x{verdict}   cpu: w1 {result['cpu_w1']:.3f} s, "
+                  f"w2 parent {result['cpu_w2_parent']:.3f} + worker "
+                  f"{result['cpu_w2_worker']:.3f} s -> {result['cpu_ratio_idle']:.2f} x "
+                  "on idle cores")
+        print(f"cold: the first workers=2 call of the process took "
+              f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
+              f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
         load = os.getloadavg()
-        print(f"load average {load[0]:.1f} on {os.cpu_count()} cores (shared machine)")
-        print(json.dumps({"bench": "parse", "files": n, "seconds": results,
-                          "cpu_seconds": CPU, "files_per_second": rates, "ratios": ratios, "targets": targets,
-                          "peak_bytes": peak, "result_bytes": result_bytes,
-                          "cpu_count": os.cpu_count(), "loadavg": load[0]}))
+        report["loadavg"] = load[0]
+        print(f"load average {load[0]:.1f} on {os.cpu_count()} cores "
+              "(above 0.5 the figures are taken under load)")
+        print(json.dumps(report, default=str))
     finally:
         if temp:
             shutil.rmtree(temp, ignore_errors=True)

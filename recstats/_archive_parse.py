@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import os
 import stat
-import time
 import zipfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
@@ -146,37 +145,57 @@ def _fields(data: bytes, path: str) -> dict[str, str]:
 
 def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
                  ) -> tuple[pa.Table, list[tuple[str, str]], int]:
-    """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen)."""
+    """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen).
+
+    The reference reader: every document through lxml's tree, one dict per document.
+    :func:`recstats._fastparse.parse_chunk` gives the same result faster.
+    """
+    blobs = [(pos, path, data) for pos, (path, data) in enumerate(_blobs(task))]
+    frame, errors = parse_blobs(blobs, tz, directions)
+    errors.sort(key=lambda e: e[0])
+    return to_arrow(frame), [(shown_path(p), r) for _, p, r in errors], len(blobs)
+
+
+def parse_blobs(blobs: Iterable[tuple[int, str, bytes | str]], tz: str,
+                directions: Mapping[str, str] | None
+                ) -> tuple[pd.DataFrame, list[tuple[int, str, str]]]:
+    """``(position, path, bytes or reason)`` items -> (calls with cdr_path, errors).
+
+    Errors are ``(position, path, reason)``, in no particular order.
+    """
     rows: list[dict[str, str]] = []
     paths: list[str] = []
     where: list[int] = []  # position in the chunk of each parsed row
     errors: list[tuple[int, str, str]] = []
-    seen = 0
-    for pos, (path, data) in enumerate(_blobs(task)):
-        seen += 1
-        if isinstance(data, str):
-            errors.append((pos, path, data))
-            continue
-        if len(data) > MAX_DOCUMENT_BYTES:
-            errors.append((pos, path, f"file is over the {MAX_DOCUMENT_BYTES} byte limit"))
-            continue
-        try:
-            rows.append(_fields(data, path))
-        except CDRParseError as exc:
-            errors.append((pos, path, exc.reason))
-            continue
-        except Exception as exc:  # noqa: BLE001 - untrusted input never stops the batch
-            errors.append((pos, path, f"unexpected error: {type(exc).__name__}: {exc}"))
-            continue
-        paths.append(path)
-        where.append(pos)
-    frame, rejected = _frame(rows, paths, tz, directions)
+    for pos, path, data in blobs:
+        fields = document_fields(data, path)
+        if isinstance(fields, str):
+            errors.append((pos, path, fields))
+        else:
+            rows.append(fields)
+            paths.append(path)
+            where.append(pos)
+    frame, rejected = fields_frame(rows, paths, tz, directions)
     errors.extend((where[row], paths[row], reason) for row, reason in rejected.items())
-    errors.sort(key=lambda e: e[0])
-    return _to_arrow(frame), [(shown_path(p), r) for _, p, r in errors], seen
+    return frame, errors
 
 
-def _frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
+def document_fields(data: bytes | str, path: str) -> dict[str, str] | str:
+    """One document's raw fields, or the reason it cannot be read (``data`` if a str)."""
+    if isinstance(data, str):
+        return data
+    if len(data) > MAX_DOCUMENT_BYTES:
+        return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
+    try:
+        return _fields(data, path)
+    except CDRParseError as exc:
+        return exc.reason
+    except Exception as exc:  # noqa: BLE001 - untrusted input never stops the batch
+        return f"unexpected error: {type(exc).__name__}: {exc}"
+
+
+def fields_frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
+    """Raw fields of documents -> (calls with cdr_path, {row: reason} for rejected rows)."""
     try:
         frame, rejected = calls_from_fields(rows, tz=tz, directions=directions)
     except Exception:  # noqa: BLE001 - isolate the one document that breaks the batch
@@ -197,28 +216,10 @@ def _frame(rows, paths, tz, directions) -> tuple[pd.DataFrame, dict[int, str]]:
     return frame, rejected
 
 
-def _to_arrow(frame: pd.DataFrame) -> pa.Table:
+def to_arrow(frame: pd.DataFrame) -> pa.Table:
     # categories travel as plain strings (chunks' dictionaries differ); the final
     # coerce_calls rebuilds them once for the whole table
     table = pa.Table.from_pandas(frame, preserve_index=False)
     columns = [col.cast(pa.large_string()) if pa.types.is_dictionary(col.type) else col
                for col in table.columns]
     return pa.table(columns, names=table.column_names)
-
-
-def _worker(task: tuple, tz: str, directions
-            ) -> tuple[bytes, list[tuple[str, str]], int, float]:
-    start = time.process_time()
-    table, errors, seen = _parse_chunk(task, tz, directions)
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes(), errors, seen, time.process_time() - start
-
-
-#: CPU seconds the worker processes of the latest pool spent on chunks (for bench/).
-POOL_CPU_SECONDS = [0.0]
-
-
-def _from_ipc(data: bytes) -> pa.Table:
-    return pa.ipc.open_stream(data).read_all()

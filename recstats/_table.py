@@ -40,8 +40,8 @@ from .cdr import (
     parse_bool,
 )
 
-__all__ = ["DEFAULT_MAX_COLUMNS", "calls_frame", "calls_from_fields", "coerce_calls",
-           "empty_calls", "limit_columns"]
+__all__ = ["DEFAULT_MAX_COLUMNS", "calls_frame", "calls_from_fields", "calls_from_raw",
+           "coerce_calls", "empty_calls", "limit_columns"]
 
 #: Distinct undocumented field names kept as columns of their own; the others go into
 #: the ``extras`` column (see :func:`calls_from_fields`).
@@ -249,6 +249,30 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
     raw = pd.DataFrame.from_records(rows)
     if len(raw) < len(rows):  # all empty ({} from <cdr/>): from_records gives no rows
         raw = pd.DataFrame(index=range(len(rows)))
+    return calls_from_raw(raw, tz=tz, directions=directions, wide=wide, finished=finished,
+                          extras=extras)
+
+
+def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
+                   directions: Mapping[str, str] | None = None,
+                   wide: Mapping[int, str] | None = None, *, coerce: bool = True,
+                   finished: bool = False, extras: list[str | None] | None = None
+                   ) -> tuple[pd.DataFrame, dict[int, str]]:
+    """:func:`calls_from_fields` from a frame of raw field texts.
+
+    ``raw`` has one row per document (index ``0..n-1``) and one ``str`` column per
+    field name, NaN where a document lacks the field; ``wide`` maps positions already
+    refused to their reason. Builders that extract fields into columns directly (the
+    archive reader's fast path) skip the per-document dicts this way. ``coerce=False``
+    leaves the columns as built, for a caller that gives the gathered table the schema
+    once (:func:`coerce_calls`). ``finished`` is :func:`calls_from_fields`' and
+    ``extras`` the rows' folded fields as JSON text (see :func:`calls_from_fields`).
+
+    >>> raw = pd.DataFrame({"id": ["a", None]}, dtype="str")
+    >>> calls_from_raw(raw)[1]
+    {1: 'not a CDR: no id or ccdr_id field'}
+    """
+    wide = wide or {}
     rejected: dict[int, str] = {}
     n = len(raw)
 
@@ -323,7 +347,7 @@ def calls_from_fields(rows: list[Mapping[str, str]], tz: str = "UTC",
             only_rejected.add(EXTRAS)
         frame = frame.drop(columns=[c for c in only_rejected
                                     if c in frame.columns and c not in CALL_COLUMNS])
-    return coerce_calls(frame), rejected
+    return (coerce_calls(frame) if coerce else frame), rejected
 
 
 def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,

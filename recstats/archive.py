@@ -13,11 +13,14 @@ Media pairing: a CDR ``dir/stem.xml`` is paired with ``dir/stem.<ext>`` for any 
 extension (``.wav``, ``.txt`` transcripts, ...), the first by name when several exist.
 Only the file name stem counts, never the folder layout.
 
-Speed: each file is read with one raw ``read`` and parsed with the hardened lxml parser
-(:mod:`recstats._archive_parse`); the raw field dicts of a chunk of files become a table
-in one vectorised pass (:func:`recstats._table.calls_from_fields`). With several workers,
-processes parse chunks and send back Arrow IPC bytes, never per-row objects; a folder is
-walked lazily, so workers start while the walk goes on.
+Speed: each file is read with one raw ``read``; flat documents (most CDRs) are checked a
+batch at a time by one syntax-only libxml2 pass and their fields extracted into Arrow
+columns with NumPy (:mod:`recstats._fastparse`), every other document is parsed with the
+hardened lxml parser (:mod:`recstats._archive_parse`), and a chunk's fields become a
+table in one vectorised pass (:mod:`recstats._table`). With several workers, this process
+and a persistent pool share the chunks and workers send back Arrow IPC bytes, never
+per-row objects (:mod:`recstats._archive_pool`); a folder is walked lazily, so parsing
+starts while the walk goes on.
 
 Boundaries (:mod:`recstats._archive_find`): nothing outside the folder, archive or file
 list given is read. Symbolic links that lead outside are error entries unless
@@ -32,21 +35,18 @@ first header) is a ``ValueError``.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import json
-import multiprocessing
 import operator
 import os
 import sys
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._archive_find import is_cdr, tar_blobs
 from ._archive_list import ARCHIVE_SUFFIXES as _ARCHIVE_SUFFIXES
@@ -57,26 +57,28 @@ from ._archive_list import (
 from ._archive_list import Listing as _Listing
 from ._archive_list import discover as _discover
 from ._archive_list import pair_media as _pair
-from ._archive_parse import (
-    _ZIPS,
-    POOL_CPU_SECONDS,
-    _from_ipc,
-    _parse_chunk,
-    _worker,
-    shown_path,
-)
+from ._archive_parse import _ZIPS, shown_path
+from ._archive_pool import run_pool as _run_pool
+from ._archive_pool import warm as pool_is_warm
+from ._fastparse import parse_chunk
 from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
-#: Below this many CDR files ``workers=None`` parses in-process: the first pool of a
-#: session starts a forkserver that imports pandas/pyarrow/lxml (about a second on a
-#: busy 2-core machine), which only pays off at tens of thousands of files (~30 us each).
-IN_PROCESS_BELOW = 20000
-#: Upper bound on files per chunk (memory: a chunk's field dicts live at once).
-MAX_CHUNK = 4000
+#: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
+#: under it, shipping chunks to worker processes costs more than it saves (each chunk
+#: has a fixed cost; bench/parse.py prints workers=2 vs 1 at several sizes). Above it,
+#: this process parses too, also while the pool starts (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 5000
+#: The same before this process has a pool: starting one takes a second or more (a
+#: forkserver that imports pandas, pyarrow and lxml) on the other cores.
+COLD_IN_PROCESS_BELOW = 20000
+#: Upper bound on files per chunk (memory: a chunk's fields live at once, as Arrow
+#: columns or, for unusual documents, dicts). Each chunk has a fixed cost of a few
+#: milliseconds (building its table), so chunks are large.
+MAX_CHUNK = 16000
 #: A tar chunk shipped to a worker holds at most this many bytes of documents.
 TAR_CHUNK_BYTES = 8 * 1024 * 1024
 
@@ -143,11 +145,18 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 
 
 def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
-    # known total: about four chunks per worker; unknown (a folder being walked): start
+    # known total: chunks shrink as the work left does (each a share of what is left),
+    # so there are few (each has a fixed cost) and the parent, which also walks and
+    # gathers, and the workers end together; unknown (a folder being walked): start
     # small so every worker gets going at once, then double up to MAX_CHUNK
     if total is not None:
-        yield from itertools.repeat(max(64, min(MAX_CHUNK, -(-total // (workers * 4)))))
-    size = 64
+        smallest = max(256, total // (workers * 8))
+        left = total
+        while left > 0:
+            size = min(MAX_CHUNK, max(smallest, left // (workers * 2)))
+            yield size
+            left -= size
+    size = 512
     while True:
         yield size
         size = min(MAX_CHUNK, size * 2)
@@ -166,57 +175,11 @@ def _and_found(results: Iterator[tuple], listing: _Listing, source: str | None, 
     try:
         yield from results
         for task in found_tasks(listing, source, MAX_CHUNK, TAR_CHUNK_BYTES):
-            yield _parse_chunk(task, tz, directions)
+            yield parse_chunk(task, tz, directions)
     finally:
         close = getattr(results, "close", None)
         if close is not None:
             close()
-
-
-def _context() -> multiprocessing.context.BaseContext:
-    # Not "fork": the parent often has threads (tqdm's monitor, a notebook's kernel
-    # threads, a live Capture, Arrow's pool), and a forked child inherits their locks in
-    # whatever state they were, which can deadlock. "forkserver" forks workers from a
-    # clean single-threaded server that pre-imports this module once, so workers start
-    # fast and safe; "spawn" where forkserver does not exist (Windows, some macOS).
-    if "forkserver" in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["recstats.archive"])
-        return ctx
-    return multiprocessing.get_context("spawn")
-
-
-def _run_pool(tasks: Iterable[tuple], workers: int, tz: str, directions
-              ) -> Iterator[tuple[pa.Table, list, int]]:
-    """Run chunks in worker processes, yielding results in task order, few in flight."""
-    pending: collections.deque = collections.deque()  # (task, future), in task order
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=_context())
-    POOL_CPU_SECONDS[0] = 0.0
-    tasks = iter(tasks)
-    try:
-        for task in tasks:
-            pending.append((task, pool.submit(_worker, task, tz, directions)))
-            if len(pending) >= 2 * workers:  # backpressure: bounded memory in flight
-                data, errors, seen, cpu = pending[0][1].result()
-                pending.popleft()
-                POOL_CPU_SECONDS[0] += cpu
-                yield _from_ipc(data), errors, seen
-        while pending:
-            data, errors, seen, cpu = pending[0][1].result()
-            pending.popleft()
-            POOL_CPU_SECONDS[0] += cpu
-            yield _from_ipc(data), errors, seen
-    except BrokenProcessPool:
-        # workers died (killed, out of memory, or an unguarded __main__ script re-run in
-        # them): the batch still finishes, in this process
-        warnings.warn("recstats.read_archive: worker processes failed, parsing in this "
-                      "process instead. In a script, put the call under "
-                      "`if __name__ == \"__main__\":`.", RuntimeWarning, stacklevel=3)
-        pool.shutdown(wait=False, cancel_futures=True)
-        for task in itertools.chain((t for t, _ in pending), tasks):
-            yield _parse_chunk(task, tz, directions)
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 # --------------------------------------------------------------------------- public API
@@ -277,11 +240,13 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         by the folder rules; a file listed twice counts once; a listed file is read as
         named).
     workers : int, optional
-        Parser processes (default: one per core; inputs under :data:`IN_PROCESS_BELOW`
-        files stay in-process unless given). The result is the same for any number.
-        Worker processes import your ``__main__`` script, as with any multiprocessing
-        code: in a script, call this under ``if __name__ == "__main__":`` (if workers
-        fail, the batch finishes in-process with a warning).
+        Processes that parse: this one and ``workers - 1`` worker processes of a pool
+        that stays up for later calls. Default: one per usable core. Inputs under
+        :data:`IN_PROCESS_BELOW` files (:data:`COLD_IN_PROCESS_BELOW` before this
+        process has a pool) stay in this process, where workers would not pay. The
+        result is the same for any number of workers. Worker processes do not import
+        your ``__main__`` script, so a script needs no ``if __name__ == "__main__":``
+        guard; if they fail, the batch finishes in this process with one warning line.
     progress : bool, default True
         Show a tqdm bar when stderr is a terminal or in a notebook.
     tz : str, default "UTC"
@@ -318,6 +283,12 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         An archive that cannot be opened at all, an unknown ``tz``, a bad ``workers``,
         ``on_error`` or ``max_columns``.
 
+    Warns
+    -----
+    RuntimeWarning
+        For a subfolder that cannot be listed, a folder holding archives but no CDR
+        (archives inside a folder are not opened), and worker processes that failed.
+
     Examples
     --------
     >>> import recstats as rs
@@ -341,24 +312,25 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
         path = list(path)  # a generator would be spent before attrs["source"] is made
     listing, kind, source, batches = _discover(path, follow_links)
     total = len(listing.cdrs) if listing.complete else None
-    n_workers = workers if workers is not None else (os.cpu_count() or 1)
-    if workers is None and n_workers > 1:
+    n_workers = workers if workers is not None else _usable_cores()
+    if n_workers > 1:
+        below = IN_PROCESS_BELOW if pool_is_warm(n_workers - 1) else COLD_IN_PROCESS_BELOW
         if total is None:  # a folder: walk far enough to see whether it is small
             head, seen_so_far = [], 0
             for batch in batches:
                 head.append(batch)
                 seen_so_far += len(batch)
-                if seen_so_far >= IN_PROCESS_BELOW:
+                if seen_so_far >= below:
                     break
             batches = itertools.chain(head, batches)
-            total = len(head) if listing.complete else None
-        if total is not None and total < IN_PROCESS_BELOW:
+            total = len(listing.cdrs) if listing.complete else None
+        if total is not None and total < below:
             n_workers = 1
     if n_workers > 1:
         results = _run_pool(_tasks(kind, source, batches, _pool_sizes(total, n_workers)),
                             n_workers, tz, directions)
     else:
-        results = (_parse_chunk(task, tz, directions)
+        results = (parse_chunk(task, tz, directions)
                    for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
     results = _and_found(results, listing, source, tz, directions)
     tables: list[pa.Table] = []
@@ -388,9 +360,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
     frame = _assemble(limit_columns(tables, max_columns))
     frame["media_path"] = _pair(frame["cdr_path"], listing)
     frame["end_unknown"] = frame["end_time"].isna()  # the end rules made every end known
-    frame = coerce_calls(frame)
-    frame = frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
-                              na_position="last").reset_index(drop=True)
+    frame = coerce_calls(frame)  # rows are in order (_assemble)
     frame.attrs = {
         "source": shown_path(path) if isinstance(path, str) else
         shown_path(os.fspath(path)) if isinstance(path, os.PathLike) else
@@ -412,6 +382,14 @@ def _check_max_columns(max_columns) -> int:
     return max_columns
 
 
+def _usable_cores() -> int:
+    """The cores this process may run on (a container or ``taskset`` may allow fewer)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not on macOS and Windows
+        return os.cpu_count() or 1
+
+
 def _warn_nested_archives(listing: _Listing) -> None:
     # a folder of zips (one per site or day) reads as no CDR at all, without a word
     nested = sorted(p for p in listing.media.values() if p.lower().endswith(_ARCHIVE_SUFFIXES))
@@ -420,6 +398,10 @@ def _warn_nested_archives(listing: _Listing) -> None:
                       f"file(s) such as {shown_path(nested[0])}: archives inside a folder "
                       "are not opened: pass each archive itself",
                       RuntimeWarning, stacklevel=3)
+
+
+#: The calls table's row order: missing start times last.
+SORT_KEYS = ("start_time", "call_id", "cdr_path")
 
 
 def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
@@ -431,7 +413,15 @@ def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
     else:
         table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables],
                                  promote_options="permissive")
-    return table.replace_schema_metadata(None).to_pandas()
+    # the table's row order, sorted by Arrow before pandas (several times faster than
+    # sort_values on these keys; cdr_path is unique, so there are no ties)
+    try:
+        order = pc.sort_indices(table, sort_keys=[(key, "ascending", "at_end")
+                                                  for key in SORT_KEYS])
+    except ValueError:  # pyarrow before 20: one null placement for all keys
+        order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS],
+                                null_placement="at_end")
+    return table.take(order).replace_schema_metadata(None).to_pandas()
 
 
 def archive_errors(calls: pd.DataFrame) -> pd.DataFrame:

@@ -539,6 +539,7 @@ def test_default_workers_switch_to_processes_past_the_threshold(small_archive, t
     monkeypatch.setattr(archive.os, "cpu_count", lambda: 2)
     assert len(rs.read_archive(root, progress=False)) == 60 and used == []  # small
     monkeypatch.setattr(archive, "IN_PROCESS_BELOW", 10)
+    monkeypatch.setattr(archive, "COLD_IN_PROCESS_BELOW", 10)
     pd.testing.assert_frame_equal(rs.read_archive(root, progress=False), truth)
     from_tar = rs.read_archive(tarred, progress=False)
     assert used == [2, 2]
@@ -603,17 +604,18 @@ def test_fast_path_cannot_be_tricked_into_a_dtd():
 
 
 def test_unguarded_script_still_finishes_in_process(samples_dir, tmp_path):
-    # worker processes re-import __main__; an unguarded script breaks them: the batch
-    # must still finish, in-process, with a warning that says what to do
+    # worker processes used to re-import __main__, which an unguarded script breaks;
+    # now they do not import it: the script runs once, with no traceback
     script = tmp_path / "unguarded.py"
     script.write_text("import recstats as rs\n"
+                      "rs.archive.IN_PROCESS_BELOW = rs.archive.COLD_IN_PROCESS_BELOW = 0\n"
                       f"df = rs.read_archive({str(samples_dir / 'odd')!r}, workers=2)\n"
                       "print('rows', len(df), 'errors', len(df.attrs['errors']))\n")
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
                           timeout=120, check=False, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "rows 10 errors 8" in done.stdout.splitlines()[-1]
-    assert 'if __name__ == "__main__":' in done.stderr
+    assert done.stdout.splitlines() == ["rows 10 errors 8"]
+    assert "Traceback" not in done.stderr
 
 
 def test_corrupt_container_is_one_clear_error(small_archive, tmp_path):
