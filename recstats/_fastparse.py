@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from lxml import etree
 
 from ._archive_parse import _blobs, document_fields, fields_frame, shown_path, to_arrow
-from ._table import calls_from_raw
+from ._table import EXTRAS, calls_from_raw
 from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
@@ -64,6 +64,11 @@ _USUAL_DECLARATIONS = (b"<?xml version='1.0' encoding='UTF-8'?>",
 
 _USUAL = _USUAL_DECLARATIONS[:3]
 _USUAL_LENGTH = 38
+
+
+#: Distinct tag names in one batch above which its documents take the reference path
+#: (the documented fields plus :data:`recstats._table.DEFAULT_MAX_COLUMNS` fit easily).
+MAX_FAST_NAMES = 512
 
 
 def flat_body(data: bytes) -> memoryview | None:
@@ -210,14 +215,20 @@ def scan(bodies: list[bytes] | list[memoryview], data: bytes | None = None
     bad[doc[starting & (before >= 2)]] = True                    # nesting
     bad |= np.bincount(doc[starting & (before == 0)], minlength=n) != 1  # one root
     # start tags as text, encoded once: a batch has few distinct ones, and one with
-    # whitespace (attributes) or ":" (a namespace prefix) makes its documents unusual
+    # whitespace (attributes) or ":" (a namespace prefix) makes its documents unusual,
+    # as does a field named like the extras column (the reference path folds it there)
     started = np.flatnonzero(starting)[1:]       # not <_>
     tags = _spans(buffer, opens[started] + 1, ends[started] - is_empty[started])
     tags = tags.take(pa.array(np.arange(0, len(tags), 2))).cast(pa.large_string())
     encoded = pc.dictionary_encode(tags)
     tag_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     dictionary = encoded.dictionary.to_pylist()
-    unusual = np.array([any(c in name for c in " \t\n:") for name in dictionary] + [False])
+    if len(dictionary) > MAX_FAST_NAMES:
+        # a flood of distinct names: the reference path folds them into extras, where
+        # one column per name would make the batch quadratic
+        return np.zeros(n, dtype=bool), {}
+    unusual = np.array([name == EXTRAS or any(c in name for c in " \t\n:")
+                        for name in dictionary] + [False])
     bad[doc[started[unusual[tag_ids]]]] = True
     # text beside the root element (between documents it is either's)
     outside = np.flatnonzero(after[:-1] == 0)
