@@ -28,6 +28,9 @@ bench: $(STAMP)
 	$(BIN)/python bench/events.py
 	$(BIN)/python bench/capture_snapshot.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/archive_names.py
+	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/soak.py
 
 # re-run the notebooks and save their outputs (after changing what they show)
 notebooks: $(STAMP)
@@ -35,6 +38,7 @@ notebooks: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check recstats tests bench
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info
