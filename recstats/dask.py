@@ -180,35 +180,41 @@ def _columns(calls, by: str | None = None) -> dd.DataFrame:
 
 
 def _resolve(calls: dd.DataFrame, tz: str, window) -> _Resolved:
-    """Duplicates (one shuffle of keys, when there are call ids), then the window: given,
-    from the attrs, or the archive rule's whole days from one min/max reduction."""
+    """Duplicates (one shuffle of keys, when there are call ids) and the window: given,
+    from the attrs, or the archive rule's whole days from one min/max reduction -- both
+    in one compute. A repeat of a call in another partition could hold the latest end:
+    the reduction is then done again without the repeats."""
     holder = pd.DataFrame()
     holder.attrs = dict(calls._meta.attrs)
     parts = calls.to_delayed()
-    drops: dict = {}
+    observed = None
+    if window is not None or holder.attrs.get("window") is not None:
+        observed = resolve(holder, tz, window, _EMPTY, _EMPTY)
+    want_sites = "site" in calls.columns and bool(holder.attrs.get("gaps"))
+
+    def extents(drops: dict) -> list:
+        if observed is not None and not want_sites:
+            return []
+        return [dask.delayed(ds.extent)(p, drops.get(k, _EMPTY), tz, want_sites)
+                for k, p in enumerate(parts)]
+
+    found: list = []
     if "call_id" in calls.columns:
         keys = dd.from_delayed([dask.delayed(ds.usable_keys)(p, k, tz)
                                 for k, p in enumerate(parts)], meta=ds.KEYS_META,
                                verify_meta=False)
         found = keys.shuffle(on="key", shuffle_method=_shuffle_method(len(parts))) \
-            .map_partitions(ds.repeats, meta=ds.REPEATS_META).compute()
-        drops = {int(k): g["row"].to_numpy("int64") for k, g in found.groupby("part")}
-    observed = None
-    if window is not None or holder.attrs.get("window") is not None:
-        observed = resolve(holder, tz, window, _EMPTY, _EMPTY)
-    want_sites = "site" in calls.columns and bool(holder.attrs.get("gaps"))
-    sites = None
-    if observed is None or want_sites:
-        extents = dask.compute(*[dask.delayed(ds.extent)(p, drops.get(k, _EMPTY), tz,
-                                                         want_sites)
-                                 for k, p in enumerate(parts)])
-        found_any = [e for e in extents if e[0] is not None]
-        if observed is None and found_any:
-            start = np.array([min(e[0] for e in found_any), max(e[1] for e in found_any)])
-            observed = resolve(holder, tz, None, start,
-                               np.array([max(e[2] for e in found_any)]))
-        if want_sites:
-            sites = frozenset().union(*(e[3] for e in extents))
+            .map_partitions(ds.repeats, meta=ds.REPEATS_META).to_delayed()
+    found, reduced = dask.compute(found, extents({}))
+    repeats = pd.concat([ds.REPEATS_META, *found], ignore_index=True)
+    drops = {int(k): g["row"].to_numpy("int64") for k, g in repeats.groupby("part")}
+    if drops and observed is None:
+        (reduced,) = dask.compute(extents(drops))
+    found_any = [e for e in reduced if e[0] is not None]
+    if observed is None and found_any:
+        start = np.array([min(e[0] for e in found_any), max(e[1] for e in found_any)])
+        observed = resolve(holder, tz, None, start, np.array([max(e[2] for e in found_any)]))
+    sites = frozenset().union(*(e[3] for e in reduced)) if want_sites else None
     return _Resolved(calls, parts, drops, observed, sites)
 
 
