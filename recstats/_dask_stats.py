@@ -196,7 +196,7 @@ def merge(summaries: list[dict]) -> dict:
     """The table's summary: areas, starts and hourly tables summed over partitions,
     group labels and categories united (in partition order, as a concatenation does)."""
     out: dict = {"labels": {}, "categories": None, "area": {}, "started": {}, "hourly": {}}
-    bits, count, ids = np.zeros(7, dtype="int64"), 0, []
+    bits, count, ids = np.zeros(7, dtype="int64"), 0, list[str]()
     for one in summaries:
         bits += one["report"][0]
         count += one["report"][1]

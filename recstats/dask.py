@@ -16,33 +16,28 @@ computed frame's categories are the union of its partitions', so use
 from __future__ import annotations
 
 import os
-import sys
-import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
 
 import numpy as np
 import pandas as pd
 
 try:
-    import dask
     import dask.dataframe as dd
-    from dask.dataframe.utils import clear_known_categories, has_known_categories
+    from dask.dataframe.utils import clear_known_categories
 except ImportError as exc:  # an optional dependency: say how to get it
     raise ImportError("recstats.dask needs Dask: pip install 'recstats[dask]'") from exc
 
+from . import _dask_driver as dr
 from . import _dask_stats as ds
 from . import stats
-from ._busyhour import BusyHour, Hourly, check_settings, choose_days, find_busy_hour, hourly
+from ._busyhour import BusyHour, check_settings, choose_days, find_busy_hour, hourly
 from ._dataset_read import dataset_parts, read_fragment, read_parts
-from ._erlang import channels_for, check_blocking
+from ._erlang import check_blocking
 from ._table import coerce_calls, empty_calls
 from ._time import check_tz
-from ._timeline import observed_at, to_times
-from ._window import Observed, resolve
+from ._timeline import to_times
 from .archive import archive_files
 from .archive import read_archive as _read_archive_locally
-from .errors import DataQualityWarning
 
 __all__ = ["busy_hour", "capacity_table", "concurrency", "read_archive", "read_calls"]
 
@@ -146,168 +141,6 @@ def _read_part(path: str, root: str, schema, condition) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- statistics
 
-_EMPTY = np.empty(0, dtype="int64")
-_COLUMNS = ("start_time", "end_time", "end_unknown", "duration", "call_id", "site")
-_PROBLEMS = ("no start time", "end before start", "unknown end", "duplicate call id",
-             "duration over 24 h", "duration disagrees with end - start",
-             "outside the window")
-
-
-@dataclass(frozen=True)
-class _Resolved:
-    """A Dask calls table ready for one pass: its partitions, the rows that repeat an
-    earlier call (per partition), the observation window and the table's sites."""
-
-    calls: dd.DataFrame
-    parts: list
-    drops: dict
-    observed: Observed | None
-    sites: frozenset | None
-
-
-def _columns(calls, by: str | None = None) -> dd.DataFrame:
-    if isinstance(calls, pd.DataFrame):
-        calls = dd.from_pandas(calls, npartitions=1)
-    if not isinstance(calls, dd.DataFrame):
-        raise TypeError(f"expected a Dask DataFrame of calls, got {type(calls).__name__}")
-    missing = [c for c in ("start_time", "end_time") if c not in calls.columns]
-    if missing:
-        raise ValueError(f"the calls table has no {', '.join(missing)} column(s)")
-    if by is not None and by not in calls.columns:
-        raise ValueError(f"cannot group by {by!r}: the calls table has no such column "
-                         f"(columns: {', '.join(map(str, calls.columns))})")
-    return calls[[c for c in calls.columns if c in _COLUMNS or c == by]]
-
-
-def _resolve(calls: dd.DataFrame, tz: str, window) -> _Resolved:
-    """Duplicates (one shuffle of keys, when there are call ids) and the window: given,
-    from the attrs, or the archive rule's whole days from one min/max reduction -- both
-    in one compute. A repeat of a call in another partition could hold the latest end:
-    the reduction is then done again without the repeats."""
-    holder = pd.DataFrame()
-    holder.attrs = dict(calls._meta.attrs)
-    parts = calls.to_delayed()
-    observed = None
-    if window is not None or holder.attrs.get("window") is not None:
-        observed = resolve(holder, tz, window, _EMPTY, _EMPTY)
-    want_sites = "site" in calls.columns and bool(holder.attrs.get("gaps"))
-
-    def extents(drops: dict) -> list:
-        if observed is not None and not want_sites:
-            return []
-        return [dask.delayed(ds.extent)(p, drops.get(k, _EMPTY), tz, want_sites)
-                for k, p in enumerate(parts)]
-
-    found: list = []
-    if "call_id" in calls.columns:
-        keys = dd.from_delayed([dask.delayed(ds.usable_keys)(p, k, tz)
-                                for k, p in enumerate(parts)], meta=ds.KEYS_META,
-                               verify_meta=False)
-        found = keys.shuffle(on="key", shuffle_method=_shuffle_method(len(parts))) \
-            .map_partitions(ds.repeats, meta=ds.REPEATS_META).to_delayed()
-    found, reduced = dask.compute(found, extents({}))
-    repeats = pd.concat([ds.REPEATS_META, *found], ignore_index=True)
-    drops = {int(k): g["row"].to_numpy("int64") for k, g in repeats.groupby("part")}
-    if drops and observed is None:
-        (reduced,) = dask.compute(extents(drops))
-    found_any = [e for e in reduced if e[0] is not None]
-    if observed is None and found_any:
-        start = np.array([min(e[0] for e in found_any), max(e[1] for e in found_any)])
-        observed = resolve(holder, tz, None, start, np.array([max(e[2] for e in found_any)]))
-    sites = frozenset().union(*(e[3] for e in reduced)) if want_sites else None
-    return _Resolved(calls, parts, drops, observed, sites)
-
-
-def _shuffle_method(npartitions: int) -> str | None:
-    # a task shuffle starts at once; peer-to-peer pays off only with many partitions
-    return "tasks" if npartitions <= 32 else None
-
-
-def _pass(table: _Resolved, spec: ds.Spec, peaks: bool):
-    """The one pass over the calls: merged per-bin summaries and, with ``peaks``, the
-    per-(group, bin) peak pieces; warns once about the rows left out."""
-    pieces = [dask.delayed(ds.summarise, nout=2)(p, table.drops.get(k, _EMPTY), spec)
-              for k, p in enumerate(table.parts)]
-    summaries = [s for _, s in pieces]
-    found = None
-    if peaks:
-        events = dd.from_delayed([e for e, _ in pieces], meta=ds.EVENTS_META,
-                                 verify_meta=False)
-        found = events.shuffle(on=["key", "bin"],
-                               shuffle_method=_shuffle_method(events.npartitions)) \
-            .map_partitions(ds.bin_peaks, meta=ds.PEAKS_META)
-        # one graph of delayed objects: the partitions are read once for both
-        pieces_found, summaries = dask.compute(found.to_delayed(), summaries)
-        found = pd.concat([ds.PEAKS_META, *pieces_found], ignore_index=True)
-    else:
-        (summaries,) = dask.compute(summaries)
-    merged = ds.merge(list(summaries))
-    _warn(*merged["report"])
-    return merged, found
-
-
-def _warn(bits: np.ndarray, count: int, ids: list) -> None:
-    if not count:
-        return
-    counts = [f"{n} {text}" for n, text in zip(bits, _PROBLEMS) if n]
-    more = f" and {count - 5} more" if count > 5 else ""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame, level = sys._getframe(0), 1  # this frame is stacklevel 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(f"{count} {'call' if count == 1 else 'calls'} left out: "
-                  f"{', '.join(counts)} (ids: {', '.join(ids)}{more}); "
-                  "recstats.check_calls lists them", DataQualityWarning, stacklevel=level)
-
-
-def _probe() -> pd.DataFrame:
-    return pd.DataFrame({"start_time": pd.Series([], dtype="datetime64[us, UTC]"),
-                         "end_time": pd.Series([], dtype="datetime64[us, UTC]")})
-
-
-def _bin_edges(observed: Observed, freq, tz: str) -> np.ndarray:
-    """The local function's bin edges for the window: the bin starts of a window
-    reaching past the real one's last edge, cut after the first edge at or beyond its
-    end (the same grid: edges depend only on the zone, ``freq`` and the window start)."""
-    width = int(pd.tseries.frequencies.to_offset(freq).nanos // 1000)
-    reach = observed.end + 2 * width + 2 * 86_400_000_000
-    probe = stats.concurrency(_probe(), freq=freq, tz=tz,
-                              window=tuple(to_times([observed.start, reach])))
-    starts = probe.index.as_unit("us").asi8
-    return np.r_[starts[starts < observed.end], starts[starts >= observed.end][:1]]
-
-
-def _groups(table: _Resolved, merged: dict, by: str) -> pd.Index:
-    """The ``by`` labels of the kept calls, ordered and typed as the local function
-    orders them on the computed frame (categories: the frame's category order)."""
-    dtype = table.calls._meta[by].dtype
-    names = merged["labels"]
-    if isinstance(dtype, pd.CategoricalDtype):
-        known = has_known_categories(table.calls[by])
-        order = list(dtype.categories) if known else (merged["categories"] or [])
-        used = [c for c in order if str(c) in names]
-        kind = pd.CategoricalDtype(used, ordered=dtype.ordered)
-        return pd.CategoricalIndex(pd.Categorical.from_codes(np.arange(len(used)),
-                                                             dtype=kind), name=by)
-    values = pd.Series(list(names.values()), dtype=dtype)
-    return pd.Index(pd.factorize(values, sort=True)[1], name=by)
-
-
-def _binned(merged: dict, found: pd.DataFrame, name: str, edges: np.ndarray,
-            intervals: np.ndarray) -> dict[str, np.ndarray]:
-    n = edges.size - 1
-    seen = np.diff(observed_at(intervals, edges))
-    area = merged["area"].get(name, np.zeros(n, dtype="int64"))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean = np.where(seen > 0, area / seen, np.nan)
-    blank = seen == 0
-    peak = ds.scan(found, name, n).astype("float64")
-    started = merged["started"].get(name, np.zeros(n, dtype="int64")).astype("float64")
-    peak[blank], started[blank] = np.nan, np.nan
-    return {"peak": peak, "mean": mean, "started": started,
-            "coverage": seen / np.diff(edges).astype("float64")}
-
-
 def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
                 window=None) -> pd.DataFrame:
     """Binned concurrency of a Dask calls table, equal to
@@ -360,19 +193,19 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
     [[2.0, 1.5, 2.0, 1.0], [1.0, 1.0, 0.0, 0.5]]
     """
     tz = check_tz(tz)
-    stats.concurrency(_probe(), freq=freq)  # the local checks and messages
-    table = _resolve(_columns(calls, by), tz, window)
+    stats.concurrency(dr.probe(), freq=freq)  # the local checks and messages
+    table = dr.resolve_table(dr.select(calls, by), tz, window)
     if table.observed is None:  # no call and no window: the local empty answer
         return stats.concurrency(table.calls._meta, freq=freq, by=by, tz=tz)
-    edges = _bin_edges(table.observed, freq, tz)
+    edges = dr.bin_edges(table.observed, freq, tz)
     spec = ds.Spec(tz, table.observed, table.sites, by, edges, started=True)
-    merged, found = _pass(table, spec, peaks=True)
+    merged, found = dr.one_pass(table, spec, peaks=True)
     times = to_times(edges[:-1])
     if by is None:
-        return pd.DataFrame(_binned(merged, found, ds.ALL, edges, spec.intervals()),
+        return pd.DataFrame(dr.binned(merged, found, ds.ALL, edges, spec.intervals()),
                             index=times.rename("time"))
-    uniques = _groups(table, merged, by)
-    parts = [_binned(merged, found, str(label), edges, spec.intervals(str(label)))
+    uniques = dr.group_labels(table, merged, by)
+    parts = [dr.binned(merged, found, str(label), edges, spec.intervals(str(label)))
              for label in uniques]
     columns = {name: np.concatenate([p[name] for p in parts] + [np.empty(0)])
                for name in ("peak", "mean", "started", "coverage")}
@@ -381,12 +214,6 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
         [uniques.take(labels), to_times(np.tile(edges[:-1], len(uniques)))],
         names=[by, "time"])
     return pd.DataFrame(columns, index=index)
-
-
-def _hourly(merged: dict, name: str, spec: ds.Spec, intervals: np.ndarray) -> Hourly:
-    """The group's :class:`Hourly` table: its summed areas on the window's grid."""
-    empty = hourly(_EMPTY, _EMPTY, intervals, spec.tz, spec.observed)
-    return replace(empty, area=merged["hourly"].get(name, empty.area))
 
 
 def busy_hour(calls, *, method: str = "time-consistent", tz: str = "UTC", window=None,
@@ -427,12 +254,12 @@ def busy_hour(calls, *, method: str = "time-consistent", tz: str = "UTC", window
     """
     tz = check_tz(tz)
     check_settings(method, top_days, min_coverage)
-    table = _resolve(_columns(calls), tz, window)
+    table = dr.resolve_table(dr.select(calls), tz, window)
     if table.observed is None:  # the local message
         return stats.busy_hour(table.calls._meta, method=method, tz=tz)
     spec = ds.Spec(tz, table.observed, table.sites, hourly=True)
-    merged, _ = _pass(table, spec, peaks=False)
-    return find_busy_hour(_hourly(merged, ds.ALL, spec, spec.intervals()), method=method,
+    merged, _ = dr.one_pass(table, spec, peaks=False)
+    return find_busy_hour(dr.hourly_of(merged, ds.ALL, spec, spec.intervals()), method=method,
                           tz=tz, window=table.observed, days=days, top_days=top_days,
                           min_coverage=min_coverage)
 
@@ -483,17 +310,17 @@ def capacity_table(calls, *, blocking=(0.001, 0.01, 0.05), method: str = "time-c
     check_settings(method, top_days, min_coverage)
     targets = [float(b) for b in np.atleast_1d(blocking)]
     check_blocking(targets)
-    table = _resolve(_columns(calls), tz, window)
+    table = dr.resolve_table(dr.select(calls), tz, window)
     if table.observed is None:  # the local message
         return stats.capacity_table(table.calls._meta, blocking=targets, tz=tz)
     by = "site" if "site" in table.calls.columns else None
-    skeleton = hourly(_EMPTY, _EMPTY, table.observed.span, tz, table.observed)
+    skeleton = hourly(dr.EMPTY, dr.EMPTY, table.observed.span, tz, table.observed)
     spec = ds.Spec(tz, table.observed, table.sites, by, skeleton.day_edges, hourly=True)
-    merged, found = _pass(table, spec, peaks=True)
+    merged, found = dr.one_pass(table, spec, peaks=True)
     names = [("all", ds.ALL)] + [(n, n) for n in merged["labels"]]
     rows = {}
     for name, key in names:
-        grid = _hourly(merged, key, spec, spec.intervals(None if key == ds.ALL else key))
+        grid = dr.hourly_of(merged, key, spec, spec.intervals(None if key == ds.ALL else key))
         chosen, _ = choose_days(grid.dates, days)
         peaks = ds.scan(found, key, len(grid.dates))
         row = {"traffic": np.nan, "busy_hour": pd.NA, "observed_peak": int(peaks[chosen].max()),
@@ -509,21 +336,4 @@ def capacity_table(calls, *, blocking=(0.001, 0.01, 0.05), method: str = "time-c
                        busiest_day_traffic=float(np.nanmax(bh.per_day["traffic"])),
                        coverage=bh.coverage)
         rows[name] = row
-    return _capacity_frame(rows, targets)
-
-
-def _capacity_frame(rows: dict, targets: list[float]) -> pd.DataFrame:
-    order = sorted(n for n in rows if n != "all") + ["all"]
-    out = pd.DataFrame([rows[n] for n in order], index=pd.Index(order, name="site"))
-    traffic = out["traffic"].to_numpy("float64")
-    known = ~np.isnan(traffic)
-    for b in targets:
-        need = np.zeros(traffic.size, dtype="int64")
-        if known.any():
-            need[known] = channels_for(traffic[known], b)
-        column = pd.array(np.where(known, need, 0), dtype="Int64")
-        column[~known] = pd.NA
-        out[f"channels@{b * 100:g}%"] = column
-    columns = ["traffic", "busy_hour", *[f"channels@{b * 100:g}%" for b in targets],
-               "observed_peak", "busiest_day_traffic", "coverage"]
-    return out[columns].astype({"busy_hour": "Int64", "observed_peak": "int64"})
+    return dr.capacity_frame(rows, targets)
