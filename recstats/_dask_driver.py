@@ -78,11 +78,8 @@ def resolve_table(calls: dd.DataFrame, tz: str, window) -> Resolved:
 
     found: list = []
     if "call_id" in calls.columns:
-        keys = dd.from_delayed([dask.delayed(ds.usable_keys)(p, k, tz)
-                                for k, p in enumerate(parts)], meta=ds.KEYS_META,
-                               verify_meta=False)
-        found = keys.shuffle(on="key", shuffle_method=shuffle_method(len(parts))) \
-            .map_partitions(ds.repeats, meta=ds.REPEATS_META).to_delayed()
+        keys = [dask.delayed(ds.usable_keys)(p, k, tz) for k, p in enumerate(parts)]
+        found = exchange(keys, ds.repeats, "key", None)
     found, reduced = dask.compute(found, extents({}))
     repeats = pd.concat([ds.REPEATS_META, *found], ignore_index=True)
     drops = {int(k): g["row"].to_numpy("int64") for k, g in repeats.groupby("part")}
@@ -96,9 +93,15 @@ def resolve_table(calls: dd.DataFrame, tz: str, window) -> Resolved:
     return Resolved(calls, parts, drops, observed, sites)
 
 
-def shuffle_method(npartitions: int) -> str | None:
-    # a task shuffle starts at once; peer-to-peer pays off only with many partitions
-    return "tasks" if npartitions <= 32 else None
+def exchange(frames: list, reduce, column: str, nbins: int | None) -> list:
+    """A task shuffle of delayed frames: each is cut into pieces by ``column`` (ranges
+    of bins when ``nbins`` is given, else the value modulo the piece count) and each
+    piece's parts from every frame are reduced together. Direct and lighter than a
+    Dask DataFrame shuffle, which costs seconds of overhead on small tables."""
+    count = max(1, min(len(frames), 32))
+    cut = [dask.delayed(ds.cut, nout=count)(f, column, count, nbins) for f in frames]
+    return [dask.delayed(ds.reduce_pieces)(reduce, *[c[k] for c in cut])
+            for k in range(count)]
 
 
 def one_pass(table: Resolved, spec: ds.Spec, peaks: bool):
@@ -109,14 +112,11 @@ def one_pass(table: Resolved, spec: ds.Spec, peaks: bool):
     summaries = [s for _, s in pieces]
     found = None
     if peaks:
-        events = dd.from_delayed([e for e, _ in pieces], meta=ds.EVENTS_META,
-                                 verify_meta=False)
-        found = events.shuffle(on=["key", "bin"],
-                               shuffle_method=shuffle_method(events.npartitions)) \
-            .map_partitions(ds.bin_peaks, meta=ds.PEAKS_META)
-        # one graph of delayed objects: the partitions are read once for both
-        pieces_found, summaries = dask.compute(found.to_delayed(), summaries)
-        found = pd.concat([ds.PEAKS_META, *pieces_found], ignore_index=True)
+        assert spec.edges is not None
+        peak_parts = exchange([e for e, _ in pieces], ds.bin_peaks, "bin",
+                              spec.edges.size - 1)
+        found, summaries = dask.compute(peak_parts, summaries)
+        found = pd.concat([ds.PEAKS_META, *found], ignore_index=True)
     else:
         (summaries,) = dask.compute(summaries)
     merged = ds.merge(list(summaries))

@@ -41,7 +41,7 @@ REPEATS_META = KEYS_META[["part", "row"]]
 EVENTS_META = pd.DataFrame({"key": pd.Series([], dtype="int64"),
                             "bin": pd.Series([], dtype="int64"),
                             "time": pd.Series([], dtype="int64"),
-                            "delta": pd.Series([], dtype="int64"),
+                            "delta": pd.Series([], dtype="int32"),
                             "at_edge": pd.Series([], dtype="bool")})
 PEAKS_META = pd.DataFrame({"key": pd.Series([], dtype="int64"),
                            "bin": pd.Series([], dtype="int64"),
@@ -136,8 +136,10 @@ def _events(times: np.ndarray, level: np.ndarray, edges: np.ndarray, key: int):
     inside = (times >= edges[0]) & (times < edges[-1])
     times, delta = times[inside], delta[inside]
     bins = np.searchsorted(edges, times, side="right") - 1
-    return pd.DataFrame({"key": np.full(times.size, key, dtype="int64"), "bin": bins,
-                         "time": times, "delta": delta, "at_edge": times == edges[bins]})
+    # a change is at most the number of calls in a partition
+    return pd.DataFrame({"key": np.full(times.size, key, dtype="int64"),
+                         "bin": bins, "time": times, "delta": delta.astype("int32"),
+                         "at_edge": times == edges[bins]})
 
 
 def summarise(part: pd.DataFrame, drops: np.ndarray, spec: Spec):
@@ -214,6 +216,25 @@ def merge(summaries: list[dict]) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------- exchange
+
+
+def cut(frame: pd.DataFrame, column: str, count: int, nbins: int | None) -> tuple:
+    """``frame`` in ``count`` pieces: by ranges of ``column`` (bins ``0..nbins-1``), or
+    by its value modulo ``count``; every row of one bin or value lands in one piece."""
+    values = frame[column].to_numpy("int64")
+    piece = values * count // max(nbins, 1) if nbins is not None else \
+        values.view("uint64") % np.uint64(count)
+    order = np.argsort(piece, kind="stable")
+    bounds = np.searchsorted(piece[order], np.arange(count + 1))
+    return tuple(frame.iloc[order[bounds[k]:bounds[k + 1]]] for k in range(count))
+
+
+def reduce_pieces(reduce, *pieces: pd.DataFrame) -> pd.DataFrame:
+    """``reduce`` of the concatenation of the pieces of one exchange."""
+    return reduce(pd.concat(pieces, ignore_index=True))
+
+
 # ------------------------------------------------------------------------------ peaks
 
 
@@ -255,5 +276,5 @@ def scan(peaks: pd.DataFrame, name: str, nbins: int) -> np.ndarray:
     return np.maximum(inside, np.where(opens, _NONE, carried))
 
 
-__all__ = ["ALL", "Spec", "bin_peaks", "extent", "group_key", "merge", "repeats",
+__all__ = ["ALL", "Spec", "bin_peaks", "cut", "extent", "group_key", "merge", "reduce_pieces", "repeats",
            "scan", "summarise", "usable_keys"]
