@@ -2,15 +2,30 @@
 
 :func:`read_archive` and :func:`read_calls` build a :class:`dask.dataframe.DataFrame`
 with the calls-table schema from chunks of CDR files or from the data files of a
-dataset written by :func:`recstats.ingest`; :func:`concurrency`, :func:`busy_hour` and
-:func:`capacity_table` compute what their :mod:`recstats.stats` namesakes compute, on
-any Dask scheduler (the default one, or a ``distributed.Client``'s), sending only
-per-bin summaries to the caller: the calls are never collected.
+dataset written by :func:`recstats.ingest`; :func:`concurrency` (binned),
+:func:`busy_hour` and :func:`capacity_table` compute what their :mod:`recstats.stats`
+namesakes compute on the computed frame -- equal, not approximately -- on any Dask
+scheduler (the default one, or a ``distributed.Client``'s). Only per-bin summaries
+reach the caller: the calls are never collected.
+
+What the statistics share with the local ones: the observation window (``window=``,
+else the frame's ``attrs["window"]``, else whole local days from the first to the last
+activity, found with one min/max reduction before the pass), the sites' ``attrs["gaps"]``
+as unobserved time, ongoing calls counted until the window's end, and the rows
+:func:`recstats.check_calls` lists left out with the same single
+:class:`recstats.DataQualityWarning` (duplicate call ids across partitions included).
+A frame's attrs are its ``_meta``'s, which is what :func:`dask.dataframe.from_pandas`
+keeps from the pandas frame; Dask names a frame by its data, so two frames with the
+same calls and different attrs are one to it. Not offered: the exact step function
+(``freq=None``), ``traffic_profile``, ``extension_stats`` and ``check_calls``, which
+return a table as long as the calls; compute the frame for those.
 
 Requires ``dask[distributed]`` (the ``dask`` extra). Label columns (``site``...) are
 categories whose values each partition knows (unknown categories in ``meta``); a
 computed frame's categories are the union of its partitions', so use
 :func:`recstats.coerce_calls` to get :func:`recstats.read_archive`'s sorted categories.
+Dask may turn text columns into ``string[pyarrow]``: a ``by`` column's labels then have
+that dtype, as on the computed frame.
 """
 
 from __future__ import annotations
