@@ -250,3 +250,13 @@ def test_a_repeat_in_another_partition_is_left_out_everywhere(client):
     pd.testing.assert_frame_equal(got, want)
     assert got.index.tolist() == [pd.Timestamp("2024-01-01", tz="UTC")]
     assert got["mean"].tolist() == [0.5 / 24]
+
+
+def test_more_partitions_than_exchange_pieces(client):
+    # 12 partitions exchange their events in 3 pieces: several partitions' events of
+    # one bin meet in one piece; 1-minute bins put many instants on bin edges
+    calls = _synthetic(400, seed=4)
+    many = dd.from_pandas(calls, npartitions=12, sort=False)
+    assert many.npartitions == 12
+    got, want = _same_warning("concurrency", many, calls, freq="1min", by="site")
+    pd.testing.assert_frame_equal(got, want)
