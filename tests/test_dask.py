@@ -252,9 +252,9 @@ def test_a_repeat_in_another_partition_is_left_out_everywhere(client):
     assert got["mean"].tolist() == [0.5 / 24]
 
 
-def test_more_partitions_than_exchange_pieces(client):
-    # 12 partitions exchange their events in 3 pieces: several partitions' events of
-    # one bin meet in one piece; 1-minute bins put many instants on bin edges
+def test_many_partitions_and_fine_bins(client):
+    # 12 partitions exchange their events in 12 pieces: each piece holds a range of
+    # bins from every partition; 1-minute bins put many instants on bin edges
     calls = _synthetic(400, seed=4)
     many = dd.from_pandas(calls, npartitions=12, sort=False)
     assert many.npartitions == 12
