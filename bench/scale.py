@@ -17,7 +17,8 @@ Each part runs in its own subprocess, so each peak memory (``ru_maxrss``) is its
 * ``dask``   -- the same chunks made inside the partitions of a
   ``distributed.LocalCluster`` (``--workers`` processes, one thread each; the driver
   never holds the calls), then ``rs.dask.concurrency``/``busy_hour``/
-  ``capacity_table``, checked equal to the local results; each statistic makes the
+  ``capacity_table``, checked equal to the local results (every column, coverage
+  included); each statistic makes the
   chunks again, as it would read them again from files. Peak memory: the driver's,
   and the largest worker process's (``RUSAGE_CHILDREN`` after the cluster closed).
 
@@ -145,8 +146,7 @@ def part_dask(args) -> dict:
         client.close()
         cluster.close()
     out = Path(args.out)
-    pd.testing.assert_frame_equal(binned.drop(columns="coverage"),
-                                  pd.read_parquet(out / "binned.parquet"))
+    pd.testing.assert_frame_equal(binned, pd.read_parquet(out / "binned.parquet"))
     pd.testing.assert_frame_equal(capacity, pd.read_parquet(out / "capacity.parquet"))
     assert [busy.hour, busy.traffic] == json.loads((out / "busy.json").read_text())
     return {"stats_s": took, "driver_peak_mib": _rss_mib(),

@@ -2,20 +2,34 @@
 
 :func:`read_archive` and :func:`read_calls` build a :class:`dask.dataframe.DataFrame`
 with the calls-table schema from chunks of CDR files or from the data files of a
-dataset written by :func:`recstats.ingest`; :func:`concurrency`, :func:`busy_hour` and
-:func:`capacity_table` compute what their :mod:`recstats.stats` namesakes compute, on
-any Dask scheduler (the default one, or a ``distributed.Client``'s), sending only
-per-bin summaries to the caller: the calls are never collected.
+dataset written by :func:`recstats.ingest`; :func:`concurrency` (binned),
+:func:`busy_hour` and :func:`capacity_table` compute what their :mod:`recstats.stats`
+namesakes compute on the computed frame -- equal, not approximately -- on any Dask
+scheduler (the default one, or a ``distributed.Client``'s). Only per-bin summaries
+reach the caller: the calls are never collected.
+
+What the statistics share with the local ones: the observation window (``window=``,
+else the frame's ``attrs["window"]``, else whole local days from the first to the last
+activity, found with one min/max reduction before the pass), the sites' ``attrs["gaps"]``
+as unobserved time, ongoing calls counted until the window's end, and the rows
+:func:`recstats.check_calls` lists left out with the same single
+:class:`recstats.DataQualityWarning` (duplicate call ids across partitions included).
+A frame's attrs are its ``_meta``'s, which is what :func:`dask.dataframe.from_pandas`
+keeps from the pandas frame; Dask names a frame by its data, so two frames with the
+same calls and different attrs are one to it. Not offered: the exact step function
+(``freq=None``), ``traffic_profile``, ``extension_stats`` and ``check_calls``, which
+return a table as long as the calls; compute the frame for those.
 
 Requires ``dask[distributed]`` (the ``dask`` extra). Label columns (``site``...) are
 categories whose values each partition knows (unknown categories in ``meta``); a
 computed frame's categories are the union of its partitions', so use
 :func:`recstats.coerce_calls` to get :func:`recstats.read_archive`'s sorted categories.
+Dask may turn text columns into ``string[pyarrow]``: a ``by`` column's labels then have
+that dtype, as on the computed frame.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import os
 from collections.abc import Sequence
 
@@ -23,19 +37,22 @@ import numpy as np
 import pandas as pd
 
 try:
-    import dask
     import dask.dataframe as dd
     from dask.dataframe.utils import clear_known_categories
 except ImportError as exc:  # an optional dependency: say how to get it
     raise ImportError("recstats.dask needs Dask: pip install 'recstats[dask]'") from exc
 
+from . import _dask_driver as dr
 from . import _dask_stats as ds
+from . import stats
+from ._busyhour import BusyHour, check_settings, choose_days, find_busy_hour, hourly
 from ._dataset_read import dataset_parts, read_fragment, read_parts
+from ._erlang import check_blocking
 from ._table import coerce_calls, empty_calls
 from ._time import check_tz
+from ._timeline import to_times
 from .archive import archive_files
 from .archive import read_archive as _read_archive_locally
-from .stats import BusyHour, channels_for
 
 __all__ = ["busy_hour", "capacity_table", "concurrency", "read_archive", "read_calls"]
 
@@ -139,92 +156,45 @@ def _read_part(path: str, root: str, schema, condition) -> pd.DataFrame:
 
 # --------------------------------------------------------------------------- statistics
 
-
-def _as_dask(calls) -> dd.DataFrame:
-    if isinstance(calls, pd.DataFrame):
-        return dd.from_pandas(calls, npartitions=1)
-    if not isinstance(calls, dd.DataFrame):
-        raise TypeError(f"expected a Dask DataFrame of calls, got {type(calls).__name__}")
-    return calls
-
-
-def _freq_micros(freq) -> int:
-    probe = pd.DataFrame({"start_time": pd.Series([], dtype="datetime64[us, UTC]"),
-                          "end_time": pd.Series([], dtype="datetime64[us, UTC]")})
-    from .stats import concurrency as local
-
-    local(probe, freq=freq)  # the local function's checks and messages
-    return int(pd.tseries.frequencies.to_offset(freq).nanos // 1000)
-
-
-def _summaries(calls, width: int, by: str | None, until):
-    """Per-bin areas/started (summed) and peak summaries, and the start extent."""
-    calls = _as_dask(calls)
-    needed = ["start_time", "end_time"] + ([by] if by is not None else [])
-    missing = [c for c in needed if c not in calls.columns]
-    if missing:
-        raise ValueError(f"the calls table has no {', '.join(missing)} column(s)")
-    columns = needed + [c for c in ("end_unknown",) if c in calls.columns]
-    calls = calls[columns]
-    now = pd.Timestamp.now("UTC")
-    first, latest, latest_end = (calls["start_time"].min(), calls["start_time"].max(),
-                                 calls["end_time"].max())
-
-    def events(part, latest, latest_end):
-        return ds.partition_events(part, ds.until_value(until, latest, latest_end, now),
-                                   width, by)
-
-    def areas(part, latest, latest_end):
-        return ds.partition_areas(part, ds.until_value(until, latest, latest_end, now),
-                                  width, by)
-
-    changes = calls.map_partitions(events, latest, latest_end, meta=ds.EVENTS_META)
-    # a task shuffle starts at once; peer-to-peer pays off only with many partitions
-    shuffle_method = "tasks" if changes.npartitions <= 32 else None
-    peaks = changes.shuffle(on=["key", "bin"], shuffle_method=shuffle_method) \
-        .map_partitions(ds.bin_peaks, width, meta=ds.PEAKS_META)
-    summed = calls.map_partitions(areas, latest, latest_end, meta=ds.AREAS_META) \
-        .groupby(["group", "bin"]).sum(split_out=1).reset_index()
-    peaks, summed, first, latest = dask.compute(peaks, summed, first, latest)
-    return summed, peaks, first, latest
-
-
-def _span(summed: pd.DataFrame) -> tuple[int, int] | None:
-    every = summed.loc[summed["group"] == ds.ALL, "bin"]
-    return None if every.empty else (int(every.min()), int(every.max()))
-
-
 def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
-                until=None) -> pd.DataFrame:
-    """Binned concurrency of a Dask calls table: :func:`recstats.stats.concurrency`'s
-    ``peak``, ``mean`` [erlang] and ``started`` per bin, equal to it, plus ``coverage``.
+                window=None) -> pd.DataFrame:
+    """Binned concurrency of a Dask calls table, equal to
+    :func:`recstats.stats.concurrency` with ``freq`` on the computed table.
+
+    The calls are never collected: the window is resolved first (see ``window``), then
+    one pass sends per-bin integrals, starts and peak pieces to the caller. Peaks are
+    exact: each partition's change events are shuffled by (group, bin), each bin's net
+    change and highest running sum found, and the level carried into every bin is the
+    sum of the earlier bins' nets. Rows :func:`recstats.check_calls` lists are left out
+    with one :class:`recstats.DataQualityWarning` (duplicate call ids across partitions
+    too, found with one shuffle of (site, call id, start) keys); ongoing calls count
+    until the window's end.
 
     Parameters
     ----------
     calls : dask.dataframe.DataFrame
-        Calls table (``start_time``, ``end_time``; ``end_unknown`` and the ``by``
-        column when present). A pandas frame is taken as one partition.
+        A calls table (``start_time``, ``end_time``; ``end_unknown``, ``duration``,
+        ``call_id``, ``site`` and the ``by`` column are used when present). A pandas
+        frame is taken as one partition.
     freq : str
-        Fixed bin length such as ``"15min"``; bins are aligned to the epoch and run
-        from the first to the last activity (the exact step function is not offered:
-        it is as long as the calls table).
+        A fixed bin length (``"15min"``, ``"1h"``, ``"1D"``...). The exact step function
+        (``freq=None`` locally) is not offered: it is as long as the calls table.
     by : str, optional
-        Group by this label column (e.g. ``"site"``): a ``(by, time)`` index, every
-        group on the same bins, groups sorted by label text.
+        Column to group by (e.g. ``"site"``), as in the local function.
     tz : str
-        The zone whose whole local days (from the first to the last activity) are the
-        observation window ``coverage`` refers to.
-    until : timestamp-like, optional
-        Where ongoing calls (no ``end_time``) stop counting; default now or the latest
-        start or end, as for the local function.
+        IANA time zone of the bins and of the archive rule's whole days.
+    window : tuple of two moments, optional
+        Observation window; default the table's ``attrs["window"]`` (its ``_meta``'s:
+        what the computed frame carries), else whole local days from the first to the
+        last activity, found with one min/max reduction before the pass. The table's
+        ``attrs["gaps"]`` are unobserved time, as locally.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by bin start ``time`` (UTC): ``peak`` (int64, maximum of the step
-        function in the bin, counting the level carried in), ``mean`` (float64,
-        erlangs), ``started`` (int64) and ``coverage`` (float64, the fraction of the
-        bin inside the window: 1 except where a bin crosses a local-day edge of it).
+        Indexed by bin start ``time`` (UTC; with ``by`` a ``(by, time)`` MultiIndex):
+        ``peak``, ``mean`` [erlang], ``started`` and ``coverage`` (0-1), NaN where
+        nothing of the bin was observed -- the local function's frame.
 
     Examples
     --------
@@ -232,91 +202,60 @@ def concurrency(calls, *, freq, by: str | None = None, tz: str = "UTC",
     >>> calls = pd.DataFrame({
     ...     "start_time": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 10:10"], utc=True),
     ...     "end_time": pd.to_datetime(["2024-01-01 10:20", "2024-01-01 10:30"], utc=True)})
-    >>> out = concurrency(dd.from_pandas(calls, npartitions=2), freq="20min")
-    >>> out[["peak", "mean", "started", "coverage"]].values.tolist()
-    [[2.0, 1.5, 2.0, 1.0], [1.0, 0.5, 0.0, 1.0]]
+    >>> window = ("2024-01-01 10:00", "2024-01-01 10:30")
+    >>> concurrency(dd.from_pandas(calls, npartitions=2), freq="20min",
+    ...             window=window).values.tolist()
+    [[2.0, 1.5, 2.0, 1.0], [1.0, 1.0, 0.0, 0.5]]
     """
     tz = check_tz(tz)
-    width = _freq_micros(freq)
-    summed, peaks, first, latest = _summaries(calls, width, by, until)
-    span = _span(summed)
-    columns = {"peak": "int64", "mean": "float64", "started": "int64",
-               "coverage": "float64"}
-    if span is None:
-        empty = pd.DataFrame({c: pd.Series([], dtype=t) for c, t in columns.items()})
-        return empty.set_index(pd.DatetimeIndex([], dtype="datetime64[us, UTC]",
-                                                name="time"))
-    lo, hi = span
-    bins = np.arange(lo, hi + 1, dtype="int64") * width
-    every = peaks[peaks["key"] == ds.group_keys([ds.ALL])[0]]
-    first_us = min(ds.micros([first])[0], int(every["first"].min())) if len(every) else \
-        int(ds.micros([first])[0])
-    last_us = max(ds.micros([latest])[0], int(every["last"].max()) - 1) if len(every) else \
-        int(ds.micros([latest])[0])
-    _, _, window_lo, window_hi = ds.local_days(first_us, last_us, tz)
-    inside = np.minimum(bins + width, window_hi) - np.maximum(bins, window_lo)
-    coverage = np.clip(inside, 0, width) / width
-    times = pd.DatetimeIndex(bins.view("M8[us]")).tz_localize("UTC")
+    stats.concurrency(dr.probe(), freq=freq)  # the local checks and messages
+    table = dr.resolve_table(dr.select(calls, by), tz, window)
+    if table.observed is None:  # no call and no window: the local empty answer
+        return stats.concurrency(table.calls._meta, freq=freq, by=by, tz=tz)
+    edges = dr.bin_edges(table.observed, freq, tz)
+    spec = ds.Spec(tz, table.observed, table.sites, by, edges, started=True)
+    merged, found = dr.one_pass(table, spec, peaks=True)
+    times = to_times(edges[:-1])
     if by is None:
-        out = pd.DataFrame(ds.scan(summed, peaks, ds.ALL, lo, hi, width),
-                           index=times.rename("time"))
-        out["coverage"] = coverage
-        return out
-    groups = sorted(set(summed["group"]) - {ds.ALL})
-    parts = [ds.scan(summed, peaks, g, lo, hi, width) for g in groups]
-    stacked = {name: np.concatenate([p[name] for p in parts] + [np.empty(0, t)])
-               for name, t in columns.items() if name != "coverage"}
-    stacked["coverage"] = np.tile(coverage, len(groups))
-    labels = pd.Index(np.repeat(groups, bins.size), dtype="str")
-    if isinstance(_as_dask(calls)[by].dtype, pd.CategoricalDtype):
-        labels = pd.CategoricalIndex(labels, categories=groups)
-    index = pd.MultiIndex.from_arrays([labels, times[np.tile(np.arange(bins.size),
-                                                             len(groups))]],
-                                      names=[by, "time"])
-    return pd.DataFrame(stacked, index=index)
+        return pd.DataFrame(dr.binned(merged, found, ds.ALL, edges, spec.intervals()),
+                            index=times.rename("time"))
+    uniques = dr.group_labels(table, merged, by)
+    parts = [dr.binned(merged, found, str(label), edges, spec.intervals(str(label)))
+             for label in uniques]
+    columns = {name: np.concatenate([p[name] for p in parts] + [np.empty(0)])
+               for name in ("peak", "mean", "started", "coverage")}
+    labels = np.repeat(np.arange(len(uniques)), edges.size - 1)
+    index = pd.MultiIndex.from_arrays(
+        [uniques.take(labels), to_times(np.tile(edges[:-1], len(uniques)))],
+        names=[by, "time"])
+    return pd.DataFrame(columns, index=index)
 
 
-def _hourly_of(summed: pd.DataFrame, peaks: pd.DataFrame, group: str, tz: str):
-    """(dates, ndays x 24 erlangs) of ``group`` from its quarter-hour summaries."""
-    p = peaks[peaks["key"] == ds.group_keys([group])[0]]
-    if p.empty:  # no step function: no traffic
-        return [], np.empty((0, 24))
-    a = summed[summed["group"] == group]
-    lo, hi = int(a["bin"].min()), int(a["bin"].max())
-    quarters = np.zeros(hi - lo + 1, dtype="int64")
-    np.add.at(quarters, (a["bin"] - lo).to_numpy(), a["area"].to_numpy())
-    return ds.hourly(quarters, lo, int(p["first"].min()), int(p["last"].max()) - 1, tz)
+def busy_hour(calls, *, method: str = "time-consistent", tz: str = "UTC", window=None,
+              days=None, top_days: int | None = None, min_coverage: float = 0.5
+              ) -> BusyHour:
+    """The busy hour of a Dask calls table, equal to :func:`recstats.stats.busy_hour`
+    on the computed table (every field, ``per_day`` and ``profile`` included).
 
+    One pass sends each partition's traffic integral per local date and clock hour
+    (exact integer call-µs, summed); the window, left-out rows and ongoing calls are
+    as in :func:`concurrency`. Clock hours are built from quarter hours, as locally:
+    every zone whose offsets are whole quarter hours.
 
-def _select_days(dates, table, days):
-    if days is None:
-        return dates, table
-    if isinstance(days, (str, _dt.date)):
-        days = [days]
-    wanted = sorted({pd.Timestamp(d).date() for d in days})
-    if not wanted:
-        raise ValueError("days is empty: pass at least one date, or None for every day")
-    index = {d: k for k, d in enumerate(dates)}
-    missing = [d for d in wanted if d not in index]
-    if missing:
-        raise ValueError(f"days {', '.join(map(str, missing))} are outside the calls' date "
-                         f"range ({dates[0]} to {dates[-1]}); pass dates the table covers")
-    return wanted, table[[index[d] for d in wanted]]
-
-
-def busy_hour(calls, method: str = "time-consistent", days=None, tz: str = "UTC", *,
-              until=None) -> BusyHour:
-    """The busy hour of a Dask calls table, equal to :func:`recstats.stats.busy_hour`.
-
-    Computed from the carried traffic of every quarter hour (summed across partitions,
-    exact), labelled with its clock hour in ``tz`` as the local function does; needs a
-    zone whose offsets are whole quarter hours (all current zones). ``method``,
-    ``days``, ``tz`` and ``until`` are the local function's.
+    Parameters
+    ----------
+    calls : dask.dataframe.DataFrame
+        A calls table (see :func:`concurrency`).
+    method, tz, window, days, top_days, min_coverage
+        As in :func:`recstats.busy_hour`: ``days`` is None, ``"weekdays"``,
+        ``"weekends"``, a list of dates or a function of a date; ``min_coverage`` the
+        smallest observed fraction (0-1) of an eligible hour.
 
     Returns
     -------
     recstats.stats.BusyHour
-        ``hour`` (0-23 in ``tz``), ``traffic`` [erlang], ``per_day`` and ``profile``.
+        ``hour`` (0-23 in ``tz``), ``traffic`` [erlang], ``coverage``, ``days_rule``,
+        ``window``, ``per_day`` and ``profile`` [erlang].
 
     Examples
     --------
@@ -328,44 +267,43 @@ def busy_hour(calls, method: str = "time-consistent", days=None, tz: str = "UTC"
     >>> bh.hour, bh.traffic
     (9, 0.5)
     """
-    if method not in ("time-consistent", "bouncing"):
-        raise ValueError(f"method must be 'time-consistent' or 'bouncing', not {method!r}")
     tz = check_tz(tz)
-    summed, peaks, _, _ = _summaries(calls, ds.QUARTER, None, until)
-    dates, table = _hourly_of(summed, peaks, ds.ALL, tz)
-    if not dates:
-        raise ValueError("no call has both a start and a later end, so there is no "
-                         "traffic to find a busy hour in")
-    dates, table = _select_days(dates, table, days)
-    profile = pd.Series(ds.nanmean(table), index=pd.Index(range(24), name="hour"),
-                        name="traffic")
-    daily_max = np.nanmax(table, axis=1)
-    daily_hour = pd.array(np.nanargmax(np.where(np.isnan(table), -1.0, table), axis=1),
-                          dtype="Int64")
-    daily_hour[daily_max <= 0] = pd.NA
-    per_day = pd.DataFrame({"date": dates, "hour": daily_hour, "traffic": daily_max})
-    if method == "time-consistent":
-        hour = int(np.nanargmax(profile.to_numpy()))
-        traffic = float(profile.iloc[hour])
-    else:
-        counts = per_day["hour"].value_counts()
-        hour = int(min(counts.index[counts == counts.max()])) if len(counts) else \
-            int(np.nanargmax(profile.to_numpy()))
-        traffic = float(np.mean(daily_max))
-    return BusyHour(method, hour, traffic, per_day, profile, tz)
+    check_settings(method, top_days, min_coverage)
+    table = dr.resolve_table(dr.select(calls), tz, window)
+    if table.observed is None:  # the local message
+        return stats.busy_hour(table.calls._meta, method=method, tz=tz)
+    spec = ds.Spec(tz, table.observed, table.sites, hourly=True)
+    merged, _ = dr.one_pass(table, spec, peaks=False)
+    return find_busy_hour(dr.hourly_of(merged, ds.ALL, spec, spec.intervals()), method=method,
+                          tz=tz, window=table.observed, days=days, top_days=top_days,
+                          min_coverage=min_coverage)
 
 
-def capacity_table(calls, blocking=(0.001, 0.01, 0.05), tz: str = "UTC", *,
-                   until=None) -> pd.DataFrame:
-    """Busy-hour traffic, observed peak and Erlang B channels per site and ``"all"``
-    for a Dask calls table, equal to :func:`recstats.stats.capacity_table`.
+def capacity_table(calls, *, blocking=(0.001, 0.01, 0.05), method: str = "time-consistent",
+                   tz: str = "UTC", window=None, days=None, top_days: int | None = None,
+                   min_coverage: float = 0.5) -> pd.DataFrame:
+    """Busy-hour traffic, Erlang B channels, observed peak and spread per site and
+    ``"all"`` for a Dask calls table, equal to :func:`recstats.stats.capacity_table`
+    on the computed table.
+
+    One pass sends each site's hourly traffic integrals and the peak pieces of its
+    local days (see :func:`concurrency`); ``observed_peak`` is exact.
+
+    Parameters
+    ----------
+    calls : dask.dataframe.DataFrame
+        A calls table (see :func:`concurrency`).
+    blocking : float or sequence of float
+        Blocking targets, each strictly between 0 and 1.
+    method, tz, window, days, top_days, min_coverage
+        As in :func:`busy_hour`.
 
     Returns
     -------
     pandas.DataFrame
-        Indexed by ``site`` (sorted, then ``"all"``): ``busy_hour_traffic`` [erlang],
-        ``busy_hour`` (clock hour in ``tz``), ``observed_peak`` (maximum concurrency)
-        and ``channels@<b>%`` per blocking target ``b``.
+        The local table: index ``site``; ``traffic`` [erlang], ``busy_hour``,
+        ``channels@<b %>``, ``observed_peak``, ``busiest_day_traffic`` [erlang] and
+        ``coverage``.
 
     Examples
     --------
@@ -374,36 +312,43 @@ def capacity_table(calls, blocking=(0.001, 0.01, 0.05), tz: str = "UTC", *,
     ...     "start_time": pd.to_datetime(["2024-01-01 09:00"] * 3, utc=True),
     ...     "end_time": pd.to_datetime(["2024-01-01 10:00"] * 3, utc=True),
     ...     "site": ["NY", "NY", "LA"]})
-    >>> capacity_table(dd.from_pandas(calls, npartitions=2), blocking=[0.01])
+    >>> table = capacity_table(dd.from_pandas(calls, npartitions=2), blocking=[0.01])
+    >>> table[["traffic", "busy_hour", "channels@1%", "observed_peak", "coverage"]]
     ... # doctest: +NORMALIZE_WHITESPACE
-          busy_hour_traffic  busy_hour  observed_peak  channels@1%
+          traffic  busy_hour  channels@1%  observed_peak  coverage
     site
-    LA                  1.0          9              1            5
-    NY                  2.0          9              2            7
-    all                 3.0          9              3            8
+    LA        1.0          9            5              1       1.0
+    NY        2.0          9            7              2       1.0
+    all       3.0          9            8              3       1.0
     """
-    blocking = [float(b) for b in np.atleast_1d(blocking)]
-    channels_for(0.0, blocking)  # the local checks and message
     tz = check_tz(tz)
-    calls = _as_dask(calls)
-    by = "site" if "site" in calls.columns else None
-    summed, peaks, _, _ = _summaries(calls, ds.QUARTER, by, until)
-    groups = sorted(set(summed["group"]) - {ds.ALL}) + [ds.ALL]
-    rows = []
-    for group in groups:
-        dates, table = _hourly_of(summed, peaks, group, tz)
-        hour: object = pd.NA
-        traffic, observed = 0.0, 0
-        if dates:
-            profile = ds.nanmean(table)
-            hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
-            a = summed[summed["group"] == group]
-            observed = int(ds.scan(summed, peaks, group, int(a["bin"].min()),
-                                   int(a["bin"].max()), ds.QUARTER)["peak"].max())
-        row = {"site": "all" if group == ds.ALL else group, "busy_hour_traffic": traffic,
-               "busy_hour": hour, "observed_peak": observed}
-        for b in blocking:
-            row[f"channels@{b * 100:g}%"] = channels_for(traffic, b)
-        rows.append(row)
-    out = pd.DataFrame(rows).set_index("site")
-    return out.astype({"busy_hour": "Int64", "observed_peak": "int64"})
+    check_settings(method, top_days, min_coverage)
+    targets = [float(b) for b in np.atleast_1d(blocking)]
+    check_blocking(targets)
+    table = dr.resolve_table(dr.select(calls), tz, window)
+    if table.observed is None:  # the local message
+        return stats.capacity_table(table.calls._meta, blocking=targets, tz=tz)
+    by = "site" if "site" in table.calls.columns else None
+    skeleton = hourly(dr.EMPTY, dr.EMPTY, table.observed.span, tz, table.observed)
+    spec = ds.Spec(tz, table.observed, table.sites, by, skeleton.day_edges, hourly=True)
+    merged, found = dr.one_pass(table, spec, peaks=True)
+    names = [("all", ds.ALL)] + [(n, n) for n in merged["labels"]]
+    rows = {}
+    for name, key in names:
+        grid = dr.hourly_of(merged, key, spec, spec.intervals(None if key == ds.ALL else key))
+        chosen, _ = choose_days(grid.dates, days)
+        peaks = ds.scan(found, key, len(grid.dates))
+        row = {"traffic": np.nan, "busy_hour": pd.NA, "observed_peak": int(peaks[chosen].max()),
+               "busiest_day_traffic": np.nan, "coverage": np.nan}
+        try:
+            bh = find_busy_hour(grid, method=method, tz=tz, window=table.observed,
+                                days=days, top_days=top_days, min_coverage=min_coverage)
+        except ValueError:
+            if key == ds.ALL:
+                raise
+        else:
+            row.update(traffic=bh.traffic, busy_hour=bh.hour,
+                       busiest_day_traffic=float(np.nanmax(bh.per_day["traffic"])),
+                       coverage=bh.coverage)
+        rows[name] = row
+    return dr.capacity_frame(rows, targets)
