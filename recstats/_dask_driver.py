@@ -4,11 +4,7 @@ from the merged per-bin summaries of :mod:`recstats._dask_stats`."""
 
 from __future__ import annotations
 
-import os
-import sys
-import warnings
 from dataclasses import dataclass, replace
-from types import FrameType
 
 import dask
 import dask.dataframe as dd
@@ -20,17 +16,12 @@ from . import _dask_stats as ds
 from . import stats
 from ._busyhour import Hourly, hourly
 from ._erlang import channels_for
+from ._quality import warn_left_out
 from ._timeline import observed_at, to_times
 from ._window import Observed, resolve
-from .errors import DataQualityWarning
 
 EMPTY = np.empty(0, dtype="int64")
 COLUMNS = ("start_time", "end_time", "end_unknown", "duration", "call_id", "site")
-PROBLEMS = ("no start time", "end before start", "unknown end", "duplicate call id",
-             "duration over 24 h", "duration disagrees with end - start",
-             "outside the window")
-
-
 @dataclass(frozen=True)
 class Resolved:
     """A Dask calls table ready for one pass: its partitions, the rows that repeat an
@@ -122,23 +113,12 @@ def one_pass(table: Resolved, spec: ds.Spec, peaks: bool):
     else:
         (summaries,) = dask.compute(summaries)
     merged = ds.merge(list(summaries))
-    warn_left_out(*merged["report"])
+    bits, count, ids = merged["report"]
+    warn_left_out(list(bits), count, ids)
     return merged, found
 
 
-def warn_left_out(bits: np.ndarray, count: int, ids: list) -> None:
-    if not count:
-        return
-    counts = [f"{n} {text}" for n, text in zip(bits, PROBLEMS) if n]
-    more = f" and {count - 5} more" if count > 5 else ""
-    package = os.path.dirname(os.path.abspath(__file__)) + os.sep
-    frame: FrameType | None = sys._getframe(0)
-    level = 1  # this frame is stacklevel 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
-        frame, level = frame.f_back, level + 1
-    warnings.warn(f"{count} {'call' if count == 1 else 'calls'} left out: "
-                  f"{', '.join(counts)} (ids: {', '.join(ids)}{more}); "
-                  "recstats.check_calls lists them", DataQualityWarning, stacklevel=level)
+
 
 
 def probe() -> pd.DataFrame:

@@ -166,12 +166,21 @@ def _ids(calls: pd.DataFrame, rows: np.ndarray) -> list[str]:
 def _warn(calls, code, report, max_duration) -> None:
     labels = _labels(max_duration)
     rows = np.flatnonzero(report)
-    counts = [f"{int(((code[rows] & bit) != 0).sum())} {text}"
-              for bit, text in labels.items() if (code[rows] & bit).any()]
-    ids = _ids(calls, rows[:5])
-    more = f" and {rows.size - 5} more" if rows.size > 5 else ""
-    noun = "call" if rows.size == 1 else "calls"
-    warnings.warn(f"{rows.size} {noun} left out: {', '.join(counts)} "
+    per_problem = [int(((code[rows] & bit) != 0).sum()) for bit in labels]
+    warn_left_out(per_problem, rows.size, _ids(calls, rows[:5]), max_duration)
+
+
+def warn_left_out(per_problem: list[int], count: int, ids: list[str],
+                  max_duration: float = 86400.0) -> None:
+    """The one data-quality warning: ``count`` calls left out, ``per_problem[k]`` of them
+    for the k-th problem (in :func:`check_calls`' order), the first ``ids`` named."""
+    if not count:
+        return
+    counts = [f"{n} {text}" for n, text in zip(per_problem, _labels(max_duration).values(),
+                                                strict=True) if n]
+    more = f" and {count - len(ids)} more" if count > len(ids) else ""
+    noun = "call" if count == 1 else "calls"
+    warnings.warn(f"{count} {noun} left out: {', '.join(counts)} "
                   f"(ids: {', '.join(ids)}{more}); recstats.check_calls lists them",
                   DataQualityWarning, stacklevel=_caller_level())
 
