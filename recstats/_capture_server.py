@@ -19,6 +19,7 @@ import statistics
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -26,9 +27,10 @@ import pandas as pd
 
 from . import protocol
 from ._live import Tables, bad_time, call_id_of
-from ._time import parse_time
+from ._time import parse_time, to_micros
 
-__all__ = ["JOURNAL_FORMAT", "ServerState", "clock_shift", "gap_rows", "observed_span"]
+__all__ = ["JOURNAL_FORMAT", "ClockMap", "ServerState", "gap_rows", "observed_span",
+           "server_clock"]
 
 JOURNAL_FORMAT = "recstats-journal/1"
 
@@ -70,7 +72,9 @@ class ServerState:
         self.site: str | None = None
         #: (connect, disconnect) receive times [UTC us]; disconnect None while connected
         self.sessions: list[list[int | None]] = []
-        #: (receive time [UTC us], the server's time text) of recent notifications
+        #: (receive time [UTC us], the server's time text) of the first and the recent
+        #: notifications: far apart, they show how fast the server's clock runs
+        self.first_clock_samples: list[tuple[int, str]] = []
         self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
 
     # journal ------------------------------------------------------------------------
@@ -212,7 +216,7 @@ class ServerState:
             return True  # seen already (e.g. both notified and listed around a resync)
         self.ongoing[call_id] = None
         if origin == "notification" and fields.get("start_time"):
-            self.clock_samples.append((t, fields["start_time"]))
+            self._clock_sample(t, fields["start_time"])
         self._emit(t, "start", origin, fields)
         return True
 
@@ -233,7 +237,7 @@ class ServerState:
             self.lost.discard(call_id)
             self.tables.end_unknown(self.name, call_id, False)
         if origin == "notification" and fields.get("end_time"):
-            self.clock_samples.append((t, fields["end_time"]))
+            self._clock_sample(t, fields["end_time"])
         self._emit(t, "end", origin, fields)
         return True
 
@@ -256,18 +260,24 @@ class ServerState:
             except Exception as exc:  # noqa: BLE001 - a dashboard's bug must not stop the capture
                 self.last_error = f"on_event callback failed: {exc!r}"
 
-    def clock_offset(self) -> float | None:
-        """The server's clock minus ours [s], learnt from the times its notifications
-        carry (median of the recent ones); None before any."""
-        offsets = []
-        for t, text in list(self.clock_samples):
+    def _clock_sample(self, t: int, text: str) -> None:
+        if len(self.first_clock_samples) < _FIRST_SAMPLES:
+            self.first_clock_samples.append((t, text))
+        else:
+            self.clock_samples.append((t, text))
+
+    def clock(self) -> ClockMap | None:
+        """Our clock -> the server's, learnt from the times its notifications carry
+        (a start's or end's time is the server's now); None before any."""
+        pairs = []
+        for t, text in (*self.first_clock_samples, *self.clock_samples):
             try:
                 stamp = parse_time(text, self.tz)
             except (ValueError, OverflowError, NotImplementedError):
                 continue
             if stamp is not pd.NaT:
-                offsets.append(stamp.value / 1e9 - t / 1e6)
-        return statistics.median(offsets) if offsets else None
+                pairs.append((t, to_micros(stamp)))
+        return ClockMap.fit(pairs) if pairs else None
 
     def status(self) -> dict[str, Any]:
         return {"server": self.name, "site": self.site, "state": self.state,
@@ -293,16 +303,53 @@ def observed_span(servers, running: bool) -> tuple[int, int] | None:
     return min(starts), max(end, min(starts))
 
 
-def clock_shift(servers) -> int:
-    """The servers' clock minus ours [us]: the median of what each one's notification
-    times say (0 before any)."""
-    offsets = [o for o in (s.clock_offset() for s in servers) if o is not None]
-    return round(statistics.median(offsets) * 1e6) if offsets else 0
+_FIRST_SAMPLES = 32
+#: Shortest span of our clock [us] over which a server clock's rate is estimated;
+#: over less, it is taken to run at our rate.
+_RATE_SPAN_US = 1_000_000
 
 
-def gap_rows(servers, span: tuple[int, int], shift: int) -> list[tuple]:
+@dataclass(frozen=True)
+class ClockMap:
+    """``server = server_ref + rate * (ours - our_ref)``, all in UTC microseconds.
+
+    A real recorder's clock may be set off ours; a simulator's runs ``speed`` times
+    faster. Fitted by least squares on (our receive time, the server's time) pairs.
+
+    >>> ClockMap.fit([(0, 100), (2_000_000, 120_000_100)]).at(1_000_000)
+    60000100
+    """
+
+    our_ref: float
+    server_ref: float
+    rate: float
+
+    @classmethod
+    def fit(cls, pairs: list[tuple[int, int]]) -> ClockMap:
+        ours = [float(a) for a, _ in pairs]
+        theirs = [float(b) for _, b in pairs]
+        our_mean, their_mean = statistics.fmean(ours), statistics.fmean(theirs)
+        if max(ours) - min(ours) < _RATE_SPAN_US:
+            return cls(our_mean, their_mean, 1.0)
+        slope = statistics.linear_regression(ours, theirs).slope
+        return cls(our_mean, their_mean, slope if slope > 0 else 1.0)
+
+    def at(self, ours: int) -> int:
+        return round(self.server_ref + self.rate * (ours - self.our_ref))
+
+
+def server_clock(servers) -> Callable[[int], int]:
+    """Our clock -> the servers' [us]: the median of what each one's map says (the
+    identity before any notification)."""
+    maps = [m for m in (s.clock() for s in servers) if m is not None]
+    if not maps:
+        return lambda ours: ours
+    return lambda ours: round(statistics.median(m.at(ours) for m in maps))
+
+
+def gap_rows(servers, span: tuple[int, int], clock: Callable[[int], int]) -> list[tuple]:
     """``(server, site, start, end)`` of every period inside ``span`` a server was not
-    connected, moved by ``shift`` [us] into the servers' clock."""
+    connected, in the servers' clock (``clock`` maps ours to theirs, in us)."""
     begin, finish = span
     rows = []
     for server in servers:
@@ -313,4 +360,4 @@ def gap_rows(servers, span: tuple[int, int], shift: int) -> list[tuple]:
             cursor = finish if disconnect is None else max(cursor, disconnect)
         if cursor < finish:
             rows.append((server, cursor, finish))
-    return [(s.name, s.site or s.name, a + shift, b + shift) for s, a, b in rows]
+    return [(s.name, s.site or s.name, clock(a), clock(b)) for s, a, b in rows]

@@ -33,9 +33,9 @@ import pandas as pd
 from ._capture_server import (
     JOURNAL_FORMAT,
     ServerState,
-    clock_shift,
     gap_rows,
     observed_span,
+    server_clock,
 )
 from ._capture_session import Session
 from ._live import Tables
@@ -293,11 +293,11 @@ class Capture:
         servers = self._servers.values()
         span = observed_span(servers, self.running)
         if span is not None:
-            shift = clock_shift(servers)
-            calls.attrs["window"] = [_iso(span[0] + shift), _iso(span[1] + shift)]
+            clock = server_clock(servers)
+            calls.attrs["window"] = [_iso(clock(span[0])), _iso(clock(span[1]))]
             calls.attrs["gaps"] = [
                 {"server": name, "site": site, "start": _iso(start), "end": _iso(end)}
-                for name, site, start, end in gap_rows(servers, span, shift)]
+                for name, site, start, end in gap_rows(servers, span, clock)]
         return calls
 
     @property
@@ -308,9 +308,9 @@ class Capture:
         span = observed_span(self._servers.values(), self.running)
         if span is None:
             return None
-        shift = clock_shift(self._servers.values())
-        return (pd.Timestamp(span[0] + shift, unit="us", tz="UTC"),
-                pd.Timestamp(span[1] + shift, unit="us", tz="UTC"))
+        clock = server_clock(self._servers.values())
+        return (pd.Timestamp(clock(span[0]), unit="us", tz="UTC"),
+                pd.Timestamp(clock(span[1]), unit="us", tz="UTC"))
 
     @property
     def gaps(self) -> pd.DataFrame:
@@ -318,7 +318,7 @@ class Capture:
         servers' clock: ``server``, ``site``, ``start``, ``end``."""
         span = observed_span(self._servers.values(), self.running)
         rows = [] if span is None else gap_rows(self._servers.values(), span,
-                                                 clock_shift(self._servers.values()))
+                                                 server_clock(self._servers.values()))
         frame = pd.DataFrame(rows, columns=["server", "site", "start", "end"])
         for column in ("start", "end"):
             frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="us",
