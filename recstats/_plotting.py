@@ -104,3 +104,20 @@ def percent(fraction: float) -> str:
     ('0.1%', '5%')
     """
     return f"{fraction * 100:g}%"
+
+
+def days_text(days: Any) -> str:
+    """Which days a ``days=`` setting keeps, in words.
+
+    >>> days_text(None), days_text("weekdays"), days_text(["2026-11-02", "2026-11-03"])
+    ('all days', 'weekdays', '2 listed days')
+    """
+    if days is None:
+        return "all days"
+    if isinstance(days, str) and days in ("weekdays", "weekends"):
+        return days
+    if callable(days):
+        return f"days chosen by {getattr(days, '__name__', 'a function')}"
+    if isinstance(days, str):
+        return "1 listed day"
+    return f"{len(list(days))} listed days"

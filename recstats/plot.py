@@ -41,7 +41,7 @@ from matplotlib.ticker import MaxNLocator
 
 from . import stats
 from ._plot_concurrency import plot_concurrency
-from ._plotting import figure_axes, no_data, percent
+from ._plotting import days_text, figure_axes, no_data, percent
 
 __all__ = ["plot_capacity", "plot_concurrency", "plot_extensions", "plot_traffic_heatmap"]
 
@@ -53,23 +53,6 @@ _EXTENSION_UNITS = {
     "p90_duration": "90th percentile duration [s]", "traffic": "traffic [erlang]",
     "peak_concurrent": "peak concurrent calls",
 }
-
-
-def days_text(days: Any) -> str:
-    """Which days a ``days=`` setting keeps, in words.
-
-    >>> days_text(None), days_text("weekdays"), days_text(["2026-11-02", "2026-11-03"])
-    ('all days', 'weekdays', '2 listed days')
-    """
-    if days is None:
-        return "all days"
-    if isinstance(days, str) and days in ("weekdays", "weekends"):
-        return days
-    if callable(days):
-        return f"days chosen by {getattr(days, '__name__', 'a function')}"
-    if isinstance(days, str):
-        return "1 listed day"
-    return f"{len(list(days))} listed days"
 
 
 # --------------------------------------------------------------------------- heatmap
