@@ -70,10 +70,15 @@ def test_binned_peak_and_mean_lines(calls):
         assert x[-1] == starts[-1] + np.timedelta64(30, "m")  # the last bin's end
         np.testing.assert_allclose(y[:-1], binned[column])
         assert y[-1] == y[-2]
+    # bins cover the observed window: the whole day 2026-11-02, 48 half hours
+    assert len(starts) == 48 and starts[0] == np.datetime64("2026-11-02T00:00")
     # by hand: 09:00-09:30 peak 3, mean (20+20+25+0)/30; 09:30-10:00 peak 2,
-    # mean (30+10)/30; 10:00-10:30 peak 1, mean 5/30
-    np.testing.assert_array_equal(peak.get_ydata()[:-1], [3, 2, 1])
-    np.testing.assert_allclose(mean.get_ydata()[:-1], [65 / 30, 40 / 30, 5 / 30])
+    # mean (30+10)/30; 10:00-10:30 peak 1, mean 5/30; every other bin 0 (observed, quiet)
+    at = 18  # 09:00 is the 19th half hour
+    np.testing.assert_array_equal(peak.get_ydata()[at:at + 3], [3, 2, 1])
+    np.testing.assert_allclose(mean.get_ydata()[at:at + 3], [65 / 30, 40 / 30, 5 / 30])
+    assert np.nansum(peak.get_ydata()[:-1]) == 6 and np.nansum(mean.get_ydata()[:-1]) == \
+        pytest.approx(110 / 30)
 
 
 def test_exact_and_binned_together(calls):

@@ -260,8 +260,10 @@ def test_capacity_section_states_window_days_method_and_coverage(tmp_path):
     text = write_report(calls, tmp_path, window=window, days="weekdays",
                         method="bouncing").read_text(encoding="utf-8")
     block = html.unescape(_section(text, "capacity"))
-    # by hand, Monday only: 09:00-10:00 carries 30 + 30 call-minutes = 1.00 erlang
-    assert "Busy hour 09:00–10:00 UTC: 1.00 erlangs, by the bouncing method" in block
+    # by hand: Monday 09:00-10:00 carries 30 + 30 call-minutes = 1 erlang, its busiest
+    # hour; the other four weekdays of the window carry nothing and Saturday is left
+    # out, so the mean of the five daily maxima is (1 + 0 + 0 + 0 + 0) / 5 = 0.20
+    assert "Busy hour 09:00–10:00 UTC: 0.20 erlangs, by the bouncing method" in block
     assert "over weekdays in the window 2026-11-02 00:00 UTC → 2026-11-09 00:00 UTC " \
            "(7 days)" in block
     assert "100% of that hour was observed" in block
