@@ -225,7 +225,7 @@ def plot_capacity(calls: pd.DataFrame | None = None, *,
     targets = [float(b) for b in blocking]
     if not targets or not all(0.0 < b < 1.0 for b in targets):
         raise ValueError(f"blocking targets must be probabilities in (0, 1); got {blocking!r}")
-    busiest = coverage = None
+    busiest = coverage = hour = None
     if calls is not None and (traffic is None or peak is None) and len(calls):
         table = stats.capacity_table(calls, blocking=tuple(targets), method=method, tz=tz,
                                      window=window, days=days, top_days=top_days,
@@ -235,6 +235,7 @@ def plot_capacity(calls: pd.DataFrame | None = None, *,
             traffic = float(row["traffic"])
             busiest = row.get("busiest_day_traffic")
             coverage = row.get("coverage")
+            hour = row.get("busy_hour")
         if peak is None:
             peak = float(row["observed_peak"])
     fig, ax = figure_axes(ax, (8, 5))
@@ -252,8 +253,9 @@ def plot_capacity(calls: pd.DataFrame | None = None, *,
     if traffic is not None:
         covered = "" if coverage is None or pd.isna(coverage) else \
             f", {float(coverage):.0%} observed"
+        when = "" if hour is None or pd.isna(hour) else f", {int(hour):02d}:00 {tz}"
         ax.axvline(traffic, color="0.25", linestyle="--", gid="busy-hour-traffic",
-                   label=f"busy-hour traffic {traffic:.2f} E ({method}{covered})")
+                   label=f"busy-hour traffic {traffic:.2f} E ({method}{when}{covered})")
         for i, target in enumerate(targets):
             need = float(np.asarray(stats.channels_for(traffic, target)))
             ax.plot([traffic], [need], marker="o", color=f"C{i % 10}", linestyle="none",

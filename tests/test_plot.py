@@ -315,7 +315,7 @@ def test_capacity_marks_come_from_capacity_table(calls):
     # by hand: peak 3; busy hour 09:00 UTC carries 1.75 E
     assert hline.get_ydata()[0] == 3
     assert vline.get_xdata()[0] == pytest.approx(1.75)
-    assert "time-consistent, 100% observed" in vline.get_label()
+    assert "time-consistent, 09:00 UTC, 100% observed" in vline.get_label()
     # one day only: the busiest day's busy hour is the busy hour
     (busiest,) = _lines(ax, "busiest-day-traffic")
     assert busiest.get_xdata()[0] == pytest.approx(row["busiest_day_traffic"]) == \
