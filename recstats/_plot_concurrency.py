@@ -44,31 +44,23 @@ def _groups(frame: pd.DataFrame, by: str | None, binned: bool):
         yield from frame.groupby(by, observed=True, sort=True)
 
 
-def _open_groups(calls: pd.DataFrame, by: str | None) -> set[Any]:
-    """The groups with calls still in progress at the window's end."""
-    ongoing = np.asarray(stats.ongoing_mask(calls), dtype=bool)
-    if not ongoing.any():
-        return set()
-    return {None} if by is None else set(calls.loc[ongoing, by].dropna())
-
-
 def _collect(calls: pd.DataFrame, freq: str | None, by: str | None, exact: bool, tz: str,
              window: Any) -> dict[Any, _Series]:
     series: dict[Any, _Series] = {}
     if exact:
         frame = stats.concurrency(calls, by=by, tz=tz, window=window)
-        still_open = _open_groups(calls, by)
         end = None
-        if still_open:
+        if len(frame):
             end = utc_values([stats.observation_window(calls, tz=tz, window=window)[1]])[0]
         for group, part in _groups(frame, by, binned=False):
             if part.empty:
                 continue
             x = utc_values(part["time"])
             y = part["concurrent"].to_numpy(dtype="float64")
-            # ongoing calls stop counting where observation stops, not where they end:
-            # hold the last count to the window's end instead of drawing a drop to 0
-            if group in still_open and end is not None and len(y) > 1 and x[-1] >= end:
+            # calls in progress at the window's end (ongoing, or running on past it) stop
+            # counting there because observation stops: hold their count to the end
+            # instead of drawing a drop to 0 that no call made
+            if end is not None and len(y) > 1 and x[-1] >= end:
                 y[-1] = y[-2]
             series.setdefault(group, _Series()).exact = (x, y)
     if freq is not None:
@@ -108,8 +100,8 @@ def plot_concurrency(calls: pd.DataFrame, *, freq: str | None = "15min",
         lines, unless ``ax`` is given.
     exact : bool, default True
         Draws the exact step function as a ``steps-post`` curve (gid ``"exact"``).
-        Calls still in progress count until the window's end, where the curve stops
-        at their count (no drop to 0).
+        Calls still in progress at the window's end (ongoing, or ending after it)
+        count until that end, where the curve stops at their count (no drop to 0).
     tz : str, default "UTC"
         Zone of the time axis and of day and hour bins; the data stay UTC.
     window : tuple of two moments, optional

@@ -360,6 +360,12 @@ def test_ongoing_calls_draw_no_cliff_at_the_windows_end(calls):
     # finished calls still end at 0
     (done,) = _lines(plot.plot_concurrency(calls, freq=None, window=window).axes[0], "exact")
     assert done.get_ydata()[-1] == 0
+    # a window that ends while c (09:05-10:05) and d (09:50-10:00) run: they count until
+    # 09:55 and the curve stops at 2 there, not at 0
+    (cut,) = _lines(plot.plot_concurrency(calls, freq=None, window=(
+        "2026-11-02 09:00", "2026-11-02 09:55")).axes[0], "exact")
+    assert cut.get_xdata()[-1] == np.datetime64("2026-11-02T09:55")
+    np.testing.assert_array_equal(cut.get_ydata(), [1, 2, 3, 2, 1, 2, 2])
 
 
 def test_bins_outside_the_window_are_gaps(calls):
