@@ -6,6 +6,7 @@ matplotlib, time axes in a zone, and the grid of small multiples.
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -20,6 +21,31 @@ from matplotlib.figure import Figure
 MAX_OVERLAID = 4
 
 
+class PyplotFigure(Figure):
+    """A pyplot figure that a notebook shows once, whether or not a cell returns it.
+
+    Notebook backends show open pyplot figures when a cell ends, and a plot function's
+    Figure, returned as the cell's value, would be shown a second time. So displaying
+    it shows it as a PNG and closes it in pyplot (the inline backend then skips it),
+    unless another interactive backend (a widget or a window) already shows it.
+    """
+
+    def _ipython_display_(self) -> None:
+        import matplotlib
+        import matplotlib.pyplot as plt
+        from IPython.display import Image, display
+        from matplotlib._pylab_helpers import Gcf  # pyplot's open figures, as backends see
+
+        managed = any(m.canvas.figure is self for m in Gcf.get_all_fig_managers())
+        if managed and plt.isinteractive() and "inline" not in matplotlib.get_backend():
+            return
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", bbox_inches="tight")
+        if managed:
+            plt.close(self)
+        display(Image(buffer.getvalue()))
+
+
 def figure_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
     """``ax``'s figure and ``ax``, or a new pyplot figure with one Axes.
 
@@ -30,7 +56,7 @@ def figure_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, 
         return ax.get_figure(root=True), ax
     import matplotlib.pyplot as plt
 
-    fig = plt.figure(figsize=figsize, layout="constrained")
+    fig = plt.figure(figsize=figsize, layout="constrained", FigureClass=PyplotFigure)
     return fig, fig.add_subplot()
 
 
@@ -43,7 +69,7 @@ def small_multiples(count: int, width: float = 10.0,
     nrows = math.ceil(count / ncols)
     fig, grid = plt.subplots(nrows, ncols, sharex=True, sharey=True, squeeze=False,
                              figsize=(width, 1.0 + panel_height * nrows),
-                             layout="constrained")
+                             layout="constrained", FigureClass=PyplotFigure)
     panels = list(grid.T.ravel())  # down the first column, then the next
     for spare in panels[count:]:
         spare.set_visible(False)

@@ -192,6 +192,29 @@ def test_a_plot_saved_through_pyplot_is_not_blank(calls, tmp_path):
     assert len(np.unique(blank.reshape(-1, blank.shape[-1]), axis=0)) == 1
 
 
+def test_a_notebook_shows_a_returned_figure_once(calls, monkeypatch):
+    # the inline backend shows open pyplot figures when a cell ends, through display():
+    # whether the cell returns the figure or not, it must be shown exactly once
+    import IPython.display
+    import matplotlib
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    monkeypatch.setattr(plt, "isinteractive", lambda: True)
+    monkeypatch.setattr(matplotlib, "get_backend",
+                        lambda: "module://matplotlib_inline.backend_inline")
+    fig = plot.plot_concurrency(calls)
+    fig._ipython_display_()                     # the cell's value
+    (image,) = shown
+    assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.number not in plt.get_fignums()  # so the end of the cell skips it
+    # another interactive backend (a widget, a window) shows open figures itself
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "qtagg")
+    other = plot.plot_traffic_heatmap(calls)
+    other._ipython_display_()
+    assert len(shown) == 1 and other.number in plt.get_fignums()
+
+
 def test_settings_are_keyword_only(calls):
     with pytest.raises(TypeError):
         plot.plot_concurrency(calls, "15min")
