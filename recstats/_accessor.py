@@ -254,8 +254,9 @@ class CallsAccessor:
         steps = stats.concurrency(frame, tz=tz, window=window)
         peak, peak_time = 0, None
         if len(steps):
-            at = int(steps["concurrent"].to_numpy().argmax())
-            peak, peak_time = int(steps["concurrent"].iat[at]), pd.Timestamp(steps["time"].iat[at])
+            counts = steps["concurrent"].to_numpy()
+            at = int(counts.argmax())
+            peak, peak_time = int(counts[at]), pd.Timestamp(steps["time"].to_numpy()[at])
         hour = traffic = coverage = None
         if peak:
             try:

@@ -13,7 +13,7 @@ import pandas as pd
 
 from . import stats
 
-__all__ = ["clock_time", "envelope", "latest_time", "micros", "naive_utc", "ongoing_calls",
+__all__ = ["clock_time", "envelope", "latest_time", "micro", "micros", "naive_utc", "ongoing_calls",
            "snapshot_status", "span_text", "status_table", "top_extensions"]
 
 
@@ -25,11 +25,14 @@ def naive_utc(values: pd.Series | pd.Index) -> np.ndarray:
     return index.as_unit("us").to_numpy()
 
 
-def micros(values) -> np.ndarray | int:
-    """tz-aware time(s) -> int64 microseconds since the epoch (UTC)."""
-    if isinstance(values, pd.Timestamp):
-        return int(values.value // 1000)  # .value is always nanoseconds
+def micros(values: pd.Series | pd.Index) -> np.ndarray:
+    """tz-aware times -> int64 microseconds since the epoch (UTC)."""
     return naive_utc(values).astype("int64")
+
+
+def micro(moment: pd.Timestamp) -> int:
+    """A tz-aware moment -> int microseconds since the epoch (UTC)."""
+    return int(moment.value // 1000)  # .value is always nanoseconds
 
 
 def envelope(x: np.ndarray, y: np.ndarray, lo: int, hi: int,

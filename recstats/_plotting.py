@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import matplotlib.dates as mdates
@@ -53,7 +52,10 @@ def figure_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, 
     ``%matplotlib`` magic and ``plt.savefig`` saves it in a script.
     """
     if ax is not None:
-        return ax.get_figure(root=True), ax
+        owner = ax.get_figure(root=True)
+        if owner is None:
+            raise ValueError("ax belongs to no figure; pass an Axes made by a Figure")
+        return owner, ax
     import matplotlib.pyplot as plt
 
     fig = plt.figure(figsize=figsize, layout="constrained", FigureClass=PyplotFigure)
@@ -76,7 +78,7 @@ def small_multiples(count: int, width: float = 10.0,
     return fig, panels[:count]
 
 
-def utc_values(times: pd.Series | pd.Index | Sequence[Any]) -> np.ndarray:
+def utc_values(times: Any) -> np.ndarray:
     """UTC instants as naive ``datetime64[us]``, the form matplotlib reads as UTC.
 
     tz-aware pandas values would reach matplotlib as an object array of Timestamps,

@@ -30,9 +30,10 @@ def summary_items(calls: pd.DataFrame, tz: str, window: Any, observed: Any,
 
     ongoing = np.asarray(stats.ongoing_mask(calls), dtype=bool) if len(calls) else \
         np.zeros(0, dtype=bool)
-    sites = calls["site"].dropna().unique() if "site" in calls.columns else []
+    sites: list[str] = [str(s) for s in calls["site"].dropna().unique()] \
+        if "site" in calls.columns else []
     items = {"calls": f"{len(calls):,}",
-             "sites": ", ".join(map(str, sorted(map(str, sites)))) or "—"}
+             "sites": ", ".join(sorted(sites)) or "—"}
     if observed is not None:
         start, end = (pd.Timestamp(w) for w in observed)
         items["observed window"] = (f"{moment(start, tz)} → {moment(end, tz)} "
@@ -88,7 +89,7 @@ def quality_section(calls: pd.DataFrame, tz: str, window: Any) -> str:
             if column in frame:
                 frame[column] = pd.to_datetime(frame[column], utc=True)
         if {"start", "end"} <= set(frame.columns):
-            frame["length [min]"] = (frame["end"] - frame["start"]) / pd.Timedelta(minutes=1)
+            frame["length [min]"] = (frame["end"] - frame["start"]).dt.total_seconds() / 60
             frame = frame.rename(columns={"start": f"start ({tz})", "end": f"end ({tz})"})
         body += paragraph(f"{len(frame):,} periods in which a site was not observed (its "
                           "coverage is below 100% there):")
@@ -141,7 +142,9 @@ def capacity_section(calls: pd.DataFrame, out: Path, notes: list[str], *, tz: st
         busy = stats.busy_hour(calls, method=method, **settings)
     except ValueError as exc:
         return paragraph(f"No busy hour could be found: {exc}", "bad")
-    start, end = (pd.Timestamp(w) for w in busy.window)
+    bounds = busy.window if busy.window is not None else \
+        stats.observation_window(calls, tz=tz, window=window)
+    start, end = pd.Timestamp(bounds[0]), pd.Timestamp(bounds[1])
     coverage = float(busy.coverage)
     which = f"the mean of the {top_days} busiest of " if top_days else ""
     body = paragraph(

@@ -230,7 +230,7 @@ def plot_capacity(calls: pd.DataFrame | None = None, *,
         table = stats.capacity_table(calls, blocking=tuple(targets), method=method, tz=tz,
                                      window=window, days=days, top_days=top_days,
                                      min_coverage=min_coverage)
-        row = table.loc["all"]
+        row: dict[str, Any] = {str(name): value for name, value in table.loc["all"].items()}
         if traffic is None:
             traffic = float(row["traffic"])
             busiest = row.get("busiest_day_traffic")

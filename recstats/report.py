@@ -66,7 +66,7 @@ def choose_freq(calls: pd.DataFrame, max_bins: int = 60, *, window: Any = None) 
     '1D'
     """
     if window is not None:
-        start, end = (pd.Timestamp(w) for w in window)
+        start, end = pd.Timestamp(window[0]), pd.Timestamp(window[1])
     else:
         start = calls["start_time"].min()
         end = max(calls["end_time"].max(), calls["start_time"].max()) \
@@ -104,9 +104,10 @@ def _concurrency_table(calls: pd.DataFrame, freq: str, tz: str, window: Any) -> 
         return out
     wide = long.assign(site=long["site"].astype("str")).pivot(
         index="time", columns="site", values=["peak", "mean"])
-    wide = wide[[(what, site) for site in sites for what in ("peak", "mean")]]
+    pairs = [(what, site) for site in sites for what in ("peak", "mean")]
+    wide = wide[pairs]
     wide.columns = [f"{site} {'peak [calls]' if what == 'peak' else 'mean [erlang]'}"
-                    for what, site in wide.columns]
+                    for what, site in pairs]
     wide["coverage [%]"] = overall.loc[observed, "coverage"].reindex(wide.index)
     return wide.rename_axis(f"bin start ({tz})").reset_index()
 

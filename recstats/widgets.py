@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
@@ -33,6 +33,7 @@ from ._dashboard import (
     clock_time,
     envelope,
     latest_time,
+    micro,
     micros,
     naive_utc,
     ongoing_calls,
@@ -109,13 +110,15 @@ class LiveDashboard:
             raise ValueError(f"refresh must be a positive number of seconds, not {refresh}")
         check_tz(tz)
         self.capture = capture
+        length = None
         try:  # a bare number would be nanoseconds to pandas: ask for a unit instead
-            self.span = None if isinstance(span, (int, float)) else pd.Timedelta(span)
+            length = None if isinstance(span, (int, float)) else pd.Timedelta(span)
         except ValueError:
-            self.span = None
-        if self.span is None or pd.isna(self.span) or self.span <= pd.Timedelta(0):
+            pass
+        if length is None or pd.isna(length) or length <= pd.Timedelta(0):
             raise ValueError(f"span must be a positive length with a unit, e.g. '15min', "
                              f"not {span!r}")
+        self.span: pd.Timedelta = length
         self.interval = float(refresh)
         self.tz = tz
         self.top = int(top)
@@ -130,7 +133,7 @@ class LiveDashboard:
         self.redraws = 0  # refreshes that re-rendered the chart
         self._chart_key: tuple | None = None
         self.last_error: str | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ongoing = pd.DataFrame()
 
@@ -254,7 +257,7 @@ class LiveDashboard:
     def _line(self, name: str):
         line = self.lines.get(name)
         if line is None:
-            style = {"color": "k", "linewidth": 1.6} if name == _TOTAL else \
+            style: dict[str, Any] = {"color": "k", "linewidth": 1.6} if name == _TOTAL else \
                 {"linewidth": 1.0, "color": f"C{len(self.lines) % 10}"}
             (line,) = self.ax.plot([], [], drawstyle="steps-post", label=name, gid=name,
                                    **style)
@@ -264,7 +267,7 @@ class LiveDashboard:
 
     def _render_chart(self, calls: pd.DataFrame, now: pd.Timestamp) -> None:
         visible = self._window_calls(calls, now)
-        lo, hi = micros(now - self.span), micros(now)
+        lo, hi = micro(now - self.span), micro(now)
         # one microsecond past now, so that a call starting exactly at now is counted
         window = (now - self.span, now + pd.Timedelta(1, "us"))
         total = stats.concurrency(visible, tz=self.tz, window=window) if len(visible) \
@@ -387,7 +390,7 @@ class LiveDashboard:
         self.top_extensions = counts.head(self.top)
         rows = "".join(
             "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>"
-                             for cell in (key if several else (key,)))
+                             for cell in (tuple(key) if several else (key,)))  # type: ignore[arg-type]
             + f"<td>{n:,}</td></tr>" for key, n in self.top_extensions.items())
         header = "<th>site</th><th>extension</th>" if several else "<th>extension</th>"
         self.top_html.value = (f"<b>Top extensions, last {span_text(self.span)}</b><table>"
