@@ -89,6 +89,23 @@ def compare_calls(live: pd.DataFrame, archive: pd.DataFrame,
     Each live call that has an ``end_time`` must have a CDR with equal ``columns``
     (times compared exactly: both sides come from the same millisecond texts).
 
+    Parameters
+    ----------
+    live : pandas.DataFrame
+        Calls captured live (``Capture.calls``).
+    archive : pandas.DataFrame
+        Calls parsed from the same servers' CDR files (:func:`recstats.read_archive`).
+    columns : tuple of str, default ("site", "start_time", "end_time", "caller", "callee")
+        The columns that must agree.
+
+    Returns
+    -------
+    Comparison
+        Counts, missing calls, mismatches (one row per call and column) and archive
+        calls never seen live; ``str()`` is one line, notebooks show tables.
+
+    Examples
+    --------
     >>> from recstats import calls_frame
     >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
     >>> rec = {"call_id": "a", "site": "NY", "start_time": t, "caller": "1000",

@@ -91,8 +91,8 @@ def quality_section(calls: pd.DataFrame, tz: str, window: Any) -> str:
         if {"start", "end"} <= set(frame.columns):
             frame["length [min]"] = (frame["end"] - frame["start"]).dt.total_seconds() / 60
             frame = frame.rename(columns={"start": f"start ({tz})", "end": f"end ({tz})"})
-        body += paragraph(f"{len(frame):,} periods in which a site was not observed (its "
-                          "coverage is below 100% there):")
+        body += paragraph(f"Periods in which a site was not observed ({len(frame):,}); its "
+                          "coverage is below 100% there:")
         body += table(frame, 50, tz)
     return body
 

@@ -271,6 +271,21 @@ def test_capacity_section_states_window_days_method_and_coverage(tmp_path):
     assert "2026-11-02 00:00 UTC → 2026-11-09 00:00 UTC (7 days; as given)" in summary
 
 
+def test_data_quality_section_lists_the_periods_a_site_was_not_observed(tmp_path):
+    calls = calls_frame([_call("a", 0, 10), _call("b", 5, 50, site="LDN")])
+    calls.attrs["window"] = ["2026-11-02T09:00:00+00:00", "2026-11-02T10:00:00+00:00"]
+    calls.attrs["gaps"] = [{"server": "10.0.0.2:10300", "site": "LDN",
+                            "start": "2026-11-02T09:10:00+00:00",
+                            "end": "2026-11-02T09:40:00+00:00"}]
+    block = html.unescape(_section(write_report(calls, tmp_path, tz="Europe/Budapest")
+                                   .read_text(encoding="utf-8"), "quality"))
+    assert "Periods in which a site was not observed (1)" in block
+    # 09:10-09:40 UTC is 10:10-10:40 in Budapest: 30 minutes
+    assert re.search(r"<td>10\.0\.0\.2:10300</td><td>LDN</td><td>2026-11-02 10:10:00</td>"
+                     r"<td>2026-11-02 10:40:00</td><td>30\.00</td>", block)
+    assert "length [min]" in _headings(block)
+
+
 def test_partly_observed_busy_hour_is_said_in_words(tmp_path):
     # ten calls over a 30-minute window: 10 erlangs, half of the hour observed
     calls = calls_frame([_call(f"k{i}", 0, 30) for i in range(10)])
