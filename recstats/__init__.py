@@ -41,6 +41,7 @@ _LAZY = {
     "concurrency": "stats", "busy_hour": "stats", "traffic_profile": "stats",
     "extension_stats": "stats", "is_extension": "stats", "erlang_b": "stats",
     "channels_for": "stats", "traffic_for": "stats", "capacity_table": "stats",
+    "check_calls": "stats", "observation_window": "stats", "ongoing_mask": "stats",
     "plot_concurrency": "plot", "plot_traffic_heatmap": "plot",
     "plot_extensions": "plot", "plot_capacity": "plot",
     "LiveDashboard": "widgets",

@@ -11,8 +11,9 @@ The three functions answer the three questions of the classic Erlang B tables:
 ``B(A, 0) = 1``, ``B(A, n) = A·B(A, n-1) / (n + A·B(A, n-1))``, which never forms the
 factorials of the textbook formula, so thousands of channels are fine. Every function
 broadcasts NumPy arrays and returns a Python scalar for scalar inputs.
-:func:`capacity_table` applies them to a calls table's busy hour per site. Every name is
-importable from :mod:`recstats.stats` too.
+A pandas Series (or DataFrame) in gives one out with the same index. :func:`capacity_table`
+(in :mod:`recstats._capacity`) applies them to a calls table's busy hour per site. Every
+public name is importable from :mod:`recstats.stats` too.
 """
 
 from __future__ import annotations
@@ -20,10 +21,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ._busyhour import _hourly, _nanmean
-from ._timeline import _group_codes, _intervals, _step
-
-__all__ = ["capacity_table", "channels_for", "erlang_b", "traffic_for"]
+__all__ = ["channels_for", "check_blocking", "erlang_b", "traffic_for"]
 
 
 def _traffic(traffic) -> np.ndarray:
@@ -44,7 +42,7 @@ def _channels(channels) -> np.ndarray:
     return n.astype("int64")
 
 
-def _blocking(blocking) -> np.ndarray:
+def check_blocking(blocking) -> np.ndarray:
     b = np.asarray(blocking, dtype="float64")
     if np.any(~(b > 0)) or np.any(~(b < 1)):
         raise ValueError("blocking must be a probability strictly between 0 and 1, "
@@ -54,6 +52,21 @@ def _blocking(blocking) -> np.ndarray:
 
 def _out(value: np.ndarray, scalar: bool, kind=float):
     return kind(value) if scalar else value
+
+
+def _like(result, name: str, *inputs):
+    """``result`` as a Series (DataFrame) with the index of the pandas inputs, if any."""
+    frames = [x for x in inputs if isinstance(x, (pd.Series, pd.DataFrame))]
+    if not frames or np.shape(result) != frames[0].shape:
+        return result
+    first = frames[0]
+    for other in frames[1:]:
+        if not other.index.equals(first.index):
+            raise ValueError("the pandas arguments have different indexes; align them "
+                             "first (e.g. b.reindex(a.index))")
+    if isinstance(first, pd.Series):
+        return pd.Series(result, index=first.index, name=name)
+    return pd.DataFrame(result, index=first.index, columns=first.columns)
 
 
 def _b_scalar(a: float, n: int) -> float:
@@ -84,16 +97,38 @@ def erlang_b(traffic, channels):
     recurrence ``B(A, n) = A·B(A, n-1) / (n + A·B(A, n-1))`` from ``B(A, 0) = 1``.
     Arrays broadcast (``erlang_b([5, 10], [[10], [20]])`` is a 2 x 2 table).
 
+    Parameters
+    ----------
+    traffic : float, array-like or pandas.Series
+        Offered traffic [erlang], finite and >= 0.
+    channels : int, array-like or pandas.Series
+        Number of channels (lines, licences), whole numbers >= 0.
+
+    Returns
+    -------
+    float, numpy.ndarray or pandas.Series
+        Blocking probability (0-1): a float for scalars, a Series with the input's
+        index for a Series.
+
+    References
+    ----------
+    .. [1] A. K. Erlang, "Solution of some problems in the theory of probabilities of
+       significance in automatic telephone exchanges", Elektroteknikeren 13, 1917.
+
+    Examples
+    --------
     >>> round(erlang_b(10, 10), 4)
     0.2146
     >>> erlang_b([1.0, 2.0], 1).round(4).tolist()
     [0.5, 0.6667]
+    >>> erlang_b(pd.Series([1.0, 2.0], index=["LA", "NY"]), 1).round(4).to_dict()
+    {'LA': 0.5, 'NY': 0.6667}
     """
     scalar = np.ndim(traffic) == 0 and np.ndim(channels) == 0
     a, n = _traffic(traffic), _channels(channels)
     if scalar:
         return _b_scalar(float(a), int(n))
-    return _b_array(a, n)
+    return _like(_b_array(a, n), "blocking", traffic, channels)
 
 
 def channels_for(traffic, blocking):
@@ -101,13 +136,33 @@ def channels_for(traffic, blocking):
 
     Zero traffic needs zero channels (nothing is offered, nothing is blocked).
 
+    Parameters
+    ----------
+    traffic : float, array-like or pandas.Series
+        Offered traffic [erlang], finite and >= 0 (e.g. the busy-hour traffic).
+    blocking : float or array-like
+        Target blocking probability, strictly between 0 and 1 (0.01 for 1 %).
+
+    Returns
+    -------
+    int, numpy.ndarray or pandas.Series
+        Channels needed: an int for scalars, a Series with the input's index for a
+        Series.
+
+    References
+    ----------
+    .. [1] A. K. Erlang, "Solution of some problems in the theory of probabilities of
+       significance in automatic telephone exchanges", Elektroteknikeren 13, 1917.
+
+    Examples
+    --------
     >>> channels_for(10, 0.01)
     18
     >>> channels_for([1, 10, 100], 0.01).tolist()
     [5, 18, 117]
     """
     scalar = np.ndim(traffic) == 0 and np.ndim(blocking) == 0
-    a, b = np.broadcast_arrays(_traffic(traffic), _blocking(blocking))
+    a, b = np.broadcast_arrays(_traffic(traffic), check_blocking(blocking))
     a, b = np.array(a, dtype="float64"), np.array(b, dtype="float64")
     if scalar:
         a0, b0 = float(a), float(b)
@@ -129,7 +184,7 @@ def channels_for(traffic, blocking):
         value[todo] = ab / (n + ab)
         result[todo] = n
         todo &= value > b
-    return result
+    return _like(result, "channels", traffic, blocking)
 
 
 def _log_b_and_slope(a: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -139,7 +194,7 @@ def _log_b_and_slope(a: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarr
         return np.log(b), n / a - 1.0 + b
 
 
-def traffic_for(channels, blocking, rtol: float = 1e-10):
+def traffic_for(channels, blocking, *, rtol: float = 1e-10):
     """The largest offered traffic ``A`` (erlangs) with ``B(A, channels) <= blocking``.
 
     ``B`` grows with ``A``, so the answer is the root of ``log B(A, N) = log blocking``,
@@ -147,13 +202,35 @@ def traffic_for(channels, blocking, rtol: float = 1e-10):
     ``[0, N / (1 - blocking)]`` (carried traffic ``A (1 - B)`` never exceeds ``N``),
     to a relative accuracy ``rtol``. Zero channels carry nothing: the answer is 0.
 
+    Parameters
+    ----------
+    channels : int, array-like or pandas.Series
+        Number of channels, whole numbers >= 0.
+    blocking : float or array-like
+        Target blocking probability, strictly between 0 and 1.
+    rtol : float
+        Relative accuracy of the answer.
+
+    Returns
+    -------
+    float, numpy.ndarray or pandas.Series
+        Offered traffic [erlang]: a float for scalars, a Series with the input's index
+        for a Series.
+
+    References
+    ----------
+    .. [1] A. K. Erlang, "Solution of some problems in the theory of probabilities of
+       significance in automatic telephone exchanges", Elektroteknikeren 13, 1917.
+
+    Examples
+    --------
     >>> round(traffic_for(10, 0.01), 3)
     4.461
     >>> channels_for(traffic_for(30, 0.02), 0.02)
     30
     """
     scalar = np.ndim(channels) == 0 and np.ndim(blocking) == 0
-    n, b = np.broadcast_arrays(_channels(channels), _blocking(blocking))
+    n, b = np.broadcast_arrays(_channels(channels), check_blocking(blocking))
     shape = n.shape
     n, b = n.astype("float64").ravel(), b.ravel()
     target = np.log(b)
@@ -182,62 +259,6 @@ def traffic_for(channels, blocking, rtol: float = 1e-10):
     # The root may sit a hair above the true boundary; step down inside it.
     over = (n > 0) & (_b_array(x, n.astype("int64")) > b)
     x = np.where(over, lo, x).reshape(shape)
-    return _out(x, scalar)
-
-
-
-# --------------------------------------------------------------------------- capacity
-
-
-def capacity_table(calls: pd.DataFrame, blocking=(0.001, 0.01, 0.05), tz: str = "UTC",
-                   *, until=None) -> pd.DataFrame:
-    """Busy-hour traffic, observed peak and Erlang B channels needed, per site and "all".
-
-    One row per ``site`` (sorted) plus ``"all"`` (every call together, not the sum of
-    the sites): ``busy_hour_traffic`` (time-consistent busy-hour erlangs, see
-    :func:`recstats.stats.busy_hour`), ``busy_hour`` (its clock hour in ``tz``, NA
-    without traffic), ``observed_peak`` (maximum concurrency) and, per blocking target
-    ``b``, a column ``channels@<b as %>`` = :func:`channels_for` (busy-hour traffic,
-    ``b``). Without a ``site`` column there is only the ``"all"`` row. Ongoing calls
-    count until ``until`` (see :func:`recstats.stats.concurrency`).
-
-    The traffic measured is *carried* traffic, used as the *offered* traffic Erlang B
-    expects: right when the observed system blocked little; if it ran full (observed
-    peak at its channel count), calls were lost and the channels needed are understated.
-
-    >>> import pandas as pd
-    >>> calls = pd.DataFrame({
-    ...     "start_time": pd.to_datetime(["2024-01-01 09:00"] * 3, utc=True),
-    ...     "end_time": pd.to_datetime(["2024-01-01 10:00"] * 3, utc=True),
-    ...     "site": ["NY", "NY", "LA"]})
-    >>> capacity_table(calls, blocking=[0.01])  # doctest: +NORMALIZE_WHITESPACE
-          busy_hour_traffic  busy_hour  observed_peak  channels@1%
-    site
-    LA                  1.0          9              1            5
-    NY                  2.0          9              2            7
-    all                 3.0          9              3            8
-    """
-    blocking = [float(b) for b in np.atleast_1d(blocking)]
-    _blocking(blocking)
-    start, end = _intervals(calls, until)
-    parts = []
-    if "site" in calls.columns:
-        codes, sites = _group_codes(calls, "site")
-        parts = [(str(site), start[codes == k], end[codes == k])
-                 for k, site in enumerate(sites)]
-    parts.append(("all", start, end))
-    rows = []
-    for name, s, e in parts:
-        times, level = _step(s, e)
-        dates, table = _hourly(times, level, tz)
-        hour, traffic = pd.NA, 0.0
-        if dates:
-            profile = _nanmean(table)
-            hour, traffic = int(np.nanargmax(profile)), float(np.nanmax(profile))
-        row = {"site": name, "busy_hour_traffic": traffic, "busy_hour": hour,
-               "observed_peak": int(level.max()) if level.size else 0}
-        for b in blocking:
-            row[f"channels@{b * 100:g}%"] = channels_for(traffic, b)
-        rows.append(row)
-    out = pd.DataFrame(rows).set_index("site")
-    return out.astype({"busy_hour": "Int64", "observed_peak": "int64"})
+    if scalar:
+        return _out(x, scalar)
+    return _like(x, "traffic", channels, blocking)

@@ -3,59 +3,62 @@
 Every function takes a calls table (see :data:`recstats._schema.CALL_COLUMNS`; only the
 columns a function needs must be present) and returns new pandas objects; nothing here
 plots, reads or writes. Times are handled as int64 microseconds since the epoch, so the
-work is vectorised NumPy whatever the table's size.
+work is vectorised NumPy whatever the table's size. Settings are keyword-only.
 
 Definitions used throughout:
 
 * A call is *in progress* over the half-open interval ``[start_time, end_time)``: a call
-  ending at ``t`` and another starting at ``t`` never overlap, and a zero-length (or,
-  for corrupt data, negative-length) call is in progress nowhere.
-* Calls without a ``start_time`` are ignored. A call without an ``end_time`` is an
-  ongoing live call and is counted until ``until`` (default: now, UTC, or the latest
-  start or end in the table if that is later, as with a server clock ahead of ours or
-  a simulator faster than real time). Archives (CDR files) only contain finished
-  calls, so ``until`` only matters for live captures. A capture's calls marked
-  ``end_unknown`` (they ended while it was away and their end could not be fetched)
-  are not ongoing: they count as zero-length calls.
+  ending at ``t`` and another starting at ``t`` never overlap, and a zero-length call
+  is in progress nowhere.
+* The *observation window* (:func:`observation_window`) is the period the table
+  observed: ``window=``, else ``calls.attrs["window"]``, else whole local days from the
+  first to the last activity (an archive's quiet hours are real zeros). Outside it, and
+  in a site's ``attrs["gaps"]``, nothing was observed: such time is NaN, never 0.
+* An *ongoing* call (:func:`ongoing_mask`: no ``end_time``, ``end_unknown`` not True) is
+  in progress until the window's end, never until the analyst's clock.
+* Rows :func:`check_calls` lists (no start, end before start, unknown end, duplicate
+  call id, implausible duration, duration disagreeing with the times, outside the
+  window) are left out of every analysis, with one
+  :class:`recstats.DataQualityWarning` saying how many and which.
 * *Concurrency* is the exact step function of the number of calls in progress; a bin's
-  *peak* is that function's maximum inside the bin and its *mean* is its time-weighted
-  average, which is the traffic carried in the bin in erlangs.
+  *peak* is that function's maximum inside the bin's observed part and its *mean* is
+  its time-weighted average there, which is the traffic carried in erlangs.
 
-:func:`busy_hour` and :func:`traffic_profile` live in :mod:`recstats._busyhour`, the
-Erlang B functions and :func:`capacity_table` in :mod:`recstats._erlang`; all are
+:func:`busy_hour` and :func:`traffic_profile` live in :mod:`recstats._busyhour`,
+:func:`extension_stats` in :mod:`recstats._extensions`, the Erlang B functions in
+:mod:`recstats._erlang` and :func:`capacity_table` in :mod:`recstats._capacity`; all are
 re-exported here.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable
-
 import numpy as np
 import pandas as pd
 
 from ._busyhour import BusyHour, busy_hour, traffic_profile
-from ._erlang import capacity_table, channels_for, erlang_b, traffic_for
+from ._capacity import capacity_table
+from ._erlang import channels_for, erlang_b, traffic_for
+from ._extensions import extension_stats, is_extension
+from ._quality import check_calls, prepare
+from ._time import check_tz
 from ._timeline import (
-    _NAT,
-    _US_PER_S,
-    _area,
-    _end_micros,
-    _group_codes,
-    _integral_at,
-    _intervals,
-    _micros,
-    _require,
-    _step,
-    _to_times,
-    _until_us,
-    _value_at,
+    group_codes,
+    inside_mask,
+    integral_at,
+    observe,
+    observed_at,
+    peak_between,
+    step,
+    to_times,
 )
+from ._window import observation_window, ongoing_mask
 
-__all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "concurrency",
-           "erlang_b", "extension_stats", "is_extension", "traffic_for", "traffic_profile"]
+__all__ = ["BusyHour", "busy_hour", "capacity_table", "channels_for", "check_calls",
+           "concurrency", "erlang_b", "extension_stats", "is_extension",
+           "observation_window", "ongoing_mask", "traffic_for", "traffic_profile"]
 
-# --------------------------------------------------------------------------- concurrency
+_MAX_BINS = 50_000_000
+_BINNED = ("peak", "mean", "started", "coverage")
 
 
 def _freq_micros(freq) -> int:
@@ -74,103 +77,141 @@ def _freq_micros(freq) -> int:
     return nanos // 1000
 
 
-# --------------------------------------------------------------------------- concurrency
+def _too_many(count: int, width: int) -> None:
+    if count > _MAX_BINS:
+        raise ValueError(f"{count} bins of {width / 1e6:g} s is too many: use a coarser "
+                         "freq or a shorter window=, or drop calls with implausible times")
+
+
+def _bin_edges(start: int, end: int, width: int, tz: str) -> tuple[np.ndarray, int | None]:
+    """Edges of the bins covering ``[start, end)``, and ``width`` if they are even.
+
+    UTC bins are aligned to the epoch. Other zones' bins are aligned to the local wall
+    clock (local midnight, local hours): an edge is every instant the clock shows a
+    multiple of ``freq`` -- twice in a repeated autumn hour; a skipped spring hour has
+    none; day bins start at the first instant of each local date.
+    """
+    if tz == "UTC":
+        lo, hi = start // width, (end - 1) // width
+        _too_many(hi - lo + 1, width)
+        return np.arange(lo, hi + 2, dtype="int64") * width, width
+    bounds = to_times(np.array([start, end])).tz_convert(tz).tz_localize(None).as_unit("us")
+    wall = bounds.asi8
+    lo, hi = wall[0] // width - 1, -(-wall[1] // width) + 1
+    _too_many(hi - lo, width)
+    grid = pd.DatetimeIndex((np.arange(lo, hi + 1, dtype="int64") * width).view("M8[us]"))
+    n = len(grid)
+    first = grid.tz_localize(tz, ambiguous=np.ones(n, bool), nonexistent="shift_forward")
+    edges = first.as_unit("us").asi8
+    if width < 86400 * 1_000_000:
+        second = grid.tz_localize(tz, ambiguous=np.zeros(n, bool), nonexistent="shift_forward")
+        edges = np.union1d(edges, second.as_unit("us").asi8)
+    edges = np.unique(edges)
+    i0 = np.searchsorted(edges, start, side="right") - 1
+    i1 = np.searchsorted(edges, end, side="left")
+    edges = edges[i0:i1 + 1]
+    even = np.diff(edges)
+    return edges, (width if even.size and (even == width).all() else None)
+
+
+def _seen(intervals, edges) -> np.ndarray:
+    """Observed time [µs] in each bin."""
+    return np.diff(observed_at(intervals, edges))
+
+
+def _binned(start, end, edges, width, intervals, seen) -> dict[str, np.ndarray]:
+    """Per-bin peak / mean / started / coverage of calls over their observed time
+    (``seen``: :func:`_seen` of ``intervals``, shared by groups observed alike)."""
+    times, level = observe(*step(start, end), intervals)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = np.where(seen > 0, np.diff(integral_at(times, level, edges)) / seen, np.nan)
+    blank = seen == 0
+    peak = peak_between(times, level, edges, width).astype("float64")
+    counted = start[inside_mask(intervals, start) & (start >= edges[0]) & (start < edges[-1])]
+    where = ((counted - edges[0]) // width if width else
+             np.searchsorted(edges, counted, side="right") - 1)
+    started = np.bincount(where, minlength=edges.size - 1).astype("float64")
+    peak[blank], started[blank] = np.nan, np.nan
+    return {"peak": peak, "mean": mean, "started": started,
+            "coverage": seen / np.diff(edges).astype("float64")}
 
 
 def _exact_frame(times: np.ndarray, level: np.ndarray) -> pd.DataFrame:
-    return pd.DataFrame({"time": pd.Series(_to_times(times)),
+    return pd.DataFrame({"time": pd.Series(to_times(times)),
                          "concurrent": pd.Series(level, dtype="int64")})
 
 
-def _bin_range(start, times, width):
-    """First and last bin number holding activity: a start, or the step function != 0."""
-    if not start.size:
-        return 0, -1
-    first, last = start.min(), start.max()
-    if times.size:
-        first, last = min(first, times[0]), max(last, times[-1] - 1)
-    lo, hi = int(first // width), int(last // width)
-    if hi - lo > 50_000_000:
-        raise ValueError(f"{hi - lo + 1} bins of {width / 1e6:g} s is too many: use a coarser "
-                         "freq, or drop calls with implausible times first")
-    return lo, hi
-
-
-def _binned(start, end, width, span=None) -> tuple[np.ndarray, dict]:
-    """Per-bin peak/mean/started on the grid of ``width`` µs aligned to the epoch.
-
-    Bins run over ``span`` = (first, last) bin numbers, by default :func:`_bin_range`.
-    """
-    times, level = _step(start, end)
-    lo, hi = _bin_range(start, times, width) if span is None else span
-    edges = np.arange(lo, hi + 2, dtype="int64") * width
-    nbins = edges.size - 1
-    peak = _value_at(times, level, edges[:-1])  # the value carried into each bin
-    if times.size and nbins:
-        a, b = np.searchsorted(times, edges[[0, -1]])
-        t_in, v_in = times[a:b], level[a:b]
-        if t_in.size:
-            bin_of = (t_in - edges[0]) // width
-            seg = np.flatnonzero(np.r_[True, bin_of[1:] != bin_of[:-1]])
-            peak[bin_of[seg]] = np.maximum(peak[bin_of[seg]],
-                                           np.maximum.reduceat(v_in, seg))
-    integral = _integral_at(times, level, _area(times, level), edges)
-    mean = np.diff(integral).astype("float64") / width
-    in_range = (start >= edges[0]) & (start < edges[-1])
-    started = np.bincount((start[in_range] - edges[0]) // width, minlength=nbins)
-    return edges[:-1], {"peak": peak.astype("int64"), "mean": mean,
-                        "started": started.astype("int64")}
-
-
-def _binned_frame(bins: np.ndarray, columns: dict) -> pd.DataFrame:
-    return pd.DataFrame(columns, index=_to_times(bins).rename("time"))
-
-
-def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
-                until=None) -> pd.DataFrame:
+def concurrency(calls: pd.DataFrame, *, freq=None, by: str | None = None, tz: str = "UTC",
+                window=None) -> pd.DataFrame:
     """Number of calls in progress: the exact step function, or per-bin summaries.
 
-    Each call counts over ``[start_time, end_time)``; zero-length calls count nowhere,
-    calls without a start are ignored, and ongoing calls (no ``end_time``) count until
-    ``until`` -- by default now (UTC), or the table's latest start or end if that is
-    later (a fast simulator's clock runs ahead of ours). Archives hold finished calls
-    only, so ``until`` matters only for live data; it clips nothing else.
+    Each call counts over ``[start_time, end_time)``; ongoing calls count until the
+    observation window's end (:func:`observation_window`); rows
+    :func:`check_calls` lists are left out with one warning.
 
-    ``freq=None`` returns the exact step function: columns ``time`` (UTC) and
-    ``concurrent`` (int64), the value from that instant until the next row; rows exist
-    only where the value changes, the first is the first change and the last brings the
-    count back to 0 (at ``until`` for ongoing calls: the end of what is known).
+    Parameters
+    ----------
+    calls : pandas.DataFrame
+        A calls table.
+    freq : str, optional
+        A fixed bin length (``"15min"``, ``"1h"``, ``"1D"``...); None for the exact
+        step function.
+    by : str, optional
+        Column to group by (e.g. ``"site"``): each group separately, sorted by group
+        (unused categories dropped; calls whose label is missing are left out, as in
+        ``groupby``). With ``by="site"`` each site's own gaps are its unobserved time;
+        with another column every site's gaps are.
+    tz : str
+        IANA time zone: bins are aligned to its local clock (local days for
+        ``"1D"``, local hours for ``"1h"``), and the archive rule's whole days are
+        its days.
+    window : tuple of two moments, optional
+        Observation window; default ``calls.attrs["window"]``, else whole days.
 
-    With a fixed-length ``freq`` (``"15min"``, ``"1h"``, ``"1D"``...) the result is
-    indexed by bin start (``time``, UTC, bins aligned to the epoch, every bin from the
-    first to the last activity including empty ones), with ``peak`` (int64: maximum of
-    the step function inside the bin, counting the value carried in from before -- not
-    the number of calls touching the bin), ``mean`` (float64: time-weighted average =
-    carried traffic in erlangs) and ``started`` (int64: calls starting in the bin,
-    zero-length ones included).
+    Returns
+    -------
+    pandas.DataFrame
+        Exact (``freq=None``): columns ``time`` (UTC) and ``concurrent`` (int64), the
+        value from that instant until the next row, clipped to the window; rows only
+        where the value changes, the last brings it back to 0 (at the window's end for
+        calls still in progress). With ``by``: a ``by`` column first. Gaps are not
+        cut out of this integer curve; use ``freq`` to see them.
+        Binned: indexed by bin start ``time`` (UTC; with ``by`` a ``(by, time)``
+        MultiIndex, every group on the same bins), every bin the window touches, with
+        ``peak`` (maximum of the step function in the bin's observed part -- not the
+        number of calls touching the bin), ``mean`` [erlang] (time-weighted average
+        over the observed part: the carried traffic), ``started`` (calls starting in
+        the observed part) and ``coverage`` (observed fraction of the bin, 0-1);
+        ``peak``, ``mean`` and ``started`` are NaN where ``coverage`` is 0.
 
-    ``by`` (e.g. ``"site"``) computes each group separately, sorted by group (unused
-    categories dropped; calls whose label is missing are left out, as in ``groupby``):
-    exact -> columns ``[by, time, concurrent]``; binned -> a ``(by, time)`` MultiIndex,
-    every group on the same bins.
-
+    Examples
+    --------
     >>> calls = pd.DataFrame({
     ...     "start_time": pd.to_datetime(["2024-01-01 10:00", "2024-01-01 10:10"], utc=True),
     ...     "end_time": pd.to_datetime(["2024-01-01 10:20", "2024-01-01 10:30"], utc=True)})
     >>> concurrency(calls)["concurrent"].tolist()
     [1, 2, 1, 0]
-    >>> concurrency(calls, freq="20min")[["peak", "mean", "started"]].values.tolist()
-    [[2.0, 1.5, 2.0], [1.0, 0.5, 0.0]]
+    >>> window = ("2024-01-01 10:00", "2024-01-01 10:30")
+    >>> concurrency(calls, freq="20min", window=window).values.tolist()
+    [[2.0, 1.5, 2.0, 1.0], [1.0, 1.0, 0.0, 0.5]]
     """
-    _require(calls, "start_time", "end_time")
+    tz = check_tz(tz)
     width = None if freq is None else _freq_micros(freq)
-    start, end = _intervals(calls, until)
+    prepared = prepare(calls, tz=tz, window=window)
+    start, end, observed = prepared.start, prepared.end, prepared.observed
+    edges, even = (None, None) if width is None or observed is None else \
+        _bin_edges(observed.start, observed.end, width, tz)
+    span = None if observed is None else observed.span
     if by is None:
         if width is None:
-            return _exact_frame(*_step(start, end))
-        return _binned_frame(*_binned(start, end, width))
-    codes, uniques = _group_codes(calls, by)
-    span = None if width is None else _bin_range(start, _step(start, end)[0], width)
+            return _exact_frame(*(step(start, end) if span is None else
+                                  observe(*step(start, end), span)))
+        if edges is None:
+            return _binned_frame(np.empty(0, "int64"), {name: np.empty(0) for name in _BINNED})
+        intervals = prepared.intervals()
+        return _binned_frame(edges[:-1], _binned(start, end, edges, even, intervals,
+                                                 _seen(intervals, edges)))
+    codes, uniques = group_codes(calls, by, prepared.rows)
     # one stable sort by group, then slices: a mask per group was O(calls x groups)
     # a stable sort of int16 keys is a radix sort: ~7x faster than int64 at 10 M calls
     order = np.argsort(codes.astype("int16") if len(uniques) < 2**15 else codes,
@@ -180,195 +221,31 @@ def concurrency(calls: pd.DataFrame, freq=None, by: str | None = None,
     bounds = np.r_[0, np.cumsum(np.bincount(codes[order], minlength=len(uniques)))]
     slices = [slice(bounds[k], bounds[k + 1]) for k in range(len(uniques))]
     if width is None:
-        steps = [_step(start[g], end[g]) for g in slices]
+        steps = [step(start[g], end[g]) if span is None else
+                 observe(*step(start[g], end[g]), span) for g in slices]
         times = np.concatenate([t for t, _ in steps] + [np.empty(0, "int64")])
         level = np.concatenate([v for _, v in steps] + [np.empty(0, "int64")])
         out = _exact_frame(times, level)
         labels = np.repeat(np.arange(len(uniques)), [t.size for t, _ in steps])
         out.insert(0, by, uniques.take(labels))
         return out
-    parts = [_binned(start[g], end[g], width, span) for g in slices]
-    bins = _binned(start[:0], end[:0], width, span)[0]
-    columns = {name: np.concatenate([c[name] for _, c in parts] + [np.empty(0, dtype)])
-               for name, dtype in (("peak", "int64"), ("mean", "float64"),
-                                   ("started", "int64"))}
-    labels = np.repeat(np.arange(len(uniques)), bins.size)
+    if edges is None:  # no window: no bins
+        edges, even = np.zeros(1, "int64"), 1
+    shared = prepared.intervals()
+    shared_seen = _seen(shared, edges)
+    parts = []
+    for g, label in zip(slices, uniques):
+        own = prepared.intervals(label) if by == "site" else shared
+        seen = shared_seen if own is shared else _seen(own, edges)
+        parts.append(_binned(start[g], end[g], edges, even, own, seen))
+    columns = {name: np.concatenate([c[name] for c in parts] + [np.empty(0)])
+               for name in _BINNED}
+    labels = np.repeat(np.arange(len(uniques)), edges.size - 1)
     index = pd.MultiIndex.from_arrays(
-        [uniques.take(labels), _to_times(np.tile(bins, len(uniques)))], names=[by, "time"])
+        [uniques.take(labels), to_times(np.tile(edges[:-1], len(uniques)))],
+        names=[by, "time"])
     return pd.DataFrame(columns, index=index)
 
 
-# --------------------------------------------------------------------------- extensions
-
-_EXTENSION_COLUMNS = ("calls", "inbound", "outbound", "internal", "total_duration",
-                      "mean_duration", "median_duration", "p90_duration", "traffic",
-                      "peak_concurrent", "busiest_hour", "first_call", "last_call")
-
-
-def is_extension(numbers: pd.Series, extensions=None) -> np.ndarray:
-    r"""Which of ``numbers`` are monitored extensions, as a boolean array.
-
-    ``extensions`` is what :func:`extension_stats` takes: a list of numbers, a regex
-    (string or compiled, matching the whole number), a maximum digit count, or ``None``
-    for numbers of 1 to 6 digits (never E.164 numbers with a leading ``+``).
-
-    >>> is_extension(pd.Series(["1000", "+3612345678", "55", None])).tolist()
-    [True, False, True, False]
-    >>> is_extension(pd.Series(["1000", "2000"]), extensions=r"1\d{3}").tolist()
-    [True, False]
-    """
-    text = numbers.astype("str").str.strip()
-    if extensions is None:
-        pattern = re.compile(r"\d{1,6}")
-    elif isinstance(extensions, re.Pattern):
-        pattern = extensions
-    elif isinstance(extensions, str):
-        try:
-            pattern = re.compile(extensions)
-        except re.error as exc:
-            raise ValueError(f"extensions regex {extensions!r} is invalid ({exc}); pass a "
-                             r"valid one such as r'1\d{3}', or a list of numbers") from None
-    elif isinstance(extensions, (int, np.integer)) and not isinstance(extensions, bool):
-        if extensions < 1:
-            raise ValueError("extensions as a number is the maximum digit count, >= 1")
-        pattern = re.compile(rf"\d{{1,{int(extensions)}}}")
-    elif isinstance(extensions, Iterable):
-        wanted = {str(e).strip() for e in extensions}
-        return text.isin(wanted).fillna(False).to_numpy(dtype=bool)
-    else:
-        raise ValueError("extensions must be None, a list of numbers, a regex (string or "
-                         "compiled) or a maximum digit count")
-    return text.str.fullmatch(pattern).fillna(False).to_numpy(dtype=bool)
-
-
-def extension_stats(calls: pd.DataFrame, extensions=None, *, tz: str = "UTC",
-                    until=None) -> pd.DataFrame:
-    """Per-extension call counts, durations, traffic and peak concurrency.
-
-    A call belongs to each monitored extension among its ``caller`` and ``callee``, so
-    a call between two monitored extensions counts for both (once for a call to
-    itself). ``extensions`` says which numbers are extensions: a list of numbers, a
-    regex (string or compiled; the whole number must match), or an int maximum digit
-    count; default: numbers of 1 to 6 digits (so never E.164 ``+...`` numbers).
-
-    Columns: ``calls``; ``inbound``/``outbound``/``internal`` (by ``direction``);
-    ``total_duration``, ``mean_duration``, ``median_duration``, ``p90_duration``
-    (seconds: end - start, else the ``duration`` column; calls without one are left
-    out; p90 interpolates linearly); ``traffic`` (erlangs: the extension's call time,
-    ongoing calls counted up to ``until``, over the whole table's time span, first
-    start to last end); ``peak_concurrent`` (maximum
-    number of the extension's own calls in progress at once); ``busiest_hour`` (the
-    clock hour in ``tz`` in which most of its calls started, earliest on ties);
-    ``first_call``/``last_call`` (earliest/latest start). Sorted by calls (descending),
-    then extension. Ongoing calls count until ``until`` (as in :func:`concurrency`).
-
-    >>> calls = pd.DataFrame({
-    ...     "start_time": pd.to_datetime(["2024-01-01 09:00", "2024-01-01 09:10"], utc=True),
-    ...     "end_time": pd.to_datetime(["2024-01-01 09:20", "2024-01-01 09:30"], utc=True),
-    ...     "caller": ["101", "+15551234567"], "callee": ["102", "101"],
-    ...     "direction": ["Internal", "Inbound"], "duration": [1200.0, 1200.0]})
-    >>> extension_stats(calls)[["calls", "inbound", "internal", "peak_concurrent"]]
-    ... # doctest: +NORMALIZE_WHITESPACE
-               calls  inbound  internal  peak_concurrent
-    extension
-    101            2        1         1                2
-    102            1        0         1                1
-    """
-    _require(calls, "start_time", "end_time", "caller", "callee")
-    caller = calls["caller"].astype("str").str.strip()
-    callee = calls["callee"].astype("str").str.strip()
-    by_caller = is_extension(caller, extensions)
-    # a call to oneself counts once
-    by_callee = is_extension(callee, extensions) & \
-        ~(by_caller & (caller == callee).fillna(False).to_numpy(bool))
-    rows = [np.flatnonzero(by_caller), np.flatnonzero(by_callee)]
-    numbers = [caller[by_caller], callee[by_callee]]
-    row = np.concatenate(rows)
-    code, names = pd.factorize(pd.concat(numbers, ignore_index=True), sort=True)
-    index = pd.Index(np.asarray(names, dtype=object), dtype="str", name="extension")
-    k = len(index)
-    start, end = _micros(calls["start_time"]), _micros(calls["end_time"])
-    # end - start where both are known, else the stated duration (as in the calls table)
-    duration = np.where((start != _NAT) & (end != _NAT), (end - start) / _US_PER_S, np.nan)
-    if "duration" in calls.columns:
-        stated = pd.to_numeric(calls["duration"], errors="coerce").to_numpy("float64")
-        duration = np.where(np.isnan(duration), stated, duration)
-    grouped = pd.Series(duration[row]).groupby(code)
-    out = pd.DataFrame({"calls": np.bincount(code, minlength=k)}, index=index)
-    for name, flags in _directions(calls).items():
-        out[name] = np.bincount(code, weights=flags[row], minlength=k).astype("int64")
-    for name, values in (("total_duration", grouped.sum()), ("mean_duration", grouped.mean()),
-                         ("median_duration", grouped.median()),
-                         ("p90_duration", grouped.quantile(0.9))):
-        out[name] = values.reindex(range(k)).to_numpy()
-    span_start, span_end = _intervals(calls, until)
-    span = (span_end.max() - span_start.min()) / _US_PER_S if span_start.size else 0.0
-    end = _end_micros(calls, start)  # from here on a lost end (end_unknown) is no end
-    limit = end[row]
-    if (limit == _NAT).any():
-        limit = np.where(limit == _NAT, _until_us(until, start, end), limit)
-    # ongoing calls carry traffic up to `until`, as in concurrency and busy_hour
-    live = (start[row] != _NAT) & (end[row] == _NAT)
-    held = np.where(live, np.maximum(limit - np.where(live, start[row], limit), 0) / _US_PER_S,
-                    duration[row])
-    held = np.bincount(code, weights=np.nan_to_num(held), minlength=k)
-    out["traffic"] = held / span if span > 0 else np.nan
-    out["peak_concurrent"] = _peaks(start[row], limit, code, k)
-    started = start[row] != _NAT
-    s_code, s_time = code[started], start[row][started]
-    local = _to_times(s_time).tz_convert(tz)
-    counts = np.bincount(s_code * 24 + local.hour.to_numpy(), minlength=k * 24)
-    out["busiest_hour"] = pd.array(counts.reshape(k, 24).argmax(axis=1), dtype="Int64")
-    out.loc[counts.reshape(k, 24).sum(axis=1) == 0, "busiest_hour"] = pd.NA
-    for name, pick in (("first_call", np.minimum), ("last_call", np.maximum)):
-        extreme = np.full(k, np.iinfo("int64").max if pick is np.minimum else _NAT)
-        pick.at(extreme, s_code, s_time)
-        out[name] = _to_times(np.where(np.abs(extreme) == np.iinfo("int64").max, _NAT,
-                                       extreme))
-    order = np.lexsort((np.arange(k), -out["calls"].to_numpy()))  # names are sorted
-    return out.iloc[order][list(_EXTENSION_COLUMNS)]
-
-
-def _directions(calls: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Per call: is it inbound / outbound / internal (case-insensitive ``direction``)."""
-    n = len(calls)
-    if "direction" not in calls.columns:
-        return {name: np.zeros(n) for name in ("inbound", "outbound", "internal")}
-    values = calls["direction"]
-    if not isinstance(values.dtype, pd.CategoricalDtype):
-        values = values.astype("str").astype("category")
-    labels = values.cat.categories.astype("str").str.lower().to_numpy(dtype=object)
-    codes = values.cat.codes.to_numpy()
-    return {name: np.r_[labels == name, False][codes].astype("float64")
-            for name in ("inbound", "outbound", "internal")}
-
-
-def _peaks(start, end, code, k) -> np.ndarray:
-    """Peak concurrency of each group's own calls, in one sort.
-
-    Events sort by (group, time, end-before-start) -- packed into one int64 key when
-    the bits fit, else with lexsort; each group's calls open and close, so the running
-    sum is back at 0 at the end of each group's block.
-    """
-    real = (start != _NAT) & (end > start)
-    start, end, code = start[real], end[real], code[real]
-    peaks = np.zeros(k, dtype="int64")
-    if start.size == 0:
-        return peaks
-    base = start.min()
-    time_bits = int(end.max() - base).bit_length() + 1
-    if time_bits + max(k, 1).bit_length() <= 62:
-        keys = np.concatenate([(code << time_bits) | ((start - base) << 1) | 1,
-                               (code << time_bits) | ((end - base) << 1)])
-        keys.sort()
-        codes, delta = keys >> time_bits, (keys & 1) * 2 - 1
-    else:
-        times = np.concatenate([start, end])
-        flags = np.r_[np.ones(start.size, "int64"), np.zeros(end.size, "int64")]
-        codes = np.concatenate([code, code])
-        order = np.lexsort((flags, times, codes))
-        codes, delta = codes[order], flags[order] * 2 - 1
-    level = np.cumsum(delta)
-    seg = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
-    peaks[codes[seg]] = np.maximum.reduceat(level, seg)
-    return peaks
+def _binned_frame(bins: np.ndarray, columns: dict) -> pd.DataFrame:
+    return pd.DataFrame(columns, index=to_times(bins).rename("time"))

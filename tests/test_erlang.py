@@ -6,6 +6,7 @@ import math
 from fractions import Fraction
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -131,3 +132,22 @@ def test_nan_traffic_is_refused_not_sized(call):
     # NaN compared as "not above the target" and came back as 1 (scalar) or 0 (array)
     with pytest.raises(ValueError, match="traffic must be a finite number"):
         call()
+
+
+def test_pandas_inputs_keep_their_index():
+    traffic = pd.Series([1.0, 10.0], index=pd.Index(["LA", "NY"], name="site"))
+    blocking = erlang_b(traffic, 1)
+    assert isinstance(blocking, pd.Series) and blocking.index.equals(traffic.index)
+    assert blocking.tolist() == pytest.approx([1 / 2, 10 / 11])  # A / (1 + A) for N = 1
+    channels = channels_for(traffic, 0.01)
+    assert channels.index.equals(traffic.index) and channels.tolist() == [5, 18]
+    allowed = traffic_for(pd.Series([10, 20], index=["a", "b"]), 0.01)
+    assert allowed.index.tolist() == ["a", "b"]
+    assert allowed.tolist() == pytest.approx([4.46, 12.03], abs=0.006)
+    frame = erlang_b(pd.DataFrame({"x": [1.0], "y": [2.0]}), 1)
+    assert frame.columns.tolist() == ["x", "y"] and frame.iloc[0].tolist() == \
+        pytest.approx([0.5, 2 / 3])
+    with pytest.raises(ValueError, match="different indexes"):
+        erlang_b(traffic, pd.Series([1, 2], index=["NY", "LA"]))
+    with pytest.raises(TypeError):
+        traffic_for(10, 0.01, 1e-8)  # rtol is keyword-only

@@ -1,4 +1,7 @@
-"""stats: concurrency vs brute force, busy hour / profile / extensions / capacity by hand."""
+"""stats: concurrency vs brute force, busy hour / profile / extensions / capacity by hand.
+
+Windows, gaps, data quality, days and sites have their own file, test_windows.py.
+"""
 
 from __future__ import annotations
 
@@ -12,15 +15,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from recstats import DataQualityWarning, stats
 from recstats._table import coerce_calls
 from recstats.stats import (
     BusyHour,
     busy_hour,
     capacity_table,
+    check_calls,
     concurrency,
     extension_stats,
     traffic_profile,
 )
+
+# random tables hold calls without a start on purpose; the warning has its own tests
+pytestmark = pytest.mark.filterwarnings("ignore::recstats.DataQualityWarning")
 
 US = 1_000_000
 # 2024-03-31 01:00 UTC is the Europe DST switch: random tables straddle it.
@@ -43,14 +51,17 @@ def minutes_table(spans, base=T0, **columns):
     return calls_table([(at(s, base), at(e, base)) for s, e in spans], **columns)
 
 
-def brute_count(calls: pd.DataFrame, instant: pd.Timestamp, until=None) -> int:
-    """Calls in progress at ``instant``, one call at a time, [start, end)."""
+def brute_count(calls: pd.DataFrame, instant: pd.Timestamp, window=None) -> int:
+    """Calls in progress at ``instant``, one call at a time, [start, end); ongoing calls
+    until the window's end, nothing outside the window."""
+    if window is not None and not window[0] <= instant < window[1]:
+        return 0
     n = 0
     for start, end in zip(calls["start_time"], calls["end_time"]):
         if pd.isna(start):
             continue
         if pd.isna(end):
-            end = until
+            end = window[1]
         if start <= instant < end:
             n += 1
     return n
@@ -74,7 +85,7 @@ def random_calls(rng, n, spread_s=3600, ongoing=0.1, no_start=0.05, sites=None):
     return calls_table(spans, **columns)
 
 
-def check_exact(calls, frame, until, instants):
+def check_exact(calls, frame, window, instants):
     assert list(frame.columns)[-2:] == ["time", "concurrent"]
     assert str(frame["time"].dtype) == "datetime64[us, UTC]"
     assert frame["concurrent"].dtype == np.int64
@@ -84,12 +95,12 @@ def check_exact(calls, frame, until, instants):
         assert values[0] != 0 and values[-1] == 0
         assert (np.diff(values) != 0).all()  # rows only where the value changes
     for instant in instants:
-        assert step_value(frame, instant) == brute_count(calls, instant, until), instant
+        assert step_value(frame, instant) == brute_count(calls, instant, window), instant
 
 
-def instants_of(calls, until, rng, extra=40):
+def instants_of(calls, window, rng, extra=40):
     times = [t for t in pd.concat([calls["start_time"], calls["end_time"]]).dropna()]
-    times.append(until)
+    times.extend(window)
     out = set()
     for t in times:
         out.update({t, t - pd.Timedelta(microseconds=1), t + pd.Timedelta(microseconds=1)})
@@ -104,9 +115,10 @@ def instants_of(calls, until, rng, extra=40):
 def test_exact_concurrency_matches_brute_force(seed):
     rng = np.random.default_rng(seed)
     calls = random_calls(rng, 60)
-    until = T0 + pd.Timedelta(hours=2)
-    frame = concurrency(calls, until=until)
-    check_exact(calls, frame, until, instants_of(calls, until, rng))
+    # the window starts after some calls and ends before others: both are clipped
+    window = (T0 + pd.Timedelta(minutes=7), T0 + pd.Timedelta(hours=2))
+    frame = concurrency(calls, window=window)
+    check_exact(calls, frame, window, instants_of(calls, window, rng))
 
 
 def test_ties_and_zero_length_calls():
@@ -120,65 +132,33 @@ def test_ties_and_zero_length_calls():
     assert concurrency(minutes_table([(0, 10), (10, 20)]))["concurrent"].tolist() == [1, 0]
 
 
-def test_ongoing_calls_run_until_until_and_nothing_else_is_clipped():
+def test_ongoing_calls_run_until_the_window_end_and_the_window_clips():
     calls = minutes_table([(0, 30), (10, None), (50, 60), (None, 5)])
-    frame = concurrency(calls, until=at(20))
-    # ongoing [10, 20); the finished call [50, 60) is after `until` and still counts;
-    # the call without a start is ignored
-    assert frame["time"].tolist() == [at(0), at(10), at(20), at(30), at(50), at(60)]
-    assert frame["concurrent"].tolist() == [1, 2, 1, 0, 1, 0]
-    # an ongoing call that starts after `until` counts nowhere
-    assert concurrency(minutes_table([(40, None)]), until=at(20)).empty
+    frame = concurrency(calls, window=(at(0), at(20)))
+    # ongoing [10, 20); [0, 30) is cut at the window's end; [50, 60) is outside it;
+    # the call without a start is left out
+    assert frame["time"].tolist() == [at(0), at(10), at(20)]
+    assert frame["concurrent"].tolist() == [1, 2, 0]
+    # an ongoing call that starts after the window's end counts nowhere
+    assert concurrency(minutes_table([(40, None)]), window=(at(0), at(20))).empty
 
 
-def test_ongoing_calls_default_to_now():
-    start = pd.Timestamp.now("UTC") - pd.Timedelta(hours=1)
-    before = pd.Timestamp.now("UTC")
-    frame = concurrency(calls_table([(start, None)]))
-    after = pd.Timestamp.now("UTC")
-    assert frame["concurrent"].tolist() == [1, 0]
-    assert before <= frame["time"].iloc[1] <= after
+def test_ongoing_calls_never_run_until_the_wall_clock():
+    # no window anywhere: the archive rule's whole days; the ongoing call (started
+    # 2024-03-30 23:10 UTC) counts until the end of its day, midnight, not until now
+    frame = concurrency(minutes_table([(10, None), (20, 30)]))
+    assert frame["time"].tolist() == [at(10), at(20), at(30), at(60)]
+    assert frame["concurrent"].tolist() == [1, 2, 1, 0]
+    # a capture's window (attrs) ends it there
+    calls = minutes_table([(10, None)])
+    calls.attrs["window"] = [at(0).isoformat(), at(15).isoformat()]
+    assert concurrency(calls)["time"].tolist() == [at(10), at(15)]
 
 
-def test_ongoing_calls_default_to_the_latest_time_when_the_table_is_ahead_of_now():
-    # a simulator at speed 60 stamps calls ahead of the wall clock: ongoing calls that
-    # started "in the future" must still count, until the latest time the table knows
-    now = pd.Timestamp.now("UTC")
-    ahead = [(now + pd.Timedelta(minutes=10), None),
-             (now + pd.Timedelta(minutes=20), now + pd.Timedelta(minutes=30))]
-    frame = concurrency(calls_table(ahead))
-    assert frame["concurrent"].tolist() == [1, 2, 0]  # both stop at the latest end
-    assert frame["time"].iloc[-1] == now + pd.Timedelta(minutes=30)
-    table = calls_table(ahead, caller=["101", "101"], callee=["+15550001", "102"])
-    assert extension_stats(table).loc["101", "peak_concurrent"] == 2
-
-
-def test_calls_whose_end_a_capture_lost_are_not_ongoing():
-    # Capture.calls marks calls that ended while it was away, end not fetched, with
-    # end_unknown: as ongoing they would stay in progress for ever
-    calls = calls_table([(jan(1, 9), jan(1, 10)), (jan(1, 9, 30), None),
-                         (jan(1, 9, 45), None)],
-                        caller=["101", "101", "101"], callee=["102", "103", "104"],
-                        end_unknown=[False, True, False])
-    until = jan(1, 11)
-    assert concurrency(calls, until=until)["concurrent"].tolist() == [1, 2, 1, 0]
-    # coerce_calls made the flag text ("False" is false); a capture gives booleans
-    as_bool = calls.assign(end_unknown=np.array([False, True, False]))
-    pd.testing.assert_frame_equal(concurrency(as_bool, until=until),
-                                  concurrency(calls, until=until))
-    binned = concurrency(calls, freq="1h", until=until)
-    assert binned["started"].tolist() == [3, 0] and binned["peak"].tolist() == [2, 1]
-    assert busy_hour(calls, until=until).traffic == pytest.approx((60 + 15) / 60)  # 09-10
-    ext = extension_stats(calls, until=until)
-    assert ext.loc["103", ["calls", "peak_concurrent"]].tolist() == [1, 0]
-    assert np.isnan(ext.loc["103", "mean_duration"]) and ext.loc["103", "traffic"] == 0
-    assert ext.loc["101", "peak_concurrent"] == 2
-
-
-def test_until_accepts_naive_as_utc_and_other_zones():
+def test_window_accepts_naive_as_utc_and_other_zones():
     calls = minutes_table([(0, None)])
-    a = concurrency(calls, until=at(30).tz_localize(None))
-    b = concurrency(calls, until=at(30).tz_convert("Asia/Kolkata"))
+    a = concurrency(calls, window=(at(0).tz_localize(None), at(30).tz_localize(None)))
+    b = concurrency(calls, window=(at(0), at(30).tz_convert("Asia/Kolkata")))
     assert a["time"].tolist() == b["time"].tolist() == [at(0), at(30)]
 
 
@@ -188,7 +168,7 @@ def test_empty_and_start_less_tables():
         assert frame.empty and list(frame.columns) == ["time", "concurrent"]
         assert str(frame["time"].dtype) == "datetime64[us, UTC]"
         binned = concurrency(calls, freq="1h")
-        assert list(binned.columns) == ["peak", "mean", "started"]
+        assert list(binned.columns) == ["peak", "mean", "started", "coverage"]
 
 
 def test_accepts_unconverted_time_columns_and_does_not_mutate():
@@ -205,10 +185,10 @@ def test_accepts_unconverted_time_columns_and_does_not_mutate():
 def test_exact_property(spans):
     # (start minute, length, ongoing?) with many ties on a small grid
     calls = minutes_table([(s, None if ongoing else s + n) for s, n, ongoing in spans])
-    until = at(30)
-    frame = concurrency(calls, until=until)
+    window = (at(5), at(30))
+    frame = concurrency(calls, window=window)
     instants = [at(m / 2) for m in range(-2, 120)]
-    check_exact(calls, frame, until, instants)
+    check_exact(calls, frame, window, instants)
 
 
 # --------------------------------------------------------------------------- binned
@@ -222,21 +202,31 @@ def test_binned_by_hand():
     # bin [30,45): 1 for 10, 0 for 5 -> peak 1, mean 10/15; started 0
     base = pd.Timestamp("2024-01-01 10:00", tz="UTC")
     calls = minutes_table([(0, 20), (10, 30), (10, 10), (25, 40)], base=base)
-    out = concurrency(calls, freq="15min")
+    out = concurrency(calls, freq="15min", window=(at(0, base), at(45, base)))
     assert out.index.name == "time" and str(out.index.dtype) == "datetime64[us, UTC]"
     assert out.index.tolist() == [at(m, base) for m in (0, 15, 30)]
-    assert out["peak"].tolist() == [2, 2, 1] and out["peak"].dtype == np.int64
+    assert out["peak"].tolist() == [2, 2, 1] and out["peak"].dtype == np.float64
     assert np.allclose(out["mean"], [20 / 15, 25 / 15, 10 / 15])
-    assert out["started"].tolist() == [3, 1, 0] and out["started"].dtype == np.int64
+    assert out["started"].tolist() == [3, 1, 0] and out["coverage"].tolist() == [1, 1, 1]
+    # without a window: the archive rule's whole day, 96 bins; quiet ones are real zeros
+    day = concurrency(calls, freq="15min")
+    assert len(day) == 96 and day.index[0] == pd.Timestamp("2024-01-01", tz="UTC")
+    pd.testing.assert_frame_equal(day.loc[out.index], out)
+    assert (day.drop(out.index)[["peak", "mean", "started"]] == 0).all().all()
 
 
 def test_binned_peak_is_not_calls_touching_and_carries_in():
     base = pd.Timestamp("2024-01-01 10:00", tz="UTC")
+
+    def concurrency(calls, freq):  # the window of the old "first to last activity"
+        return stats.concurrency(calls, freq=freq, window=(base, at(60, base)))
+
     # two calls in one bin, one after the other: 2 calls touch it, peak 1
-    out = concurrency(minutes_table([(0, 5), (10, 15)], base=base), freq="15min")
+    out = concurrency(minutes_table([(0, 5), (10, 15)], base=base), freq="15min").iloc[:1]
     assert out["peak"].tolist() == [1] and out["started"].tolist() == [2]
     assert out["mean"].tolist() == [10 / 15]
     # one call [5, 50): bins without any change still carry 1; mean 10/15, 1, 1, 5/15
+    # (the 4th bin [45, 60) holds 5 minutes of it)
     out = concurrency(minutes_table([(5, 50)], base=base), freq="15min")
     assert out["peak"].tolist() == [1, 1, 1, 1]
     assert np.allclose(out["mean"], [10 / 15, 1, 1, 5 / 15])
@@ -246,32 +236,39 @@ def test_binned_peak_is_not_calls_touching_and_carries_in():
     assert out["peak"].tolist() == [1, 0, 0, 1] and out["started"].tolist() == [1, 0, 0, 1]
     # a call ending exactly on a bin edge does not reach into the next bin
     out = concurrency(minutes_table([(0, 15)], base=base), freq="15min")
-    assert out.index.tolist() == [at(0, base)] and out["mean"].tolist() == [1.0]
+    assert out["mean"].tolist() == [1.0, 0, 0, 0] and out["peak"].tolist() == [1, 0, 0, 0]
 
 
-def per_second_reference(calls, until, width_s):
-    """Per-second sampling: every change happens on a whole second, so the value on
-    [s, s+1) is the count at s; bins are sums/maxima over their seconds."""
+def per_second_reference(calls, window, width_s):
+    """Per-second sampling over the window: every change happens on a whole second, so
+    the value on [s, s+1) is the count at s; bins (aligned to the epoch) cover the
+    window, and only their seconds inside it count. Ongoing calls end at the window's
+    end; calls without a start or ending before they start are left out."""
+    ws, we = (int((w - T0).total_seconds()) for w in window)
     starts = ((calls["start_time"] - T0).dt.total_seconds()).to_numpy()
-    ends = ((calls["end_time"].fillna(until) - T0).dt.total_seconds()).to_numpy()
-    ok = ~np.isnan(starts)
-    starts, ends = starts[ok].astype(int), np.maximum(ends[ok], starts[ok]).astype(int)
-    horizon = int(max(ends.max(), starts.max())) + 2 * width_s
-    level = np.zeros(horizon, dtype=int)
+    ends = ((calls["end_time"].fillna(window[1]) - T0).dt.total_seconds()).to_numpy()
+    ok = ~np.isnan(starts) & (ends >= starts)
+    starts, ends = starts[ok].astype(int), ends[ok].astype(int)
+    level = np.zeros(we - ws, dtype=int)  # level[i]: the count at second ws + i
     for s, e in zip(starts, ends):
-        level[s:e] += 1
-    active = np.flatnonzero(level)
-    first = min(starts.min(), active.min() if active.size else starts.min())
-    last = max(starts.max(), active.max() if active.size else starts.max())
+        level[max(s, ws) - ws:max(min(e, we) - ws, 0)] += 1
     offset = (T0.value // 1000 // US) % width_s  # bins are aligned to the epoch
     rows = []
-    for b in range((first + offset) // width_s, (last + offset) // width_s + 1):
+    for b in range((ws + offset) // width_s, (we - 1 + offset) // width_s + 1):
         lo, hi = b * width_s - offset, (b + 1) * width_s - offset
-        seconds = level[max(lo, 0):hi]
-        seconds = np.concatenate([np.zeros(max(0, -lo), int), seconds])
+        a, z = max(lo, ws), min(hi, we)  # the observed seconds of the bin
+        seconds = level[a - ws:z - ws]
         rows.append((T0 + pd.Timedelta(seconds=int(lo)), seconds.max(), seconds.mean(),
-                     int(((starts >= lo) & (starts < hi)).sum())))
+                     int(((starts >= a) & (starts < z)).sum()), (z - a) / width_s))
     return rows
+
+
+def check_binned(out, expected):
+    assert out.index.tolist() == [r[0] for r in expected]
+    assert out["peak"].tolist() == [r[1] for r in expected]
+    assert np.allclose(out["mean"].to_numpy(), [r[2] for r in expected])
+    assert out["started"].tolist() == [r[3] for r in expected]
+    assert np.allclose(out["coverage"].to_numpy(), [r[4] for r in expected])
 
 
 @pytest.mark.parametrize("seed,freq,width", [(0, "1min", 60), (1, "15min", 900),
@@ -279,13 +276,10 @@ def per_second_reference(calls, until, width_s):
 def test_binned_matches_fine_grained_integration(seed, freq, width):
     rng = np.random.default_rng(seed)
     calls = random_calls(rng, 80)
-    until = T0 + pd.Timedelta(minutes=100)
-    out = concurrency(calls, freq=freq, until=until)
-    expected = per_second_reference(calls, until, width)
-    assert out.index.tolist() == [r[0] for r in expected]
-    assert out["peak"].tolist() == [r[1] for r in expected]
-    assert np.allclose(out["mean"].to_numpy(), [r[2] for r in expected])
-    assert out["started"].tolist() == [r[3] for r in expected]
+    # a window cutting bins at both ends: partly observed bins average their observed part
+    window = (T0 + pd.Timedelta(minutes=3, seconds=17), T0 + pd.Timedelta(minutes=100))
+    out = concurrency(calls, freq=freq, window=window)
+    check_binned(out, per_second_reference(calls, window, width))
 
 
 def test_binned_mean_integrates_to_total_call_time():
@@ -294,6 +288,7 @@ def test_binned_mean_integrates_to_total_call_time():
     out = concurrency(calls, freq="1D")
     ok = calls["start_time"].notna()
     total = (calls["end_time"] - calls["start_time"])[ok].dt.total_seconds().sum()
+    assert (out["coverage"] == 1).all()  # whole days: the archive rule
     assert out["mean"].sum() * 86400 == pytest.approx(total)
 
 
@@ -317,8 +312,8 @@ def test_by_site_matches_per_site_brute_force():
     rng = np.random.default_rng(11)
     calls = random_calls(rng, 90, sites=["NY", "LA", "SF"])
     calls["site"] = calls["site"].cat.set_categories(["LA", "NY", "SF", "unused"])
-    until = T0 + pd.Timedelta(hours=2)
-    out = concurrency(calls, by="site", until=until)
+    window = (T0, T0 + pd.Timedelta(hours=2))
+    out = concurrency(calls, by="site", window=window)
     assert list(out.columns) == ["site", "time", "concurrent"]
     assert isinstance(out["site"].dtype, pd.CategoricalDtype)
     assert list(out["site"].cat.categories) == ["LA", "NY", "SF"]  # unused dropped
@@ -326,25 +321,20 @@ def test_by_site_matches_per_site_brute_force():
     for site in ("LA", "NY", "SF"):
         mine = calls[calls["site"] == site]
         part = out[out["site"] == site]
-        check_exact(mine, part, until, instants_of(mine, until, rng, extra=10))
+        check_exact(mine, part, window, instants_of(mine, window, rng, extra=10))
 
 
 def test_by_site_binned_shares_bins_and_matches_each_site():
     rng = np.random.default_rng(12)
     calls = random_calls(rng, 90, sites=["NY", "LA"])
-    until = T0 + pd.Timedelta(minutes=100)
-    out = concurrency(calls, freq="15min", by="site", until=until)
+    window = (T0 - pd.Timedelta(minutes=5), T0 + pd.Timedelta(minutes=100))
+    out = concurrency(calls, freq="15min", by="site", window=window)
     assert out.index.names == ["site", "time"]
-    whole = concurrency(calls, freq="15min", until=until)
+    whole = concurrency(calls, freq="15min", window=window)
     for site in ("LA", "NY"):
         part = out.xs(site, level="site")
         assert part.index.tolist() == whole.index.tolist()
-        mine = calls[calls["site"] == site]
-        expected = {r[0]: r for r in per_second_reference(mine, until, 900)}
-        for time, row in part.iterrows():
-            ref = expected.get(time, (time, 0, 0.0, 0))
-            assert (row["peak"], row["started"]) == (ref[1], ref[3])
-            assert row["mean"] == pytest.approx(ref[2])
+        check_binned(part, per_second_reference(calls[calls["site"] == site], window, 900))
     # the sites' means add up to the whole; peaks do not have to
     total = out["mean"].groupby(level="time").sum()
     assert np.allclose(total.to_numpy(), whole["mean"].to_numpy())
@@ -357,22 +347,20 @@ def test_by_many_groups_with_missing_labels_equals_each_group_alone():
     labels = rng.integers(0, 150, len(calls)).astype(str).astype(object)
     labels[rng.random(len(calls)) < 0.1] = None
     calls["line"] = labels
-    until = T0 + pd.Timedelta(hours=3)
-    exact = concurrency(calls, by="line", until=until)
-    binned = concurrency(calls, freq="10min", by="line", until=until)
+    window = (T0, T0 + pd.Timedelta(hours=3))
+    exact = concurrency(calls, by="line", window=window)
+    binned = concurrency(calls, freq="10min", by="line", window=window)
     started = calls["start_time"].notna().to_numpy()
     groups = sorted({x for x in labels[started] if x is not None})
     assert binned.index.get_level_values("line").unique().tolist() == groups
     assert set(exact["line"]) <= set(groups)
     for group in groups:
         mine = calls[calls["line"] == group]
-        alone = concurrency(mine, until=until)
+        alone = concurrency(mine, window=window)
         part = exact[exact["line"] == group].drop(columns="line").reset_index(drop=True)
         pd.testing.assert_frame_equal(part, alone)
         got = binned.xs(group, level="line")
-        ref = concurrency(mine, freq="10min", until=until)
-        pd.testing.assert_frame_equal(got.loc[ref.index], ref)
-        assert (got.drop(ref.index)[["peak", "started"]] == 0).all().all()
+        pd.testing.assert_frame_equal(got, concurrency(mine, freq="10min", window=window))
 
 
 def test_by_unknown_column():
@@ -480,8 +468,20 @@ def test_busy_hour_dst_days():
 def test_busy_hour_validation():
     with pytest.raises(ValueError, match="time-consistent"):
         busy_hour(three_days(), method="average")
-    with pytest.raises(ValueError, match="no call"):
-        busy_hour(minutes_table([(0, 0)]))
+    with pytest.raises(ValueError, match="no call with a start time"):
+        busy_hour(minutes_table([(None, 0)]))
+    # a zero-length call: a whole observed day without traffic, 0 erlangs at 00:00
+    quiet = busy_hour(minutes_table([(0, 0)]))
+    assert (quiet.hour, quiet.traffic) == (0, 0.0) and quiet.per_day["hour"].isna().all()
+    with pytest.raises(TypeError):
+        busy_hour(three_days(), "bouncing")  # settings are keyword-only
+    with pytest.raises(ValueError, match="unknown time zone 'Mars/Base'"):
+        busy_hour(three_days(), tz="Mars/Base")
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="top_days"):
+            busy_hour(three_days(), top_days=bad)
+    with pytest.raises(ValueError, match="min_coverage"):
+        busy_hour(three_days(), min_coverage=2)
 
 
 def test_traffic_profile_by_hand():
@@ -506,6 +506,9 @@ def test_traffic_profile_by_hand():
 # --------------------------------------------------------------------------- extensions
 
 
+NINE_TO_NOON = (jan(1, 9), jan(1, 12))
+
+
 def extension_calls():
     return calls_table(
         [(jan(1, 9), jan(1, 9, 10)), (jan(1, 9, 5), jan(1, 9, 35)),
@@ -516,7 +519,7 @@ def extension_calls():
 
 
 def test_extension_stats_by_hand():
-    out = extension_stats(extension_calls(), until=jan(1, 12))
+    out = extension_stats(extension_calls(), window=NINE_TO_NOON)
     assert out.index.name == "extension" and out.index.tolist() == ["101", "102", "103"]
     # 101: calls 1, 2, 3 (600, 1800, 1200 s); 102: calls 1 and 4 (self call once: 600, 60)
     # 103: the ongoing call 5 (no duration)
@@ -530,8 +533,8 @@ def test_extension_stats_by_hand():
     # linear interpolation: 1200 + 0.8 * 600 and 60 + 0.9 * 540
     assert out["p90_duration"].tolist()[:2] == pytest.approx([1680.0, 546.0])
     assert np.isnan(out.loc["103", "mean_duration"])
-    # span 09:00 to 12:00 (the ongoing call runs until `until`) = 10800 s; the ongoing
-    # call carries traffic from 11:30 to 12:00 as it does in concurrency
+    # window 09:00 to 12:00 = 10800 s; the ongoing call carries traffic from 11:30 to
+    # the window's end, 12:00, as it does in concurrency
     assert out["traffic"].tolist() == pytest.approx([3600 / 10800, 660 / 10800, 1800 / 10800])
     assert out["peak_concurrent"].tolist() == [2, 1, 1]
     assert out["busiest_hour"].tolist() == [9, 9, 11]  # 102: 9 and 11 tie -> earliest
@@ -544,30 +547,30 @@ def test_extension_stats_by_hand():
 
 def test_extension_selection():
     calls = extension_calls()
-    assert extension_stats(calls, ["101"], until=jan(1, 12)).index.tolist() == ["101"]
-    assert extension_stats(calls, [101, 103], until=jan(1, 12)).index.tolist() == \
+    assert extension_stats(calls, extensions=["101"], window=NINE_TO_NOON).index.tolist() == ["101"]
+    assert extension_stats(calls, extensions=[101, 103], window=NINE_TO_NOON).index.tolist() == \
         ["101", "103"]
-    assert extension_stats(calls, r"10[23]", until=jan(1, 12)).index.tolist() == \
+    assert extension_stats(calls, extensions=r"10[23]", window=NINE_TO_NOON).index.tolist() == \
         ["102", "103"]
-    assert extension_stats(calls, re.compile(r"\d{7}"),
-                           until=jan(1, 12)).index.tolist() == ["5551234"]
+    assert extension_stats(calls, extensions=re.compile(r"\d{7}"),
+                           window=NINE_TO_NOON).index.tolist() == ["5551234"]
     # full match: "10" does not select "101"
-    assert extension_stats(calls, "10", until=jan(1, 12)).empty
-    assert extension_stats(calls, 7, until=jan(1, 12)).index.tolist() == \
+    assert extension_stats(calls, extensions="10", window=NINE_TO_NOON).empty
+    assert extension_stats(calls, extensions=7, window=NINE_TO_NOON).index.tolist() == \
         ["101", "102", "103", "5551234"]
-    assert "+442071234567" in extension_stats(calls, r"\+?\d+", until=jan(1, 12)).index
-    assert "+442071234567" not in extension_stats(calls, until=jan(1, 12)).index
+    assert "+442071234567" in extension_stats(calls, extensions=r"\+?\d+", window=NINE_TO_NOON).index
+    assert "+442071234567" not in extension_stats(calls, window=NINE_TO_NOON).index
     with pytest.raises(ValueError, match="digit count"):
-        extension_stats(calls, 0)
+        extension_stats(calls, extensions=0)
     with pytest.raises(ValueError, match=r"^extensions regex '10\(' is invalid"):
-        extension_stats(calls, "10(")
+        extension_stats(calls, extensions="10(")
 
 
 def test_extension_stats_busiest_hour_in_timezone_and_empty():
     calls = extension_calls()
-    out = extension_stats(calls, tz="Asia/Tokyo", until=jan(1, 12))  # UTC+9
+    out = extension_stats(calls, tz="Asia/Tokyo", window=NINE_TO_NOON)  # UTC+9
     assert out["busiest_hour"].tolist() == [18, 18, 20]
-    empty = extension_stats(calls, ["999"])
+    empty = extension_stats(calls, extensions=["999"])
     assert empty.empty and "peak_concurrent" in empty.columns
 
 
@@ -594,11 +597,14 @@ def test_capacity_table_by_hand():
                         site=["NY", "NY", "LA", "LA"])
     out = capacity_table(calls)
     assert out.index.tolist() == ["LA", "NY", "all"]
-    assert out.columns.tolist() == ["busy_hour_traffic", "busy_hour", "observed_peak",
-                                    "channels@0.1%", "channels@1%", "channels@5%"]
-    assert out["busy_hour_traffic"].tolist() == pytest.approx([1.0, 2.0, 3.0])
+    assert out.columns.tolist() == ["traffic", "busy_hour", "channels@0.1%", "channels@1%",
+                                    "channels@5%", "observed_peak", "busiest_day_traffic",
+                                    "coverage"]
+    assert out["traffic"].tolist() == pytest.approx([1.0, 2.0, 3.0])
     assert out["busy_hour"].tolist() == [9, 9, 9]
     assert out["observed_peak"].tolist() == [1, 2, 3]
+    assert out["busiest_day_traffic"].tolist() == [1.0, 2.0, 3.0]  # one day only
+    assert out["coverage"].tolist() == [1.0, 1.0, 1.0]
     for b, column in ((0.001, "channels@0.1%"), (0.01, "channels@1%"),
                       (0.05, "channels@5%")):
         assert out[column].tolist() == [exact_channels(t, b) for t in (1.0, 2.0, 3.0)]
@@ -609,18 +615,23 @@ def test_capacity_table_by_hand():
 def test_nothing_mutates_the_callers_table():
     calls = extension_calls()
     calls["site"] = pd.Series(["A", "B", "A", "B", "A"], dtype="category")
+    calls.attrs["window"] = ["2024-01-01T09:00:00Z", "2024-01-01T12:00:00Z"]
+    calls.attrs["gaps"] = [{"server": "x", "site": "A", "start": "2024-01-01T10:00:00Z",
+                            "end": "2024-01-01T10:30:00Z"}]
     copy = calls.copy()
-    concurrency(calls, until=jan(1, 12))
-    concurrency(calls, freq="1h", by="site", until=jan(1, 12))
-    busy_hour(calls, until=jan(1, 12))
-    traffic_profile(calls, until=jan(1, 12))
-    extension_stats(calls, until=jan(1, 12))
-    capacity_table(calls, until=jan(1, 12))
+    concurrency(calls, window=NINE_TO_NOON)
+    concurrency(calls, freq="1h", by="site")
+    busy_hour(calls, days="weekdays", top_days=1)
+    traffic_profile(calls)
+    extension_stats(calls, by="site")
+    capacity_table(calls)
+    check_calls(calls)
+    assert calls.attrs == copy.attrs
     pd.testing.assert_frame_equal(calls, copy)
 
 
 def brute_extension_stats(calls, until, is_extension):
-    """Per extension, call by call, with plain Python."""
+    """Per extension, call by call, with plain Python (ongoing calls end at ``until``)."""
     out = {}
     for _, call in calls.iterrows():
         mine = {n for n in (call["caller"], call["callee"])
@@ -660,8 +671,9 @@ def test_extension_stats_matches_brute_force():
     calls["direction"] = pd.Categorical(rng.choice(["Inbound", "Outbound", "Internal"],
                                                    len(calls)))
     until = T0 + pd.Timedelta(days=4)
-    out = extension_stats(calls, until=until)
-    expected = brute_extension_stats(calls, until,
+    out = extension_stats(calls, window=(T0 - pd.Timedelta(hours=1), until))
+    # calls without a start time are left out of every analysis
+    expected = brute_extension_stats(calls[calls["start_time"].notna()], until,
                                      lambda n: re.fullmatch(r"\d{1,6}", n.strip()) is not None)
     # " 103 " is stripped to "103"; the brute force keeps the raw text
     expected = {k.strip(): v for k, v in expected.items()}
@@ -678,19 +690,22 @@ def test_extension_stats_matches_brute_force():
         assert got["first_call"] == row["first_call"] and got["last_call"] == row["last_call"]
 
 
-def test_negative_length_calls_count_nowhere():
+def test_calls_ending_before_they_start_are_left_out():
     calls = minutes_table([(10, 5), (0, 20)])
-    assert concurrency(calls)["concurrent"].tolist() == [1, 0]
-    out = concurrency(calls, freq="15min")
-    assert out["peak"].tolist() == [1, 1] and out["started"].tolist() == [2, 0]
+    with pytest.warns(DataQualityWarning, match="1 call left out: 1 end before start"):
+        assert concurrency(calls)["concurrent"].tolist() == [1, 0]
+    out = concurrency(calls, freq="15min", window=(at(0), at(30)))
+    assert out["peak"].tolist() == [1, 1] and out["started"].tolist() == [1, 0]
 
 
 def test_absurd_bin_counts_are_refused():
-    calls = calls_table([(pd.Timestamp("1970-01-01", tz="UTC"),
-                          pd.Timestamp("2200-01-01", tz="UTC"))])
+    # a 230-year call is "duration over 24 h": left out; a window that long is refused
+    # at a fine freq and still works at a coarse one
+    window = (pd.Timestamp("1970-01-01", tz="UTC"), pd.Timestamp("2200-01-01", tz="UTC"))
+    calls = calls_table([window])
     with pytest.raises(ValueError, match="coarser"):
-        concurrency(calls, freq="1min")
-    assert len(concurrency(calls, freq="1D")) > 80_000
+        concurrency(calls, freq="1min", window=window)
+    assert len(concurrency(calls, freq="1D", window=window)) > 80_000
 
 
 def test_calls_without_a_group_label_are_left_out():
@@ -703,10 +718,12 @@ def test_calls_without_a_group_label_are_left_out():
 
 
 def test_absurd_day_spans_are_refused_for_hourly_traffic():
-    calls = calls_table([(pd.Timestamp("1700-01-01", tz="UTC"),
-                          pd.Timestamp("2100-01-01", tz="UTC"))])
+    window = (pd.Timestamp("1700-01-01", tz="UTC"), pd.Timestamp("2100-01-01", tz="UTC"))
+    with pytest.raises(ValueError, match="too long for hourly traffic"):
+        busy_hour(calls_table([window]), window=window)
     with pytest.raises(ValueError, match="implausible"):
-        busy_hour(calls)
+        busy_hour(calls_table([(window[0], window[0] + pd.Timedelta(hours=1)),
+                               (window[1], window[1] + pd.Timedelta(hours=1))]))
 
 
 @settings(max_examples=30, deadline=None)
@@ -714,9 +731,6 @@ def test_absurd_day_spans_are_refused_for_hourly_traffic():
        st.sampled_from([("1min", 60), ("5min", 300), ("7min", 420)]))
 def test_binned_property(spans, freq):
     calls = minutes_table([(s, s + n) for s, n in spans])
-    out = concurrency(calls, freq=freq[0])
-    expected = per_second_reference(calls, None, freq[1])
-    assert out.index.tolist() == [r[0] for r in expected]
-    assert out["peak"].tolist() == [r[1] for r in expected]
-    assert np.allclose(out["mean"].to_numpy(), [r[2] for r in expected])
-    assert out["started"].tolist() == [r[3] for r in expected]
+    window = (at(-3), at(71))
+    check_binned(concurrency(calls, freq=freq[0], window=window),
+                 per_second_reference(calls, window, freq[1]))
