@@ -4,7 +4,10 @@ Importing :mod:`recstats` registers it. The accessor checks in ``__init__`` that
 frame is a calls table (as from :func:`recstats.read_archive` or a capture), then only
 delegates: every method returns exactly what the :mod:`recstats.stats` or
 :mod:`recstats.plot` function of the same purpose returns for the frame, and never
-modifies the frame. This module imports pandas only; stats and plotting load on first use.
+modifies the frame. Method names are the functions' names (``df.rs.extension_stats``,
+``df.rs.capacity_table``; ``df.rs.check`` is :func:`recstats.stats.check_calls`) and
+their settings are the same keyword-only arguments. This module imports pandas and
+NumPy only; stats and plotting load on first use.
 
 >>> import pandas as pd, recstats
 >>> from recstats import coerce_calls
@@ -23,6 +26,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 __all__ = ["REQUIRED_COLUMNS", "CallsAccessor", "CallsSummary"]
@@ -40,8 +44,10 @@ class CallsSummary:
     ``first_start``/``last_end`` the span covered (``last_end`` is the latest start when
     every call is still ongoing); ``ongoing`` calls with a start but no end time (not
     ``end_unknown``); ``peak`` the highest number of calls in progress at once and
-    ``peak_time`` when it was first reached (UTC); ``busy_hour`` the time-consistent busy hour (``None`` for no calls),
-    ``busy_hour_traffic`` its mean traffic in erlangs, ``tz`` the zone of that hour.
+    ``peak_time`` when it was first reached (UTC); ``busy_hour`` the time-consistent
+    busy hour (``None`` without one), ``busy_hour_traffic`` its mean traffic [erlang],
+    ``tz`` the zone of that hour; ``window`` the observed period (UTC) and
+    ``busy_hour_coverage`` the observed fraction of the busy hour (0..1).
 
     >>> from recstats import coerce_calls
     >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"],
@@ -61,6 +67,8 @@ class CallsSummary:
     busy_hour: int | None
     busy_hour_traffic: float | None
     tz: str = "UTC"
+    window: tuple[pd.Timestamp, pd.Timestamp] | None = None
+    busy_hour_coverage: float | None = None
 
     def _rows(self) -> list[tuple[str, str]]:
         def moment(value: pd.Timestamp | None) -> str:
@@ -77,12 +85,20 @@ class CallsSummary:
         if self.busy_hour is not None:
             busy = (f"{self.busy_hour:02d}:00–{(self.busy_hour + 1) % 24:02d}:00 {self.tz}, "
                     f"{self.busy_hour_traffic:.2f} erlangs")
+            if self.busy_hour_coverage is not None:
+                busy += f" ({self.busy_hour_coverage:.0%} observed)"
+        observed = "–"
+        if self.window is not None:
+            length = self.window[1] - self.window[0]
+            observed = (f"{moment(self.window[0])} → {moment(self.window[1])} "
+                        f"({length / pd.Timedelta(hours=1):,.1f} h)")
         peak = f"{self.peak}"
         if self.peak_time is not None:
             peak += f" at {moment(self.peak_time)}"
         sites = ", ".join(self.sites) if self.sites else "–"
         return [("calls", f"{self.calls:,}"), (f"sites ({len(self.sites)})", sites),
-                ("span", span), ("ongoing", f"{self.ongoing:,}"),
+                ("span", span), ("observed window", observed),
+                ("ongoing", f"{self.ongoing:,}"),
                 ("peak concurrency", peak), ("busy hour", busy)]
 
     def __repr__(self) -> str:
@@ -106,6 +122,7 @@ class CallsAccessor:
     Raises ``AttributeError`` (so ``hasattr(df, "rs")`` is False) when the frame
     lacks ``call_id``, ``start_time`` or ``end_time`` or its time columns are not
     datetimes. Times should be UTC (``datetime64[us, UTC]``), as recstats readers give.
+    Every setting is keyword-only, as in the functions the methods call.
 
     >>> from recstats import coerce_calls
     >>> calls = coerce_calls(pd.DataFrame({
@@ -138,67 +155,86 @@ class CallsAccessor:
 
     # ------------------------------------------------------------------ statistics
 
-    def concurrency(self, freq: str | None = None, by: str | None = None,
-                    until: Any = None) -> pd.DataFrame:
+    def concurrency(self, *, freq: str | None = None, by: str | None = None,
+                    tz: str = "UTC", window: Any = None) -> pd.DataFrame:
         """Calls in progress over time: :func:`recstats.stats.concurrency`.
 
         ``freq=None`` gives the exact step function (``time``, ``concurrent``); a bin
-        size such as ``"15min"`` gives each bin's ``peak``, ``mean`` (erlangs) and
-        ``started``. ``by="site"`` splits by site.
+        size such as ``"15min"`` gives each bin's ``peak``, ``mean`` [erlang],
+        ``started`` and ``coverage``. ``by="site"`` splits by site.
 
-        >>> calls.rs.concurrency(freq="1h")["peak"].tolist()  # doctest: +SKIP
-        [2]
+        >>> calls.rs.concurrency(freq="1h")["peak"].max()  # doctest: +SKIP
+        2
         """
         from . import stats
-        return stats.concurrency(self._frame, freq=freq, by=by, until=until)
+        return stats.concurrency(self._frame, freq=freq, by=by, tz=tz, window=window)
 
-    def busy_hour(self, method: str = "time-consistent", days: Any = None,
-                  tz: str = "UTC", *, until: Any = None) -> Any:
+    def busy_hour(self, *, method: str = "time-consistent", tz: str = "UTC",
+                  window: Any = None, days: Any = None, top_days: int | None = None,
+                  min_coverage: float = 0.5) -> Any:
         """The busy hour (ITU-T E.500): :func:`recstats.stats.busy_hour`.
 
-        >>> calls.rs.busy_hour().hour  # doctest: +SKIP
+        >>> calls.rs.busy_hour(days="weekdays").hour  # doctest: +SKIP
         9
         """
         from . import stats
-        return stats.busy_hour(self._frame, method=method, days=days, tz=tz, until=until)
+        return stats.busy_hour(self._frame, method=method, tz=tz, window=window, days=days,
+                               top_days=top_days, min_coverage=min_coverage)
 
-    def traffic_profile(self, tz: str = "UTC", *, until: Any = None) -> pd.DataFrame:
+    def traffic_profile(self, *, tz: str = "UTC", window: Any = None,
+                        days: Any = None) -> pd.DataFrame:
         """Mean erlangs per weekday x hour: :func:`recstats.stats.traffic_profile`.
 
         >>> calls.rs.traffic_profile().shape  # doctest: +SKIP
         (7, 24)
         """
         from . import stats
-        return stats.traffic_profile(self._frame, tz=tz, until=until)
+        return stats.traffic_profile(self._frame, tz=tz, window=window, days=days)
 
-    def extensions(self, extensions: Any = None, *, tz: str = "UTC",
-                   until: Any = None) -> pd.DataFrame:
+    def extension_stats(self, *, extensions: Any = None, by: str | None = None,
+                        tz: str = "UTC", window: Any = None) -> pd.DataFrame:
         """Per-extension figures: :func:`recstats.stats.extension_stats`.
 
-        >>> calls.rs.extensions().index.name  # doctest: +SKIP
-        'extension'
+        >>> calls.rs.extension_stats(by="site").index.names  # doctest: +SKIP
+        FrozenList(['site', 'extension'])
         """
         from . import stats
-        return stats.extension_stats(self._frame, extensions=extensions, tz=tz, until=until)
+        return stats.extension_stats(self._frame, extensions=extensions, by=by, tz=tz,
+                                     window=window)
 
-    def capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
-                 tz: str = "UTC", *, until: Any = None) -> pd.DataFrame:
+    def capacity_table(self, *, blocking: Sequence[float] = (0.001, 0.01, 0.05),
+                       method: str = "time-consistent", tz: str = "UTC",
+                       window: Any = None, days: Any = None, top_days: int | None = None,
+                       min_coverage: float = 0.5) -> pd.DataFrame:
         """Channels needed per site at each blocking target:
         :func:`recstats.stats.capacity_table`.
 
-        >>> int(calls.rs.capacity().loc["all", "observed_peak"])  # doctest: +SKIP
+        >>> int(calls.rs.capacity_table().loc["all", "observed_peak"])  # doctest: +SKIP
         2
         """
         from . import stats
-        return stats.capacity_table(self._frame, blocking=blocking, tz=tz, until=until)
+        return stats.capacity_table(self._frame, blocking=blocking, method=method, tz=tz,
+                                    window=window, days=days, top_days=top_days,
+                                    min_coverage=min_coverage)
 
-    def summary(self, tz: str = "UTC", *, until: Any = None) -> CallsSummary:
-        """Calls, sites, span, ongoing calls, peak concurrency and busy hour (in ``tz``).
+    def check(self, *, window: Any = None, max_duration: float = 86400.0) -> pd.DataFrame:
+        """What no analysis should trust (``call_id``, ``problem``):
+        :func:`recstats.stats.check_calls`.
 
-        Peak and busy hour come from :func:`recstats.stats.concurrency` and
-        :func:`recstats.stats.busy_hour` (time-consistent); ongoing calls count until
-        ``until`` (default: now, or the table's latest time if later). Without any
-        traffic the busy hour is ``None``.
+        >>> calls.rs.check().empty  # doctest: +SKIP
+        True
+        """
+        from . import stats
+        return stats.check_calls(self._frame, window=window, max_duration=max_duration)
+
+    def summary(self, *, tz: str = "UTC", window: Any = None) -> CallsSummary:
+        """Calls, sites, span, window, ongoing calls, peak concurrency and busy hour.
+
+        Ongoing calls are :func:`recstats.stats.ongoing_mask`'s; peak and busy hour
+        (time-consistent, clock hours in ``tz``) come from
+        :func:`recstats.stats.concurrency` and :func:`recstats.stats.busy_hour` over the
+        observation window (``window``, else the table's ``attrs["window"]``, else whole
+        days). Without an hour to call busy, the busy hour is ``None``.
 
         >>> calls.rs.summary().peak  # doctest: +SKIP
         2
@@ -208,72 +244,78 @@ class CallsAccessor:
         sites: tuple[str, ...] = ()
         if "site" in frame.columns:
             sites = tuple(sorted(str(s) for s in frame["site"].dropna().unique()))
-        # a row without a start (an odd CDR) is not a call in progress: stats ignore it too;
-        # nor is a capture's call whose end was lost (end_unknown; Capture.ongoing agrees)
-        open_ = frame["start_time"].notna().to_numpy() & frame["end_time"].isna().to_numpy()
-        if "end_unknown" in frame.columns:
-            from ._timeline import _flags
-            open_ &= ~_flags(frame["end_unknown"])
-        ongoing = int(open_.sum())
+        ongoing = int(np.asarray(stats.ongoing_mask(frame), dtype=bool).sum())
         if frame.empty or frame["start_time"].isna().all():
             return CallsSummary(len(frame), sites, None, None, ongoing, 0, None, None, None, tz)
         first = pd.Timestamp(frame["start_time"].min())
         last = frame["end_time"].max()
         last = pd.Timestamp(frame["start_time"].max() if pd.isna(last) else last)
-        steps = stats.concurrency(frame, until=until)
+        observed = stats.observation_window(frame, tz=tz, window=window)
+        steps = stats.concurrency(frame, tz=tz, window=window)
         peak, peak_time = 0, None
         if len(steps):
-            at = int(steps["concurrent"].to_numpy().argmax())
-            peak, peak_time = int(steps["concurrent"].iat[at]), pd.Timestamp(steps["time"].iat[at])
-        hour = traffic = None
-        if peak:  # busy_hour refuses a table without traffic
-            busy = stats.busy_hour(frame, tz=tz, until=until)
-            hour, traffic = int(busy.hour), float(busy.traffic)
+            counts = steps["concurrent"].to_numpy()
+            at = int(counts.argmax())
+            peak, peak_time = int(counts[at]), pd.Timestamp(steps["time"].to_numpy()[at])
+        hour = traffic = coverage = None
+        if peak:
+            try:
+                busy = stats.busy_hour(frame, tz=tz, window=window)
+            except ValueError:  # no hour observed enough to be called busy
+                busy = None
+            if busy is not None:
+                hour, traffic = int(busy.hour), float(busy.traffic)
+                coverage = float(busy.coverage)
         return CallsSummary(
             calls=len(frame), sites=sites, first_start=first, last_end=last, ongoing=ongoing,
-            peak=peak, peak_time=peak_time, busy_hour=hour, busy_hour_traffic=traffic, tz=tz)
+            peak=peak, peak_time=peak_time, busy_hour=hour, busy_hour_traffic=traffic, tz=tz,
+            window=(pd.Timestamp(observed[0]), pd.Timestamp(observed[1])),
+            busy_hour_coverage=coverage)
 
     # ------------------------------------------------------------------ charts
 
-    def plot_concurrency(self, freq: str | None = "15min", by: str | None = None,
-                         tz: str = "UTC", ax: Any = None, exact: bool = True, *,
-                         until: Any = None) -> Any:
+    def plot_concurrency(self, *, freq: str | None = "15min", by: str | None = None,
+                         exact: bool = True, tz: str = "UTC", window: Any = None,
+                         ax: Any = None) -> Any:
         """Concurrency chart: :func:`recstats.plot.plot_concurrency`; returns the Figure.
 
         >>> calls.rs.plot_concurrency(by="site", tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_concurrency(self._frame, freq=freq, by=by, tz=tz, ax=ax, exact=exact,
-                                     until=until)
+        return plot.plot_concurrency(self._frame, freq=freq, by=by, exact=exact, tz=tz,
+                                     window=window, ax=ax)
 
-    def plot_traffic_heatmap(self, tz: str = "UTC", ax: Any = None, *,
-                             until: Any = None) -> Any:
+    def plot_traffic_heatmap(self, *, tz: str = "UTC", window: Any = None, days: Any = None,
+                             ax: Any = None) -> Any:
         """Weekday x hour traffic heatmap: :func:`recstats.plot.plot_traffic_heatmap`.
 
         >>> calls.rs.plot_traffic_heatmap(tz="Europe/Budapest")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_traffic_heatmap(self._frame, tz=tz, ax=ax, until=until)
+        return plot.plot_traffic_heatmap(self._frame, tz=tz, window=window, days=days, ax=ax)
 
-    def plot_extensions(self, top: int = 10, by: str = "calls",
-                        extensions: Any = None, ax: Any = None, *, tz: str = "UTC",
-                        until: Any = None) -> Any:
+    def plot_extensions(self, *, top: int = 10, sort_by: str = "calls",
+                        by: str | None = "site", extensions: Any = None, tz: str = "UTC",
+                        window: Any = None, ax: Any = None) -> Any:
         """Top extensions bar chart: :func:`recstats.plot.plot_extensions`.
 
-        >>> calls.rs.plot_extensions(top=5, by="traffic")  # doctest: +SKIP
+        >>> calls.rs.plot_extensions(top=5, sort_by="traffic")  # doctest: +SKIP
         """
         from . import plot
-        return plot.plot_extensions(self._frame, top=top, by=by, extensions=extensions, ax=ax,
-                                    tz=tz, until=until)
+        return plot.plot_extensions(self._frame, top=top, sort_by=sort_by, by=by,
+                                    extensions=extensions, tz=tz, window=window, ax=ax)
 
-    def plot_capacity(self, blocking: Sequence[float] = (0.001, 0.01, 0.05),
+    def plot_capacity(self, *, blocking: Sequence[float] = (0.001, 0.01, 0.05),
                       traffic: float | None = None, peak: float | None = None,
-                      ax: Any = None, tz: str = "UTC", *, until: Any = None) -> Any:
+                      method: str = "time-consistent", tz: str = "UTC", window: Any = None,
+                      days: Any = None, top_days: int | None = None,
+                      min_coverage: float = 0.5, ax: Any = None) -> Any:
         """Erlang B channels-vs-traffic chart with the observed busy hour and peak:
         :func:`recstats.plot.plot_capacity`.
 
-        >>> calls.rs.plot_capacity(blocking=(0.01,))  # doctest: +SKIP
+        >>> calls.rs.plot_capacity(blocking=(0.01,), days="weekdays")  # doctest: +SKIP
         """
         from . import plot
         return plot.plot_capacity(self._frame, blocking=blocking, traffic=traffic, peak=peak,
-                                  ax=ax, tz=tz, until=until)
+                                  method=method, tz=tz, window=window, days=days,
+                                  top_days=top_days, min_coverage=min_coverage, ax=ax)

@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as widgets
+import ipywidgets as widgets  # type: ignore[import-untyped]
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
@@ -29,6 +29,21 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from . import stats
+from ._dashboard import (
+    clock_time,
+    envelope,
+    latest_time,
+    micro,
+    micros,
+    naive_utc,
+    ongoing_calls,
+    snapshot_status,
+    span_text,
+    status_table,
+    top_extensions,
+)
+from ._time import check_tz
+from .capture import status_line
 
 __all__ = ["LiveDashboard"]
 
@@ -39,96 +54,34 @@ _STYLE = ("<style>.rs-dash table{border-collapse:collapse;font-size:12px}"
           "text-align:left}.rs-dash th{background:#f4f4f4}</style>")
 
 
-def _naive_utc(values: pd.Series | pd.Index) -> np.ndarray:
-    """tz-aware times -> naive ``datetime64[us]`` UTC (what matplotlib reads fast)."""
-    index = pd.DatetimeIndex(values)
-    if index.tz is not None:
-        index = index.tz_convert("UTC").tz_localize(None)
-    return index.as_unit("us").to_numpy()
-
-
-def _micros(values) -> np.ndarray | int:
-    """tz-aware time(s) -> int64 microseconds since the epoch (UTC)."""
-    if isinstance(values, pd.Timestamp):
-        return int(values.value // 1000)  # .value is always nanoseconds
-    return _naive_utc(values).astype("int64")
-
-
-def _envelope(x: np.ndarray, y: np.ndarray, lo: int, hi: int,
-              bins: int) -> tuple[np.ndarray, np.ndarray]:
-    """A step function (``y[i]`` holds from ``x[i]`` to ``x[i+1]``) cut to ``bins`` columns.
-
-    Each column of ``[lo, hi]`` becomes three steps: the column's maximum, its minimum
-    and the value it ends with, so the drawn envelope (peaks included) and the final
-    value are those of the exact function at that resolution. Points before ``lo``
-    only set the value carried into the first column.
-    """
-    width = (hi - lo) / bins
-    starts = lo + width * np.arange(bins)
-    # value carried into each column: the last step at or before its start
-    carry_at = np.searchsorted(x, starts, side="right") - 1
-    carried = np.where(carry_at >= 0, y[np.maximum(carry_at, 0)], 0.0)
-    inside = (x > lo) & (x <= hi)
-    xs, ys = x[inside], y[inside]
-    col = np.minimum(((xs - lo) / width).astype("int64"), bins - 1)
-    high, low = carried.copy(), carried.copy()
-    if len(xs):
-        first = np.flatnonzero(np.r_[True, col[1:] != col[:-1]])
-        cols = col[first]
-        high[cols] = np.maximum(high[cols], np.maximum.reduceat(ys, first))
-        low[cols] = np.minimum(low[cols], np.minimum.reduceat(ys, first))
-    last_at = np.searchsorted(x, starts + width, side="left") - 1
-    last = np.where(last_at >= 0, y[np.maximum(last_at, 0)], 0.0)
-    last[-1] = y[np.searchsorted(x, hi, side="right") - 1] if x[0] <= hi else 0.0
-    out_x = np.column_stack([starts, starts + width / 3, starts + 2 * width / 3]).ravel()
-    out_y = np.column_stack([high, low, last]).ravel()
-    return np.append(out_x, hi).astype("int64"), np.append(out_y, last[-1])
-
-
-def _span_text(span: pd.Timedelta) -> str:
-    """A window length as people write it.
-
-    >>> _span_text(pd.Timedelta("15min")), _span_text(pd.Timedelta("90min"))
-    ('15 min', '1 h 30 min')
-    """
-    seconds = int(span.total_seconds())
-    days, rest = divmod(seconds, 86400)
-    hours, rest = divmod(rest, 3600)
-    minutes, seconds = divmod(rest, 60)
-    parts = [f"{v} {unit}" for v, unit in ((days, "d"), (hours, "h"), (minutes, "min"),
-                                           (seconds, "s")) if v]
-    return " ".join(parts) or "0 s"
-
-
-def _latest_time(calls: pd.DataFrame) -> pd.Timestamp | None:
-    """The latest start or end time in a calls table (the data's own "now")."""
-    if calls is None or not len(calls):
-        return None
-    latest = calls["start_time"].max()
-    end = calls["end_time"].max()
-    if pd.notna(end) and (pd.isna(latest) or end > latest):
-        latest = end
-    return None if pd.isna(latest) else latest
-
-
-def _ongoing(calls: pd.DataFrame) -> pd.DataFrame:
-    """The calls in progress: no end time and an end that is not unknown (as Capture.ongoing)."""
-    if not len(calls):
-        return calls
-    keep = calls["end_time"].isna().to_numpy()
-    if "end_unknown" in calls.columns:
-        keep = keep & ~calls["end_unknown"].fillna(False).to_numpy(dtype=bool)
-    return calls[keep].reset_index(drop=True)
-
-
 class LiveDashboard:
     """Live concurrent calls per site, ongoing calls, top extensions and site status.
 
-    ``capture`` is a :class:`recstats.Capture` (or any object with the same snapshot
-    attributes ``calls`` and ``status``; the ongoing calls are those of the ``calls``
-    snapshot, so counters, chart and table always show the same moment). ``window`` is how much time the
-    chart shows, ending at "now"; ``refresh`` the seconds between automatic updates
-    after :meth:`start`; times are shown in zone ``tz``.
+    Parameters
+    ----------
+    capture : recstats.Capture
+        Or any object with the same snapshot attributes ``calls`` and ``status``. The
+        ongoing calls (:func:`recstats.stats.ongoing_mask`) are those of the ``calls``
+        snapshot, so status line, chart and table always show the same moment.
+    span : str or pandas.Timedelta, default "1h"
+        How much time the chart shows, ending at "now" (a length with a unit).
+    refresh : float, default 1.0
+        Seconds between automatic updates after :meth:`start` [s].
+    tz : str, default "UTC"
+        Zone the times are shown in.
+    top : int, default 5
+        Extensions in the top list.
+    max_rows : int, default 50
+        Ongoing calls shown in the table.
+    clock : callable, optional
+        Returns "now"; see below.
+    max_points : int, default 5000
+        Steps above which a line is drawn as its per-pixel envelope.
+
+    Notes
+    -----
+    The line above the chart is the capture's status line (the one ``recstats capture``
+    prints): events, calls in progress per site, servers connected; then calls ended.
 
     "Now" is ``clock()`` when a clock is given, otherwise the latest start or end time
     the capture has seen, so the window follows a server whose clock runs fast or
@@ -145,24 +98,27 @@ class LiveDashboard:
 
     >>> import recstats as rs                                       # doctest: +SKIP
     >>> with rs.Capture([("127.0.0.1", 10300)]) as capture:          # doctest: +SKIP
-    ...     dash = rs.LiveDashboard(capture, window="30min")
+    ...     dash = rs.LiveDashboard(capture, span="30min")
     ...     dash.start()        # refreshes every second from the kernel's event loop
     ...     dash                # displays the widgets
     """
 
-    def __init__(self, capture: Any, window: str | pd.Timedelta = "1h", refresh: float = 1.0,
+    def __init__(self, capture: Any, *, span: str | pd.Timedelta = "1h", refresh: float = 1.0,
                  tz: str = "UTC", top: int = 5, max_rows: int = 50,
                  clock: Callable[[], pd.Timestamp] | None = None, max_points: int = 5000):
         if refresh <= 0:
             raise ValueError(f"refresh must be a positive number of seconds, not {refresh}")
+        check_tz(tz)
         self.capture = capture
+        length = None
         try:  # a bare number would be nanoseconds to pandas: ask for a unit instead
-            self.window = None if isinstance(window, (int, float)) else pd.Timedelta(window)
+            length = None if isinstance(span, (int, float)) else pd.Timedelta(span)
         except ValueError:
-            self.window = None
-        if self.window is None or pd.isna(self.window) or self.window <= pd.Timedelta(0):
-            raise ValueError(f"window must be a positive length with a unit, e.g. '15min', "
-                             f"not {window!r}")
+            pass
+        if length is None or pd.isna(length) or length <= pd.Timedelta(0):
+            raise ValueError(f"span must be a positive length with a unit, e.g. '15min', "
+                             f"not {span!r}")
+        self.span: pd.Timedelta = length
         self.interval = float(refresh)
         self.tz = tz
         self.top = int(top)
@@ -177,7 +133,7 @@ class LiveDashboard:
         self.redraws = 0  # refreshes that re-rendered the chart
         self._chart_key: tuple | None = None
         self.last_error: str | None = None
-        self._handle: asyncio.TimerHandle | None = None
+        self._handle: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ongoing = pd.DataFrame()
 
@@ -264,9 +220,9 @@ class LiveDashboard:
         calls = capture.calls
         # from the same snapshot as the chart: a second read (capture.ongoing) would see
         # the events that arrived meanwhile, and the counters would disagree with the chart
-        ongoing = _ongoing(calls)
+        ongoing = ongoing_calls(calls)
         status = capture.status
-        now = self.clock() if self.clock is not None else _latest_time(calls)
+        now = self.clock() if self.clock is not None else latest_time(calls)
         if now is None:
             now = pd.Timestamp.now(tz="UTC")
         self.now = pd.Timestamp(now)
@@ -285,20 +241,23 @@ class LiveDashboard:
         return True
 
     def _window_calls(self, calls: pd.DataFrame, now: pd.Timestamp) -> pd.DataFrame:
-        """Calls that overlap ``[now - window, now]`` (ongoing calls included)."""
+        """Calls that overlap ``[now - span, now]``: ended ones and ongoing ones.
+
+        A call without an end that is not ongoing (its end is unknown) is left out.
+        """
         if not len(calls):
             return calls
-        if "end_unknown" in calls.columns:  # ended while the capture was away: end unknown
-            calls = calls[~calls["end_unknown"].fillna(False).to_numpy(dtype=bool)]
-        begin = now - self.window
-        keep = (calls["start_time"] <= now) & (calls["end_time"].isna()
-                                               | (calls["end_time"] > begin))
-        return calls[keep.to_numpy()]
+        ongoing = np.asarray(stats.ongoing_mask(calls), dtype=bool)
+        ended = calls["end_time"].notna().to_numpy()
+        begin = now - self.span
+        keep = (calls["start_time"] <= now).to_numpy() & (
+            ongoing | (ended & (calls["end_time"] > begin).to_numpy()))
+        return calls[keep]
 
     def _line(self, name: str):
         line = self.lines.get(name)
         if line is None:
-            style = {"color": "k", "linewidth": 1.6} if name == _TOTAL else \
+            style: dict[str, Any] = {"color": "k", "linewidth": 1.6} if name == _TOTAL else \
                 {"linewidth": 1.0, "color": f"C{len(self.lines) % 10}"}
             (line,) = self.ax.plot([], [], drawstyle="steps-post", label=name, gid=name,
                                    **style)
@@ -308,13 +267,14 @@ class LiveDashboard:
 
     def _render_chart(self, calls: pd.DataFrame, now: pd.Timestamp) -> None:
         visible = self._window_calls(calls, now)
-        lo, hi = _micros(now - self.window), _micros(now)
+        lo, hi = micro(now - self.span), micro(now)
         # one microsecond past now, so that a call starting exactly at now is counted
-        until = now + pd.Timedelta(1, "us")
-        total = stats.concurrency(visible, until=until) if len(visible) else None
+        window = (now - self.span, now + pd.Timedelta(1, "us"))
+        total = stats.concurrency(visible, tz=self.tz, window=window) if len(visible) \
+            else None
         seen = set()
         if len(visible):
-            per_site = stats.concurrency(visible, by="site", until=until)
+            per_site = stats.concurrency(visible, by="site", tz=self.tz, window=window)
             for site, part in per_site.groupby("site", observed=True, sort=True):
                 name = str(site)
                 self._set_step(self._line(name), part, lo, hi)
@@ -328,7 +288,7 @@ class LiveDashboard:
                    if len(line.get_ydata())), default=0.0)
         self.ax.set_xlim(self._day0 + lo / _US_PER_DAY, self._day0 + hi / _US_PER_DAY)
         self.ax.set_ylim(0, max(1.0, top) * 1.15)
-        self.ax.set_title(f"Concurrent calls, last {_span_text(self.window)} "
+        self.ax.set_title(f"Concurrent calls, last {span_text(self.span)} "
                           f"(now {now.tz_convert(self.tz):%Y-%m-%d %H:%M:%S} {self.tz})",
                           fontsize="medium")
         buffer = io.BytesIO()
@@ -341,21 +301,21 @@ class LiveDashboard:
 
         Times become matplotlib date numbers (float days since 1970) computed here, so
         drawing converts nothing. A line with more than ``max_points`` vertices is cut
-        to a per-pixel envelope (:func:`_envelope`), which draws the same picture.
+        to a per-pixel envelope (:func:`recstats._dashboard.envelope`), which draws the same picture.
         """
         if frame is None or not len(frame):
             line.set_data([], [])
             return
-        x = _micros(frame["time"])
+        x = micros(frame["time"])
         y = frame["concurrent"].to_numpy(dtype="float64")
         if x[-1] < hi:  # hold the last value up to "now" so the line reaches the edge
             x = np.append(x, hi)
             y = np.append(y, y[-1])
-        elif x[-1] > hi and len(y) > 1:  # ongoing calls "end" at until: keep the count
+        elif x[-1] > hi and len(y) > 1:  # ongoing calls "end" at the window's end
             y = y.copy()
             y[-1] = y[-2]
         if len(x) > self.max_points:
-            x, y = _envelope(x, y, lo, hi, self.pixels)
+            x, y = envelope(x, y, lo, hi, self.pixels)
         line.set_data(self._day0 + x / _US_PER_DAY, y)
 
     def _render_status(self, status: pd.DataFrame, calls: pd.DataFrame,
@@ -368,40 +328,13 @@ class LiveDashboard:
             "ongoing": len(ongoing), "ended": ended, "events": events,
             "reconnects": int(status["reconnects"].sum()) if len(status) else 0,
         }
-        self.counters_html.value = (
-            f"<b>{self.counts['ongoing']:,}</b> ongoing · <b>{ended:,}</b> ended · "
-            f"<b>{events:,}</b> events · {self.counts['connected']}/{self.counts['servers']}"
-            " servers connected")
-        def text(value) -> str:
-            if value is None or (not isinstance(value, str) and pd.isna(value)):
-                return ""
-            return html.escape(str(value))
-
-        # optional columns (a real Capture has them) are shown when present
-        extra = [c for c in ("site", "ongoing") if c in status.columns]
-        rows = []
-        for record in status.to_dict("records"):
-            light = ('<span style="color:#1a7f37" title="connected">●</span>'
-                     if bool(record.get("connected")) else
-                     '<span style="color:#c62828" title="disconnected">●</span>')
-            cells = [light, text(record.get("server")), *(text(record[c]) for c in extra),
-                     self._time(record.get("since")), self._time(record.get("last_keepalive")),
-                     text(record.get("events")), text(record.get("reconnects")),
-                     text(record.get("last_error"))]
-            rows.append("<tr>" + "".join(f"<td>{cell}</td>" for cell in cells) + "</tr>")
-        header = ["", "server", *extra, "since", "last keep-alive", "events", "reconnects",
-                  "last error"]
-        self.status_html.value = (
-            "<table><tr>" + "".join(f"<th>{h}</th>" for h in header) + "</tr>"
-            + "".join(rows) + "</table>")
+        line = status_line(snapshot_status(status, ongoing))
+        self.counters_html.value = (f"<b>{html.escape(line)}</b> · {self.counts['ongoing']:,} "
+                                    f"ongoing, {ended:,} ended")
+        self.status_html.value = status_table(status, self.tz)
 
     def _time(self, value) -> str:
-        if value is None or (not isinstance(value, str) and pd.isna(value)):
-            return ""
-        stamp = pd.Timestamp(value)
-        if stamp.tzinfo is None:
-            stamp = stamp.tz_localize("UTC")
-        return html.escape(f"{stamp.tz_convert(self.tz):%H:%M:%S}")
+        return clock_time(value, self.tz)
 
     def filtered_ongoing(self) -> pd.DataFrame:
         """The ongoing calls that match the filter box (all of them when it is empty)."""
@@ -420,7 +353,7 @@ class LiveDashboard:
         shown = self.filtered_ongoing()
         matching = len(shown)
         if matching:
-            order = np.argsort(_naive_utc(shown["start_time"]))[::-1][: self.max_rows]
+            order = np.argsort(naive_utc(shown["start_time"]))[::-1][: self.max_rows]
             shown = shown.iloc[order]
         columns = [c for c in ("site", "caller", "callee", "start_time", "direction")
                    if c in shown.columns]
@@ -446,27 +379,22 @@ class LiveDashboard:
 
     def _render_top(self, calls: pd.DataFrame, ongoing: pd.DataFrame,
                     now: pd.Timestamp) -> None:
-        """Extensions in the most calls that ran inside the window (caller or callee).
+        """Extensions in the most calls that ran inside the span (caller or callee).
 
         Extensions as :func:`recstats.stats.extension_stats` counts them by default
-        (numbers of 1 to 6 digits, not outside ``+...`` numbers), once per call.
+        (numbers of 1 to 6 digits, not outside ``+...`` numbers), once per call; with
+        several sites, each site's extensions apart (``top_extensions`` is then indexed
+        by site and extension).
         """
-        visible = self._window_calls(calls, now)
-        parts = []
-        for column in ("caller", "callee"):
-            if column in visible.columns:
-                numbers = visible[column].astype("str").str.strip()
-                if column == "callee" and "caller" in visible.columns:  # a call to itself
-                    numbers = numbers[numbers != visible["caller"].astype("str").str.strip()]
-                parts.append(numbers)
-        counts = pd.concat(parts).value_counts() if parts else pd.Series(dtype="int64")
-        # which numbers are extensions: decided once per distinct number
-        counts = counts[stats.is_extension(counts.index.to_series(), None)]
+        several, counts = top_extensions(self._window_calls(calls, now))
         self.top_extensions = counts.head(self.top)
-        rows = "".join(f"<tr><td>{html.escape(str(ext))}</td><td>{n:,}</td></tr>"
-                       for ext, n in self.top_extensions.items())
-        self.top_html.value = (f"<b>Top extensions, last {_span_text(self.window)}</b><table>"
-                               f"<tr><th>extension</th><th>calls</th></tr>{rows}</table>")
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>"
+                             for cell in (tuple(key) if several else (key,)))  # type: ignore[arg-type]
+            + f"<td>{n:,}</td></tr>" for key, n in self.top_extensions.items())
+        header = "<th>site</th><th>extension</th>" if several else "<th>extension</th>"
+        self.top_html.value = (f"<b>Top extensions, last {span_text(self.span)}</b><table>"
+                               f"<tr>{header}<th>calls</th></tr>{rows}</table>")
 
     # ------------------------------------------------------------------ periodic
 

@@ -80,17 +80,45 @@ def test_traffic_profile_delegates(calls):
                                   stats.traffic_profile(calls, tz="Europe/Budapest"))
 
 
-def test_extensions_delegates(calls):
-    pd.testing.assert_frame_equal(calls.rs.extensions(), stats.extension_stats(calls))
-    pd.testing.assert_frame_equal(calls.rs.extensions(extensions=["100", "101"]),
+def test_extension_stats_delegates(calls):
+    pd.testing.assert_frame_equal(calls.rs.extension_stats(), stats.extension_stats(calls))
+    pd.testing.assert_frame_equal(calls.rs.extension_stats(extensions=["100", "101"]),
                                   stats.extension_stats(calls, extensions=["100", "101"]))
+    pd.testing.assert_frame_equal(calls.rs.extension_stats(by="site"),
+                                  stats.extension_stats(calls, by="site"))
 
 
-def test_capacity_delegates(calls):
-    pd.testing.assert_frame_equal(calls.rs.capacity(), stats.capacity_table(calls))
-    pd.testing.assert_frame_equal(calls.rs.capacity(blocking=(0.02,), tz="Asia/Tokyo"),
-                                  stats.capacity_table(calls, blocking=(0.02,),
-                                                       tz="Asia/Tokyo"))
+def test_capacity_table_delegates(calls):
+    pd.testing.assert_frame_equal(calls.rs.capacity_table(), stats.capacity_table(calls))
+    pd.testing.assert_frame_equal(
+        calls.rs.capacity_table(blocking=(0.02,), tz="Asia/Tokyo", days="weekdays"),
+        stats.capacity_table(calls, blocking=(0.02,), tz="Asia/Tokyo", days="weekdays"))
+
+
+def test_check_delegates(calls):
+    odd = pd.concat([calls, calls.iloc[:1]], ignore_index=True)  # call a twice
+    pd.testing.assert_frame_equal(odd.rs.check(), stats.check_calls(odd))
+    assert "duplicate call id" in set(odd.rs.check()["problem"])
+    assert calls.rs.check().empty
+
+
+def test_method_names_match_the_functions():
+    names = {n for n in dir(CallsAccessor) if not n.startswith("_")}
+    assert {"concurrency", "busy_hour", "traffic_profile", "extension_stats",
+            "capacity_table", "check", "summary", "plot_concurrency",
+            "plot_traffic_heatmap", "plot_extensions", "plot_capacity"} == names
+
+
+@pytest.mark.parametrize("call", [
+    lambda acc: acc.concurrency("15min"), lambda acc: acc.busy_hour("bouncing"),
+    lambda acc: acc.traffic_profile("UTC"), lambda acc: acc.extension_stats(["100"]),
+    lambda acc: acc.capacity_table((0.01,)), lambda acc: acc.summary("UTC"),
+    lambda acc: acc.plot_concurrency("15min"), lambda acc: acc.plot_extensions(5),
+], ids=["concurrency", "busy_hour", "traffic_profile", "extension_stats", "capacity_table",
+        "summary", "plot_concurrency", "plot_extensions"])
+def test_settings_are_keyword_only(calls, call):
+    with pytest.raises(TypeError):
+        call(calls.rs)
 
 
 @pytest.mark.parametrize("method", ["time-consistent", "bouncing"])
@@ -134,8 +162,8 @@ def test_plot_traffic_heatmap_delegates(calls):
 
 
 def test_plot_extensions_delegates(calls):
-    got = calls.rs.plot_extensions(top=2, by="traffic")
-    want = plot.plot_extensions(calls, top=2, by="traffic")
+    got = calls.rs.plot_extensions(top=2, sort_by="traffic")
+    want = plot.plot_extensions(calls, top=2, sort_by="traffic")
     assert [p.get_width() for p in got.axes[0].patches] == \
         [p.get_width() for p in want.axes[0].patches]
     assert [t.get_text() for t in got.axes[0].get_yticklabels()] == \
@@ -155,8 +183,9 @@ def test_no_method_mutates_the_frame(calls):
     acc.concurrency(freq="15min", by="site")
     acc.busy_hour()
     acc.traffic_profile(tz="Europe/Budapest")
-    acc.extensions()
-    acc.capacity()
+    acc.extension_stats(by="site")
+    acc.capacity_table(days="weekdays")
+    acc.check()
     acc.summary()
     acc.plot_concurrency(by="site")
     acc.plot_traffic_heatmap()
@@ -185,6 +214,10 @@ def test_summary_by_hand(calls):
     assert summary.peak_time == pd.Timestamp("2026-11-02 09:10", tz="UTC")
     assert summary.busy_hour == 9
     assert summary.busy_hour_traffic == pytest.approx(1.75)
+    # no attrs: the archive rule, whole days; the busy hour was observed in full
+    assert summary.window == (pd.Timestamp("2026-11-02", tz="UTC"),
+                              pd.Timestamp("2026-11-03", tz="UTC"))
+    assert summary.busy_hour_coverage == 1.0
 
 
 def test_summary_busy_hour_in_zone(calls):
@@ -197,7 +230,9 @@ def test_summary_reprs(calls):
     text = repr(calls.rs.summary())
     assert text.startswith("CallsSummary")
     for piece in ("4", "LA, NY", "2026-11-02 09:00:00 UTC → 2026-11-02 10:05:00 UTC",
-                  "3 at 2026-11-02 09:10:00 UTC", "09:00–10:00 UTC, 1.75 erlangs"):
+                  "3 at 2026-11-02 09:10:00 UTC", "09:00–10:00 UTC, 1.75 erlangs",
+                  "(100% observed)",
+                  "2026-11-02 00:00:00 UTC → 2026-11-03 00:00:00 UTC (24.0 h)"):
         assert piece in text
     page = calls.rs.summary()._repr_html_()
     assert page.startswith("<table") and "1.75 erlangs" in page
@@ -222,9 +257,15 @@ def test_summary_ongoing_needs_a_start(calls):
     odd = calls.copy()
     odd.loc[2, ["start_time", "end_time"]] = pd.NaT
     odd.loc[3, "end_time"] = pd.NaT
-    assert odd.rs.summary(until="2026-11-02 12:00").ongoing == 1
-    lost = odd.assign(end_unknown=[False, False, False, True])  # a capture lost its end
-    assert lost.rs.summary(until="2026-11-02 12:00").ongoing == 0
+    odd["end_unknown"] = [False, False, True, False]  # as the archive marks a CDR with no end
+    window = ("2026-11-02 00:00", "2026-11-02 12:00")
+    # the analyses behind the summary leave c out and say so
+    with pytest.warns(recstats.DataQualityWarning, match="ids: c"):
+        assert odd.rs.summary(window=window).ongoing == 1
+    odd.loc[3, "end_unknown"] = True  # a capture lost its end
+    with pytest.warns(recstats.DataQualityWarning, match="ids: c, d"):
+        summary = odd.rs.summary(window=window)
+    assert summary.ongoing == 0 == int(stats.ongoing_mask(odd).sum())
 
 
 def test_summary_shows_utc_whatever_the_columns_zone(calls):
@@ -263,23 +304,36 @@ def test_summary_without_traffic():
     assert summary.first_start == summary.last_end
 
 
-def test_until_is_passed_on_for_ongoing_calls(calls):
+def test_window_is_passed_on_for_ongoing_calls(calls):
     live = calls.copy()
     live.loc[2, "end_time"] = pd.NaT  # c (09:05, LA) still in progress
-    until = pd.Timestamp("2026-11-02 11:00", tz="UTC")
-    got = live.rs.concurrency(until=until)
-    pd.testing.assert_frame_equal(got, stats.concurrency(live, until=until))
-    assert got["time"].iat[-1] == until
-    pd.testing.assert_frame_equal(live.rs.capacity(until=until),
-                                  stats.capacity_table(live, until=until))
-    pd.testing.assert_frame_equal(live.rs.extensions(until=until),
-                                  stats.extension_stats(live, until=until))
-    summary = live.rs.summary(until=until)
+    window = (pd.Timestamp("2026-11-02 09:00", tz="UTC"), pd.Timestamp("2026-11-02 11:00", tz="UTC"))
+    got = live.rs.concurrency(window=window)
+    pd.testing.assert_frame_equal(got, stats.concurrency(live, window=window))
+    assert got["time"].iat[-1] == window[1]
+    pd.testing.assert_frame_equal(live.rs.capacity_table(window=window),
+                                  stats.capacity_table(live, window=window))
+    pd.testing.assert_frame_equal(live.rs.extension_stats(window=window),
+                                  stats.extension_stats(live, window=window))
+    pd.testing.assert_frame_equal(live.rs.traffic_profile(window=window),
+                                  stats.traffic_profile(live, window=window))
+    summary = live.rs.summary(window=window)
     # c now runs 09:05-11:00, so 10:00-11:00 carries 1 E and 09:00-10:00 still 1.75 E
     assert (summary.busy_hour, summary.busy_hour_traffic) == (9, pytest.approx(1.75))
-    ax = live.rs.plot_concurrency(freq=None, until=until).axes[0]
+    assert summary.window == window and summary.ongoing == 1
+    ax = live.rs.plot_concurrency(freq=None, window=window).axes[0]
     line = next(ln for ln in ax.lines if ln.get_gid() == "exact")
     assert line.get_xdata()[-1] == np.datetime64("2026-11-02T11:00")
+
+
+def test_window_from_the_tables_attrs(calls):
+    observed = calls.copy()
+    observed.attrs["window"] = ["2026-11-02T09:00:00+00:00", "2026-11-02T09:30:00+00:00"]
+    with pytest.warns(recstats.DataQualityWarning, match=r"outside the window \(ids: d\)"):
+        summary = observed.rs.summary()  # d starts at 09:50
+    assert summary.window == (pd.Timestamp("2026-11-02 09:00", tz="UTC"),
+                              pd.Timestamp("2026-11-02 09:30", tz="UTC"))
+    assert "(0.5 h)" in repr(summary)
 
 
 def test_accessor_registered_when_pandas_comes_after_recstats():

@@ -3,18 +3,25 @@
 from __future__ import annotations
 
 import matplotlib.dates as mdates
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
 from recstats import plot, stats
-from recstats._table import empty_calls
+from recstats._table import coerce_calls, empty_calls
 
 
 @pytest.fixture
 def calls(four_calls):
     return four_calls  # see conftest.py: peak 3 at 09:10 UTC
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    yield
+    plt.close("all")  # the plots make pyplot figures, as DataFrame.plot does
 
 
 def _utc(texts):
@@ -63,17 +70,22 @@ def test_binned_peak_and_mean_lines(calls):
         assert x[-1] == starts[-1] + np.timedelta64(30, "m")  # the last bin's end
         np.testing.assert_allclose(y[:-1], binned[column])
         assert y[-1] == y[-2]
+    # bins cover the observed window: the whole day 2026-11-02, 48 half hours
+    assert len(starts) == 48 and starts[0] == np.datetime64("2026-11-02T00:00")
     # by hand: 09:00-09:30 peak 3, mean (20+20+25+0)/30; 09:30-10:00 peak 2,
-    # mean (30+10)/30; 10:00-10:30 peak 1, mean 5/30
-    np.testing.assert_array_equal(peak.get_ydata()[:-1], [3, 2, 1])
-    np.testing.assert_allclose(mean.get_ydata()[:-1], [65 / 30, 40 / 30, 5 / 30])
+    # mean (30+10)/30; 10:00-10:30 peak 1, mean 5/30; every other bin 0 (observed, quiet)
+    at = 18  # 09:00 is the 19th half hour
+    np.testing.assert_array_equal(peak.get_ydata()[at:at + 3], [3, 2, 1])
+    np.testing.assert_allclose(mean.get_ydata()[at:at + 3], [65 / 30, 40 / 30, 5 / 30])
+    assert np.nansum(peak.get_ydata()[:-1]) == 6 and np.nansum(mean.get_ydata()[:-1]) == \
+        pytest.approx(110 / 30)
 
 
 def test_exact_and_binned_together(calls):
     ax = plot.plot_concurrency(calls, freq="15min").axes[0]
     assert len(_lines(ax, "exact")) == len(_lines(ax, "bin-peak")) == 1
     assert len(_lines(ax, "bin-mean")) == 1
-    assert "erlangs" in ax.get_ylabel()
+    assert "[erlang]" in ax.get_ylabel()
 
 
 def test_one_line_per_group_with_by(calls):
@@ -157,15 +169,61 @@ def test_draws_on_the_given_axes(calls, draw):
     assert right.get_title() and right.get_xlabel() and right.get_ylabel()
 
 
-def test_new_figures_do_not_touch_pyplot(calls):
-    import matplotlib.pyplot as plt
+def test_each_plot_without_ax_is_a_new_current_pyplot_figure(calls):
+    before = set(plt.get_fignums())
+    figures = [plot.plot_concurrency(calls), plot.plot_traffic_heatmap(calls),
+               plot.plot_extensions(calls), plot.plot_capacity(calls)]
+    assert len(set(plt.get_fignums()) - before) == 4
+    assert len({id(f) for f in figures}) == 4
+    assert plt.gcf() is figures[-1]  # so plt.savefig / plt.show act on the last one
 
-    before = plt.get_fignums()
-    plot.plot_concurrency(calls)
-    plot.plot_traffic_heatmap(calls)
-    plot.plot_extensions(calls)
-    plot.plot_capacity(calls)
-    assert plt.get_fignums() == before
+
+def test_a_plot_saved_through_pyplot_is_not_blank(calls, tmp_path):
+    import matplotlib.image as mpimg
+
+    plot.plot_concurrency(calls, by="site")
+    plt.savefig(tmp_path / "c.png")
+    pixels = mpimg.imread(tmp_path / "c.png")
+    # a blank figure is one colour; the curve, labels and legend make many
+    assert len(np.unique(pixels.reshape(-1, pixels.shape[-1]), axis=0)) > 20
+    plt.figure()  # an empty figure, for contrast: uniformly white
+    plt.savefig(tmp_path / "blank.png")
+    blank = mpimg.imread(tmp_path / "blank.png")
+    assert len(np.unique(blank.reshape(-1, blank.shape[-1]), axis=0)) == 1
+
+
+def test_a_notebook_shows_a_returned_figure_once(calls, monkeypatch):
+    # the inline backend shows open pyplot figures when a cell ends, through display():
+    # whether the cell returns the figure or not, it must be shown exactly once
+    import IPython.display
+    import matplotlib
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda obj, **kw: shown.append(obj))
+    monkeypatch.setattr(plt, "isinteractive", lambda: True)
+    monkeypatch.setattr(matplotlib, "get_backend",
+                        lambda: "module://matplotlib_inline.backend_inline")
+    fig = plot.plot_concurrency(calls)
+    fig._ipython_display_()                     # the cell's value
+    (image,) = shown
+    assert image.data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert fig.number not in plt.get_fignums()  # so the end of the cell skips it
+    # another interactive backend (a widget, a window) shows open figures itself
+    monkeypatch.setattr(matplotlib, "get_backend", lambda: "qtagg")
+    other = plot.plot_traffic_heatmap(calls)
+    other._ipython_display_()
+    assert len(shown) == 1 and other.number in plt.get_fignums()
+
+
+def test_settings_are_keyword_only(calls):
+    with pytest.raises(TypeError):
+        plot.plot_concurrency(calls, "15min")
+    with pytest.raises(TypeError):
+        plot.plot_traffic_heatmap(calls, "UTC")
+    with pytest.raises(TypeError):
+        plot.plot_extensions(calls, 5)
+    with pytest.raises(TypeError):
+        plot.plot_capacity(calls, (0.01,))
 
 
 def test_figures_render_headless(calls, tmp_path):
@@ -189,7 +247,7 @@ def test_heatmap_is_the_traffic_profile(calls):
         "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
     assert [t.get_text() for t in ax.get_xticklabels()] == [str(h) for h in range(24)]
     colorbar = image.colorbar
-    assert colorbar is not None and colorbar.ax.get_ylabel() == "erlangs"
+    assert colorbar is not None and colorbar.ax.get_ylabel() == "traffic [erlang]"
     assert ax.get_xlabel() == "hour of day (Europe/Budapest)"
     assert ax.get_title()
     # by hand: Monday 2026-11-02, 10:00 Budapest carries 105 call-minutes = 1.75 E
@@ -202,31 +260,48 @@ def test_heatmap_is_the_traffic_profile(calls):
 
 def test_extension_bars_are_the_top_of_extension_stats(calls):
     table = stats.extension_stats(calls)
-    for by in ("calls", "traffic"):
-        ax = plot.plot_extensions(calls, top=3, by=by).axes[0]
-        want = table[by].sort_values(ascending=False, kind="stable").head(3)
+    for sort_by in ("calls", "traffic"):
+        ax = plot.plot_extensions(calls, top=3, sort_by=sort_by, by=None).axes[0]
+        want = table[sort_by].sort_values(ascending=False, kind="stable").head(3)
         bars = ax.patches
         assert [p.get_width() for p in bars] == pytest.approx(want.tolist())
         assert [t.get_text() for t in ax.get_yticklabels()] == list(want.index)
         # the largest bar is drawn at the top
         assert ax.yaxis_inverted()
-        assert ax.get_title() == f"Top 3 extensions by {by}"
-    assert ax.get_xlabel() == "traffic (erlangs)"
+        assert ax.get_title() == f"Top 3 extensions by {sort_by}"
+    assert ax.get_xlabel() == "traffic [erlang]"
 
 
 def test_extension_bars_by_hand(calls):
-    # 100 takes part in a (caller), b (callee) and d (caller): 10 + 20 + 10 = 40 minutes
-    ax = plot.plot_extensions(calls, top=1).axes[0]
+    # merged: 100 takes part in a (caller), b (callee) and d (caller)
+    ax = plot.plot_extensions(calls, top=1, by=None).axes[0]
     assert ax.get_yticklabels()[0].get_text() == "100"
     assert ax.patches[0].get_width() == 3
     assert ax.get_xlabel() == "calls"
-    ax = plot.plot_extensions(calls, top=1, by="traffic", extensions=["101", "102"]).axes[0]
+    ax = plot.plot_extensions(calls, top=1, sort_by="traffic", by=None,
+                              extensions=["101", "102"]).axes[0]
     assert ax.get_yticklabels()[0].get_text() == "102"  # 60 minutes against 20
 
 
+def test_extension_bars_keep_sites_apart(calls):
+    # by hand: NY has a (100 -> 200) and b (101 -> 100): 100 twice, 101 and 200 once;
+    # LA has c (+36... -> 102) and d (100 -> +36...): 102 and 100 once. Five bars.
+    ax = plot.plot_extensions(calls, top=10).axes[0]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "100 (NY)" and ax.patches[0].get_width() == 2
+    assert sorted(labels) == ["100 (LA)", "100 (NY)", "101 (NY)", "102 (LA)", "200 (NY)"]
+    assert [p.get_width() for p in ax.patches] == [2, 1, 1, 1, 1]
+    assert len(stats.extension_stats(calls, by="site")) == 5
+    assert "sites apart" in ax.get_title()
+    # one site only: plain extension labels
+    one = calls[calls["site"] == "NY"]
+    labels = [t.get_text() for t in plot.plot_extensions(one).axes[0].get_yticklabels()]
+    assert labels == ["100", "101", "200"]
+
+
 def test_extensions_rejects_unknown_measure(calls):
-    with pytest.raises(ValueError, match="by must be one of"):
-        plot.plot_extensions(calls, by="colour")
+    with pytest.raises(ValueError, match="sort_by must be one of"):
+        plot.plot_extensions(calls, sort_by="colour")
     with pytest.raises(ValueError, match="top"):
         plot.plot_extensions(calls, top=0)
 
@@ -249,7 +324,7 @@ def test_capacity_curves_are_channels_for(calls):
     assert list(vline.get_xdata()) == [10.0, 10.0]
     (hline,) = _lines(ax, "observed-peak")
     assert list(hline.get_ydata()) == [21, 21]
-    assert ax.get_xlabel() == "offered traffic (erlangs)" and ax.get_ylabel() == "channels"
+    assert ax.get_xlabel() == "offered traffic [erlang]" and ax.get_ylabel() == "channels"
     assert ax.get_title()
 
 
@@ -258,12 +333,16 @@ def test_capacity_marks_come_from_capacity_table(calls):
     row = stats.capacity_table(calls, blocking=(0.01,)).loc["all"]
     (vline,) = _lines(ax, "busy-hour-traffic")
     (hline,) = _lines(ax, "observed-peak")
-    assert vline.get_xdata()[0] == pytest.approx(row["busy_hour_traffic"])
+    assert vline.get_xdata()[0] == pytest.approx(row["traffic"])
     assert hline.get_ydata()[0] == row["observed_peak"]
     # by hand: peak 3; busy hour 09:00 UTC carries 1.75 E
     assert hline.get_ydata()[0] == 3
     assert vline.get_xdata()[0] == pytest.approx(1.75)
-    assert "09:00 UTC" in vline.get_label()
+    assert "time-consistent, 09:00 UTC, 100% observed" in vline.get_label()
+    # one day only: the busiest day's busy hour is the busy hour
+    (busiest,) = _lines(ax, "busiest-day-traffic")
+    assert busiest.get_xdata()[0] == pytest.approx(row["busiest_day_traffic"]) == \
+        pytest.approx(1.75)
 
 
 def test_capacity_explicit_values_win_and_calls_are_optional(calls):
@@ -287,3 +366,84 @@ def test_no_calls_gives_an_empty_chart_not_an_error(draw):
     ax = draw(empty_calls()).axes[0]
     assert [t.get_text() for t in _texts(ax, "no-data")] == ["no calls"]
     assert ax.get_title()
+
+
+# --------------------------------------------------------------------------- windows, sites
+
+
+def test_ongoing_calls_draw_no_cliff_at_the_windows_end(calls):
+    live = calls.copy()
+    live.loc[2, "end_time"] = pd.NaT  # c (LA, from 09:05) still in progress
+    window = ("2026-11-02 09:00", "2026-11-02 11:00")
+    (line,) = _lines(plot.plot_concurrency(live, freq=None, window=window).axes[0], "exact")
+    # by hand: 09:00 1, 09:05 2, 09:10 3, 09:20 2, 09:30 1, 09:50 2, 10:00 1, and c alone
+    # until the window's end at 11:00, where the curve stops at 1 instead of dropping to 0
+    assert line.get_xdata()[-1] == np.datetime64("2026-11-02T11:00")
+    np.testing.assert_array_equal(line.get_ydata(), [1, 2, 3, 2, 1, 2, 1, 1])
+    # finished calls still end at 0
+    (done,) = _lines(plot.plot_concurrency(calls, freq=None, window=window).axes[0], "exact")
+    assert done.get_ydata()[-1] == 0
+    # a window that ends while c (09:05-10:05) and d (09:50-10:00) run: they count until
+    # 09:55 and the curve stops at 2 there, not at 0
+    (cut,) = _lines(plot.plot_concurrency(calls, freq=None, window=(
+        "2026-11-02 09:00", "2026-11-02 09:55")).axes[0], "exact")
+    assert cut.get_xdata()[-1] == np.datetime64("2026-11-02T09:55")
+    np.testing.assert_array_equal(cut.get_ydata(), [1, 2, 3, 2, 1, 2, 2])
+
+
+def test_bins_outside_the_window_are_gaps(calls):
+    window = ("2026-11-02 09:00", "2026-11-02 09:30")
+    ax = plot.plot_concurrency(calls, freq="30min", exact=False, window=window).axes[0]
+    binned = stats.concurrency(calls, freq="30min", window=window)
+    (peak,), (mean,) = _lines(ax, "bin-peak"), _lines(ax, "bin-mean")
+    np.testing.assert_array_equal(mean.get_ydata()[:-1], binned["mean"].to_numpy(float))
+    np.testing.assert_array_equal(peak.get_ydata()[:-1], binned["peak"].to_numpy(float))
+    # by hand: 09:00-09:30 observed, peak 3 and (20 + 20 + 25) / 30 erlangs; later bins
+    # were not observed: NaN, drawn as nothing (never as 0)
+    first = binned.index.get_loc(pd.Timestamp("2026-11-02 09:00", tz="UTC"))
+    assert mean.get_ydata()[first] == pytest.approx(65 / 30)
+    later = binned.index >= pd.Timestamp("2026-11-02 09:30", tz="UTC")
+    assert np.isnan(mean.get_ydata()[:-1][later]).all()
+
+
+def _sites(calls, n):
+    parts = [calls.assign(site=f"S{k}", call_id=calls["call_id"] + str(k))
+             for k in range(n)]
+    return coerce_calls(pd.concat(parts, ignore_index=True))
+
+
+def test_up_to_four_groups_share_one_axes(calls):
+    fig = plot.plot_concurrency(_sites(calls, 4), freq=None, by="site")
+    assert len(fig.axes) == 1 and len(_lines(fig.axes[0], "exact")) == 4
+
+
+def test_past_four_groups_small_multiples_share_the_y_axis(calls):
+    fig = plot.plot_concurrency(_sites(calls, 5), freq="30min", by="site")
+    panels = [ax for ax in fig.axes if ax.get_visible()]
+    assert [ax.get_title(loc="left") for ax in panels] == ["S0", "S1", "S2", "S3", "S4"]
+    for ax in panels:  # each panel one group, the same hand-computed curve
+        (line,) = _lines(ax, "exact")
+        np.testing.assert_array_equal(line.get_ydata(), [1, 2, 3, 2, 1, 2, 1, 0])
+        assert len(_lines(ax, "bin-peak")) == len(_lines(ax, "bin-mean")) == 1
+    assert len({ax.get_ylim() for ax in panels}) == 1
+    assert panels[0].get_ylim()[0] == 0 and panels[0].get_ylim()[1] == pytest.approx(3 * 1.3)
+    assert len([t for ax in panels for t in _texts(ax, "peak")]) == 1
+    assert fig.get_suptitle() == "Concurrent calls by site"
+    # twelve sites: two columns of six
+    fig = plot.plot_concurrency(_sites(calls, 12), freq=None, by="site")
+    assert len([ax for ax in fig.axes if ax.get_visible()]) == 12
+    # a given Axes takes every line
+    target = Figure().add_subplot()
+    plot.plot_concurrency(_sites(calls, 5), freq=None, by="site", ax=target)
+    assert len(_lines(target, "exact")) == 5
+
+
+def test_heatmap_days_and_unobserved_cells(calls):
+    ax = plot.plot_traffic_heatmap(calls, days="weekdays").axes[0]
+    (image,) = ax.images
+    np.testing.assert_array_equal(
+        np.ma.filled(image.get_array(), np.nan),
+        stats.traffic_profile(calls, days="weekdays").to_numpy(dtype="float64"))
+    assert "weekdays" in ax.get_title()
+    # 2026-11-02 is a Monday: no other weekday was observed, so those rows are blank
+    assert np.isnan(np.ma.filled(image.get_array(), np.nan)[1:]).all()

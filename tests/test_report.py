@@ -89,7 +89,8 @@ def test_report_folder_is_complete_and_self_contained(calls, tmp_path):
     for name in images:                                # relative, present, really PNG
         assert "/" not in name
         assert (tmp_path / "rep" / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for section in ("summary", "concurrency", "traffic", "extensions", "capacity", "errors"):
+    for section in ("summary", "quality", "concurrency", "traffic", "extensions", "capacity",
+                    "errors"):
         assert f'id="{section}"' in text
     assert "Test &lt;report&gt;" in text and "<report>" not in text
     assert "bad/&lt;one&gt;.xml" in text and "malformed XML &amp; more" in text
@@ -205,3 +206,132 @@ def test_report_command_folds_a_captured_events_table_into_calls(tmp_path, capsy
     assert main(["report", str(source), "--out", str(tmp_path / "r")]) == 0
     assert f"{live['call_id'].nunique():,} calls" in capsys.readouterr().out
     assert len(pd.read_parquet(tmp_path / "r" / "calls.parquet")) == len(live)
+
+
+# --------------------------------------------------------------------------- sections
+
+
+def _section(text, anchor):
+    return text.split(f'id="{anchor}"', 1)[1].split("</section>", 1)[0]
+
+
+def _headings(block):
+    return [html.unescape(h) for h in re.findall(r"<th>([^<]*)</th>", block)]
+
+
+def test_report_takes_parse_errors_from_the_tables_attrs(tmp_path):
+    calls = calls_frame([_call("a", 0, 5)])
+    calls.attrs["errors"] = [{"path": "x.xml", "error": "empty document"}]
+    source = tmp_path / "calls.parquet"
+    calls.to_parquet(source)  # attrs are plain data: they survive the Parquet file
+    back = pd.read_parquet(source)
+    text = write_report(back, tmp_path / "r").read_text(encoding="utf-8")
+    assert "Files that could not be parsed (1)" in _section(text, "errors")
+    assert "empty document" in text
+    assert pd.read_parquet(tmp_path / "r" / "calls.parquet").attrs["errors"] == \
+        calls.attrs["errors"]
+
+
+def test_data_quality_section_lists_what_check_calls_finds(tmp_path):
+    from recstats import stats
+
+    # b ends before it starts; a appears twice
+    calls = calls_frame([_call("a", 0, 10), _call("b", 20, 15), _call("a", 0, 10),
+                         _call("c", 30, 40)])
+    problems = stats.check_calls(calls)
+    assert {"end before start", "duplicate call id"} <= set(problems["problem"])
+    block = _section(write_report(calls, tmp_path).read_text(encoding="utf-8"), "quality")
+    assert f"{problems['call_id'].nunique()} of 4 calls have problems" in block
+    for problem, n in problems["problem"].value_counts().items():
+        assert f"{n} {problem}" in html.unescape(block)
+    clean = calls_frame([_call("a", 0, 10)])
+    block = _section(write_report(clean, tmp_path / "c").read_text(encoding="utf-8"),
+                     "quality")
+    assert "No problems found: all 1 calls are used." in block
+
+
+def test_capacity_section_states_window_days_method_and_coverage(tmp_path):
+    # 2026-11-02 is a Monday: a 09:00-09:30 and b 09:10-09:40 that day, c on Saturday
+    sat = pd.Timedelta(days=5)
+    calls = calls_frame([_call("a", 0, 30), _call("b", 10, 40),
+                         {**_call("c", 0, 60), "start_time": T0 + sat,
+                          "end_time": T0 + sat + pd.Timedelta("1h")}])
+    window = ("2026-11-02 00:00", "2026-11-09 00:00")
+    text = write_report(calls, tmp_path, window=window, days="weekdays",
+                        method="bouncing").read_text(encoding="utf-8")
+    block = html.unescape(_section(text, "capacity"))
+    # by hand: Monday 09:00-10:00 carries 30 + 30 call-minutes = 1 erlang, its busiest
+    # hour; the other four weekdays of the window carry nothing and Saturday is left
+    # out, so the mean of the five daily maxima is (1 + 0 + 0 + 0 + 0) / 5 = 0.20
+    assert "Busy hour 09:00–10:00 UTC: 0.20 erlangs, by the bouncing method" in block
+    assert "over weekdays in the window 2026-11-02 00:00 UTC → 2026-11-09 00:00 UTC " \
+           "(7 days)" in block
+    assert "100% of that hour was observed" in block
+    summary = html.unescape(_section(text, "summary"))
+    assert "2026-11-02 00:00 UTC → 2026-11-09 00:00 UTC (7 days; as given)" in summary
+
+
+def test_data_quality_section_lists_the_periods_a_site_was_not_observed(tmp_path):
+    calls = calls_frame([_call("a", 0, 10), _call("b", 5, 50, site="LDN")])
+    calls.attrs["window"] = ["2026-11-02T09:00:00+00:00", "2026-11-02T10:00:00+00:00"]
+    calls.attrs["gaps"] = [{"server": "10.0.0.2:10300", "site": "LDN",
+                            "start": "2026-11-02T09:10:00+00:00",
+                            "end": "2026-11-02T09:40:00+00:00"}]
+    block = html.unescape(_section(write_report(calls, tmp_path, tz="Europe/Budapest")
+                                   .read_text(encoding="utf-8"), "quality"))
+    assert "Periods in which a site was not observed (1)" in block
+    # 09:10-09:40 UTC is 10:10-10:40 in Budapest: 30 minutes
+    assert re.search(r"<td>10\.0\.0\.2:10300</td><td>LDN</td><td>2026-11-02 10:10:00</td>"
+                     r"<td>2026-11-02 10:40:00</td><td>30\.00</td>", block)
+    assert "length [min]" in _headings(block)
+
+
+def test_partly_observed_busy_hour_is_said_in_words(tmp_path):
+    # ten calls over a 30-minute window: 10 erlangs, half of the hour observed
+    calls = calls_frame([_call(f"k{i}", 0, 30) for i in range(10)])
+    calls.attrs["window"] = ["2026-11-02T09:00:00+00:00", "2026-11-02T09:30:00+00:00"]
+    text = write_report(calls, tmp_path).read_text(encoding="utf-8")
+    block = html.unescape(_section(text, "capacity"))
+    assert "10.00 erlangs" in block
+    assert "50% of that hour was observed" in block
+    assert "Only 50% of the busy hour was observed" in block
+    assert "(30 minutes; as recorded with the table)" in html.unescape(
+        _section(text, "summary"))
+
+
+def test_tables_have_units_and_numbers_rounded_alike(calls, tmp_path):
+    text = write_report(calls, tmp_path).read_text(encoding="utf-8")
+    capacity = _headings(_section(text, "capacity"))
+    assert {"busy-hour traffic [erlang]", "observed peak [calls]", "coverage [%]",
+            "channels for 1% blocking", "busiest day's busy hour [erlang]"} <= set(capacity)
+    concurrency = _headings(_section(text, "concurrency"))
+    assert "LDN peak [calls]" in concurrency and "NY mean [erlang]" in concurrency
+    extensions = _headings(_section(text, "extensions"))
+    assert "traffic [erlang]" in extensions and "mean duration [s]" in extensions
+    # every non-integer quantity with two decimals, counts as integers, fractions as %
+    cells = re.findall(r"<td>([^<]*)</td>", text)
+    decimals = {len(c.split(".")[1]) for c in cells if re.fullmatch(r"-?[\d,]+\.\d+", c)}
+    assert decimals == {2}
+    assert all(re.fullmatch(r"\d+%", c) for c in cells if c.endswith("%"))
+    # every table sits in a box that scrolls instead of widening the page
+    assert text.count("<table>") == text.count('<div class="table"><table>')
+    assert ".table{max-width:100%;overflow-x:auto}" in text
+
+
+def test_extensions_of_several_sites_are_kept_apart(tmp_path):
+    # 1073 at LDN (2 calls) and 1073 at NY (1 call) are two rows, not one of 3 calls
+    calls = calls_frame([_call("a", 0, 5, site="LDN", caller="1073", callee="+44123"),
+                         _call("b", 6, 9, site="LDN", caller="1073", callee="+44124"),
+                         _call("c", 0, 5, site="NY", caller="1073", callee="+1555")])
+    block = _section(write_report(calls, tmp_path).read_text(encoding="utf-8"),
+                     "extensions")
+    rows = re.findall(r"<tr><td>([^<]*)</td><td>([^<]*)</td><td>([^<]*)</td>", block)
+    assert ("LDN", "1073", "2") in rows and ("NY", "1073", "1") in rows
+
+
+def test_report_leaves_no_pyplot_figure_open(calls, tmp_path):
+    import matplotlib.pyplot as plt
+
+    before = plt.get_fignums()
+    write_report(calls, tmp_path)
+    assert plt.get_fignums() == before

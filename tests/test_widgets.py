@@ -74,13 +74,16 @@ def _brute_force(calls: pd.DataFrame, moment, site=None):
 
 def test_refresh_counters_show_the_capture_numbers(calls):
     capture = FakeCapture(calls)
-    dash = LiveDashboard(capture, window="30min")
+    dash = LiveDashboard(capture, span="30min")
     assert dash.refresh() is True
     ended = int(capture.calls["end_time"].notna().sum())
     assert dash.counts == {"servers": 2, "connected": 1, "ongoing": len(capture.ongoing),
                            "ended": ended, "events": 2 * len(capture.calls) + 17,
                            "reconnects": 3}
-    assert f"<b>{len(capture.ongoing):,}</b> ongoing" in dash.counters_html.value
+    # the status line of `recstats capture`, counted from the same snapshot
+    assert f"events {2 * len(capture.calls) + 17:,} | 1/2 servers connected" in \
+        dash.counters_html.value
+    assert f"{len(capture.ongoing):,} ongoing, {ended:,} ended" in dash.counters_html.value
     assert "connection refused &lt;x&gt;" in dash.status_html.value      # escaped
     assert dash.status_html.value.count('title="disconnected"') == 1
     assert dash.image.value[:8] == b"\x89PNG\r\n\x1a\n"
@@ -92,7 +95,7 @@ def test_counters_chart_and_table_come_from_one_snapshot(calls):
     capture = FakeCapture(calls)
     late = calls[calls["start_time"] > NOW].head(1).assign(end_time=pd.NaT, duration=np.nan)
     capture.ongoing = pd.concat([capture.ongoing, late], ignore_index=True)  # read later
-    dash = LiveDashboard(capture, window="30min")
+    dash = LiveDashboard(capture, span="30min")
     dash.refresh()
     running = int(capture.calls["end_time"].isna().sum())
     assert dash.counts["ongoing"] == running == dash.lines["total"].get_ydata()[-1]
@@ -108,7 +111,7 @@ def test_counters_chart_and_table_come_from_one_snapshot(calls):
 
 def test_chart_lines_carry_the_concurrency(calls):
     capture = FakeCapture(calls)
-    dash = LiveDashboard(capture, window="30min")
+    dash = LiveDashboard(capture, span="30min")
     dash.refresh()
     now = capture.latest
     assert dash.now == now and now <= NOW < now + pd.Timedelta("1min")
@@ -129,7 +132,7 @@ def test_chart_lines_carry_the_concurrency(calls):
 
 def test_window_scrolls_with_the_data(calls):
     capture = FakeCapture(calls)
-    dash = LiveDashboard(capture, window="10min")
+    dash = LiveDashboard(capture, span="10min")
     dash.refresh()
     later = NOW + pd.Timedelta("20min")
     capture.set(calls, later)
@@ -169,21 +172,23 @@ def test_table_is_capped_newest_first(calls):
 
 def test_top_extensions_count_calls_in_the_window(calls):
     capture = FakeCapture(calls)
-    dash = LiveDashboard(capture, window="15min", top=3)
+    dash = LiveDashboard(capture, span="15min", top=3)
     dash.refresh()
     begin = capture.latest - pd.Timedelta("15min")
     c = capture.calls
     inside = c[ (c["end_time"].isna() | (c["end_time"] > begin))]
-    counts: dict[str, int] = {}
-    for a, b in zip(inside["caller"], inside["callee"]):
-        # extensions as extension_stats counts them: 1-6 digits, once per call
+    counts: dict[tuple[str, str], int] = {}
+    for site, a, b in zip(inside["site"], inside["caller"], inside["callee"], strict=True):
+        # extensions as extension_stats counts them: 1-6 digits, once per call, and
+        # each site's apart (two sites here)
         for ext in {a, b}:
             if isinstance(ext, str) and ext.isdigit() and len(ext) <= 6:
-                counts[ext] = counts.get(ext, 0) + 1
+                counts[(site, ext)] = counts.get((site, ext), 0) + 1
     best = sorted(counts.values(), reverse=True)[:3]
     assert dash.top_extensions.tolist() == best
-    for ext, n in dash.top_extensions.items():
-        assert counts[ext] == n
+    for key, n in dash.top_extensions.items():
+        assert counts[key] == n
+    assert "<th>site</th><th>extension</th>" in dash.top_html.value
 
 
 def test_top_extensions_leave_out_outside_numbers_and_count_a_call_once():
@@ -195,7 +200,7 @@ def test_top_extensions_leave_out_outside_numbers_and_count_a_call_once():
     frame = pd.DataFrame(rows).assign(end_time=pd.Series([pd.NaT] * 5,
                                                          dtype="datetime64[us, UTC]"))
     capture = FakeCapture(frame.assign(duration=np.nan))
-    dash = LiveDashboard(capture, window="15min", top=5)
+    dash = LiveDashboard(capture, span="15min", top=5)
     dash.refresh()
     assert dash.top_extensions.to_dict() == {"1001": 2, "1002": 2, "1003": 2}
     assert "+3612345678" not in dash.top_html.value
@@ -300,7 +305,7 @@ def test_resume_with_a_failing_snapshot_shows_the_error_instead_of_raising(calls
 
 
 def test_snapshot_is_a_static_copy(calls):
-    dash = LiveDashboard(FakeCapture(calls), window="20min")
+    dash = LiveDashboard(FakeCapture(calls), span="20min")
     dash.refresh()
     fig = dash.snapshot()
     assert isinstance(fig, Figure)
@@ -320,13 +325,13 @@ def test_display_hooks_expose_the_widget(calls):
 
 
 def test_envelope_keeps_each_columns_extremes_and_final_value():
-    from recstats.widgets import _envelope
+    from recstats._dashboard import envelope
 
     rng = np.random.default_rng(5)
     x = np.sort(rng.choice(np.arange(-50_000, 1_000_000), 4000, replace=False))
     y = rng.integers(0, 40, len(x)).astype("float64")
     lo, hi, bins = 0, 900_000, 60
-    ex, ey = _envelope(x, y, lo, hi, bins)
+    ex, ey = envelope(x, y, lo, hi, bins)
     assert ex[-1] == hi and len(ex) == 3 * bins + 1
 
     def exact(t):                                   # steps-post value at t
@@ -345,7 +350,7 @@ def test_envelope_keeps_each_columns_extremes_and_final_value():
 
 def test_many_calls_are_drawn_as_an_envelope_with_the_true_peak(calls):
     capture = FakeCapture(calls)
-    dash = LiveDashboard(capture, window="1h", max_points=50)
+    dash = LiveDashboard(capture, span="1h", max_points=50)
     dash.refresh()
     line = dash.lines["total"]
     assert len(line.get_xdata()) == 3 * dash.pixels + 1
@@ -374,8 +379,8 @@ def test_dashboard_over_a_real_simulator_and_capture():
         while time.monotonic() < deadline and set(capture.ongoing["call_id"]) != {
                 c["id"] for c in sim.ongoing}:
             time.sleep(0.05)
-        # a steady-state simulator has ~360 calls in progress: show them all
-        dash = LiveDashboard(capture, window="10min", max_rows=10_000)
+        # max_rows above any plausible count: the table must list every ongoing call
+        dash = LiveDashboard(capture, span="10min", max_rows=100_000)
         dash.refresh()
         truth = sim.truth
     assert len(capture.calls) >= 30
@@ -390,9 +395,27 @@ def test_dashboard_over_a_real_simulator_and_capture():
     assert "None" not in dash.status_html.value and "nan" not in dash.status_html.value
 
 
-@pytest.mark.parametrize("window", [900, 15.0, "abc", "0s", "-5min", None])
-def test_window_without_a_unit_or_not_positive_is_a_clear_error(calls, window):
+@pytest.mark.parametrize("span", [900, 15.0, "abc", "0s", "-5min", None])
+def test_span_without_a_unit_or_not_positive_is_a_clear_error(calls, span):
     # 900 used to become 900 nanoseconds (pandas' unit for bare numbers): an empty chart
-    with pytest.raises(ValueError, match="positive length with a unit"):
-        LiveDashboard(FakeCapture(calls), window=window)
-    assert LiveDashboard(FakeCapture(calls), window="15min").window == pd.Timedelta(minutes=15)
+    with pytest.raises(ValueError, match="span must be a positive length with a unit"):
+        LiveDashboard(FakeCapture(calls), span=span)
+    assert LiveDashboard(FakeCapture(calls), span="15min").span == pd.Timedelta(minutes=15)
+
+
+def test_settings_are_keyword_only_and_tz_is_checked(calls):
+    with pytest.raises(TypeError):
+        LiveDashboard(FakeCapture(calls), "15min")
+    with pytest.raises(ValueError, match="Europe/Budapets"):
+        LiveDashboard(FakeCapture(calls), tz="Europe/Budapets")
+
+
+def test_status_line_counts_each_sites_calls_from_the_snapshot(calls):
+    capture = FakeCapture(calls)
+    capture.status = capture.status.assign(site=["NY", "LDN"])
+    dash = LiveDashboard(capture, span="30min")
+    dash.refresh()
+    ongoing = capture.calls[capture.calls["end_time"].isna()]
+    ny, ldn = (int((ongoing["site"] == s).sum()) for s in ("NY", "LDN"))
+    assert ny and ldn
+    assert f"LDN: {ldn} ongoing, NY: {ny} ongoing" in dash.counters_html.value
