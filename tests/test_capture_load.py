@@ -28,9 +28,8 @@ def test_clock_map_learns_offset_and_rate_by_hand():
 def test_a_few_seconds_of_capture_measure_rate_times_holding():
     rate, holding, speed, seconds = 2.0, 180.0, 60.0, 5.0
     with RecorderSimulator(location="NY", rate=rate, mean_holding=holding, speed=speed,
-                           seed=3) as sim:
-        with rs.Capture([("127.0.0.1", sim.port)]) as capture:
-            time.sleep(seconds)
+                           seed=3) as sim, rs.Capture([("127.0.0.1", sim.port)]) as capture:
+        time.sleep(seconds)
     start, end = capture.window
     # five real seconds at 60x are five simulated minutes of the server's clock
     assert (end - start).total_seconds() == pytest.approx(seconds * speed, rel=0.1)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import recstats as rs
 from recstats.cli import main
 from recstats.cli._demo import offered_erlangs
 
@@ -111,9 +112,28 @@ def readme_blocks() -> dict[str, str]:
     return blocks
 
 
-def test_readme_has_the_two_quickstarts():
+def test_readme_has_the_two_quickstarts_and_the_dask_lines():
     assert set(readme_blocks()) == {"Quickstart: an archive of CDR files",
-                                    "Quickstart: live servers"}
+                                    "Quickstart: live servers",
+                                    "When the archive outgrows one machine"}
+
+
+@pytest.mark.timeout(180)
+def test_readme_dask_lines_run_and_equal_the_local_table(tmp_path):
+    import warnings
+
+    import dask
+
+    block = readme_blocks()["When the archive outgrows one machine"]
+    block = block.replace('"archive/"', repr(str(ROOT / "data" / "samples" / "archive")))
+    block = block.replace('"calls-ds"', repr(str(tmp_path / "calls-ds")))
+    namespace: dict = {"rs": rs}
+    with dask.config.set(scheduler="synchronous"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", rs.DataQualityWarning)
+        exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102 - our README
+        table = namespace["rs"].dask.capacity_table(namespace["calls"], tz="Europe/Budapest")
+        local = rs.capacity_table(rs.read_calls(tmp_path / "calls-ds"), tz="Europe/Budapest")
+    pd.testing.assert_frame_equal(table, local)
 
 
 def test_readme_archive_quickstart_runs_as_written(monkeypatch):
