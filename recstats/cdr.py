@@ -29,8 +29,8 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
-from pandas.api.typing import NaTType
 from lxml import etree
+from pandas.api.typing import NaTType
 
 from ._schema import (
     BOOLEAN_FIELDS,
