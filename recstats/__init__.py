@@ -95,7 +95,8 @@ class _AccessorWhenPandasLoads:
             exec_module(module)
             _importlib.import_module(f"{__name__}._accessor")
 
-        spec.loader.exec_module = exec_then_register
+        # wraps this one loader instance, on purpose: mypy only allows class-level methods
+        spec.loader.exec_module = exec_then_register  # type: ignore[method-assign]
         return spec
 
 

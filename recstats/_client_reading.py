@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, NoReturn
 
 from . import protocol
 from .cdr import record_from_fields
@@ -62,6 +62,7 @@ class Reading:
     _lost_type: type[ConnectionLost]
     host: str
     port: int
+    _with_site: Callable[[Mapping[str, Any]], dict[str, Any]]  # the record, its site filled
 
     @property
     def address(self) -> str:
@@ -79,7 +80,8 @@ class Reading:
             self._lost, self._lost_cause, self._lost_type = reason, cause, kind
             self._state.notify_all()
 
-    def _raise_lost(self):
+    def _raise_lost(self) -> NoReturn:
+        assert self._lost is not None, "only once the session is lost"
         raise self._lost_type(self._lost) from self._lost_cause
 
     def _read_once(self, timeout: float | None) -> None:

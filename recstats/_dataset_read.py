@@ -107,8 +107,9 @@ def read_parts(table: pa.Table) -> pd.DataFrame:
             frame[column] = pd.Series(pd.NA, index=frame.index, dtype="str")
     frame = coerce_calls(frame)
     if "end_unknown" not in frame.columns:  # a dataset without calls: as read_archive's
-        frame.insert(frame.columns.get_loc("end_time") + 1, "end_unknown",
-                     frame["end_time"].isna())
+        at = frame.columns.get_loc("end_time")
+        assert isinstance(at, int), "the calls table's column names are unique"
+        frame.insert(at + 1, "end_unknown", frame["end_time"].isna())
     return frame.sort_values(["start_time", "call_id", "cdr_path"], kind="stable",
                              na_position="last").reset_index(drop=True)
 

@@ -165,15 +165,7 @@ def channels_for(traffic, blocking):
     a, b = np.broadcast_arrays(_traffic(traffic), check_blocking(blocking))
     a, b = np.array(a, dtype="float64"), np.array(b, dtype="float64")
     if scalar:
-        a0, b0 = float(a), float(b)
-        if a0 == 0:
-            return 0
-        n, value = 0, 1.0
-        while value > b0:
-            n += 1
-            ab = a0 * value
-            value = ab / (n + ab)
-        return n
+        return _channels_for_one(float(a), float(b))
     result = np.zeros(a.shape, dtype="int64")
     value = np.ones(a.shape, dtype="float64")
     todo = (value > b) & (a > 0)
@@ -185,6 +177,18 @@ def channels_for(traffic, blocking):
         result[todo] = n
         todo &= value > b
     return _like(result, "channels", traffic, blocking)
+
+
+def _channels_for_one(traffic: float, blocking: float) -> int:
+    """:func:`channels_for` of one traffic [erlang] and one blocking probability."""
+    if traffic == 0:
+        return 0
+    n, value = 0, 1.0
+    while value > blocking:
+        n += 1
+        ab = traffic * value
+        value = ab / (n + ab)
+    return n
 
 
 def _log_b_and_slope(a: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

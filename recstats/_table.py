@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.typing import NaTType
 
 from ._schema import (
     ARCHIVE_COLUMNS,
@@ -158,7 +159,9 @@ def _times_to_utc(raw: pd.Series, tz: str
     times = times.dt.as_unit("us")
     later = {}
     for pos in twice:  # few: the repeated hour of one night a year
-        second = later_reading(str(text.iat[pos]), tz, times.iat[pos])
+        first = times.iat[pos]
+        assert isinstance(first, (pd.Timestamp, NaTType)), "an element of a time column"
+        second = later_reading(str(text.iat[pos]), tz, first)
         if second is not None:
             later[int(pos)] = second
     if has_zone.any():
@@ -170,8 +173,8 @@ def _times_to_utc(raw: pd.Series, tz: str
     return times, bad, later
 
 
-def _localize_or_nat(moment: pd.Timestamp, tz: str) -> pd.Timestamp:
-    if moment is pd.NaT:
+def _localize_or_nat(moment: pd.Timestamp | NaTType, tz: str) -> pd.Timestamp | NaTType:
+    if isinstance(moment, NaTType):
         return pd.NaT
     try:
         return moment.tz_localize(tz, ambiguous=True,
@@ -281,16 +284,16 @@ def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
 
     call_id = column("id").fillna(column("ccdr_id")) if "ccdr_id" in raw.columns \
         else column("id")
-    for pos in np.flatnonzero(call_id.isna().to_numpy()):
-        rejected[int(pos)] = "not a CDR: no id or ccdr_id field"
+    for pos in np.flatnonzero(call_id.isna().to_numpy()).tolist():
+        rejected[pos] = "not a CDR: no id or ccdr_id field"
     rejected.update(wide)  # the reason record_from_fields gives
     out: dict[str, pd.Series] = {"call_id": call_id}
     later: dict[str, dict[int, pd.Timestamp]] = {}
     for name in TIME_FIELDS:
         if name in raw.columns:
             times, bad, later[name] = _times_to_utc(raw[name], tz)
-            for pos in np.flatnonzero(bad.to_numpy()):
-                rejected.setdefault(int(pos), f"{name} {raw[name].iat[pos]!r} is not a time")
+            for pos in np.flatnonzero(bad.to_numpy()).tolist():
+                rejected.setdefault(pos, f"{name} {raw[name].iat[pos]!r} is not a time")
             out[name] = times
         else:
             out[name] = pd.Series(pd.NaT, index=raw.index, dtype=TIME_DTYPE)
@@ -320,7 +323,8 @@ def calls_from_raw(raw: pd.DataFrame, tz: str = "UTC",
     for name in SHADOWED.intersection(raw.columns):  # as in record_from_fields
         out[name] = raw[name] if name not in out else out[name].where(out[name].notna(),
                                                                           raw[name])
-    for raw_name, (target, table) in ENUMS.items():
+    for raw_name, (target, known) in ENUMS.items():
+        table: Mapping[str, str] = known
         if raw_name == "direction_id" and directions is not None:
             table = directions
         codes = out.get(raw_name)
@@ -358,6 +362,7 @@ def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,
     then ``end = start + duration`` where the end is missing
     (:func:`recstats.cdr.end_from_duration`)."""
     later_start, later_end = later["start_time"], later["end_time"]
+    seconds = stated.to_numpy()
     if later_start or later_end:
         start, end = start.copy(), end.copy()
         for pos in sorted(set(later_start) | set(later_end)):
@@ -366,9 +371,7 @@ def _resolve_ends(start: pd.Series, end: pd.Series, stated: pd.Series,
                 continue
             starts = (first_start, *((later_start[pos],) if pos in later_start else ()))
             ends = (first_end, *((later_end[pos],) if pos in later_end else ()))
-            start.iat[pos], end.iat[pos] = choose_readings(starts, ends,
-                                                           float(stated.iat[pos]))
-    seconds = stated.to_numpy()
+            start.iat[pos], end.iat[pos] = choose_readings(starts, ends, float(seconds[pos]))
     with np.errstate(invalid="ignore"):
         usable = (end.isna() & start.notna()).to_numpy() & (seconds >= 0) \
             & (seconds <= MAX_STATED_SECONDS)

@@ -14,11 +14,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+from pandas.api.typing import NaTType
 
 _UTC = _dt.UTC
 
 
-def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp:
+def parse_time(raw: str | None, tz: str = "UTC") -> pd.Timestamp | NaTType:
     """A CDR time (``YYYY-MM-DD hh:mm:ss[.SSS]``, site-local, no zone) -> UTC Timestamp.
 
     The text carries no zone: it is read as wall-clock time in ``tz`` and converted to
@@ -79,7 +80,7 @@ def _parse_time(raw: str, tz: str) -> pd.Timestamp:
         # a wall time that exists once (both folds agree) is simply local - offset: the
         # instant pandas gives, ~5x faster; DST changes take the pandas path below
         offset = moment.replace(tzinfo=zone).utcoffset()
-        if offset == moment.replace(tzinfo=zone, fold=1).utcoffset():
+        if offset is not None and offset == moment.replace(tzinfo=zone, fold=1).utcoffset():
             try:
                 return pd.Timestamp((moment - offset).replace(tzinfo=_UTC)).as_unit("us")
             except OverflowError:

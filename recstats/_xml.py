@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from lxml import etree
 
@@ -73,7 +73,7 @@ def parse_document(data: bytes, path: str | None = None,
     if not data.strip():
         raise CDRParseError("empty document", path)
     try:
-        root = etree.fromstring(data, safe_parser())
+        root: etree._Element = etree.fromstring(data, safe_parser())
     except etree.XMLSyntaxError as exc:
         # libxml2's limits (text over 10 MB, nesting over 256) suggest XML_PARSE_HUGE,
         # which recstats keeps off on purpose: say it is a limit, not how to lift it
@@ -81,10 +81,16 @@ def parse_document(data: bytes, path: str | None = None,
         raise CDRParseError(f"malformed XML: {reason}", path) from None
     except ValueError as exc:  # e.g. NUL bytes, which lxml refuses before parsing
         raise CDRParseError(f"not an XML document: {exc}", path) from None
-    if root.getroottree().docinfo.doctype:
+    # lxml-stubs 0.5 leave DocInfo.doctype out; lxml has it (a str, "" without a DTD)
+    if root.getroottree().docinfo.doctype:  # type: ignore[attr-defined]
         raise CDRParseError("document declares a DTD; refused for safety", path)
     return root
 
+
+
+def _attribute_items(element: etree._Element) -> list[tuple[str, str]]:
+    # lxml-stubs type attribute names and values as str | bytes; lxml gives str
+    return cast("list[tuple[str, str]]", element.items())
 
 
 def _local_name(tag: Any) -> str | None:
@@ -115,7 +121,7 @@ def fields_of(element: etree._Element) -> dict[str, str]:
     fields: dict[str, str] = {}
     repeats = _Repeats()
     if len(element.attrib):
-        for name, value in element.items():
+        for name, value in _attribute_items(element):
             _put(fields, repeats, _local_name(name) or name, value)
     _collect(element, "", fields, repeats)
     if len(fields) > MAX_FIELDS:
@@ -174,7 +180,7 @@ def _collect(element: etree._Element, prefix: str, fields: dict[str, str],
             tag = tag.rpartition("}")[2]
         full = prefix + tag
         if len(child.attrib):
-            for attr, value in child.items():
+            for attr, value in _attribute_items(child):
                 _put(fields, repeats, f"{full}.{_local_name(attr) or attr}", value)
         if len(child):
             _collect(child, f"{full}.", fields, repeats)
@@ -217,9 +223,9 @@ def call_element(fields: Mapping[str, Any], tag: str = "Call") -> etree._Element
         parent = element
         head, _, leaf = name.rpartition(".")
         if head:
-            parent = parents.get(head)
-            if parent is None:
-                parent = parents[head] = etree.SubElement(element, head)
+            if head not in parents:
+                parents[head] = etree.SubElement(element, head)
+            parent = parents[head]
         etree.SubElement(parent, leaf).text = str(value)
     return element
 

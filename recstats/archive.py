@@ -130,6 +130,7 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
            sizes: Iterator[int]) -> Iterator[tuple]:
     """Chunks of work, taken lazily from ``batches``; each holds ``next(sizes)`` files."""
     if kind == "tar":
+        assert source is not None, "a tar archive is read from its path"
         yield from _tar_tasks(source, sizes)
         return
     pending: list[str] = []

@@ -30,6 +30,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 from lxml import etree
+from pandas.api.typing import NaTType
 
 from ._schema import (
     BOOLEAN_FIELDS,
@@ -111,7 +112,8 @@ END_OF_CALENDAR_US = 253_402_300_800_000_000
 MAX_STATED_SECONDS = 1e12
 
 
-def later_reading(raw: str, tz: str, first: pd.Timestamp) -> pd.Timestamp | None:
+def later_reading(raw: str, tz: str, first: pd.Timestamp | NaTType
+                  ) -> pd.Timestamp | None:
     """The second UTC reading of a wall-clock time that happens twice, else None.
 
     ``first`` is the reading :func:`recstats._time.parse_time` gave (the first
@@ -124,7 +126,7 @@ def later_reading(raw: str, tz: str, first: pd.Timestamp) -> pd.Timestamp | None
     >>> later_reading("2026-10-25 04:05:00", "Europe/Budapest", first) is None
     True
     """
-    if tz in ("UTC", "utc") or first is pd.NaT:
+    if tz in ("UTC", "utc") or isinstance(first, NaTType):
         return None
     text = raw.strip()
     if _OWN_OFFSET.search(text):
@@ -179,7 +181,8 @@ def _micros(moment: pd.Timestamp) -> int:
     return int(moment.as_unit("us").asm8.view("int64"))
 
 
-def end_from_duration(start: pd.Timestamp, stated: float | None) -> pd.Timestamp:
+def end_from_duration(start: pd.Timestamp | NaTType, stated: float | None
+                      ) -> pd.Timestamp | NaTType:
     """``start + stated`` seconds, to the microsecond, or NaT when that is no end.
 
     NaT when the start is unknown, the duration missing, negative, not finite, over
@@ -190,7 +193,7 @@ def end_from_duration(start: pd.Timestamp, stated: float | None) -> pd.Timestamp
     >>> end_from_duration(pd.Timestamp("2026-11-02 09:00", tz="UTC"), -1.0)
     NaT
     """
-    if start is pd.NaT or stated is None or not 0 <= stated <= MAX_STATED_SECONDS:
+    if isinstance(start, NaTType) or stated is None or not 0 <= stated <= MAX_STATED_SECONDS:
         return pd.NaT  # also NaN: every comparison with it is False
     end_us = _micros(start) + round(stated * 1e6)
     if end_us >= END_OF_CALENDAR_US:
@@ -296,13 +299,14 @@ def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
     for name, value in shadows:  # e.g. <site>: only where <location> gave no value
         if record[name] is None:
             record[name] = value
-    for raw_name, (column, table) in ENUMS.items():
+    for raw_name, (column, known) in ENUMS.items():
         raw = record[raw_name]
         if raw is not None:  # else a same-named field stays, as in the batch path
+            table: Mapping[str, str] = known
             if raw_name == "direction_id" and directions is not None:
                 table = directions
-            name = table.get(raw)
-            record[column] = name if name is not None else decode_enum(raw, table)
+            decoded = table.get(raw)
+            record[column] = decoded if decoded is not None else decode_enum(raw, table)
     start, end = record["start_time"], record["end_time"]
     if start is None:
         record["start_time"] = start = pd.NaT

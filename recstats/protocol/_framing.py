@@ -21,6 +21,7 @@ neither stall it nor make it buffer without limit.
 from __future__ import annotations
 
 import re
+from typing import NoReturn
 
 from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import ProtocolError
@@ -43,10 +44,17 @@ _PROLOG, _SKIP, _NAME, _TAG, _BODY, _ENDTAG = range(6)
 _COMMENT, _CDATA, _PI = b"-->", b"]]>", b"?>"
 _STOP = -1  # what a scanner step returns when it waits for more bytes
 
-_body_patterns: dict[bytes, re.Pattern] = {}
+def _match_end(pattern: re.Pattern[bytes], buf: bytearray, pos: int) -> int:
+    """Where a run of ``pattern`` starting at ``pos`` ends (it may be empty)."""
+    match = pattern.match(buf, pos)
+    assert match is not None, "the pattern matches the empty string"
+    return match.end()
 
 
-def _body_pattern(root: bytes) -> re.Pattern:
+_body_patterns: dict[bytes, re.Pattern[bytes]] = {}
+
+
+def _body_pattern(root: bytes) -> re.Pattern[bytes]:
     """The markup that matters inside a document whose root element is named ``root``."""
     pattern = _body_patterns.get(root)
     if pattern is None:
@@ -117,12 +125,12 @@ class Framer:
         self._state = _PROLOG
         self._root = b""
         self._depth = 0
-        self._pattern: re.Pattern | None = None
+        self._pattern: re.Pattern[bytes] | None = None  # set with _root
         self._term = b""        # terminator awaited in the _SKIP state...
         self._after = _PROLOG   # ...and the state that follows it
         self._tag_at = 0        # "<" of the tag being scanned (_TAG, _ENDTAG)
         self._nested = False    # _TAG: a nested element named like the root, not the root
-        self._quote = 0         # _TAG: the quote of an unfinished attribute value
+        self._quote = b""       # _TAG: the quote of an unfinished attribute value
         self._error: ProtocolError | None = None
 
     def _cut(self) -> int:
@@ -209,16 +217,17 @@ class Framer:
 
     # ------------------------------------------------------------------ scanning
 
-    def _too_big(self, offset: int) -> None:
+    def _too_big(self, offset: int) -> NoReturn:
         self._fail(f"document larger than the {self.max_document_bytes}-byte limit; "
                    "raise max_document_bytes if the server really sends such messages",
                    offset)
 
-    def _fail(self, message: str, offset: int) -> None:
+    def _fail(self, message: str, offset: int) -> NoReturn:
         raise ProtocolError(message, offset)
 
     def _emit(self, buf: bytearray, end: int, found: list) -> None:
         start = self._start
+        assert start is not None, "a document is emitted only once started"
         if end - start > self.max_document_bytes:
             self._too_big(self._base + start)
         found.append((self._base + start, bytes(buf[start:end])))
@@ -246,7 +255,7 @@ class Framer:
         self._keep = None
         if self._start is None:
             pos = frame_plain(buf, pos, self._base, self.max_document_bytes, found)
-        pos = _SEPARATORS.match(buf, pos).end()
+        pos = _match_end(_SEPARATORS, buf, pos)
         if pos >= len(buf):
             return self._stop(pos)
         if buf[pos] != 0x3C:  # "<"
@@ -295,14 +304,14 @@ class Framer:
 
     def _in_name(self, buf: bytearray, pos: int, found: list) -> int:
         """The root's name, which may go on in the next read."""
-        pos = _NAME_CHARS.match(buf, pos).end()
+        pos = _match_end(_NAME_CHARS, buf, pos)
         if pos >= len(buf):
             return self._stop(pos)
         if pos == self._tag_at + 1:
             self._fail("malformed start tag", self._base + self._tag_at)
         self._root = bytes(buf[self._tag_at + 1:pos])
         self._state = _TAG
-        self._nested, self._quote = False, 0
+        self._nested, self._quote = False, b""
         return pos
 
     def _in_tag(self, buf: bytearray, pos: int, found: list) -> int:
@@ -317,11 +326,11 @@ class Framer:
                 if close == -1:
                     self._quote = quote
                     return self._stop(size)
-                pos, quote = close + 1, 0
+                pos, quote = close + 1, b""
                 continue
             stop = _TAG_STOP.search(buf, pos)
             if stop is None:
-                self._quote = 0
+                self._quote = b""
                 return self._stop(size)
             char = buf[stop.start()]
             pos = stop.end()
@@ -344,6 +353,7 @@ class Framer:
 
     def _in_body(self, buf: bytearray, pos: int, found: list) -> int:
         """Inside the root: jump to the next markup that matters."""
+        assert self._pattern is not None, "set when the root's start tag closed"
         match = self._pattern.search(buf, pos)
         if match is None:
             # a hit needs at most len(root) + 3 bytes ("</" name lookahead) or
@@ -370,12 +380,12 @@ class Framer:
             self._tag_at, self._state = at, _ENDTAG
         else:  # a nested element with the root's name
             self._tag_at, self._state = at, _TAG
-            self._nested, self._quote = True, 0
+            self._nested, self._quote = True, b""
         return match.end()
 
     def _in_end_tag(self, buf: bytearray, pos: int, found: list) -> int:
         """After "</" and the root's name: the ">" that may close the document."""
-        pos = _SPACE.match(buf, pos).end()
+        pos = _match_end(_SPACE, buf, pos)
         if pos >= len(buf):
             return self._stop(pos)
         if buf[pos] != 0x3E:

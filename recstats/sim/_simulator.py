@@ -266,6 +266,7 @@ class RecorderSimulator(LoopServer):
     def _folder(self, call: PlannedCall) -> Path:
         day = call.start_fields["start_time"][:10]  # the site's local date
         year, month, dom = day.split("-")
+        assert self.archive is not None, "a call has a folder only in an archive"
         return self.archive / self.location / year / month / dom
 
     # ------------------------------------------------------------------ fault switches
@@ -326,7 +327,7 @@ class RecorderSimulator(LoopServer):
                      if matches(wanted, c.start_fields)]
             self._queue(client, protocol.ongoing_calls_response(request.request_id, calls))
         elif isinstance(request, protocol.CallDetailRequest):
-            document = self._document(request.call_id)
+            document = None if request.call_id is None else self._document(request.call_id)
             if document is None:
                 self._error(client, request.request_id, "GetCallDetail",
                             f"no call with id {request.call_id!r} on {self.location}")
@@ -361,6 +362,7 @@ class RecorderSimulator(LoopServer):
             due = client.next_keepalive
             if due is None or now < due:
                 continue
+            assert client.keepalive is not None, "set with next_keepalive"
             self.stats["keepalives"] += 1
             client.next_keepalive = now + client.keepalive
             self._queue(client, protocol.keepalive_message(client.keepalive))
@@ -389,15 +391,16 @@ class RecorderSimulator(LoopServer):
             upcoming = self._next_offset()
             self._played = until if upcoming is None else min(until, upcoming)
             end_at = self._ends[0][0] if self._ends else None
-            start_at = self._next.offset if self._next is not None else None
+            next_call = self._next
+            start_at = next_call.offset if next_call is not None else None
             # half-open [start, end): at equal times the end goes first
             if end_at is not None and end_at <= until and (start_at is None
                                                           or end_at <= start_at):
                 _, _, call_id = heapq.heappop(self._ends)
                 self._end(self._ongoing.pop(call_id))
-            elif start_at is not None and start_at <= until:
-                call, self._next = self._next, next(self._stream, None)
-                self._start(call)
+            elif next_call is not None and next_call.offset <= until:
+                self._next = next(self._stream, None)
+                self._start(next_call)
             else:
                 self._played = until
                 return True

@@ -182,17 +182,17 @@ def _outside_number(rng: np.random.Generator) -> str:
 def _local_clock(tz: str) -> Callable[[float], tuple[float, int]]:
     """epoch seconds -> (local hour of day as a float, weekday)."""
     if tz in ("UTC", "utc", None):
-        def clock(epoch: float) -> tuple[float, int]:
+        def utc_clock(epoch: float) -> tuple[float, int]:
             days, secs = divmod(epoch, 86400.0)
             return secs / 3600.0, int((days + 3) % 7)  # 1970-01-01 was a Thursday
-        return clock
+        return utc_clock
     zone = ZoneInfo(tz)
 
-    def clock(epoch: float) -> tuple[float, int]:
+    def zone_clock(epoch: float) -> tuple[float, int]:
         local = _dt.datetime.fromtimestamp(epoch, zone)
         hour = local.hour + local.minute / 60 + (local.second + local.microsecond / 1e6) / 3600
         return hour, local.weekday()
-    return clock
+    return zone_clock
 
 
 def call_stream(start, *, rate: float, mean_holding: float = 180.0,
