@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import ipywidgets as widgets  # type: ignore[import-untyped]
+import ipywidgets as widgets
 import matplotlib.dates as mdates
 import numpy as np
 import pandas as pd
