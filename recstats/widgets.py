@@ -19,7 +19,7 @@ import html
 import io
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Self
 
 import ipywidgets as widgets
 import matplotlib.dates as mdates
@@ -398,21 +398,22 @@ class LiveDashboard:
 
     # ------------------------------------------------------------------ periodic
 
-    def start(self) -> bool:
-        """Refresh every ``refresh`` seconds from the running asyncio loop (the kernel's).
+    def start(self) -> Self:
+        """Refresh every ``refresh`` seconds from the running asyncio loop (the kernel's);
+        returns ``self``, as ``Capture.start`` and ``RecorderSimulator.start`` do.
 
-        Returns True when scheduled. Without a running loop (a plain script) nothing is
-        scheduled and it returns False: call :meth:`refresh` yourself.
+        Without a running loop (a plain script) nothing is scheduled and
+        :attr:`running` stays False: call :meth:`refresh` yourself.
         """
         if self._handle is not None:
-            return True
+            return self
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
-            return False
+            return self
         self._loop = loop
         self._handle = loop.call_soon(self._tick)
-        return True
+        return self
 
     def stop(self) -> None:
         """Stop the periodic refresh (the widgets keep their last state)."""

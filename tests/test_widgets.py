@@ -249,7 +249,7 @@ def test_empty_capture_and_a_given_clock():
 
 def test_start_without_a_loop_degrades_to_manual_refresh(calls):
     dash = LiveDashboard(FakeCapture(calls))
-    assert dash.start() is False and not dash.running
+    assert dash.start() is dash and not dash.running
     assert dash.refreshes == 0
 
 
@@ -258,7 +258,7 @@ def test_start_refreshes_from_the_running_loop_until_stopped(calls):
     dash = LiveDashboard(capture, refresh=0.05)
 
     async def session():
-        assert dash.start() is True and dash.running
+        assert dash.start() is dash and dash.running
         deadline = asyncio.get_running_loop().time() + 30  # a loaded machine draws slowly
         while dash.refreshes < 3 and asyncio.get_running_loop().time() < deadline:
             await asyncio.sleep(0.02)
