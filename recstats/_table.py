@@ -89,8 +89,9 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
     """Give a frame the calls-table schema: column order, dtypes, missing fixed columns.
 
     Times become ``datetime64[us, UTC]``, ``duration`` float64, labels ``category``,
-    documented booleans nullable ``boolean``, everything else ``str``. Returns a new
-    frame; the input is not modified.
+    documented booleans nullable ``boolean``, everything else ``str``; ``attrs`` (the
+    window, gaps, parse errors) are kept. Returns a new frame; the input is not
+    modified.
 
     >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"]}))
     >>> str(calls["site"].dtype), len(calls.columns) == len(CALL_COLUMNS)
@@ -116,7 +117,9 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
         else:
             values = values.astype("str")
         out[column] = values
-    return pd.DataFrame(out, index=frame.index)
+    result = pd.DataFrame(out, index=frame.index)
+    result.attrs = frame.attrs  # the window, gaps and parse errors stay with the calls
+    return result
 
 
 def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:

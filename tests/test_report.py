@@ -183,6 +183,19 @@ def test_report_command_parses_an_archive_and_lists_its_errors(samples_dir, tmp_
     assert len(pd.read_parquet(tmp_path / "r" / "calls.parquet")) == len(expected)
 
 
+def test_report_command_keeps_the_parse_errors_of_a_parquet_calls_table(
+        samples_dir, tmp_path, capsys):
+    import recstats as rs
+
+    parsed = rs.read_archive(samples_dir / "odd", progress=False)
+    n_errors = len(parsed.attrs["errors"])
+    assert n_errors > 0
+    source = rs.write_parquet(parsed, tmp_path / "calls.parquet")
+    assert main(["report", str(source), "--out", str(tmp_path / "r")]) == 0
+    text = (tmp_path / "r" / "index.html").read_text(encoding="utf-8")
+    assert f"Files that could not be parsed ({n_errors:,})" in text
+
+
 def test_report_command_folds_a_captured_events_table_into_calls(tmp_path, capsys):
     # `recstats capture -o` writes the events table (a start and an end row per call):
     # reported as it is, every ended call was counted twice

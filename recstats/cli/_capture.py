@@ -68,6 +68,7 @@ def run(args) -> int:
         # also on Ctrl-C: what was captured is written before the interrupt goes on
         capture.stop()
         events = capture.events
+        events.attrs = capture.calls.attrs  # the window and gaps, in the servers' clock
         with replacing(out) as temp:
             events.to_parquet(temp, index=False)
         status = capture.status

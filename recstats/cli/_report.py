@@ -62,8 +62,10 @@ def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):
             raise UsageError(f"{source}: not a calls table (no {', '.join(sorted(missing))} "
                              "column); write one with `recstats parse`")
         if {"event", "received_at"} <= set(calls.columns):  # recstats capture's output
-            return calls_from_events(calls), None
-        return coerce_calls(calls), None
+            folded = calls_from_events(calls)
+            folded.attrs = calls.attrs  # the capture's window and gaps
+            return folded, None
+        return coerce_calls(calls), archive.archive_errors(calls)
     try:
         calls = archive.read_archive(path, progress=progress, tz=tz)
     except (ValueError, OSError) as exc:  # e.g. a CSV file: neither Parquet nor archive
