@@ -75,13 +75,13 @@ def shown_path(path: str) -> str:
         return path.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-_ZIPS: dict[str, zipfile.ZipFile] = {}  # per process: the zip's directory is read once
+OPEN_ZIPS: dict[str, zipfile.ZipFile] = {}  # per process: the zip's directory is read once
 
 
 def _zip(path: str) -> zipfile.ZipFile:
-    zf = _ZIPS.get(path)
+    zf = OPEN_ZIPS.get(path)
     if zf is None:
-        zf = _ZIPS[path] = zipfile.ZipFile(path)
+        zf = OPEN_ZIPS[path] = zipfile.ZipFile(path)
     return zf
 
 
@@ -94,7 +94,7 @@ def _read_member(zf: zipfile.ZipFile, name: str) -> bytes | str:
         return f"cannot read archive member: {exc}"
 
 
-def _blobs(task: tuple) -> Iterator[tuple[str, bytes | str]]:
+def task_blobs(task: tuple) -> Iterator[tuple[str, bytes | str]]:
     kind, source, items = task
     if kind == "files":
         for path in items:
@@ -150,7 +150,7 @@ def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     The reference reader: every document through lxml's tree, one dict per document.
     :func:`recstats._fastparse.parse_chunk` gives the same result faster.
     """
-    blobs = [(pos, path, data) for pos, (path, data) in enumerate(_blobs(task))]
+    blobs = [(pos, path, data) for pos, (path, data) in enumerate(task_blobs(task))]
     frame, errors = parse_blobs(blobs, tz, directions)
     errors.sort(key=lambda e: e[0])
     return to_arrow(frame), [(shown_path(p), r) for _, p, r in errors], len(blobs)

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from ._archive_parse import _blobs, document_fields, fields_frame, shown_path, to_arrow
+from ._archive_parse import document_fields, fields_frame, shown_path, task_blobs, to_arrow
 from ._table import EXTRAS, calls_from_raw
 from ._xml import MAX_FIELDS
 
@@ -352,7 +352,7 @@ def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     datas: list[bytes | str] = []
     size = 0
     paths = chunk.paths
-    for pos, (path, data) in enumerate(_blobs(task)):
+    for pos, (path, data) in enumerate(task_blobs(task)):
         paths.append(path)
         body = None
         if data.__class__ is bytes and len(data) <= FAST_MAX_BYTES:

@@ -57,7 +57,7 @@ from ._archive_list import (
 from ._archive_list import Listing as _Listing
 from ._archive_list import discover as _discover
 from ._archive_list import pair_media as _pair
-from ._archive_parse import _ZIPS, shown_path
+from ._archive_parse import OPEN_ZIPS, shown_path
 from ._archive_pool import run_pool as _run_pool
 from ._archive_pool import warm as pool_is_warm
 from ._fastparse import parse_chunk
@@ -352,9 +352,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
             close = getattr(results, "close", None)
             if close is not None:
                 close()  # stops the pool at once when raising
-            for zf in _ZIPS.values():
+            for zf in OPEN_ZIPS.values():
                 zf.close()
-            _ZIPS.clear()
+            OPEN_ZIPS.clear()
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     if seen == 0:
         _warn_nested_archives(listing)

@@ -120,10 +120,9 @@ def with_ongoing(archive, live):
     import pandas as pd
 
     from .._table import coerce_calls
+    from ..stats import ongoing_mask
 
-    running = live["end_time"].isna().to_numpy() & ~live["call_id"].isin(archive["call_id"])
-    if "end_unknown" in live.columns:
-        running &= ~live["end_unknown"].to_numpy(dtype=bool)
+    running = ongoing_mask(live) & ~live["call_id"].isin(archive["call_id"]).to_numpy()
     if not running.any():
         return archive
     extra = live[running].drop(columns=["server", "end_unknown"], errors="ignore")

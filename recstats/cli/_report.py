@@ -16,9 +16,9 @@ from . import UsageError
 def calls_from_events(events):
     """Fold an events table (``recstats capture -o``) into a calls table, one row per call.
 
-    Like :attr:`recstats.Capture.calls`: per server and call, the later event's fields win
-    and missing ones keep the earlier values; ``duration`` is recomputed from the merged
-    times. Rows are ordered by start time, then call id.
+    The capture's own folding (:class:`recstats._columns.TypedTables`): per server and
+    call, the later event's fields win and missing ones keep the earlier values;
+    ``duration`` comes from the merged times. Rows are ordered by start time.
 
     >>> import pandas as pd
     >>> t = pd.Timestamp("2026-11-02 09:00", tz="UTC")
@@ -29,17 +29,25 @@ def calls_from_events(events):
     >>> len(calls), calls.loc[0, "caller"], float(calls.loc[0, "duration"])
     (1, '1000', 90.0)
     """
+    import pandas as pd
 
+    from .._columns import TypedTables
     from .._table import coerce_calls
+    from .._time import to_micros
 
-    keys = [c for c in ("server", "call_id") if c in events.columns]
-    merged = (events.drop(columns=["received_at", "event", "origin"], errors="ignore")
-              .groupby(keys, sort=False, observed=True, dropna=False).last().reset_index())
-    calls = coerce_calls(merged)
-    elapsed = (calls["end_time"] - calls["start_time"]).dt.total_seconds()
-    calls["duration"] = elapsed.where(elapsed.notna(), calls["duration"])
-    return calls.sort_values(["start_time", "call_id"], kind="stable",
-                             ignore_index=True, na_position="last")
+    typed = TypedTables()
+    head = ("received_at", "server", "event", "origin")
+    fields = [c for c in events.columns if c not in head]
+    servers = events["server"] if "server" in events.columns else pd.Series("", index=events.index)
+    for received, server, event, origin, values in zip(
+            events["received_at"], servers.astype(str), events["event"].astype(str),
+            events["origin"].astype(str) if "origin" in events.columns else events["event"],
+            events[fields].itertuples(index=False, name=None), strict=True):
+        record = {name: None if pd.isna(value) else value
+                  for name, value in zip(fields, values, strict=True)}
+        typed.add(to_micros(received), server, event, origin, record)
+    calls = typed.calls_frame().drop(columns=["server", "end_unknown"], errors="ignore")
+    return coerce_calls(calls)
 
 
 def load_calls(source: str | Path, tz: str = "UTC", progress: bool = True):

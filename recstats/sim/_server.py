@@ -31,10 +31,10 @@ HIGH_WATER_BYTES = 256 * 1024
 #: ...but a client stuck above it for this many seconds is dropped.
 STUCK_SECONDS = 10.0
 _RECV_BYTES = 65536
-_MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
+MAX_WAIT = 0.5  # the loop wakes at least this often (seconds)
 
 
-class _Client:
+class ClientState:
     """One connected client: its socket, protocol state and subscription."""
 
     __slots__ = ("address", "blocked_since", "conn", "extensions", "keepalive",
@@ -81,8 +81,8 @@ class LoopServer:
     def __init__(self, host: str, port: int, name: str):
         self.host = host
         self._name = name
-        self._clients: dict[socket.socket, _Client] = {}
-        self._dirty: dict[socket.socket, _Client] = {}
+        self._clients: dict[socket.socket, ClientState] = {}
+        self._dirty: dict[socket.socket, ClientState] = {}
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
@@ -103,7 +103,7 @@ class LoopServer:
         """Do the work due at monotonic time ``now``; True when more is already due."""
         return False
 
-    def _handle(self, client: _Client, request) -> None:
+    def _handle(self, client: ClientState, request) -> None:
         """Answer one request event of ``client``."""
 
     def _on_start(self) -> None:
@@ -262,7 +262,7 @@ class LoopServer:
 
     def _wait_time(self, now: float) -> float:
         """Seconds the loop may sleep before ``_tick`` has work again."""
-        return _MAX_WAIT
+        return MAX_WAIT
 
     def _accept(self, selector) -> None:
         while True:
@@ -274,12 +274,12 @@ class LoopServer:
                 return
             sock.setblocking(False)
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            client = _Client(sock, address)
+            client = ClientState(sock, address)
             self._clients[sock] = client
             selector.register(sock, selectors.EVENT_READ, client)
             self.stats["connections"] += 1
 
-    def _read(self, client: _Client) -> None:
+    def _read(self, client: ClientState) -> None:
         try:
             data = client.sock.recv(_RECV_BYTES)
         except (BlockingIOError, InterruptedError):
@@ -301,7 +301,7 @@ class LoopServer:
                 return
             self._handle(client, request)
 
-    def _queue(self, client: _Client, data: bytes) -> None:
+    def _queue(self, client: ClientState, data: bytes) -> None:
         if client.sock not in self._clients:
             return
         client.out += data
@@ -314,7 +314,7 @@ class LoopServer:
             if client.sock in self._clients:
                 self._flush(client)
 
-    def _flush(self, client: _Client) -> None:
+    def _flush(self, client: ClientState) -> None:
         try:
             while client.out:
                 sent = client.sock.send(client.out)
@@ -336,7 +336,7 @@ class LoopServer:
             except (KeyError, ValueError, AttributeError):
                 pass
 
-    def _drop(self, client: _Client) -> None:
+    def _drop(self, client: ClientState) -> None:
         if self._clients.pop(client.sock, None) is None:
             return
         self.stats["dropped_clients"] += 1

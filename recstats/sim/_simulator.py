@@ -33,7 +33,7 @@ from .. import protocol
 from .._table import calls_from_fields, empty_calls
 from .._time import as_utc
 from .._xml import cdr_xml
-from ._server import _MAX_WAIT, LoopServer, _Client, matches
+from ._server import MAX_WAIT, ClientState, LoopServer, matches
 from .traffic import PlannedCall, call_stream
 
 __all__ = ["RecorderSimulator"]
@@ -295,7 +295,7 @@ class RecorderSimulator(LoopServer):
         return behind
 
     def _wait_time(self, now: float) -> float:
-        wait = _MAX_WAIT
+        wait = MAX_WAIT
         if not self._paused:
             upcoming = self._next_offset()
             if upcoming is not None:
@@ -307,7 +307,7 @@ class RecorderSimulator(LoopServer):
 
     # ------------------------------------------------------------------ requests
 
-    def _handle(self, client: _Client, request) -> None:
+    def _handle(self, client: ClientState, request) -> None:
         self.stats["requests"] += 1
         if isinstance(request, protocol.ConnectionClosed):
             self._drop(client)
@@ -339,7 +339,7 @@ class RecorderSimulator(LoopServer):
             self._error(client, getattr(request, "request_id", None), kind,
                         getattr(request, "reason", "") or f"unsupported request type {kind!r}")
 
-    def _error(self, client: _Client, request_id, request_type, detail: str) -> None:
+    def _error(self, client: ClientState, request_id, request_type, detail: str) -> None:
         self.stats["errors_sent"] += 1
         self._queue(client, protocol.error_response(
             request_id, request_type, code=2, description="Processing Error", detail=detail))
