@@ -9,7 +9,7 @@ import pandas as pd
 from ._capture_server import clock_shift, gap_figures, gap_rows, observed_span
 from ._spill import Spill
 
-__all__ = ["gaps_frame", "status_frame", "status_line", "with_attrs"]
+__all__ = ["gaps_frame", "sessions_frame", "status_frame", "status_line", "with_attrs"]
 
 _OUT_COLUMNS = ("spilled_events", "spilled_calls", "dropped_events", "dropped_calls")
 
@@ -89,3 +89,13 @@ def status_frame(servers, running: bool, spill: Spill | None) -> pd.DataFrame:
                          "unknown_messages": "int64", "gap_seconds": "float64",
                          "missed_calls": "float64", **dict.fromkeys(_OUT_COLUMNS, "int64"),
                          "last_error": "str"})
+
+
+def sessions_frame(servers) -> pd.DataFrame:
+    """The sessions table (see :attr:`recstats.Capture.sessions`)."""
+    rows = [(s.name, s.site or s.name, connect, disconnect)
+            for s in servers for connect, disconnect in s.sessions]
+    frame = pd.DataFrame(rows, columns=["server", "site", "connected", "disconnected"])
+    for column in ("connected", "disconnected"):
+        frame[column] = pd.to_datetime(frame[column].astype("Int64"), unit="us", utc=True)
+    return frame.astype({"server": "str", "site": "str"})

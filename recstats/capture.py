@@ -31,7 +31,7 @@ import pandas as pd
 from ._capture_replay import replay
 from ._capture_server import ServerState, clock_shift, observed_span
 from ._capture_session import Session
-from ._capture_status import gaps_frame, status_frame, status_line, with_attrs
+from ._capture_status import gaps_frame, sessions_frame, status_frame, status_line, with_attrs
 from ._live import Tables
 from ._spill import Spill, parse_keep
 from ._time import check_tz
@@ -347,6 +347,12 @@ class Capture:
         """Every period a server was not connected inside :attr:`window`, in the
         servers' clock: ``server``, ``site``, ``start``, ``end``."""
         return gaps_frame(self._servers.values(), self.running)
+
+    @property
+    def sessions(self) -> pd.DataFrame:
+        """One row per connection: ``server``, ``site``, ``connected`` and
+        ``disconnected`` (``NaT`` while connected), in our clock (UTC)."""
+        return sessions_frame(self._servers.values())
 
     @property
     def ongoing(self) -> pd.DataFrame:
