@@ -20,7 +20,8 @@ clock, the stretch between the last notification the capture received before a
 disconnection and the first one after the reconnection (or before the first one): a
 call that started and ended inside one gap could never reach the capture ("missed in
 gaps", compared with the status' estimate; those that ended before the first
-notification are counted apart); any other call of the truth must be in the
+notification, and those that started after the last one read (on their way when the
+capture stopped: a capture that fell behind), are counted apart); any other call of the truth must be in the
 calls table once ("lost" counts those that are not, "duplicated" those twice), with the
 simulator's start and end times ("wrong times"; ``end_unknown`` counted apart).
 
@@ -112,6 +113,8 @@ def observed_gaps(events: pd.DataFrame, sessions: pd.DataFrame) -> dict[str, lis
                 continue
             spans.append((last, times.min()))
             last = times.max()
+        # after the last notification read: on its way when the capture stopped
+        spans.append((last, pd.Timestamp.max.tz_localize("UTC")))
         gaps[server] = spans
     return gaps
 
@@ -126,15 +129,19 @@ def reconcile(calls: pd.DataFrame, truth: pd.DataFrame, gaps: dict[str, list]) -
     missing = merged[merged["_merge"] == "left_only"]
     in_gap = np.zeros(len(missing), dtype=bool)
     before = np.zeros(len(missing), dtype=bool)  # inside the first: before the window
+    unread = np.zeros(len(missing), dtype=bool)  # inside the last: not read at the stop
     for server, spans in gaps.items():
         mine = (missing["server"] == server).to_numpy()
         starts, ends = missing["start_time"][mine], missing["end_time"][mine]
         inside = np.zeros(mine.sum(), dtype=bool)
         for i, (begin, end) in enumerate(spans):
-            these = ((starts >= begin) & ends.notna() & (ends <= end)).to_numpy()
+            last = i == len(spans) - 1  # started after the last read: ended or not
+            these = ((starts >= begin) & (last | (ends.notna() & (ends <= end)))).to_numpy()
             inside |= these
             if i == 0:
                 before[np.flatnonzero(mine)[these]] = True
+            elif last:
+                unread[np.flatnonzero(mine)[these]] = True
         in_gap[mine] = inside
     seen = merged[merged["_merge"] == "both"]
     unknown = seen["end_unknown"].astype(bool)
@@ -143,7 +150,8 @@ def reconcile(calls: pd.DataFrame, truth: pd.DataFrame, gaps: dict[str, list]) -
                      | (seen["end_time"].isna() & seen["end_time_seen"].isna())))
     extra = calls.merge(truth[["server", "call_id"]], how="left", indicator=True)
     return {"truth_calls": len(truth), "captured_calls": len(calls),
-            "lost": int((~in_gap).sum()), "missed_in_gaps": int((in_gap & ~before).sum()),
+            "lost": int((~in_gap).sum()), "missed_in_gaps": int((in_gap & ~before & ~unread).sum()),
+            "unread_at_stop": int(unread.sum()),
             "ended_before_first_connection": int(before.sum()),
             "duplicated": duplicated, "wrong_times": int(wrong.sum()),
             "end_unknown": int(unknown.sum()),
@@ -242,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
                                                for t, m in result["rss_timeline"]))
     for key in ("events", "events_per_s", "cuts", "reconnects", "gap_seconds",
                 "truth_calls", "captured_calls", "lost", "duplicated", "wrong_times",
-                "end_unknown", "not_in_truth", "ended_before_first_connection",
+                "end_unknown", "not_in_truth", "ended_before_first_connection", "unread_at_stop",
                 "missed_in_gaps", "missed_estimate",
                 "spilled_events", "spilled_calls", "rss_start_mb", "rss_after_warmup_mb",
                 "rss_peak_mb", "rss_growth_after_warmup_mb"):
