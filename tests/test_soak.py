@@ -24,8 +24,8 @@ def test_a_soak_under_cuts_loses_nothing_and_memory_stays_flat():
                "5", "--speed", "30", "--seconds", "20", "--cut-every", "4", "--keep", "3",
                "--json"]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    done = subprocess.run(command, capture_output=True, text=True, timeout=170, env=env,
-                          cwd=ROOT)
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=170,
+                          env=env, cwd=ROOT)
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert done.returncode == 0, done.stdout + done.stderr
     assert result["cuts"] >= 4 and result["reconnects"] >= result["connections_cut"] >= 4
