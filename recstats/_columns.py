@@ -215,7 +215,7 @@ class Columns:
         n = self.n if stop is None else stop
         if rows is not None:
             n = len(rows)
-        cols = {}
+        cols: dict[str, Any] = {}
         for name, col in self.cols.items():
             chunks = self.chunks.get(name)
             if rows is not None:

@@ -15,6 +15,7 @@ import tempfile
 import threading
 import weakref
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,7 +139,7 @@ def _concat(frames: list[pd.DataFrame]) -> pd.DataFrame:
     columns = {}
     for name, dtype in last.dtypes.items():
         if isinstance(dtype, pd.CategoricalDtype):
-            pieces = [f[name].astype(object).to_numpy() if name in f
+            pieces: list[Any] = [f[name].astype(object).to_numpy() if name in f
                       else np.full(len(f), None, dtype=object) for f in frames]
             values = np.concatenate(pieces)
             used = sorted({v for v in values if isinstance(v, str)})

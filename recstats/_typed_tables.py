@@ -31,7 +31,7 @@ SEQ = "_seq"
 class TypedTables:
     """Typed events and calls buffers, with the lock that guards them."""
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.lock = threading.Lock()
         rest = [c for c in CALL_COLUMNS if c not in EVENT_HEAD]
         self.events = Columns([*EVENT_HEAD, *rest], chunked=True)
@@ -59,7 +59,7 @@ class TypedTables:
             record: Mapping[str, Any]) -> dict[str, Any]:
         """Append one event and fold it into its call; return the event's values."""
         key = (server, record["call_id"])
-        site = record.get("site")
+        site: Any = record.get("site")
         if is_null(site):  # the call's site as known so far, else the server
             site = self.sites.get(key, server)
         values = dict(record)

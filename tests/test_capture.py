@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -657,3 +658,22 @@ def test_keep_is_validated():
         with pytest.raises(ValueError, match="keep must be"):
             Capture(["127.0.0.1:9"], keep=bad)
     assert Capture(["127.0.0.1:9"], keep="90s").keep == 90.0
+
+
+def test_rows_that_cannot_be_spilled_are_counted_as_dropped_and_said(tmp_path):
+    capture = Capture(["127.0.0.1:9"], keep=60, spill=tmp_path / "parts")
+    server = capture._servers["127.0.0.1:9"]  # fed directly: no network needed
+    t0 = 1_800_000_000_000_000  # [UTC us]
+    start = {"id": "a", "location": "X", "start_time": "2026-11-02T09:00:00Z"}
+    server.start(t0, start, "notification")
+    server.start(t0, {**start, "id": "b"}, "notification")
+    server.end(t0 + 1, {**start, "end_time": "2026-11-02T09:01:00Z"}, "notification")
+    assert capture.spill_folder.parent == tmp_path / "parts"
+    shutil.rmtree(capture.spill_folder)  # the parts cannot be written
+    capture.move_old(now=pd.Timestamp(t0 + 100_000_000, unit="us", tz="UTC"))  # 100 s on
+    status = capture.status.iloc[0]
+    # 3 events older than 60 s; call a ended then, b is still in progress and stays
+    assert (status.dropped_events, status.dropped_calls) == (3, 1)
+    assert (status.spilled_events, status.spilled_calls) == (0, 0)
+    assert "could not spill old rows" in status.last_error
+    assert capture.events.empty and capture.calls.call_id.tolist() == ["b"]
