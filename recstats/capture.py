@@ -68,8 +68,10 @@ class Capture:
     inside it (:attr:`spill_folder` names it); ``False`` drops them. :attr:`events`
     and :attr:`calls` read the parts back on every access (equal to the tables a
     capture that kept everything would show); :attr:`ongoing` reads memory only. The
-    status counts what left memory. A call named again after it left memory (a server
-    that re-announces an old call) comes back as a second row.
+    status counts what left memory; :meth:`move_old` moves it at once. A call named
+    again after it left memory (a server that re-announces an old call) comes back as
+    a second row. ``ssl_context`` (an :class:`ssl.SSLContext`) wraps every connection
+    in TLS; a certificate it does not trust is a failed connect.
 
     Snapshots, safe to read while the capture runs:
 
@@ -85,7 +87,8 @@ class Capture:
     * :attr:`status` -- one row per server: state (``connecting``, ``connected``,
       ``retrying``, ``stopped``, or ``error`` when its thread died), connection,
       keep-alive, reconnects, events, gap time and calls possibly missed in the gaps,
-      rows spilled or dropped, last error (:func:`status_line` sums it up).
+      rows spilled or dropped, last error (:func:`status_line` sums it up);
+    * :attr:`gaps` and :attr:`sessions` -- when each server was not / was connected.
 
     >>> with Capture(["127.0.0.1:10300"]) as capture:      # doctest: +SKIP
     ...     time.sleep(60)
@@ -134,6 +137,8 @@ class Capture:
                          for name in names}
         self.keep = parse_keep(keep)
         self._spill: Spill | None = None
+        if self.keep is None and spill is not True:
+            raise ValueError("spill says where rows older than keep go: give keep too")
         if self.keep is not None:
             if spill is True or spill is False:
                 self._spill = Spill(self.journal, drop=not spill)

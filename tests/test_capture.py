@@ -658,6 +658,8 @@ def test_keep_is_validated():
         with pytest.raises(ValueError, match="keep must be"):
             Capture(["127.0.0.1:9"], keep=bad)
     assert Capture(["127.0.0.1:9"], keep="90s").keep == 90.0
+    with pytest.raises(ValueError, match="give keep too"):
+        Capture(["127.0.0.1:9"], spill=False)
 
 
 def test_rows_that_cannot_be_spilled_are_counted_as_dropped_and_said(tmp_path):
