@@ -273,7 +273,6 @@ class Capture:
                                 else server.last_error)
         return synced
 
-
     # ------------------------------------------------------------------ memory
 
     @property
