@@ -29,8 +29,8 @@ from . import protocol
 from ._live import Tables, bad_time, call_id_of
 from ._time import parse_time, to_micros
 
-__all__ = ["JOURNAL_FORMAT", "ClockMap", "ServerState", "gap_rows", "observed_span",
-           "server_clock"]
+__all__ = ["JOURNAL_FORMAT", "ClockMap", "ServerState", "gap_figures", "gap_rows",
+           "observed_span", "server_clock"]
 
 JOURNAL_FORMAT = "recstats-journal/1"
 
@@ -54,7 +54,10 @@ class ServerState:
         self.on_event = on_event
         self.conn: protocol.ClientConnection | None = None
         self.ongoing: dict[str, None] = {}  # ordered set: resync asks in a stable order
-        self.ended: set[str] = set()
+        #: ended calls -> receive time of the end [UTC us], in that order; those before
+        #: ``forget_before`` are forgotten (their rows left memory)
+        self.ended: dict[str, int] = {}
+        self.forget_before: int | None = None
         self.lost: set[str] = set()  # ended while away, end unknown (until it arrives)
         self.vanished: list[str] = []
         self.details: dict[str, str] = {}  # detail request id -> call id
@@ -72,6 +75,9 @@ class ServerState:
         self.site: str | None = None
         #: (connect, disconnect) receive times [UTC us]; disconnect None while connected
         self.sessions: list[list[int | None]] = []
+        #: per session: calls its ongoing list named that were not known before
+        self.found: list[int] = []
+        self.notified_starts = 0  # calls whose start was notified (seen as it happened)
         #: (receive time [UTC us], the server's time text) of the first and the recent
         #: notifications: far apart, they show how fast the server's clock runs
         self.first_clock_samples: list[tuple[int, str]] = []
@@ -127,6 +133,7 @@ class ServerState:
             self.connects += 1
             self.connected, self.since, self.state = True, t, "connected"
             self.sessions.append([t, None])
+            self.found.append(0)
         elif what == "request" and self.conn is not None:
             return self._request(fields)
         elif what == "lost":  # journals of earlier versions decided this as a mark
@@ -215,8 +222,12 @@ class ServerState:
         if call_id in self.ongoing or call_id in self.ended or call_id in self.lost:
             return True  # seen already (e.g. both notified and listed around a resync)
         self.ongoing[call_id] = None
-        if origin == "notification" and fields.get("start_time"):
-            self._clock_sample(t, fields["start_time"])
+        if origin == "notification":
+            self.notified_starts += 1
+            if fields.get("start_time"):
+                self._clock_sample(t, fields["start_time"])
+        elif origin == "resync" and self.found:
+            self.found[-1] += 1
         self._emit(t, "start", origin, fields)
         return True
 
@@ -232,7 +243,8 @@ class ServerState:
         if call_id in self.ended:
             return False
         self.ongoing.pop(call_id, None)
-        self.ended.add(call_id)
+        self.ended[call_id] = t
+        self._forget_old()
         if call_id in self.lost:
             self.lost.discard(call_id)
             self.tables.end_unknown(self.name, call_id, False)
@@ -241,12 +253,24 @@ class ServerState:
         self._emit(t, "end", origin, fields)
         return True
 
+    def _forget_old(self) -> None:
+        """Forget the ended calls whose rows left memory (the oldest first: ends are
+        recorded in receive order). Only this server's thread touches ``ended``."""
+        before, ended = self.forget_before, self.ended
+        if before is None:
+            return
+        while ended:
+            oldest = next(iter(ended))
+            if ended[oldest] >= before:
+                break
+            del ended[oldest]
+
     def _lose(self, call_id: str) -> None:
         """A call that ended while the capture was away, its end unknown (so far)."""
         if call_id not in self.ongoing and call_id not in self.ended:
             return
         self.ongoing.pop(call_id, None)
-        self.ended.discard(call_id)
+        self.ended.pop(call_id, None)
         self.lost.add(call_id)
         self.tables.end_unknown(self.name, call_id)
 
@@ -361,3 +385,33 @@ def gap_rows(servers, span: tuple[int, int], clock: Callable[[int], int]) -> lis
         if cursor < finish:
             rows.append((server, cursor, finish))
     return [(s.name, s.site or s.name, clock(a), clock(b)) for s, a, b in rows]
+
+
+def gap_figures(server: ServerState, span: tuple[int, int]) -> tuple[float, float]:
+    """``(gap time [s], calls possibly missed)`` of one server inside ``span`` [UTC us].
+
+    The calls possibly missed are those that started in a gap and ended before the
+    reconnection (short calls: no notification, not in the ongoing list). For each gap:
+    its length x the server's observed start rate (calls notified as they started /
+    time connected), less the calls the ongoing list after it named that were not
+    known (they started in the gap and were not missed), never below 0. A gap before
+    the server's first connection subtracts nothing (its list also names calls older
+    than the window), nor does one still open.
+    """
+    begin, finish = span
+    connected = 0
+    gaps: list[tuple[int, int, int]] = []  # (start, end, calls found after it)
+    cursor = begin
+    for i, (connect, disconnect) in enumerate(server.sessions):
+        assert connect is not None
+        end = finish if disconnect is None else min(disconnect, finish)
+        connected += max(0, end - max(connect, begin))
+        if connect > cursor:
+            gaps.append((cursor, connect, server.found[i] if i else 0))
+        cursor = max(cursor, end)
+    if cursor < finish:
+        gaps.append((cursor, finish, 0))
+    rate = server.notified_starts / (connected / 1e6) if connected else 0.0
+    gap_time = sum(b - a for a, b, _ in gaps) / 1e6
+    missed = sum(max(0.0, (b - a) / 1e6 * rate - found) for a, b, found in gaps)
+    return gap_time, missed

@@ -10,8 +10,8 @@ fraction of a second.
 
 from __future__ import annotations
 
+import itertools
 import math
-import threading
 from array import array
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -20,15 +20,15 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from ._schema import BOOLEAN_FIELDS, CALL_COLUMNS, CATEGORY_COLUMNS, TIME_FIELDS
+from ._schema import BOOLEAN_FIELDS, CATEGORY_COLUMNS, TIME_FIELDS
 
-__all__ = ["CHUNK", "TypedTables", "is_null"]
+__all__ = ["CALL_TAIL", "CHUNK", "EVENT_HEAD", "NAT", "Columns", "build", "codes", "is_null"]
 
-_NAT = np.iinfo(np.int64).min  # numpy's NaT, as int64
+NAT = np.iinfo(np.int64).min  # numpy's NaT, as int64
 _TIME, _FLOAT, _CAT, _BOOL, _FLAG, _STR = range(6)
 _LABELS = frozenset(CATEGORY_COLUMNS) | {"server", "event", "origin"}
-_EVENT_HEAD = ("received_at", "site", "server", "event", "origin", "call_id")
-_CALL_TAIL = ("server", "end_unknown")
+EVENT_HEAD = ("received_at", "site", "server", "event", "origin", "call_id")
+CALL_TAIL = ("server", "end_unknown")
 
 
 def _kind(name: str) -> int:
@@ -60,7 +60,7 @@ def _micros(value: Any) -> int:
     if isinstance(value, int):
         return value
     if is_null(value):
-        return _NAT
+        return NAT
     return pd.Timestamp(value).as_unit("us").value // 1000
 
 
@@ -84,7 +84,7 @@ CHUNK = 65536
 _ARROW_TYPES = {_STR: pa.large_string(), _BOOL: pa.bool_()}
 
 
-class _Columns:
+class Columns:
     """A columnar table under construction: one list/array per column.
 
     Times, numbers, label codes and flags go to :mod:`array` buffers (8 or 4 bytes a
@@ -92,7 +92,7 @@ class _Columns:
     ``chunked=True`` (append-only tables) every :data:`CHUNK` rows of them become an
     Arrow array, so a long capture holds compact buffers, not millions of Python
     objects, and a snapshot converts only the last, unfinished chunk. :meth:`take`
-    copies the raw columns (call it under the owner's lock) and :func:`_build` turns a
+    copies the raw columns (call it under the owner's lock) and :func:`build` turns a
     copy into pandas columns with one vectorised conversion per column.
     """
 
@@ -117,7 +117,7 @@ class _Columns:
             kind = self.kinds[name] = _kind(name)
             n = self.n
             if kind == _TIME:
-                col = array("q", [_NAT]) * n
+                col = array("q", [NAT]) * n
             elif kind == _FLOAT:
                 col = array("d", [math.nan]) * n
             elif kind == _CAT:
@@ -144,7 +144,7 @@ class _Columns:
             col.append(v if v is None or v.__class__ is str else _text(v))
         for name, col in by_kind[_TIME].items():
             v = get(name)
-            col.append(_NAT if v is None else _micros(v))
+            col.append(NAT if v is None else _micros(v))
         for name, col in by_kind[_CAT].items():
             v = get(name)
             if v is None:
@@ -208,14 +208,65 @@ class _Columns:
             else:
                 col[row] = value if value.__class__ is str else str(value)
 
-    def take(self) -> tuple:
-        """A private copy of the raw columns, safe to convert outside the lock."""
-        cols = {}
+    def take(self, stop: int | None = None, rows: np.ndarray | None = None) -> tuple:
+        """A private copy of the raw columns (of the first ``stop`` rows, or of the
+        ``rows`` given by position in an unchunked table), safe to convert outside the
+        lock."""
+        n = self.n if stop is None else stop
+        if rows is not None:
+            n = len(rows)
+        cols: dict[str, Any] = {}
         for name, col in self.cols.items():
             chunks = self.chunks.get(name)
-            cols[name] = col[:] if chunks is None else (list(chunks), col[:])
-        return (self.n, cols, dict(self.kinds),
+            if rows is not None:
+                if chunks is None:
+                    cols[name] = array(col.typecode, _numpy(col)[rows].tobytes())
+                else:
+                    cols[name] = ([], [col[i] for i in rows.tolist()])
+            elif chunks is None:
+                cols[name] = col[:n]
+            elif n <= self.frozen:
+                whole = pa.chunked_array(chunks, type=_ARROW_TYPES[self.kinds[name]])
+                cols[name] = (whole.slice(0, n).chunks, [])
+            else:
+                cols[name] = (list(chunks), col[:n - self.frozen])
+        return (n, cols, dict(self.kinds),
                 {name: list(labels) for name, labels in self.labels.items()})
+
+    def drop_prefix(self, count: int) -> None:
+        """Forget the first ``count`` rows (their memory is freed)."""
+        if count <= 0:
+            return
+        for name, col in self.cols.items():
+            chunks = self.chunks.get(name)
+            if chunks is None:
+                del col[:count]
+            elif count <= self.frozen:
+                whole = pa.chunked_array(chunks, type=_ARROW_TYPES[self.kinds[name]])
+                rest = whole.slice(count)  # copied: a slice would keep the old buffers
+                self.chunks[name] = [pa.concat_arrays(rest.chunks)] if len(rest) else []
+            else:
+                self.chunks[name] = []
+                del col[:count - self.frozen]
+        self.frozen = max(self.frozen - count, 0)
+        self.n -= count
+
+    def keep(self, mask: np.ndarray) -> None:
+        """Keep only the rows where ``mask`` is true (unchunked tables)."""
+        for col in self.cols.values():
+            if isinstance(col, list):
+                col[:] = itertools.compress(col, mask.tolist())
+            else:
+                col[:] = array(col.typecode, _numpy(col)[mask].tobytes())
+        self.n = int(mask.sum())
+
+
+_DTYPES = {"q": np.int64, "d": np.float64, "i": np.int32, "b": np.int8}
+
+
+def _numpy(col: array) -> np.ndarray:
+    """A NumPy view of an :mod:`array` buffer (no copy)."""
+    return np.frombuffer(col, dtype=_DTYPES[col.typecode])
 
 
 def _ranks(labels: list[str]) -> tuple[np.ndarray, list[str]]:
@@ -227,13 +278,13 @@ def _ranks(labels: list[str]) -> tuple[np.ndarray, list[str]]:
     return remap, [labels[i] for i in order]
 
 
-def _codes(raw, labels: list[str]) -> tuple[np.ndarray, list[str]]:
+def codes(raw, labels: list[str]) -> tuple[np.ndarray, list[str]]:
     remap, sorted_labels = _ranks(labels)
     return remap[np.frombuffer(raw, dtype=np.int32)], sorted_labels
 
 
-def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
-    """Raw columns (from :meth:`_Columns.take`) -> pandas arrays, rows in ``order``."""
+def build(copy, order: np.ndarray | None) -> dict[str, Any]:
+    """Raw columns (from :meth:`Columns.take`) -> pandas arrays, rows in ``order``."""
     n, cols, kinds, labels = copy
     out: dict[str, Any] = {}
     for name, col in cols.items():
@@ -242,7 +293,7 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
             values = np.frombuffer(col, dtype={_TIME: np.int64, _FLOAT: np.float64,
                                                _CAT: np.int32, _FLAG: np.int8}[kind])
             if kind == _CAT:
-                values, names = _codes(col, labels[name])
+                values, names = codes(col, labels[name])
             if order is not None:
                 values = values[order]
             if kind == _TIME:
@@ -277,105 +328,3 @@ def _build(copy, order: np.ndarray | None) -> dict[str, Any]:
     return out
 
 
-class TypedTables:
-    """Typed events and calls buffers, with the lock that guards them."""
-
-    def __init__(self):
-        self.lock = threading.Lock()
-        rest = [c for c in CALL_COLUMNS if c not in _EVENT_HEAD]
-        self.events = _Columns([*_EVENT_HEAD, *rest], chunked=True)
-        self.calls = _Columns([*CALL_COLUMNS, *_CALL_TAIL],
-                              skip=("received_at", "event", "origin"))
-        self.rows: dict[tuple[str, str], int] = {}
-        self.sites: dict[tuple[str, str], str] = {}
-        self.counts: dict[str, int] = {}
-        self.version = 0
-        self._cache: dict[str, tuple[int, pd.DataFrame]] = {}
-
-    def add(self, t: int, server: str, event: str, origin: str,
-            record: Mapping[str, Any]) -> dict[str, Any]:
-        """Append one event and fold it into its call; return the event's values."""
-        key = (server, record["call_id"])
-        site = record.get("site")
-        if is_null(site):  # the call's site as known so far, else the server
-            site = self.sites.get(key, server)
-        values = dict(record)
-        values.update(received_at=t, server=server, event=event, origin=origin, site=site)
-        with self.lock:
-            self.sites[key] = site
-            self.events.append(values)
-            self.counts[server] = self.counts.get(server, 0) + 1
-            row = self.rows.get(key)
-            if row is None:
-                self.rows[key] = self.calls.append(values)
-            else:  # the later event's fields win; missing ones keep the earlier values
-                self.calls.update(row, values)
-            self.version += 1
-        return values
-
-    def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
-        """Flag (or clear) a call whose end could not be learnt."""
-        with self.lock:
-            row = self.rows.get((server, call_id))
-            if row is None:
-                self.rows[(server, call_id)] = self.calls.append(
-                    {"call_id": call_id, "site": server, "server": server,
-                     "end_unknown": unknown})
-            else:
-                self.calls.update(row, {"end_unknown": unknown})
-            self.version += 1
-
-    def _snapshot(self, which: str) -> pd.DataFrame:
-        with self.lock:
-            cached = self._cache.get(which)
-            if cached is not None and cached[0] == self.version:
-                return cached[1].copy(deep=False)
-            version = self.version
-            copy = (self.events if which == "events" else self.calls).take()
-        frame = _events_frame(copy) if which == "events" else _calls_frame(copy)
-        with self.lock:
-            self._cache[which] = (version, frame)
-        return frame.copy(deep=False)
-
-    def events_frame(self) -> pd.DataFrame:
-        return self._snapshot("events")
-
-    def calls_frame(self) -> pd.DataFrame:
-        return self._snapshot("calls")
-
-
-def _order(*keys: np.ndarray) -> np.ndarray | None:
-    """Stable sort order by ``keys`` (last one primary), or None when already sorted."""
-    if len(keys[-1]) < 2 or (np.diff(keys[-1]) > 0).all():
-        return None  # strictly increasing primary key: no ties, already in order
-    order = np.lexsort(keys)
-    if (order == np.arange(len(order))).all():
-        return None
-    return order
-
-
-def _server_ranks(copy) -> np.ndarray:
-    _, cols, _, labels = copy
-    return _codes(cols["server"], labels["server"])[0]
-
-
-def _events_frame(copy) -> pd.DataFrame:
-    """Events in receive order (ties: by server, then arrival), whatever the threads did."""
-    times = np.frombuffer(copy[1]["received_at"], dtype=np.int64)
-    cols = _build(copy, _order(_server_ranks(copy), times))
-    fixed = [*_EVENT_HEAD, *(c for c in CALL_COLUMNS if c not in _EVENT_HEAD)]
-    names = fixed + sorted(set(cols) - set(fixed))
-    return pd.DataFrame({name: cols[name] for name in names})
-
-
-def _calls_frame(copy) -> pd.DataFrame:
-    """Calls by start time (unknown starts last; ties: by server, then first seen)."""
-    starts = np.frombuffer(copy[1]["start_time"], dtype=np.int64)
-    starts = np.where(starts == _NAT, np.iinfo(np.int64).max, starts)
-    cols = _build(copy, _order(_server_ranks(copy), starts))
-    # an end event may lack the start time: derive duration from the merged row
-    elapsed = (pd.Series(cols["end_time"]) - pd.Series(cols["start_time"])).dt.total_seconds()
-    cols["duration"] = elapsed.where(elapsed.notna(), pd.Series(cols["duration"])).to_numpy()
-    fixed = list(CALL_COLUMNS)
-    names = fixed + sorted(set(cols) - set(fixed) - set(_CALL_TAIL)) + list(_CALL_TAIL)
-    return pd.DataFrame({name: cols[name] for name in names})

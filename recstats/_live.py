@@ -4,7 +4,7 @@ The protocol hands raw wire fields (``{source name: text}``). :class:`Tables` qu
 each event as it came (no typing, no DataFrame work while receiving); a snapshot types
 the events that arrived since the previous one, once each
 (:func:`recstats.cdr.record_from_fields` with the capture's zone), and appends them to
-the typed columnar buffers of :mod:`recstats._columns`, which fold them into calls (a
+the typed columnar buffers of :mod:`recstats._typed_tables`, which fold them into calls (a
 call's later fields win over its earlier ones, missing ones keep the earlier values; a
 call whose fields name no site gets its server's name). That folding is the only one:
 :class:`recstats.Capture` and :meth:`recstats.RecorderClient.ongoing_calls` both use
@@ -21,9 +21,9 @@ from typing import Any
 
 import pandas as pd
 
-from ._columns import TypedTables
 from ._schema import TIME_FIELDS
 from ._time import TIME_TEXT
+from ._typed_tables import TypedTables
 from .cdr import record_from_fields
 from .errors import CDRParseError
 
@@ -105,11 +105,22 @@ class Tables:
         self._catch_up()
         return self._typed.events_frame()
 
-    def calls_frame(self) -> pd.DataFrame:
+    def calls_frame(self, with_seq: bool = False) -> pd.DataFrame:
         """The calls table by start time (unknown starts last; ties: by server, then
-        first seen), with ``server`` and ``end_unknown`` last."""
+        first seen), with ``server`` and ``end_unknown`` last (``with_seq``: and the
+        first-seen numbers, see :meth:`TypedTables.calls_frame`)."""
         self._catch_up()
-        return self._typed.calls_frame()
+        return self._typed.calls_frame(with_seq)
+
+    def take_old(self, before: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Type what is queued, then take out the events received and the calls ended
+        before ``before`` [UTC us] (see :meth:`TypedTables.take_old`)."""
+        self._catch_up()
+        events, calls, keys = self._typed.take_old(before)
+        with self.lock:
+            for key in keys:
+                self._sites.pop(key, None)
+        return events, calls
 
 
 def _record(fields: Mapping[str, str], tz: str) -> dict[str, Any]:

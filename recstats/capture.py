@@ -17,9 +17,7 @@ in columns and the typed tables are built only when asked for.
 
 from __future__ import annotations
 
-import base64
 import html
-import json
 import os
 import random
 import threading
@@ -30,48 +28,17 @@ from typing import Any, Self
 
 import pandas as pd
 
-from ._capture_server import (
-    JOURNAL_FORMAT,
-    ServerState,
-    gap_rows,
-    observed_span,
-    server_clock,
-)
+from ._capture_replay import replay
+from ._capture_server import ServerState, observed_span, server_clock
 from ._capture_session import Session
+from ._capture_status import gaps_frame, sessions_frame, status_frame, status_line, with_attrs
 from ._live import Tables
+from ._spill import Spill, parse_keep
 from ._time import check_tz
 from .client import SocketTransport, parse_address
 from .errors import ConnectFailed, RecstatsError
 
 __all__ = ["Capture", "status_line"]
-
-
-def _iso(us: int) -> str:
-    """UTC microseconds -> ISO-8601 with a Z."""
-    return pd.Timestamp(us, unit="us", tz="UTC").strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def status_line(status: pd.DataFrame) -> str:
-    """One line from a capture's :attr:`Capture.status`: events, calls in progress per
-    site, servers connected (the ``recstats capture`` command and the dashboard show it).
-
-    >>> status_line(pd.DataFrame({"site": ["NY", None], "connected": [True, False],
-    ...                           "events": [7, 0], "ongoing": [2, 0]}))
-    'events 7 | NY: 2 ongoing | 1/2 servers connected'
-    """
-    sites: dict[str, int] = {}
-    for site, ongoing in zip(status["site"], status["ongoing"], strict=True):
-        if isinstance(site, str):
-            sites[site] = sites.get(site, 0) + int(ongoing)
-    per_site = ", ".join(f"{site}: {n} ongoing" for site, n in sorted(sites.items()))
-    parts = [f"events {int(status['events'].sum()):,}"]
-    if per_site:
-        parts.append(per_site)
-    parts.append(f"{int(status['connected'].sum())}/{len(status)} servers connected")
-    if "state" in status and (status["state"] == "error").any():
-        parts.append(f"{int((status['state'] == 'error').sum())} failed")
-    return " | ".join(parts)
-
 
 class Capture:
     """Capture call events from one or many recording servers into pandas tables.
@@ -91,6 +58,21 @@ class Capture:
     ``received_at`` (UTC microseconds), ``server``, ``event``, ``origin``, ``site`` and
     ``call_id`` (keep it quick).
 
+    A long run: ``keep`` (seconds, or a duration such as ``"1h"``) bounds the memory.
+    Events received more than ``keep`` ago and calls that ended more than ``keep`` ago
+    leave memory (checked every ``keep``/4, at least 0.5 s and at most 60 s apart);
+    calls in progress, and calls whose end is unknown, always stay. Where they go is
+    ``spill``: ``True`` (the default) writes them to Parquet parts in a new ``spill-*``
+    folder inside the journal folder (or, without a journal, in a temporary folder
+    removed with the capture); a folder name writes them to a new ``spill-*`` folder
+    inside it (:attr:`spill_folder` names it); ``False`` drops them. :attr:`events`
+    and :attr:`calls` read the parts back on every access (equal to the tables a
+    capture that kept everything would show); :attr:`ongoing` reads memory only. The
+    status counts what left memory; :meth:`move_old` moves it at once. A call named
+    again after it left memory (a server that re-announces an old call) comes back as
+    a second row. ``ssl_context`` (an :class:`ssl.SSLContext`) wraps every connection
+    in TLS; a certificate it does not trust is a failed connect.
+
     Snapshots, safe to read while the capture runs:
 
     * :attr:`events` -- one row per event received: ``received_at`` (UTC), ``site``,
@@ -104,7 +86,9 @@ class Capture:
     * :attr:`ongoing` -- the calls in progress (no end time, end not unknown);
     * :attr:`status` -- one row per server: state (``connecting``, ``connected``,
       ``retrying``, ``stopped``, or ``error`` when its thread died), connection,
-      keep-alive, reconnects, events, last error (:func:`status_line` sums it up).
+      keep-alive, reconnects, events, gap time and calls possibly missed in the gaps,
+      rows spilled or dropped, last error (:func:`status_line` sums it up);
+    * :attr:`gaps` and :attr:`sessions` -- when each server was not / was connected.
 
     >>> with Capture(["127.0.0.1:10300"]) as capture:      # doctest: +SKIP
     ...     time.sleep(60)
@@ -115,7 +99,8 @@ class Capture:
                  reconnect: bool = True, tz: str = "UTC", keepalive: float | None = None,
                  *, timeout: float = 10.0, backoff: float = 0.5, max_backoff: float = 30.0,
                  ssl_context=None, on_event: Callable[[str, dict], None] | None = None,
-                 silence_timeout: float | None = None,
+                 silence_timeout: float | None = None, keep=None,
+                 spill: bool | str | os.PathLike = True,
                  transport_factory: Callable[..., Any] | None = None):
         if isinstance(servers, (str, tuple)) and not (
                 isinstance(servers, tuple) and servers and isinstance(servers[0], tuple)):
@@ -150,8 +135,18 @@ class Capture:
         self._tables = Tables(self.tz)
         self._servers = {name: ServerState(name, self._tables, self.tz, on_event)
                          for name in names}
+        self.keep = parse_keep(keep)
+        self._spill: Spill | None = None
+        if self.keep is None and spill is not True:
+            raise ValueError("spill says where rows older than keep go: give keep too")
+        if self.keep is not None:
+            if spill is True or spill is False:
+                self._spill = Spill(self.journal, drop=not spill)
+            else:
+                self._spill = Spill(spill)
         self._transports: dict[str, Any] = {}
         self._threads: list[threading.Thread] = []
+        self._housekeeper: threading.Thread | None = None
         self._stopping = threading.Event()
         self._lock = threading.Lock()
 
@@ -184,6 +179,10 @@ class Capture:
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
+        if self._spill is not None:
+            self._housekeeper = threading.Thread(target=self._housekeep, daemon=True,
+                                                 name="Capture-spill")
+            self._housekeeper.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -199,7 +198,7 @@ class Capture:
         for transport in transports:
             transport.close()  # wakes a thread blocked in a read at once
         deadline = time.monotonic() + timeout
-        for thread in self._threads:
+        for thread in [*self._threads, *filter(None, [self._housekeeper])]:
             if thread is not threading.current_thread():
                 thread.join(max(0.0, deadline - time.monotonic()))
         if not self.running:
@@ -274,13 +273,49 @@ class Capture:
                                 else server.last_error)
         return synced
 
+    # ------------------------------------------------------------------ memory
+
+    @property
+    def spill_folder(self) -> Path | None:
+        """The folder of the Parquet parts of rows older than ``keep`` (``None``
+        without ``keep`` or when they are dropped)."""
+        return None if self._spill is None else self._spill.folder
+
+    def _housekeep(self) -> None:
+        assert self.keep is not None
+        interval = min(max(self.keep / 4, 0.5), 60.0)
+        while not self._stopping.wait(interval):
+            self.move_old()
+
+    def move_old(self, now: pd.Timestamp | None = None) -> None:
+        """Move the events received and the calls ended more than ``keep`` before
+        ``now`` (default: now) out of memory, as the capture does by itself
+        periodically (a no-op without ``keep``)."""
+        spill = self._spill
+        if spill is None or self.keep is None:
+            return
+        at = time.time_ns() // 1000 if now is None else pd.Timestamp(now).value // 1000
+        before = at - round(self.keep * 1e6)
+        with spill.moving:
+            events, calls = self._tables.take_old(before)
+            try:
+                spill.put(events, calls)
+            except Exception as exc:  # noqa: BLE001 - counted as dropped and said
+                for name in {*events["server"].astype(str), *calls["server"].astype(str)}:
+                    self._servers[name].last_error = f"could not spill old rows, " \
+                                                     f"dropped: {exc!r}"
+        for server in self._servers.values():
+            server.forget_before = before
 
     # ------------------------------------------------------------------ snapshots
 
     @property
     def events(self) -> pd.DataFrame:
         """The events table (a snapshot; see the class docstring for its columns)."""
-        return self._tables.events_frame()
+        if self._spill is None:
+            return self._tables.events_frame()
+        with self._spill.moving:
+            return self._spill.read("events", self._tables.events_frame())
 
     @property
     def calls(self) -> pd.DataFrame:
@@ -289,16 +324,15 @@ class Capture:
         ``attrs["window"]`` is :attr:`window` and ``attrs["gaps"]`` the rows of
         :attr:`gaps` as plain dicts, times as ISO-8601 UTC strings (plain data, so
         pandas can merge and copy the frame)."""
-        calls = self._tables.calls_frame()
-        servers = self._servers.values()
-        span = observed_span(servers, self.running)
-        if span is not None:
-            clock = server_clock(servers)
-            calls.attrs["window"] = [_iso(clock(span[0])), _iso(clock(span[1]))]
-            calls.attrs["gaps"] = [
-                {"server": name, "site": site, "start": _iso(start), "end": _iso(end)}
-                for name, site, start, end in gap_rows(servers, span, clock)]
-        return calls
+        if self._spill is None:
+            calls = self._tables.calls_frame()
+        else:
+            with self._spill.moving:
+                calls = self._spill.read("calls", self._tables.calls_frame(with_seq=True))
+        return self._with_attrs(calls)
+
+    def _with_attrs(self, calls: pd.DataFrame) -> pd.DataFrame:
+        return with_attrs(calls, self._servers.values(), self.running)
 
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
@@ -316,19 +350,18 @@ class Capture:
     def gaps(self) -> pd.DataFrame:
         """Every period a server was not connected inside :attr:`window`, in the
         servers' clock: ``server``, ``site``, ``start``, ``end``."""
-        span = observed_span(self._servers.values(), self.running)
-        rows = [] if span is None else gap_rows(self._servers.values(), span,
-                                                 server_clock(self._servers.values()))
-        frame = pd.DataFrame(rows, columns=["server", "site", "start", "end"])
-        for column in ("start", "end"):
-            frame[column] = pd.to_datetime(frame[column].astype("int64"), unit="us",
-                                           utc=True)
-        return frame.astype({"server": "str", "site": "str"})
+        return gaps_frame(self._servers.values(), self.running)
+
+    @property
+    def sessions(self) -> pd.DataFrame:
+        """One row per connection: ``server``, ``site``, ``connected`` and
+        ``disconnected`` (``NaT`` while connected), in our clock (UTC)."""
+        return sessions_frame(self._servers.values())
 
     @property
     def ongoing(self) -> pd.DataFrame:
         """The calls in progress: no end time and an end that is not unknown."""
-        calls = self.calls
+        calls = self._with_attrs(self._tables.calls_frame())  # they never leave memory
         keep = calls["end_time"].isna().to_numpy() & ~calls["end_unknown"].to_numpy()
         return calls[keep].reset_index(drop=True)
 
@@ -336,15 +369,20 @@ class Capture:
     def status(self) -> pd.DataFrame:
         """One row per server: server, site (the last one its calls named), state,
         connected, since (last connect or disconnect), last_keepalive, reconnects,
-        events, ongoing (calls in progress), unknown_messages, last_error."""
-        rows = [server.status() for server in self._servers.values()]
-        frame = pd.DataFrame(rows)
-        for column in ("since", "last_keepalive"):
-            frame[column] = pd.to_datetime(frame[column], utc=True).dt.as_unit("us")
-        return frame.astype({"server": "str", "site": "str", "state": "str",
-                             "connected": "bool",
-                             "reconnects": "int64", "events": "int64", "ongoing": "int64",
-                             "unknown_messages": "int64", "last_error": "str"})
+        events, ongoing (calls in progress), unknown_messages, ``gap_seconds`` (time
+        not connected inside :attr:`window` [s]), ``missed_calls`` (an estimate of the
+        calls that started and ended inside those gaps; see below), the rows of
+        :attr:`events` and :attr:`calls` that left memory (``spilled_events``,
+        ``spilled_calls``, ``dropped_events``, ``dropped_calls``; see ``keep``),
+        last_error.
+
+        ``missed_calls``: for each gap, its length x the server's observed start rate
+        (calls notified as they started / time connected), less the calls the ongoing
+        list after the gap named that were not known (they started in the gap and were
+        not missed), never below 0; a gap before the server's first connection, or one
+        still open, subtracts nothing.
+        """
+        return status_frame(self._servers.values(), self.running, self._spill)
 
     # ------------------------------------------------------------------ replay
 
@@ -360,48 +398,4 @@ class Capture:
 
         >>> Capture.replay("journal/").calls          # doctest: +SKIP
         """
-        path = Path(path)
-        files = sorted(path.glob("*.jsonl")) if path.is_dir() else [path]
-        if not files:
-            raise FileNotFoundError(f"no journal (*.jsonl) in {path}")
-        entries: dict[str, list] = {}
-        zones: dict[str, str] = {}
-        bad: dict[str, int] = {}
-        for file in files:
-            name = None
-            with open(file, encoding="ascii", errors="replace") as handle:
-                for line in handle:
-                    try:
-                        entry = json.loads(line)
-                        if entry.get("format") == JOURNAL_FORMAT:
-                            name = str(entry["server"])
-                            zones.setdefault(name, str(entry.get("tz") or "UTC"))
-                            entries.setdefault(name, [])
-                            continue
-                        entry["t"] = int(entry["t"])
-                        if "doc" in entry:
-                            entry["doc"] = base64.b64decode(entry["doc"], validate=True)
-                    except (ValueError, KeyError, TypeError):
-                        bad[str(name)] = bad.get(str(name), 0) + 1
-                        continue
-                    if name is not None:
-                        entries[name].append(entry)
-        if not entries:
-            raise ValueError(f"{path} is not a recstats journal (no header line naming a "
-                             "server); pass the folder given as Capture(journal=...)")
-        capture = cls(list(entries), tz=tz or next(iter(zones.values()), "UTC"))
-        for name, items in entries.items():
-            server = capture._servers[name]
-            server.tz = tz or zones[name]
-            for entry in items:
-                server.seen_t = max(server.seen_t, entry["t"])
-                if "doc" in entry:  # the very path live documents took
-                    server.receive(entry["t"], entry["doc"], entry["t"] / 1e6)
-                elif "mark" in entry:
-                    server.apply(entry["t"], str(entry["mark"]), entry)
-            # a journal cut by a crash ends without the disconnect: the replay is stopped
-            server.connected, server.state = False, "stopped"
-            if bad.get(name):
-                server.last_error = f"{bad[name]} journal line(s) could not be read"
-        return capture
-
+        return replay(cls, path, tz)

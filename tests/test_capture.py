@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -16,9 +18,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recstats import _columns, _table, cdr
+from recstats import _columns, _table, cdr, protocol
 from recstats._live import Tables
-from recstats.capture import Capture
+from recstats.capture import Capture, status_line
 from recstats.sim import RecorderSimulator
 
 pytestmark = pytest.mark.timeout(60)
@@ -510,3 +512,170 @@ def test_capture_command_writes_parquet_on_ctrl_c(tmp_path):
                 proc.kill()
     assert proc.returncode == 130, err
     assert len(pd.read_parquet(out)) > 0
+
+
+# --------------------------------------------------------------------------- gaps
+
+
+def _journal_line(t_seconds: float, **entry) -> str:
+    base = 1_800_000_000_000_000  # an arbitrary moment [UTC us]
+    if "doc" in entry:
+        entry["doc"] = base64.b64encode(entry["doc"]).decode("ascii")
+    return json.dumps({"t": base + round(t_seconds * 1e6), **entry}) + "\n"
+
+
+def _session(t: float, ongoing: list[str], notes: list[tuple[float, str, str]],
+             site: str) -> list[str]:
+    """A journaled session: connect at ``t``, subscribe and resync (the list names
+    ``ongoing``), then ``(t, start|end, call id)`` notifications."""
+    ids = protocol.ClientConnection()
+    subscribe = ids.next_request_id
+    ids.send(protocol.SubscribeRequest(None, (), None))
+    ongoing_id = ids.next_request_id
+
+    def fields(call_id):
+        return {"id": call_id, "location": site, "start_time": "2026-11-02T09:00:00Z"}
+
+    lines = [_journal_line(t, mark="connect"),
+             _journal_line(t, mark="request", type="subscribe", extensions=None,
+                           keepalive=None),
+             _journal_line(t + 0.1, doc=protocol.subscribe_response(subscribe, None)),
+             _journal_line(t + 0.1, mark="request", type="ongoing", extensions=None),
+             _journal_line(t + 0.2, doc=protocol.ongoing_calls_response(
+                 ongoing_id, [fields(c) for c in ongoing]))]
+    for at, kind, call_id in notes:
+        extra = {"end_time": "2026-11-02T09:00:05Z"} if kind == "end" else {}
+        lines.append(_journal_line(at, doc=protocol.call_notification(
+            kind, {**fields(call_id), **extra})))
+    return lines
+
+
+def test_status_gap_time_and_calls_possibly_missed_by_hand(tmp_path):
+    header = {"format": "recstats-journal/1", "tz": "UTC"}
+    # S1: connected 0-10 s and 14-20 s; the window (both servers) is 0-26 s
+    s1 = [json.dumps({**header, "server": "S1:1"}) + "\n",
+          *_session(0, ["a"], [(1, "start", "b"), (2, "start", "c"), (3, "end", "c"),
+                               (4, "start", "d"), (5, "start", "e"), (6, "end", "d"),
+                               (7, "end", "e")], "S1"),
+          _journal_line(10, mark="disconnect"),
+          # the list after the gap names a and b (known) and f (new: started in the gap)
+          *_session(14, ["a", "b", "f"], [(15, "start", "h")], "S1"),
+          _journal_line(20, mark="disconnect")]
+    # S2: connected 2-26 s; its first list names 5 calls
+    s2 = [json.dumps({**header, "server": "S2:2"}) + "\n",
+          *_session(2, ["p", "q", "r", "s", "t"],
+                    [(5, "start", "u"), (9, "start", "v"), (20, "start", "w")], "S2"),
+          _journal_line(26, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(s1))
+    (tmp_path / "s2.jsonl").write_text("".join(s2))
+    status = Capture.replay(tmp_path).status.set_index("server")
+    # S1: 5 starts notified (b c d e h) in 10 + 6 = 16 s connected: 5/16 calls/s.
+    # gap 10-14 s: 4 x 5/16 = 1.25 expected starts, less f found in the list: 0.25;
+    # gap 20-26 s (still open at the window's end): 6 x 5/16 = 1.875, nothing found
+    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(4 + 6)
+    assert status.loc["S1:1", "missed_calls"] == pytest.approx(0.25 + 1.875)
+    # S2: 3 starts in 24 s: 1/8 calls/s; gap 0-2 s before its first connection: 2 x 1/8,
+    # its first list's 5 calls not subtracted (they may be older than the window)
+    assert status.loc["S2:2", "gap_seconds"] == pytest.approx(2)
+    assert status.loc["S2:2", "missed_calls"] == pytest.approx(0.25)
+    assert "gaps 12.0 s, ~2 calls possibly missed" in status_line(status.reset_index())
+
+
+# --------------------------------------------------------------------------- spilling
+
+
+def _used_labels(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame.apply(lambda c: c.cat.remove_unused_categories()
+                       if isinstance(c.dtype, pd.CategoricalDtype) else c)
+
+
+def _parts(folder: Path, name: str) -> pd.DataFrame:
+    parts = [pd.read_parquet(p) for p in sorted(folder.glob(f"{name}-*.parquet"))]
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+@pytest.mark.parametrize("chunk", [7, 65536])
+def test_spilled_rows_read_back_as_if_kept_in_memory(tmp_path, monkeypatch, chunk):
+    monkeypatch.setattr(_columns, "CHUNK", chunk)  # 7: prefixes cut inside Arrow chunks
+    journal = tmp_path / "j"
+    hour = pd.Timedelta(hours=1)
+    with RecorderSimulator(location="SP", seed=11, keepalive=1, **TRAFFIC) as sim, \
+            Capture([sim.address], journal=journal, keep="1h", backoff=0.1,
+                    max_backoff=0.2) as capture:
+        wait_for(lambda: capture.status.events.iloc[0] > 60, what="events")
+        first = capture.events.received_at
+        # the older half of the events, and the calls that ended then, leave memory
+        capture.move_old(now=first.iloc[len(first) // 2] + hour)
+        sim.drop_connections()  # a gap and a resync between two moves
+        wait_for(lambda: capture.status.reconnects.iloc[0] >= 1
+                 and capture.status.events.iloc[0] > len(first) + 60, what="more events")
+        capture.move_old(now=pd.Timestamp.now("UTC") + hour)  # all that ended so far
+        count = capture.status.events.iloc[0]
+        wait_for(lambda: capture.status.events.iloc[0] > count + 20, what="events after")
+    events, calls, status = capture.events, capture.calls, capture.status.iloc[0]
+    replayed = Capture.replay(journal)  # keeps everything in memory
+    pd.testing.assert_frame_equal(events, replayed.events)
+    pd.testing.assert_frame_equal(calls, replayed.calls)
+    # the calls in progress (read from memory alone: their labels are those in memory)
+    pd.testing.assert_frame_equal(_used_labels(capture.ongoing), _used_labels(replayed.ongoing))
+    assert capture.spill_folder.parent == journal
+    spilled_events = _parts(capture.spill_folder, "events")
+    spilled_calls = _parts(capture.spill_folder, "calls")
+    assert 0 < len(spilled_events) < len(events) and 0 < len(spilled_calls) < len(calls)
+    assert (status.spilled_events, status.spilled_calls) == (len(spilled_events),
+                                                             len(spilled_calls))
+    assert (status.dropped_events, status.dropped_calls) == (0, 0)
+    # only ended calls left memory, never one in progress or with its end unknown
+    assert spilled_calls.end_time.notna().all() and not spilled_calls.end_unknown.any()
+
+
+def test_dropped_rows_are_counted_and_the_rest_is_unchanged(tmp_path):
+    journal = tmp_path / "j"
+    with RecorderSimulator(location="DR", seed=12, keepalive=1, **TRAFFIC) as sim, \
+            Capture([sim.address], journal=journal, keep=600, spill=False) as capture:
+        wait_for(lambda: capture.status.events.iloc[0] > 80, what="events")
+        cut = capture.events.received_at.iloc[40]
+        capture.move_old(now=cut + pd.Timedelta(seconds=600))
+    assert capture.spill_folder is None
+    everything = Capture.replay(journal)
+    all_events, all_calls = everything.events, everything.calls
+    # brute force: events received before the cut, calls whose end was received before it
+    kept_events = all_events[all_events.received_at >= cut].reset_index(drop=True)
+    ends = all_events[all_events.event == "end"].set_index("call_id").received_at
+    ended_before = set(ends[ends < cut].index)
+    kept_calls = all_calls[~all_calls.call_id.isin(ended_before)].reset_index(drop=True)
+    # (the labels are those of the rows kept)
+    pd.testing.assert_frame_equal(capture.events, _used_labels(kept_events))
+    pd.testing.assert_frame_equal(capture.calls, _used_labels(kept_calls))
+    status = capture.status.iloc[0]
+    assert status.dropped_events == (all_events.received_at < cut).sum() > 0
+    assert status.dropped_calls == len(ended_before) > 0
+    assert (status.spilled_events, status.spilled_calls) == (0, 0)
+
+
+def test_keep_is_validated():
+    for bad in (0, -1, "soon", "-5s"):
+        with pytest.raises(ValueError, match="keep must be"):
+            Capture(["127.0.0.1:9"], keep=bad)
+    assert Capture(["127.0.0.1:9"], keep="90s").keep == 90.0
+    with pytest.raises(ValueError, match="give keep too"):
+        Capture(["127.0.0.1:9"], spill=False)
+
+
+def test_rows_that_cannot_be_spilled_are_counted_as_dropped_and_said(tmp_path):
+    capture = Capture(["127.0.0.1:9"], keep=60, spill=tmp_path / "parts")
+    server = capture._servers["127.0.0.1:9"]  # fed directly: no network needed
+    t0 = 1_800_000_000_000_000  # [UTC us]
+    start = {"id": "a", "location": "X", "start_time": "2026-11-02T09:00:00Z"}
+    server.start(t0, start, "notification")
+    server.start(t0, {**start, "id": "b"}, "notification")
+    server.end(t0 + 1, {**start, "end_time": "2026-11-02T09:01:00Z"}, "notification")
+    assert capture.spill_folder.parent == tmp_path / "parts"
+    shutil.rmtree(capture.spill_folder)  # the parts cannot be written
+    capture.move_old(now=pd.Timestamp(t0 + 100_000_000, unit="us", tz="UTC"))  # 100 s on
+    status = capture.status.iloc[0]
+    # 3 events older than 60 s; call a ended then, b is still in progress and stays
+    assert (status.dropped_events, status.dropped_calls) == (3, 1)
+    assert (status.spilled_events, status.spilled_calls) == (0, 0)
+    assert "could not spill old rows" in status.last_error
+    assert capture.events.empty and capture.calls.call_id.tolist() == ["b"]

@@ -1,0 +1,269 @@
+"""Soak: a long capture of many simulated sites under repeated cuts, reconciled with the
+simulators' own record of every call.
+
+Usage: ``python bench/soak.py [--sites 8] [--rate 5] [--speed 20] [--seconds 45]
+[--cut-every 5] [--keep 5] [--json]``
+
+The default (about 1 700 events/s) is what the shared two-core development machine
+sustains; at ``--speed 60`` (about 5 000 events/s) the capture process there is
+CPU-bound: it types events more slowly than they arrive, and its untyped backlog, not
+its tables, makes the memory grow.
+
+``--sites`` :class:`recstats.sim.RecorderSimulator` s (``--rate`` calls per simulated
+second each, at ``--speed`` simulated seconds per real second) run in a child process,
+so the memory sampled here (``VmRSS`` of this process, every 0.5 s) is the capture's.
+One :class:`recstats.Capture` with ``keep=--keep`` seconds (older rows spill to
+Parquet parts in a temporary folder) captures them all for ``--seconds`` seconds; every
+``--cut-every`` seconds the simulators close every client connection
+(:meth:`~recstats.sim.RecorderSimulator.drop_connections`) and the capture reconnects
+and resynchronises. At the end the cuts stop, the capture gets back to every site, the
+simulators are paused, the capture drains what is on its way and stops.
+
+Reconciliation, per site, of the capture's calls (read back from the parts) with the
+simulator's :attr:`~recstats.sim.RecorderSimulator.truth`. A gap is, in the server's
+clock, the stretch between the last notification the capture received before a
+disconnection and the first one after the reconnection (or before the first one): a
+call that started and ended inside one gap could never reach the capture ("missed in
+gaps", compared with the status' estimate; those that ended before the first
+notification, and those that started after the last one read (on their way when the
+capture stopped: a capture that fell behind), are counted apart); any other call of the truth must be in the
+calls table once ("lost" counts those that are not, "duplicated" those twice), with the
+simulator's start and end times ("wrong times"; ``end_unknown`` counted apart).
+
+Output: a table of RSS over time, the figures, then (``--json``) one JSON line.
+Memory is "flat after warm-up" when the RSS peak after the first third of the run is
+within a few tens of MB of the RSS at the end of that third.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from recstats.capture import Capture
+
+
+def rss_mb() -> float:
+    """This process's resident set size [MB] (``/proc/self/status`` VmRSS)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _simulators(pipe, sites: int, rate: float, speed: float, folder: str) -> None:
+    """The child process: the simulators, driven by commands on ``pipe``."""
+    from recstats.sim import RecorderSimulator
+    sims = [RecorderSimulator(location=f"SITE-{i:02d}", rate=rate, speed=speed, seed=i,
+                              keepalive=2).start() for i in range(sites)]
+    pipe.send([sim.address for sim in sims])
+    while True:
+        command = pipe.recv()
+        if command == "cut":
+            pipe.send(sum(sim.drop_connections() for sim in sims))
+        elif command == "pause":
+            for sim in sims:
+                sim.pause()
+            pipe.send(None)
+        elif command == "truth":
+            paths = []
+            for sim in sims:
+                path = Path(folder) / f"truth-{sim.port}.parquet"
+                truth = sim.truth[["call_id", "site", "start_time", "end_time"]]
+                truth.assign(server=f"{sim.host}:{sim.port}").to_parquet(path)
+                paths.append(str(path))
+            pipe.send(paths)
+        elif command == "stop":
+            for sim in sims:
+                sim.stop()
+            pipe.send(None)
+            return
+
+
+def _server_time(events: pd.DataFrame) -> pd.Series:
+    """The server's time of each notification: its start time, or end time for ends."""
+    return events["start_time"].where(events["event"] == "start", events["end_time"])
+
+
+def observed_gaps(events: pd.DataFrame, sessions: pd.DataFrame) -> dict[str, list]:
+    """Per server, the gaps in the server's clock ``[(start, end)]`` (see the module
+    docstring): from the last notification received in a session to the first one of
+    the next (the first gap opens at the beginning of time)."""
+    notes = events[events["origin"] == "notification"]
+    gaps: dict[str, list] = {}
+    for server, mine in sessions.groupby("server", sort=False):
+        received = notes[notes["server"] == server]
+        clock = _server_time(received)
+        last = pd.Timestamp.min.tz_localize("UTC")
+        spans = []
+        for connected, disconnected in zip(mine["connected"], mine["disconnected"],
+                                           strict=True):
+            inside = (received["received_at"] >= connected) & (
+                disconnected is pd.NaT or received["received_at"] <= disconnected)
+            if pd.isna(disconnected):
+                inside = received["received_at"] >= connected
+            times = clock[inside.to_numpy()]
+            if not len(times):
+                continue
+            spans.append((last, times.min()))
+            last = times.max()
+        # after the last notification read: on its way when the capture stopped
+        spans.append((last, pd.Timestamp.max.tz_localize("UTC")))
+        gaps[server] = spans
+    return gaps
+
+
+def reconcile(calls: pd.DataFrame, truth: pd.DataFrame, gaps: dict[str, list]) -> dict:
+    """Capture calls vs the simulators' truth (see the module docstring)."""
+    duplicated = int(calls.duplicated(["server", "call_id"]).sum())
+    merged = truth.merge(calls[["server", "call_id", "start_time", "end_time",
+                                "end_unknown"]].drop_duplicates(["server", "call_id"]),
+                         on=["server", "call_id"], how="left", suffixes=("", "_seen"),
+                         indicator=True)
+    missing = merged[merged["_merge"] == "left_only"]
+    in_gap = np.zeros(len(missing), dtype=bool)
+    before = np.zeros(len(missing), dtype=bool)  # inside the first: before the window
+    unread = np.zeros(len(missing), dtype=bool)  # inside the last: not read at the stop
+    for server, spans in gaps.items():
+        mine = (missing["server"] == server).to_numpy()
+        starts, ends = missing["start_time"][mine], missing["end_time"][mine]
+        inside = np.zeros(mine.sum(), dtype=bool)
+        for i, (begin, end) in enumerate(spans):
+            last = i == len(spans) - 1  # started after the last read: ended or not
+            these = ((starts >= begin) & (last | (ends.notna() & (ends <= end)))).to_numpy()
+            inside |= these
+            if i == 0:
+                before[np.flatnonzero(mine)[these]] = True
+            elif last:
+                unread[np.flatnonzero(mine)[these]] = True
+        in_gap[mine] = inside
+    seen = merged[merged["_merge"] == "both"]
+    unknown = seen["end_unknown"].astype(bool)
+    wrong = (seen["start_time"] != seen["start_time_seen"]) | (
+        ~unknown & ~((seen["end_time"] == seen["end_time_seen"])
+                     | (seen["end_time"].isna() & seen["end_time_seen"].isna())))
+    extra = calls.merge(truth[["server", "call_id"]], how="left", indicator=True)
+    return {"truth_calls": len(truth), "captured_calls": len(calls),
+            "lost": int((~in_gap).sum()), "missed_in_gaps": int((in_gap & ~before & ~unread).sum()),
+            "unread_at_stop": int(unread.sum()),
+            "ended_before_first_connection": int(before.sum()),
+            "duplicated": duplicated, "wrong_times": int(wrong.sum()),
+            "end_unknown": int(unknown.sum()),
+            "not_in_truth": int((extra["_merge"] == "left_only").sum())}
+
+
+def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
+        keep: float) -> dict:
+    context = multiprocessing.get_context("spawn")
+    mine, theirs = context.Pipe()
+    folder = tempfile.mkdtemp(prefix="recstats-soak-")
+    child = context.Process(target=_simulators, args=(theirs, sites, rate, speed, folder),
+                            daemon=True)
+    child.start()
+    addresses = mine.recv()
+    capture = Capture(addresses, keep=keep, backoff=0.2, max_backoff=1.0, timeout=10)
+    samples: list[tuple[float, float, int]] = []  # (s since start, RSS MB, events)
+    cuts = dropped = 0
+    began = time.monotonic()
+    capture.start()
+    next_cut = began + cut_every
+    while (now := time.monotonic()) < began + seconds:
+        if now >= next_cut:
+            mine.send("cut")
+            dropped += mine.recv()
+            cuts += 1
+            next_cut += cut_every
+        samples.append((now - began, rss_mb(), int(capture.status["events"].sum())))
+        time.sleep(0.5)
+    elapsed = time.monotonic() - began
+    # the end: everyone back, the simulators frozen, what is on its way drained
+    deadline = time.monotonic() + 15
+    while not capture.status["connected"].all() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)  # the last resyncs answered
+    mine.send("pause")
+    mine.recv()
+    count, still = -1, 0
+    while still < 3 and time.monotonic() < deadline + 10:
+        now_count = int(capture.status["events"].sum())
+        still = still + 1 if now_count == count else 0
+        count = now_count
+        time.sleep(0.5)
+    capture.stop()
+    status = capture.status
+    mine.send("truth")
+    truth = pd.concat([pd.read_parquet(p) for p in mine.recv()], ignore_index=True)
+    mine.send("stop")
+    mine.recv()
+    child.join(10)
+    events, calls = capture.events, capture.calls
+    figures = reconcile(calls, truth, observed_gaps(events, capture.sessions))
+    rss = pd.DataFrame(samples, columns=["t", "rss_mb", "events"])
+    warm = rss[rss["t"] >= seconds / 3]
+    at_warm = float(warm["rss_mb"].iloc[0]) if len(warm) else float("nan")
+    return {
+        "bench": "soak", "sites": sites, "rate": rate, "speed": speed,
+        "seconds": round(elapsed, 1), "cut_every": cut_every, "keep": keep,
+        "events": int(status["events"].sum()),
+        "events_per_s": round(int(status["events"].sum()) / elapsed),
+        "cuts": cuts, "connections_cut": dropped,
+        "reconnects": int(status["reconnects"].sum()),
+        "gap_seconds": round(float(status["gap_seconds"].sum()), 2),
+        "missed_estimate": round(float(status["missed_calls"].sum()), 1),
+        "spilled_events": int(status["spilled_events"].sum()),
+        "spilled_calls": int(status["spilled_calls"].sum()),
+        **figures,
+        "rss_start_mb": round(float(rss["rss_mb"].iloc[0]), 1),
+        "rss_after_warmup_mb": round(at_warm, 1),
+        "rss_peak_mb": round(float(rss["rss_mb"].max()), 1),
+        "rss_growth_after_warmup_mb": round(float(warm["rss_mb"].max()) - at_warm, 1),
+        "rss_timeline": [(round(t, 1), round(m, 1)) for t, m, _ in
+                         rss.iloc[:: max(1, len(rss) // 8)].itertuples(index=False)],
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sites", type=int, default=8, help="simulated sites (N)")
+    parser.add_argument("--rate", type=float, default=5.0,
+                        help="calls per simulated second per site (R)")
+    parser.add_argument("--speed", type=float, default=20.0,
+                        help="simulated seconds per real second")
+    parser.add_argument("--seconds", type=float, default=45.0, help="run time (T) [s]")
+    parser.add_argument("--cut-every", type=float, default=5.0,
+                        help="seconds between cuts of every connection")
+    parser.add_argument("--keep", type=float, default=5.0,
+                        help="the capture's memory horizon [s]")
+    parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    args = parser.parse_args(argv)
+    result = run(args.sites, args.rate, args.speed, args.seconds, args.cut_every, args.keep)
+    print(f"soak: {args.sites} sites x {args.rate:g} calls/s at {args.speed:g}x for "
+          f"{result['seconds']} s, cuts every {args.cut_every:g} s, keep {args.keep:g} s "
+          f"(pid {os.getpid()}; a shared machine: figures vary)")
+    print("RSS over time [s: MB]: " + ", ".join(f"{t:g}: {m:g}"
+                                               for t, m in result["rss_timeline"]))
+    for key in ("events", "events_per_s", "cuts", "reconnects", "gap_seconds",
+                "truth_calls", "captured_calls", "lost", "duplicated", "wrong_times",
+                "end_unknown", "not_in_truth", "ended_before_first_connection", "unread_at_stop",
+                "missed_in_gaps", "missed_estimate",
+                "spilled_events", "spilled_calls", "rss_start_mb", "rss_after_warmup_mb",
+                "rss_peak_mb", "rss_growth_after_warmup_mb"):
+        print(f"  {key:30} {result[key]}")
+    if args.json:
+        print(json.dumps(result))
+    return 0 if result["lost"] == 0 and result["duplicated"] == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The typed events and calls buffers of a live capture, and what leaves them.
+
+:class:`TypedTables` folds typed events into calls (a call's later fields win, missing
+ones keep the earlier values) in the columnar buffers of :mod:`recstats._columns`.
+:meth:`TypedTables.take_old` takes out what is older than a horizon, so a long capture
+holds only its recent past: the events received before it (a prefix: the events buffer
+is in arrival order) and the calls that ended before it, never a call in progress nor
+one whose end is unknown (a real end may still come). What it returns are final rows:
+an event never changes, nor does a call once it ended.
+"""
+
+from __future__ import annotations
+
+import threading
+from array import array
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ._columns import CALL_TAIL, EVENT_HEAD, NAT, Columns, build, codes, is_null
+from ._schema import CALL_COLUMNS
+
+__all__ = ["SEQ", "TypedTables"]
+
+#: the calls frames' hidden column of first-seen order, while parts are merged back
+SEQ = "_seq"
+
+
+class TypedTables:
+    """Typed events and calls buffers, with the lock that guards them."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        rest = [c for c in CALL_COLUMNS if c not in EVENT_HEAD]
+        self.events = Columns([*EVENT_HEAD, *rest], chunked=True)
+        self.calls = Columns([*CALL_COLUMNS, *CALL_TAIL],
+                             skip=("received_at", "event", "origin"))
+        self.rows: dict[tuple[str, str], int] = {}
+        self.keys: list[tuple[str, str]] = []  # the key of each calls row
+        self.ended_at = array("q")  # receive time of each call's end [UTC us], or NaT
+        self.seq = array("q")  # each call's first-seen number
+        self.seen = 0
+        self.sites: dict[tuple[str, str], str] = {}
+        self.counts: dict[str, int] = {}
+        self.version = 0
+        self._cache: dict[str, tuple[int, pd.DataFrame]] = {}
+
+    def _new_call(self, key: tuple[str, str], values: Mapping[str, Any]) -> int:
+        row = self.rows[key] = self.calls.append(values)
+        self.keys.append(key)
+        self.ended_at.append(NAT)
+        self.seq.append(self.seen)
+        self.seen += 1
+        return row
+
+    def add(self, t: int, server: str, event: str, origin: str,
+            record: Mapping[str, Any]) -> dict[str, Any]:
+        """Append one event and fold it into its call; return the event's values."""
+        key = (server, record["call_id"])
+        site: Any = record.get("site")
+        if is_null(site):  # the call's site as known so far, else the server
+            site = self.sites.get(key, server)
+        values = dict(record)
+        values.update(received_at=t, server=server, event=event, origin=origin, site=site)
+        with self.lock:
+            self.sites[key] = site
+            self.events.append(values)
+            self.counts[server] = self.counts.get(server, 0) + 1
+            row = self.rows.get(key)
+            if row is None:
+                row = self._new_call(key, values)
+            else:  # the later event's fields win; missing ones keep the earlier values
+                self.calls.update(row, values)
+            if event == "end":
+                self.ended_at[row] = t
+            self.version += 1
+        return values
+
+    def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
+        """Flag (or clear) a call whose end could not be learnt."""
+        with self.lock:
+            row = self.rows.get((server, call_id))
+            if row is None:
+                self._new_call((server, call_id),
+                               {"call_id": call_id, "site": server, "server": server,
+                                "end_unknown": unknown})
+            else:
+                self.calls.update(row, {"end_unknown": unknown})
+            self.version += 1
+
+    def take_old(self, before: int) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+        """Take out the events received and the calls ended before ``before`` [UTC
+        us]: ``(events, calls, call keys)``, the frames as :meth:`events_frame` and
+        :meth:`calls_frame` would have shown those rows (calls with :data:`SEQ`)."""
+        with self.lock:
+            times = np.frombuffer(self.events.cols["received_at"], dtype=np.int64)
+            newer = np.flatnonzero(times >= before)
+            count = int(newer[0]) if len(newer) else len(times)
+            del times  # a view: the buffer cannot shrink while it is exported
+            events = self.events.take(stop=count)
+            self.events.drop_prefix(count)
+            ended = np.frombuffer(self.ended_at, dtype=np.int64)
+            unknown = np.frombuffer(self.calls.cols["end_unknown"], dtype=np.int8)
+            old = (ended != NAT) & (ended < before) & (unknown == 0)
+            del ended, unknown
+            rows = np.flatnonzero(old)
+            calls = self.calls.take(rows=rows)
+            seq = np.frombuffer(self.seq, dtype=np.int64)[rows].copy()
+            keys = [self.keys[i] for i in rows.tolist()]
+            if len(rows):
+                keep = ~old
+                self.calls.keep(keep)
+                flags = keep.tolist()
+                self.keys = [k for k, kept in zip(self.keys, flags, strict=True) if kept]
+                self.ended_at = array("q", np.frombuffer(self.ended_at, np.int64)[keep]
+                                      .tobytes())
+                self.seq = array("q", np.frombuffer(self.seq, np.int64)[keep].tobytes())
+                self.rows = {key: i for i, key in enumerate(self.keys)}
+                for key in keys:
+                    self.sites.pop(key, None)
+            if count or len(rows):
+                self.version += 1
+        return _events_frame(events), _calls_frame(calls, seq), keys
+
+    def _snapshot(self, which: str, with_seq: bool = False) -> pd.DataFrame:
+        key = which + ("+seq" if with_seq else "")
+        with self.lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == self.version:
+                return cached[1].copy(deep=False)
+            version = self.version
+            if which == "events":
+                copy, seq = self.events.take(), None
+            else:
+                copy = self.calls.take()
+                seq = np.frombuffer(self.seq, dtype=np.int64).copy() if with_seq else None
+        frame = _events_frame(copy) if which == "events" else _calls_frame(copy, seq)
+        with self.lock:
+            self._cache[key] = (version, frame)
+        return frame.copy(deep=False)
+
+    def events_frame(self) -> pd.DataFrame:
+        return self._snapshot("events")
+
+    def calls_frame(self, with_seq: bool = False) -> pd.DataFrame:
+        """The calls in memory (``with_seq``: plus their first-seen numbers, :data:`SEQ`)."""
+        return self._snapshot("calls", with_seq)
+
+
+def _order(*keys: np.ndarray) -> np.ndarray | None:
+    """Stable sort order by ``keys`` (last one primary), or None when already sorted."""
+    if len(keys[-1]) < 2 or (np.diff(keys[-1]) > 0).all():
+        return None  # strictly increasing primary key: no ties, already in order
+    order = np.lexsort(keys)
+    if (order == np.arange(len(order))).all():
+        return None
+    return order
+
+
+def _server_ranks(copy) -> np.ndarray:
+    _, cols, _, labels = copy
+    return codes(cols["server"], labels["server"])[0]
+
+
+def _events_frame(copy) -> pd.DataFrame:
+    """Events in receive order (ties: by server, then arrival), whatever the threads did."""
+    times = np.frombuffer(copy[1]["received_at"], dtype=np.int64)
+    cols = build(copy, _order(_server_ranks(copy), times))
+    fixed = [*EVENT_HEAD, *(c for c in CALL_COLUMNS if c not in EVENT_HEAD)]
+    names = fixed + sorted(set(cols) - set(fixed))
+    return pd.DataFrame({name: cols[name] for name in names})
+
+
+def _calls_frame(copy, seq: np.ndarray | None = None) -> pd.DataFrame:
+    """Calls by start time (unknown starts last; ties: by server, then first seen);
+    with ``seq``, each row's first-seen number in a last column :data:`SEQ`."""
+    starts = np.frombuffer(copy[1]["start_time"], dtype=np.int64)
+    starts = np.where(starts == NAT, np.iinfo(np.int64).max, starts)
+    order = _order(_server_ranks(copy), starts)
+    cols = build(copy, order)
+    # an end event may lack the start time: derive duration from the merged row
+    elapsed = (pd.Series(cols["end_time"]) - pd.Series(cols["start_time"])).dt.total_seconds()
+    cols["duration"] = elapsed.where(elapsed.notna(), pd.Series(cols["duration"])).to_numpy()
+    fixed = list(CALL_COLUMNS)
+    names = fixed + sorted(set(cols) - set(fixed) - set(CALL_TAIL)) + list(CALL_TAIL)
+    frame = pd.DataFrame({name: cols[name] for name in names})
+    if seq is not None:
+        frame[SEQ] = seq if order is None else seq[order]
+    return frame
