@@ -337,8 +337,9 @@ class Capture:
     @property
     def window(self) -> tuple[pd.Timestamp, pd.Timestamp] | None:
         """The period observed: from the first connection to :meth:`stop` (or now), in
-        the servers' clock (ours moved by the offset their notifications' times show);
-        ``None`` before any connection."""
+        the servers' clock (ours mapped through the offset and rate their notifications'
+        times show: a recorder's clock may be set off ours, a simulator's runs ``speed``
+        times faster); ``None`` before any connection."""
         span = observed_span(self._servers.values(), self.running)
         if span is None:
             return None
