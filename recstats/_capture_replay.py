@@ -13,7 +13,7 @@ from ._capture_server import JOURNAL_FORMAT
 __all__ = ["replay"]
 
 
-def replay(cls, path: str | os.PathLike, tz: str | None = None):
+def replay(cls, path: str | os.PathLike, *, tz: str | None = None):
     """A stopped ``cls`` (a :class:`recstats.Capture`) with the tables of the journal at
     ``path`` (see :meth:`recstats.Capture.replay`)."""
     path = Path(path)

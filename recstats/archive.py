@@ -194,10 +194,10 @@ def _progress_bar(total: int | None, progress: bool):
                 disable=None if progress else True, file=sys.stderr)
 
 
-def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike],
+def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
                  workers: int | None = None, progress: bool = True, tz: str = "UTC",
                  on_error: str = "collect",
-                 directions: Mapping[str, str] | None = None, *,
+                 directions: Mapping[str, str] | None = None,
                  follow_links: bool = False,
                  max_columns: int = DEFAULT_MAX_COLUMNS) -> pd.DataFrame:
     """Parse every CDR file of an archive into one calls table.

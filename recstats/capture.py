@@ -95,9 +95,9 @@ class Capture:
     >>> capture.calls.groupby("site", observed=True).size()  # doctest: +SKIP
     """
 
-    def __init__(self, servers, extensions=None, journal: str | os.PathLike | None = None,
-                 reconnect: bool = True, tz: str = "UTC", keepalive: float | None = None,
-                 *, timeout: float = 10.0, backoff: float = 0.5, max_backoff: float = 30.0,
+    def __init__(self, servers, *, extensions=None,
+                 journal: str | os.PathLike | None = None, reconnect: bool = True,
+                 tz: str = "UTC", keepalive: float | None = None, timeout: float = 10.0, backoff: float = 0.5, max_backoff: float = 30.0,
                  ssl_context=None, on_event: Callable[[str, dict], None] | None = None,
                  silence_timeout: float | None = None, keep=None,
                  spill: bool | str | os.PathLike = True,
@@ -388,7 +388,7 @@ class Capture:
     # ------------------------------------------------------------------ replay
 
     @classmethod
-    def replay(cls, path: str | os.PathLike, tz: str | None = None) -> Capture:
+    def replay(cls, path: str | os.PathLike, *, tz: str | None = None) -> Capture:
         """Rebuild a capture's tables from its journal (a folder or one ``.jsonl`` file).
 
         Each document goes through the very decode path the live capture used, so
@@ -399,4 +399,4 @@ class Capture:
 
         >>> Capture.replay("journal/").calls          # doctest: +SKIP
         """
-        return replay(cls, path, tz)
+        return replay(cls, path, tz=tz)

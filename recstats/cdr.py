@@ -204,9 +204,9 @@ def end_from_duration(start: pd.Timestamp | NaTType, stated: float | None
 # --------------------------------------------------------------------------- records
 
 
-def record_from_fields(fields: Mapping[str, str], tz: str = "UTC",
+def record_from_fields(fields: Mapping[str, str], *, tz: str = "UTC",
                        directions: Mapping[str, str] | None = None,
-                       source: str | None = None, *, finished: bool = False
+                       source: str | None = None, finished: bool = False
                        ) -> dict[str, Any]:
     """Raw fields (:func:`fields_of`) -> a record keyed by calls-table column names.
 
@@ -351,8 +351,8 @@ def _open_nonblocking(path: str, flags: int) -> int:
     return os.open(path, flags | getattr(os, "O_NONBLOCK", 0))
 
 
-def read_cdr(source: str | os.PathLike | bytes | etree._Element, tz: str = "UTC",
-             directions: Mapping[str, str] | None = None, *,
+def read_cdr(source: str | os.PathLike | bytes | etree._Element, *, tz: str = "UTC",
+             directions: Mapping[str, str] | None = None,
              finished: bool = False) -> dict[str, Any]:
     """Read one CDR document into a flat record keyed by calls-table column names.
 

@@ -98,9 +98,9 @@ class RecorderClient(Reading):
     whichever thread reads the socket hands each message to whoever waits for it.
     """
 
-    def __init__(self, host: str, port: int, timeout: float | None = 10.0,
+    def __init__(self, host: str, port: int, *, timeout: float | None = 10.0,
                  ssl_context: _ssl.SSLContext | None = None, tz: str = "UTC",
-                 on_document: Callable[[bytes], Any] | None = None, *,
+                 on_document: Callable[[bytes], Any] | None = None,
                  silence_timeout: float | None = None, max_queue: int = 100_000,
                  transport_factory: Callable[..., Any] | None = None,
                  clock: Callable[[], float] = time.monotonic,

@@ -439,7 +439,7 @@ class LiveDashboard:
             delay = max(0.05, self.interval - (time.monotonic() - began))
             self._handle = self._loop.call_later(delay, self._tick)
 
-    def snapshot(self, tz: str | None = None) -> Figure:
+    def snapshot(self, *, tz: str | None = None) -> Figure:
         """A static copy of the current chart as a new Figure (e.g. for a report)."""
         tz = tz or self.tz
         fig = Figure(figsize=(9, 3.5), layout="constrained")

@@ -156,6 +156,14 @@ def test_capture_refuses_a_fifo_before_capturing(tmp_path, capsys):
     one_error_line(capsys, "capture", "FIFO")
 
 
+@pytest.mark.parametrize("keep", ["0", "soon"])
+def test_capture_keep_must_be_a_positive_duration(keep, tmp_path, capsys):
+    out = tmp_path / "e.parquet"
+    assert main(["capture", "127.0.0.1:9", "-o", str(out), "--keep", keep]) == 2
+    one_error_line(capsys, "capture", "keep must be")
+    assert not out.exists()
+
+
 @pytest.mark.parametrize("argv", [
     ["report", "{archive}", "--tz", "Mars/Base"],
     ["parse", "{archive}", "-o", "{tmp}/x.parquet", "--tz", "Europe/Budapset"],

@@ -74,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=None, help="seconds (default: forever)")
     p.add_argument("-o", "--output", required=True, help="events Parquet file to write")
     p.add_argument("--journal", default=None, help="folder for the raw message journal")
+    p.add_argument("--keep", default=None, metavar="DURATION",
+                   help="keep this much in memory (e.g. 1h); older events and ended calls "
+                        "spill to Parquet parts in the journal (or a temporary) folder")
 
     p = sub.add_parser("demo", help="simulate two sites, capture, parse and report",
                        description="Start two simulated sites, capture them live, parse "

@@ -57,7 +57,11 @@ def run(args) -> int:
         raise UsageError(f"--duration must be positive, not {args.duration}")
     check_output(args.output)  # a FIFO, a device, a folder, "": refused before capturing
     out = Path(args.output)
-    capture = Capture(args.servers, extensions=args.extension, journal=args.journal)
+    try:
+        capture = Capture(args.servers, extensions=args.extension, journal=args.journal,
+                          keep=args.keep)
+    except ValueError as exc:  # e.g. --keep 0 or --keep soon
+        raise UsageError(str(exc)) from None
     names = ", ".join(f"{host}:{port}" for host, port in capture.servers)
     print(f"capturing {names}" + (f" for {args.duration:g} s" if args.duration else
                                    " until Ctrl-C"), file=sys.stderr, flush=True)

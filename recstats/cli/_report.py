@@ -16,7 +16,7 @@ from . import UsageError
 def calls_from_events(events):
     """Fold an events table (``recstats capture -o``) into a calls table, one row per call.
 
-    The capture's own folding (:class:`recstats._columns.TypedTables`): per server and
+    The capture's own folding (:class:`recstats._typed_tables.TypedTables`): per server and
     call, the later event's fields win and missing ones keep the earlier values;
     ``duration`` comes from the merged times. Rows are ordered by start time.
 
@@ -31,7 +31,7 @@ def calls_from_events(events):
     """
     import pandas as pd
 
-    from .._columns import TypedTables
+    from .._typed_tables import TypedTables
     from .._table import coerce_calls
     from .._time import to_micros
 
