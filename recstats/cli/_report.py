@@ -31,9 +31,9 @@ def calls_from_events(events):
     """
     import pandas as pd
 
-    from .._typed_tables import TypedTables
     from .._table import coerce_calls
     from .._time import to_micros
+    from .._typed_tables import TypedTables
 
     typed = TypedTables()
     head = ("received_at", "server", "event", "origin")
