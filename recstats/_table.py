@@ -90,9 +90,20 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
 
     Times become ``datetime64[us, UTC]``, ``duration`` float64, labels ``category``,
     documented booleans nullable ``boolean``, everything else ``str``; ``attrs`` (the
-    window, gaps, parse errors) are kept. Returns a new frame; the input is not
-    modified.
+    window, gaps, parse errors) are kept.
 
+    Parameters
+    ----------
+    frame : DataFrame
+        Any frame with calls-table columns (others are kept as text).
+
+    Returns
+    -------
+    DataFrame
+        A new frame with the schema; the input is not modified.
+
+    Examples
+    --------
     >>> calls = coerce_calls(pd.DataFrame({"call_id": ["a"], "site": ["NY"]}))
     >>> str(calls["site"].dtype), len(calls.columns) == len(CALL_COLUMNS)
     ('category', True)
@@ -125,6 +136,18 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
 def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Records (from :func:`read_cdr` / :func:`record_from_fields`) -> a calls table.
 
+    Parameters
+    ----------
+    records : iterable of Mapping[str, Any]
+        One record per call, keyed by calls-table column names.
+
+    Returns
+    -------
+    DataFrame
+        The calls table (:func:`coerce_calls`' schema), index 0..n-1.
+
+    Examples
+    --------
     >>> from recstats.cdr import read_cdr
     >>> calls_frame([read_cdr(b"<verbacdr><id>a</id></verbacdr>")]).call_id.tolist()
     ['a']

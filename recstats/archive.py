@@ -428,6 +428,18 @@ def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
 def archive_errors(calls: pd.DataFrame) -> pd.DataFrame:
     """The files :func:`read_archive` could not parse, as a frame (``path``, ``error``).
 
+    Parameters
+    ----------
+    calls : DataFrame
+        A table from :func:`read_archive` (or read back from its Parquet file).
+
+    Returns
+    -------
+    DataFrame
+        One row per file: ``path`` and ``error`` (one line saying why).
+
+    Examples
+    --------
     >>> import pandas as pd
     >>> df = pd.DataFrame(); df.attrs["errors"] = [{"path": "a.xml", "error": "empty"}]
     >>> archive_errors(df)
@@ -448,6 +460,20 @@ def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
     empty path, a folder, a FIFO or a device raises
     :class:`recstats._output.OutputPathError` (a ``ValueError``) before any work.
 
+    Parameters
+    ----------
+    calls : DataFrame
+        A calls table.
+    path : str or os.PathLike
+        The Parquet file to write.
+
+    Returns
+    -------
+    Path
+        ``path``.
+
+    Examples
+    --------
     >>> import recstats as rs, pandas as pd
     >>> calls = rs.calls_frame([rs.read_cdr(b"<verbacdr><id>a</id></verbacdr>")])
     >>> p = write_parquet(calls, "/tmp/recstats-doctest.parquet")  # doctest: +SKIP

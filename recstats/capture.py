@@ -43,22 +43,52 @@ __all__ = ["Capture", "status_line"]
 class Capture:
     """Capture call events from one or many recording servers into pandas tables.
 
-    ``servers``: ``(host, port)`` pairs or ``"host:port"`` strings, one connection
-    (and one thread) each. ``extensions`` restricts every subscription to calls of
-    those numbers; ``keepalive`` asks the servers for an interval (seconds; ``None``:
-    theirs). ``journal``: a folder that receives every document received, with its
-    receive time, one ``<host>_<port>.jsonl`` file per server (see :meth:`replay`).
-    ``tz`` is the sites' time zone for call times (an unknown zone is a ``ValueError``
-    at once). ``silence_timeout`` ends a session after that many seconds without any
-    byte (for servers with keep-alive off). ``reconnect=False`` gives up on a
-    server after its first session; otherwise a lost or refused connection is retried
-    after ``backoff`` seconds, doubling up to ``max_backoff``, with jitter. A server
-    that is down never holds up the others. ``on_event(server, values)`` is called
-    from the server's thread with each event as a dict: its raw fields plus
-    ``received_at`` (UTC microseconds), ``server``, ``event``, ``origin``, ``site`` and
-    ``call_id`` (keep it quick).
+    One connection (and one thread) per server; a server that is down never holds up
+    the others. Each document received is decoded once; the tables are built when
+    asked for.
 
-    A long run: ``keep`` (seconds, or a duration such as ``"1h"``) bounds the memory.
+    Parameters
+    ----------
+    servers : sequence of (str, int) or str
+        ``(host, port)`` pairs or ``"host:port"`` strings.
+    extensions : sequence of str, optional
+        Restrict every subscription to calls of these numbers.
+    journal : str or os.PathLike, optional
+        A folder that receives every document received, with its receive time, one
+        ``<host>_<port>.jsonl`` file per server (see :meth:`replay`).
+    reconnect : bool, default True
+        Retry a lost or refused connection after ``backoff`` [s], doubling up to
+        ``max_backoff`` [s], with jitter; ``False`` gives up after the first session.
+    tz : str, default "UTC"
+        The sites' time zone for call times (an unknown zone is a ``ValueError`` at
+        once).
+    keepalive : float, optional
+        Keep-alive interval to ask the servers for [s]; ``None``: theirs.
+    timeout : float, default 10.0
+        Connect and answer timeout [s].
+    backoff, max_backoff : float, default 0.5, 30.0
+        First and longest wait between connection attempts [s].
+    ssl_context : ssl.SSLContext, optional
+        Wraps every connection in TLS; a certificate it does not trust is a failed
+        connect.
+    on_event : callable, optional
+        ``on_event(server, values)``, called from the server's thread with each event
+        as a dict: its raw fields plus ``received_at`` (UTC microseconds), ``server``,
+        ``event``, ``origin``, ``site`` and ``call_id`` (keep it quick).
+    silence_timeout : float, optional
+        End a session after that many seconds without any byte [s] (for servers with
+        keep-alive off).
+    keep : float or str, optional
+        Memory horizon [s] or a duration such as ``"1h"`` (see below); ``None``: keep
+        everything.
+    spill : bool, str or os.PathLike, default True
+        Where rows older than ``keep`` go (see below).
+    transport_factory : callable, optional
+        Makes each connection's transport (the seam tests replace).
+
+    Notes
+    -----
+    A long run: ``keep`` bounds the memory.
     Events received more than ``keep`` ago and calls that ended more than ``keep`` ago
     leave memory (checked every ``keep``/4, at least 0.5 s and at most 60 s apart);
     calls in progress, and calls whose end is unknown, always stay. Where they go is
@@ -70,8 +100,7 @@ class Capture:
     capture that kept everything would show); :attr:`ongoing` reads memory only. The
     status counts what left memory; :meth:`move_old` moves it at once. A call named
     again after it left memory (a server that re-announces an old call) comes back as
-    a second row. ``ssl_context`` (an :class:`ssl.SSLContext`) wraps every connection
-    in TLS; a certificate it does not trust is a failed connect.
+    a second row.
 
     Snapshots, safe to read while the capture runs:
 

@@ -136,6 +136,22 @@ def read_calls(dataset: str | os.PathLike, *, sites=None, start=None, end=None
     per data file (one site and local date each), pruned as :func:`recstats.read_calls`
     prunes: same ``sites``, ``start`` and ``end``; its computed rows are that function's.
 
+    Parameters
+    ----------
+    dataset : str or os.PathLike
+        The dataset folder.
+    sites : str or sequence of str, optional
+        Only these sites.
+    start, end : timestamp, optional
+        Only calls starting in ``[start, end)`` (naive means UTC).
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        The calls table, lazily.
+
+    Examples
+    --------
     >>> import recstats as rs
     >>> calls = rs.dask.read_calls("/tmp/calls-ds", sites="NY-RECORDER")  # doctest: +SKIP
     """

@@ -70,26 +70,49 @@ def _write_atomic(path: Path, data: bytes) -> None:
 class RecorderSimulator(LoopServer):
     """A simulated recording server on a loopback (or any) TCP port.
 
-    ``rate`` calls per simulated second, lognormal holding times with mean
-    ``mean_holding`` seconds, between ``extensions`` and outside numbers (see
-    :mod:`recstats.sim.traffic`); ``speed`` simulated seconds per real second; ``seed`` makes
-    the calls reproducible (their delivery timing aside); ``keepalive`` the default
-    interval in seconds (0/None: none) for clients that do not ask for one; ``tz`` the
-    site's zone for the wall-clock times it writes; ``start_time`` the simulated moment
-    the clock starts at (default: now). ``archive``: a folder receiving
-    ``<location>/<YYYY>/<MM>/<DD>/<id>.xml`` beside ``<id>.wav`` (``.txt`` for IM) for
-    each ended call, written atomically. ``manual_clock=True`` stops simulated time
-    until :meth:`advance` moves it; ``profile`` is passed to the traffic model;
-    ``history`` bounds how many ended calls stay in memory (default: all).
-
-    ``steady_state=True`` (the default) starts the server loaded, as a real recorder a
-    client connects to is: about ``rate x mean_holding`` calls [erlang] are already in
-    progress at ``start_time``, started in the past as a stationary system's are
-    (:func:`recstats.sim.traffic.in_progress_at`); they are in :attr:`ongoing` and
-    :attr:`truth`, end with ``CallEnded`` notifications and CDR files like any call.
-    ``steady_state=False`` starts with no call at all. ``paused=True`` starts with the
-    clock frozen at ``start_time`` until :meth:`resume` (clients can connect and learn
-    the ongoing calls before any of them ends).
+    Parameters
+    ----------
+    host : str, default "127.0.0.1"
+        Address to listen on (loopback unless told otherwise).
+    port : int, default 0
+        Port to listen on; 0 picks a free one (:attr:`port`, :attr:`address`).
+    location : str, default "SITE-A"
+        The site name written as ``location`` in every call.
+    rate : float, default 2.0
+        Calls per simulated second [1/s].
+    mean_holding : float, default 180
+        Mean of the lognormal holding times [s] (see :mod:`recstats.sim.traffic`).
+    extensions : iterable, default range(1000, 1100)
+        The site's extension numbers; calls run between them and outside numbers.
+    speed : float, default 1.0
+        Simulated seconds per real second.
+    seed : int, optional
+        Makes the calls reproducible (their delivery timing aside).
+    archive : str or os.PathLike, optional
+        A folder receiving ``<location>/<YYYY>/<MM>/<DD>/<id>.xml`` beside ``<id>.wav``
+        (``.txt`` for IM) for each ended call, written atomically.
+    keepalive : float, optional, default 10
+        Keep-alive interval [s] for clients that do not ask for one (0/None: none).
+    tz : str, default "UTC"
+        The site's zone for the wall-clock times it writes.
+    start_time : timestamp, optional
+        The simulated moment the clock starts at (default: now).
+    manual_clock : bool, default False
+        Simulated time stands still until :meth:`advance` moves it.
+    profile : callable, optional
+        Passed to the traffic model (e.g. office hours).
+    history : int, optional
+        How many ended calls stay in memory (default: all).
+    steady_state : bool, default True
+        Start loaded, as a real recorder a client connects to is: about
+        ``rate x mean_holding`` calls [erlang] are already in progress at
+        ``start_time``, started in the past as a stationary system's are
+        (:func:`recstats.sim.traffic.in_progress_at`); they are in :attr:`ongoing` and
+        :attr:`truth` and end with ``CallEnded`` notifications and CDR files like any
+        call. ``False`` starts with no call at all.
+    paused : bool, default False
+        Start with the clock frozen at ``start_time`` until :meth:`resume` (clients
+        can connect and learn the ongoing calls before any of them ends).
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`::
 
