@@ -229,7 +229,11 @@ def test_the_capture_reconnects_and_holds_every_call_the_server_sent(fault):
             server.go.set()
         wait_for(lambda: len(server.peers) >= 2, what="a reconnection")
         said = capture.status.iloc[0].last_error
-        wait_for(lambda: reconciled(capture, server), what="the reconciliation")
+        try:
+            wait_for(lambda: reconciled(capture, server), what="the reconciliation")
+        except AssertionError:
+            print(capture.calls, server.expected(), capture.status.T, capture.sessions)
+            raise
     assert fault.capture_says in str(said), said
     assert "internal" not in str(said)
     calls, expected = capture.calls, server.expected()
@@ -267,7 +271,9 @@ def test_a_server_restarted_on_the_same_port_is_found_again():
                 wait_for(lambda: len(capture.calls) == 3 and
                          capture.calls.end_time.notna().sum() == 2, what="c1 captured")
                 said = capture.status.iloc[0].last_error
-    assert "the server closed the connection" in said or "refused" in said, said
+    # a socket closed with requests unread goes out as a reset: ServerClosed either way
+    assert any(text in said for text in ("closed the connection", "reset by peer",
+                                         "refused")), said
     calls = capture.calls.set_index("call_id")
     record = {**first.record, **second.record}
     assert sorted(calls.index) == ["a0", "b0", "c1"]
