@@ -28,7 +28,7 @@ from recstats.errors import (
 )
 
 from .recorder import RecordingServer
-from .servers import wait_for
+from .servers import ScriptedServer, wait_for
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -283,3 +283,38 @@ def test_a_server_restarted_on_the_same_port_is_found_again():
     assert calls.loc["a0", "start_time"] == record["a0"]["start_time"]
     assert calls.loc["a0", "end_unknown"] and not calls.loc[["b0", "c1"], "end_unknown"].any()
     assert not first.errors and not second.errors
+
+
+def test_half_a_document_then_silence_without_keepalives_ends_by_the_silence_bound():
+    def handler(peer):
+        request = peer.request()
+        peer.answer(protocol.SubscribeAccepted(request.request_id, None))  # keep-alive off
+        peer.send(b'<VerbaApi><Notification type="CallStart"><id>s0</id><loca')
+        peer.wait_closed(15)
+
+    with ScriptedServer(handler) as server:
+        client = RecorderClient("127.0.0.1", server.port, timeout=1.0, silence_timeout=0.5)
+        assert client.subscribe() is None
+        lost, took, seen = read_until_lost(client)
+    assert type(lost.value) is KeepaliveExpired and "nothing from" in lost.value.reason
+    assert took < BOUND and seen == [] and not server.errors
+
+
+def test_an_answer_dripped_one_byte_per_10_ms_is_a_response_timeout_in_bounded_time():
+    def handler(peer):
+        request = peer.request()
+        answer = protocol.subscribe_response(request.request_id, 10)
+        assert answer.count(b"<Response") == 1
+        # 400 blanks inside the tag: the whole answer takes over 4 s to drip
+        answer = answer.replace(b"<Response", b"<Response" + b" " * 400)
+        for byte in answer:
+            peer.send(bytes([byte]))  # bytes keep coming: the bound is time, not silence
+            time.sleep(0.01)
+
+    with ScriptedServer(handler) as server:
+        client = RecorderClient("127.0.0.1", server.port, timeout=1.0, silence_timeout=0.5)
+        began = time.monotonic()
+        with pytest.raises(ResponseTimeout):
+            client.subscribe()
+        took = time.monotonic() - began
+    assert took < BOUND and client.closed and not server.errors
