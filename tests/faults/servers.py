@@ -68,9 +68,11 @@ class Peer:
 class ScriptedServer:
     """A loopback server running ``handler(peer)`` for each connection."""
 
-    def __init__(self, handler):
+    def __init__(self, handler, port: int = 0, first_number: int = 0):
         self.handler = handler
-        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.first_number = first_number  # a restarted server numbers connections on
+        # create_server sets SO_REUSEADDR: a restart may take the same port at once
+        self.listener = socket.create_server(("127.0.0.1", port))
         self.listener.settimeout(0.1)
         self.port = self.listener.getsockname()[1]
         self.address = f"127.0.0.1:{self.port}"
@@ -102,7 +104,7 @@ class ScriptedServer:
                 sock, _ = self.listener.accept()
             except (TimeoutError, OSError):
                 continue
-            peer = Peer(sock, len(self.peers))
+            peer = Peer(sock, self.first_number + len(self.peers))
             self.peers.append(peer)
             thread = threading.Thread(target=self._serve, args=(peer,), daemon=True)
             self._threads.append(thread)
@@ -123,8 +125,11 @@ class ScriptedServer:
 
 
 def subscribed(peer: Peer, keepalive: float | None = None):
-    """Answer the subscription right; return the request."""
+    """Answer the subscription right; return the request (``None`` when a later
+    connection is closed by a capture that stops before it subscribed)."""
     request = peer.request()
+    if peer.number > 0 and isinstance(request, protocol.ConnectionClosed):
+        return None
     assert isinstance(request, protocol.SubscribeRequest), request
     peer.answer(protocol.SubscribeAccepted(request.request_id, keepalive))
     return request

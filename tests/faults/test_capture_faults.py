@@ -34,8 +34,11 @@ def test_a_misspelt_zone_is_a_value_error_before_any_thread():
 
 def test_an_answer_of_the_wrong_type_is_a_protocol_error_then_a_calm_reconnect():
     def handler(peer):
-        subscribed(peer, keepalive=None)
+        if subscribed(peer, keepalive=None) is None:
+            return
         request = peer.request()
+        if peer.number > 0 and isinstance(request, protocol.ConnectionClosed):
+            return  # the capture stopped before asking again: nothing left to answer
         assert isinstance(request, protocol.OngoingCallsRequest)
         # the right id, the subscribe response's shape
         peer.answer(protocol.SubscribeAccepted(request.request_id, 10))
