@@ -256,9 +256,10 @@ def test_server_down_at_start_is_captured_once_it_comes_up():
         capture = Capture([up.address, ("127.0.0.1", port)], backoff=0.05, max_backoff=0.2)
         with capture:
             wait_for(lambda: capture.status.events.iloc[0] > 5, what="events from UP")
-            status = capture.status
-            assert status.connected.tolist() == [True, False]
-            assert "could not connect" in status.last_error.iloc[1]
+            # the down server's thread reports its first failed attempt on its own time
+            wait_for(lambda: "could not connect" in str(capture.status.last_error.iloc[1]),
+                     what="the down server's first failure")
+            assert capture.status.connected.tolist() == [True, False]
             with RecorderSimulator(port=port, location="LATE", seed=6, **TRAFFIC):
                 wait_for(lambda: capture.status.connected.all(), what="LATE connected")
                 wait_for(lambda: (capture.calls.site == "LATE").sum() > 3, what="LATE calls")
