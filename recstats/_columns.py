@@ -56,7 +56,10 @@ _Timestamp = pd.Timestamp
 
 def _micros(value: Any) -> int:
     if value.__class__ is _Timestamp:
-        return value.value // 1000  # .value is nanoseconds whatever the unit
+        try:
+            return value.value // 1000  # .value is nanoseconds whatever the unit
+        except OverflowError:  # beyond 1677-2262: read in its own unit
+            return int(value.as_unit("us").asm8.view("i8"))
     if isinstance(value, int):
         return value
     if is_null(value):
@@ -174,6 +177,56 @@ class Columns:
             self._freeze()
         return row
 
+    def extend(self, rows: list[Mapping[str, Any]]) -> None:
+        """Add ``rows`` at the end, as many :meth:`append` calls would (same columns,
+        values and chunks), one column at a time."""
+        names: set[str] = set()
+        for values in rows:
+            names.update(values.keys())
+        for name in names - self.cols.keys() - self.skip:
+            self._column(name)
+        begin = 0
+        while begin < len(rows):
+            stop = len(rows) if not self.chunked else \
+                min(len(rows), begin + CHUNK - (self.n - self.frozen))
+            self._extend(rows[begin:stop])
+            begin = stop
+            if self.chunked and self.n - self.frozen >= CHUNK:
+                self._freeze()
+
+    def _extend(self, rows: list[Mapping[str, Any]]) -> None:
+        by_kind = self.by_kind
+        for name, col in by_kind[_STR].items():
+            col.extend([v if v is None or v.__class__ is str else _text(v)
+                        for v in [values.get(name) for values in rows]])
+        for name, col in by_kind[_TIME].items():
+            col.extend(array("q", [NAT if v is None else v if v.__class__ is int
+                                   else _micros(v)
+                                   for v in [values.get(name) for values in rows]]))
+        for name, col in by_kind[_CAT].items():
+            labels = self.labels[name]
+            codes = array("i")
+            for v in [values.get(name) for values in rows]:
+                if v is not None and v.__class__ is not str:
+                    v = _text(v)
+                if v is None:
+                    codes.append(-1)
+                    continue
+                code = labels.get(v)
+                if code is None:
+                    code = labels[v] = len(labels)
+                codes.append(code)
+            col.extend(codes)
+        for name, col in by_kind[_FLOAT].items():
+            col.extend(array("d", [math.nan if v is None else _float(v)
+                                   for v in [values.get(name) for values in rows]]))
+        for name, col in by_kind[_BOOL].items():
+            col.extend([v if v is None or v.__class__ is bool else _truth(v)
+                        for v in [values.get(name) for values in rows]])
+        for name, col in by_kind[_FLAG].items():
+            col.extend(array("b", [1 if values.get(name) else 0 for values in rows]))
+        self.n += len(rows)
+
     def _freeze(self) -> None:
         for kind in (_STR, _BOOL):
             for name, col in self.by_kind[kind].items():
@@ -207,6 +260,28 @@ class Columns:
                 col[row] = bool(value)
             else:
                 col[row] = value if value.__class__ is str else str(value)
+
+    def update_clean(self, row: int, values: Mapping[str, Any]) -> None:
+        """:meth:`update` for values that are all present and already typed (times as
+        int microseconds, floats, text, booleans): no null checks, no conversions."""
+        cols, kinds, skip = self.cols, self.kinds, self.skip
+        for name, value in values.items():
+            col = cols.get(name)
+            if col is None:
+                if name not in skip:
+                    self.update(row, {name: value})
+                continue
+            kind = kinds[name]
+            if kind == _CAT:
+                labels = self.labels[name]
+                code = labels.get(value)
+                if code is None:
+                    code = labels[value] = len(labels)
+                col[row] = code
+            elif kind == _FLAG:
+                col[row] = 1 if value else 0
+            else:
+                col[row] = value
 
     def take(self, stop: int | None = None, rows: np.ndarray | None = None) -> tuple:
         """A private copy of the raw columns (of the first ``stop`` rows, or of the
