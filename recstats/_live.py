@@ -141,7 +141,8 @@ def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True)
                 else:
                     typed.add(*item[:4], _record(item[4], tz))
             continue
-        records = iter(typed_records(events, tz))
+        typed_rows, columns = typed_records(events, tz, columns=True)
+        records = iter(typed_rows)
         items = []
         for item in part:
             if item[0] is not None:
@@ -153,37 +154,57 @@ def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True)
                 else:
                     item = Clean((*item[:4], record))
             items.append(item)
-        typed.add_many(items)
+        typed.add_many(items, columns)
 
 
-def typed_records(rows: list[Mapping[str, str]], tz: str) -> list[dict[str, Any] | None]:
+def typed_records(rows: list[Mapping[str, str]], tz: str, *, columns: bool = False
+                  ) -> Any:
     """Many events' raw fields -> their typed values in one vectorised pass.
 
     Each dict holds the non-null values :func:`recstats.cdr.record_from_fields` gives
     (times in UTC microseconds), plus ``None`` under the fields it keeps without a value
     (an unreadable boolean), so folding it creates the same columns. ``None`` in place
     of a dict: the row needs :func:`recstats.cdr.record_from_fields` itself (too many
-    fields, an empty ``id``, a time the zone cannot place)."""
+    fields, an empty ``id``, a time the zone cannot place).
+
+    With ``columns=True``: ``(dicts, columns)``, ``columns`` the same values by column
+    (see :meth:`recstats._columns.Columns.extend_columns`) when every row was typed in
+    bulk, else ``None``."""
+    typed, by_column = _typed_records(rows, tz)
+    return (typed, by_column) if columns else typed
+
+
+def _typed_records(rows: list[Mapping[str, str]], tz: str
+                   ) -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = [None] * len(rows)
     fast = [pos for pos, row in enumerate(rows)
             if len(row) <= MAX_FIELDS and row.get("id", True)]
     if not fast:
-        return out
+        return out, None
     raw = pd.DataFrame.from_records([rows[pos] for pos in fast])
     if len(raw) < len(fast) or "id" not in raw.columns and "ccdr_id" not in raw.columns:
-        return out  # no ids at all: nothing to type in bulk
+        return out, None  # no ids at all: nothing to type in bulk
     frame, _ = calls_from_raw(raw, tz=tz, coerce=False)
     kept = frame.index.to_numpy()
     dicts: list[dict[str, Any]] = [{} for _ in range(len(kept))]
+    by_column: dict[str, Any] = {}
     for name in frame.columns:
         col = frame[name]
         if name in TIME_FIELDS:
             micros = col.to_numpy(dtype="datetime64[us]").view("int64")
             present = micros != NAT
             values = micros.tolist()
+            by_column[name] = micros
+        elif name == "duration":
+            seconds = col.to_numpy(dtype=np.float64)
+            present = ~np.isnan(seconds)
+            values = seconds.tolist()
+            by_column[name] = seconds
         else:
             present = col.notna().to_numpy()
             values = col.to_numpy(dtype=object).tolist()
+            by_column[name] = [v if ok else None
+                               for v, ok in zip(values, present.tolist(), strict=True)]
         for i in np.flatnonzero(present).tolist():
             dicts[i][name] = values[i]
         if name in BOOLEAN_FIELDS:  # read but not a boolean: the key, without a value
@@ -200,7 +221,7 @@ def typed_records(rows: list[Mapping[str, str]], tz: str) -> list[dict[str, Any]
     for i, pos in enumerate(kept.tolist()):
         if not huge[i]:
             out[fast[pos]] = dicts[i]
-    return out
+    return out, by_column if len(kept) == len(rows) and not huge.any() else None
 
 
 def _record(fields: Mapping[str, str], tz: str) -> dict[str, Any]:

@@ -85,13 +85,17 @@ class TypedTables:
             self.version += 1
         return values
 
-    def add_many(self, items: list[tuple]) -> None:
+    def add_many(self, items: list[tuple], columns: Mapping[str, Any] | None = None
+                 ) -> None:
         """Apply many events and flags in order, as :meth:`add` and :meth:`end_unknown`
         would one by one: ``(t, server, event, origin, record)`` for an event,
         ``(None, server, call_id, unknown)`` for a flag. The calls fold event by event
-        (a later value wins); the events buffer grows by whole columns."""
+        (a later value wins); the events buffer grows by whole columns, taken from
+        ``columns`` when given (the events' records by column, see
+        :meth:`Columns.extend_columns`)."""
         rows, sites, counts, calls = self.rows, self.sites, self.counts, self.calls
         added: list[dict[str, Any]] = []
+        heads: list[list] = [[], [], [], [], []]  # received_at, server, event, origin, site
         with self.lock:
             for item in items:
                 if item[0] is None:
@@ -106,7 +110,12 @@ class TypedTables:
                 values.update(received_at=t, server=server, event=event, origin=origin,
                               site=site)
                 sites[key] = site
-                added.append(values)
+                if columns is None:
+                    added.append(values)
+                else:
+                    for head, value in zip(heads, (t, server, event, origin, site),
+                                           strict=True):
+                        head.append(value)
                 counts[server] = counts.get(server, 0) + 1
                 row = rows.get(key)
                 if row is None:
@@ -117,7 +126,13 @@ class TypedTables:
                     calls.update(row, values)
                 if event == "end":
                     self.ended_at[row] = t
-            self.events.extend(added)
+            if columns is None:
+                self.events.extend(added)
+            else:
+                self.events.extend_columns(len(heads[0]), {
+                    **columns, "received_at": np.array(heads[0], dtype=np.int64),
+                    **dict(zip(EVENT_HEAD[2:5], heads[1:4], strict=True)),
+                    "site": heads[4]})
             self.version += 1
 
     def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
