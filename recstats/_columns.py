@@ -1,7 +1,8 @@
 """Typed columnar buffers behind the live events and calls tables.
 
 :mod:`recstats._live` types the raw fields of the events that arrived since the last
-snapshot (once each) and appends them here value by value, into one Python list or
+snapshot (once each, in bulk) and adds them here: the events by whole columns
+(:meth:`Columns.extend_columns`), the calls folded row by row; one Python list or
 :mod:`array` per column; labels are interned as integer codes. A snapshot copies the
 columns under the lock and converts each once, vectorised (NumPy views for times,
 numbers and codes, Arrow for text), so a million events become a DataFrame in a
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -177,22 +178,14 @@ class Columns:
             self._freeze()
         return row
 
-    def extend(self, rows: list[Mapping[str, Any]]) -> None:
+    def extend(self, rows: Sequence[Mapping[str, Any]]) -> None:
         """Add ``rows`` at the end, as many :meth:`append` calls would (same columns,
-        values and chunks), one column at a time."""
-        names: set[str] = set()
+        values and chunks)."""
+        names: dict[str, None] = {}
         for values in rows:
-            names.update(values.keys())
-        for name in names - self.cols.keys() - self.skip:
-            self._column(name)
-        begin = 0
-        while begin < len(rows):
-            stop = len(rows) if not self.chunked else \
-                min(len(rows), begin + CHUNK - (self.n - self.frozen))
-            self._extend(rows[begin:stop])
-            begin = stop
-            if self.chunked and self.n - self.frozen >= CHUNK:
-                self._freeze()
+            names.update(dict.fromkeys(values))
+        self.extend_columns(len(rows), {name: [values.get(name) for values in rows]
+                                        for name in names})
 
     def extend_columns(self, n: int, columns: Mapping[str, Any]) -> None:
         """Add ``n`` rows given by column, as :meth:`extend` of the same rows would: each
@@ -248,39 +241,6 @@ class Columns:
                     col.extend([v if v is None or v.__class__ is bool else _truth(v)
                                 for v in part])
         self.n += m
-
-    def _extend(self, rows: list[Mapping[str, Any]]) -> None:
-        by_kind = self.by_kind
-        for name, col in by_kind[_STR].items():
-            col.extend([v if v is None or v.__class__ is str else _text(v)
-                        for v in [values.get(name) for values in rows]])
-        for name, col in by_kind[_TIME].items():
-            col.extend(array("q", [NAT if v is None else v if v.__class__ is int
-                                   else _micros(v)
-                                   for v in [values.get(name) for values in rows]]))
-        for name, col in by_kind[_CAT].items():
-            labels = self.labels[name]
-            codes = array("i")
-            for v in [values.get(name) for values in rows]:
-                if v is not None and v.__class__ is not str:
-                    v = _text(v)
-                if v is None:
-                    codes.append(-1)
-                    continue
-                code = labels.get(v)
-                if code is None:
-                    code = labels[v] = len(labels)
-                codes.append(code)
-            col.extend(codes)
-        for name, col in by_kind[_FLOAT].items():
-            col.extend(array("d", [math.nan if v is None else _float(v)
-                                   for v in [values.get(name) for values in rows]]))
-        for name, col in by_kind[_BOOL].items():
-            col.extend([v if v is None or v.__class__ is bool else _truth(v)
-                        for v in [values.get(name) for values in rows]])
-        for name, col in by_kind[_FLAG].items():
-            col.extend(array("b", [1 if values.get(name) else 0 for values in rows]))
-        self.n += len(rows)
 
     def _freeze(self) -> None:
         for kind in (_STR, _BOOL):
@@ -392,7 +352,7 @@ class Columns:
 
 
 _DTYPES = {"q": np.int64, "d": np.float64, "i": np.int32, "b": np.int8}
-_NULLS = {_TIME: array("q", [NAT]), _FLOAT: array("d", [math.nan]), _CAT: array("i", [-1]),
+_NULLS: dict[int, Any] = {_TIME: array("q", [NAT]), _FLOAT: array("d", [math.nan]), _CAT: array("i", [-1]),
           _FLAG: array("b", [0]), _STR: [None], _BOOL: [None]}
 
 

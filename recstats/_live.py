@@ -33,7 +33,7 @@ from ._xml import MAX_FIELDS
 from .cdr import record_from_fields
 from .errors import CDRParseError
 
-__all__ = ["Tables", "bad_time", "call_id_of"]
+__all__ = ["BATCH", "Tables", "bad_time", "call_id_of", "fold", "typed_records"]
 
 _time_text = re.compile(TIME_TEXT)
 #: events typed per vectorised pass: bounds the transient frame of a large backlog
@@ -139,7 +139,8 @@ def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True)
                 if item[0] is None:
                     typed.end_unknown(*item[1:])
                 else:
-                    typed.add(*item[:4], _record(item[4], tz))
+                    t, server, event, origin, fields = item
+                    typed.add(t, server, event, origin, _record(fields, tz))
             continue
         typed_rows, columns = typed_records(events, tz, columns=True)
         records = iter(typed_rows)
