@@ -30,6 +30,10 @@ capture stopped: a capture that fell behind), are counted apart); any other call
 calls table once ("lost" counts those that are not, "duplicated" those twice), with the
 simulator's start and end times ("wrong times"; ``end_unknown`` counted apart).
 
+``--per-event`` types each event with ``record_from_fields`` (the live tables' reference
+path) instead of in bulk, to compare. The untyped backlog (events queued, not typed yet)
+is sampled with the RSS: a capture that keeps up holds it bounded.
+
 Output: a table of RSS over time, the figures, then (``--json``) one JSON line.
 Memory is "flat after warm-up" when the RSS peak after the first third of the run is
 within a few tens of MB of the RSS at the end of that third.
@@ -164,7 +168,7 @@ def reconcile(calls: pd.DataFrame, truth: pd.DataFrame, gaps: dict[str, list]) -
 
 
 def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
-        keep: float) -> dict:
+        keep: float, per_event: bool = False) -> dict:
     context = multiprocessing.get_context("spawn")
     mine, theirs = context.Pipe()
     folder = tempfile.mkdtemp(prefix="recstats-soak-")
@@ -173,7 +177,8 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
     child.start()
     addresses = mine.recv()
     capture = Capture(addresses, keep=keep, backoff=0.2, max_backoff=1.0, timeout=10)
-    samples: list[tuple[float, float, int]] = []  # (s since start, RSS MB, events)
+    capture._tables._bulk = not per_event  # the reference path, for a comparison
+    samples: list[tuple[float, float, int, int]] = []  # (s, RSS MB, events, untyped)
     cuts = dropped = 0
     began = time.monotonic()
     capture.start()
@@ -184,7 +189,8 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
             dropped += mine.recv()
             cuts += 1
             next_cut += cut_every
-        samples.append((now - began, rss_mb(), int(capture.status["events"].sum())))
+        samples.append((now - began, rss_mb(), int(capture.status["events"].sum()),
+                        len(capture._tables._queued)))
         time.sleep(0.5)
     elapsed = time.monotonic() - began
     # the end: everyone back, the simulators frozen, what is on its way drained
@@ -209,11 +215,12 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
     child.join(10)
     events, calls = capture.events, capture.calls
     figures = reconcile(calls, truth, observed_gaps(events, capture.sessions))
-    rss = pd.DataFrame(samples, columns=["t", "rss_mb", "events"])
+    rss = pd.DataFrame(samples, columns=["t", "rss_mb", "events", "untyped"])
     warm = rss[rss["t"] >= seconds / 3]
     at_warm = float(warm["rss_mb"].iloc[0]) if len(warm) else float("nan")
     return {
         "bench": "soak", "sites": sites, "rate": rate, "speed": speed,
+        "typing": "per-event" if per_event else "bulk",
         "seconds": round(elapsed, 1), "cut_every": cut_every, "keep": keep,
         "events": int(status["events"].sum()),
         "events_per_s": round(int(status["events"].sum()) / elapsed),
@@ -228,7 +235,10 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
         "rss_after_warmup_mb": round(at_warm, 1),
         "rss_peak_mb": round(float(rss["rss_mb"].max()), 1),
         "rss_growth_after_warmup_mb": round(float(warm["rss_mb"].max()) - at_warm, 1),
-        "rss_timeline": [(round(t, 1), round(m, 1)) for t, m, _ in
+        "untyped_after_warmup": int(warm["untyped"].iloc[0]) if len(warm) else 0,
+        "untyped_peak": int(rss["untyped"].max()),
+        "untyped_at_end": int(rss["untyped"].iloc[-1]),
+        "rss_timeline": [(round(t, 1), round(m, 1)) for t, m, _, _ in
                          rss.iloc[:: max(1, len(rss) // 8)].itertuples(index=False)],
     }
 
@@ -246,10 +256,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", type=float, default=5.0,
                         help="the capture's memory horizon [s]")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    parser.add_argument("--per-event", action="store_true",
+                        help="type events one by one (the reference path), to compare")
     args = parser.parse_args(argv)
-    result = run(args.sites, args.rate, args.speed, args.seconds, args.cut_every, args.keep)
+    result = run(args.sites, args.rate, args.speed, args.seconds, args.cut_every, args.keep,
+                 args.per_event)
     print(f"soak: {args.sites} sites x {args.rate:g} calls/s at {args.speed:g}x for "
-          f"{result['seconds']} s, cuts every {args.cut_every:g} s, keep {args.keep:g} s "
+          f"{result['seconds']} s, cuts every {args.cut_every:g} s, keep {args.keep:g} s, "
+          f"{result['typing']} typing "
           f"(pid {os.getpid()}; a shared machine: figures vary)")
     print("RSS over time [s: MB]: " + ", ".join(f"{t:g}: {m:g}"
                                                for t, m in result["rss_timeline"]))
@@ -258,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
                 "end_unknown", "not_in_truth", "ended_before_first_connection", "unread_at_stop",
                 "missed_in_gaps", "missed_estimate",
                 "spilled_events", "spilled_calls", "rss_start_mb", "rss_after_warmup_mb",
-                "rss_peak_mb", "rss_growth_after_warmup_mb"):
+                "rss_peak_mb", "rss_growth_after_warmup_mb", "untyped_after_warmup",
+                "untyped_peak", "untyped_at_end"):
         print(f"  {key:30} {result[key]}")
     if args.json:
         print(json.dumps(result))

@@ -1,7 +1,8 @@
 """Typed columnar buffers behind the live events and calls tables.
 
 :mod:`recstats._live` types the raw fields of the events that arrived since the last
-snapshot (once each) and appends them here value by value, into one Python list or
+snapshot (once each, in bulk) and adds them here: the events by whole columns
+(:meth:`Columns.extend_columns`), the calls folded row by row; one Python list or
 :mod:`array` per column; labels are interned as integer codes. A snapshot copies the
 columns under the lock and converts each once, vectorised (NumPy views for times,
 numbers and codes, Arrow for text), so a million events become a DataFrame in a
@@ -13,7 +14,7 @@ from __future__ import annotations
 import itertools
 import math
 from array import array
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,10 @@ _Timestamp = pd.Timestamp
 
 def _micros(value: Any) -> int:
     if value.__class__ is _Timestamp:
-        return value.value // 1000  # .value is nanoseconds whatever the unit
+        try:
+            return value.value // 1000  # .value is nanoseconds whatever the unit
+        except OverflowError:  # beyond 1677-2262: read in its own unit
+            return int(value.as_unit("us").asm8.view("i8"))
     if isinstance(value, int):
         return value
     if is_null(value):
@@ -174,6 +178,70 @@ class Columns:
             self._freeze()
         return row
 
+    def extend(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Add ``rows`` at the end, as many :meth:`append` calls would (same columns,
+        values and chunks)."""
+        names: dict[str, None] = {}
+        for values in rows:
+            names.update(dict.fromkeys(values))
+        self.extend_columns(len(rows), {name: [values.get(name) for values in rows]
+                                        for name in names})
+
+    def extend_columns(self, n: int, columns: Mapping[str, Any]) -> None:
+        """Add ``n`` rows given by column, as :meth:`extend` of the same rows would: each
+        value a list of ``n`` typed values (``None`` for null) or, for times and
+        numbers, a NumPy array (:data:`NAT` / NaN for null); absent columns get nulls."""
+        for name in columns.keys() - self.cols.keys() - self.skip:
+            self._column(name)
+        begin = 0
+        while begin < n:
+            stop = n if not self.chunked else min(n, begin + CHUNK - (self.n - self.frozen))
+            self._extend_columns(columns, begin, stop)
+            begin = stop
+            if self.chunked and self.n - self.frozen >= CHUNK:
+                self._freeze()
+
+    def _extend_columns(self, columns: Mapping[str, Any], begin: int, stop: int) -> None:
+        m = stop - begin
+        for kind, group in self.by_kind.items():
+            for name, col in group.items():
+                values = columns.get(name)
+                if values is None:
+                    col.extend(_NULLS[kind] * m)
+                    continue
+                part = values[begin:stop]
+                if kind in (_TIME, _FLOAT) and isinstance(part, np.ndarray):
+                    col.frombytes(part.astype(_DTYPES[col.typecode]).tobytes())
+                elif kind == _TIME:
+                    col.extend(array("q", [NAT if v is None else v if v.__class__ is int
+                                           else _micros(v) for v in part]))
+                elif kind == _FLOAT:
+                    col.extend(array("d", [math.nan if v is None else _float(v)
+                                           for v in part]))
+                elif kind == _CAT:
+                    labels = self.labels[name]
+                    codes = array("i")
+                    for v in part:
+                        if v is not None and v.__class__ is not str:
+                            v = _text(v)
+                        if v is None:
+                            codes.append(-1)
+                            continue
+                        code = labels.get(v)
+                        if code is None:
+                            code = labels[v] = len(labels)
+                        codes.append(code)
+                    col.extend(codes)
+                elif kind == _FLAG:
+                    col.extend(array("b", [1 if v else 0 for v in part]))
+                elif kind == _STR:
+                    col.extend([v if v is None or v.__class__ is str else _text(v)
+                                for v in part])
+                else:
+                    col.extend([v if v is None or v.__class__ is bool else _truth(v)
+                                for v in part])
+        self.n += m
+
     def _freeze(self) -> None:
         for kind in (_STR, _BOOL):
             for name, col in self.by_kind[kind].items():
@@ -207,6 +275,28 @@ class Columns:
                 col[row] = bool(value)
             else:
                 col[row] = value if value.__class__ is str else str(value)
+
+    def update_clean(self, row: int, values: Mapping[str, Any]) -> None:
+        """:meth:`update` for values that are all present and already typed (times as
+        int microseconds, floats, text, booleans): no null checks, no conversions."""
+        cols, kinds, skip = self.cols, self.kinds, self.skip
+        for name, value in values.items():
+            col = cols.get(name)
+            if col is None:
+                if name not in skip:
+                    self.update(row, {name: value})
+                continue
+            kind = kinds[name]
+            if kind == _CAT:
+                labels = self.labels[name]
+                code = labels.get(value)
+                if code is None:
+                    code = labels[value] = len(labels)
+                col[row] = code
+            elif kind == _FLAG:
+                col[row] = 1 if value else 0
+            else:
+                col[row] = value
 
     def take(self, stop: int | None = None, rows: np.ndarray | None = None) -> tuple:
         """A private copy of the raw columns (of the first ``stop`` rows, or of the
@@ -262,6 +352,8 @@ class Columns:
 
 
 _DTYPES = {"q": np.int64, "d": np.float64, "i": np.int32, "b": np.int8}
+_NULLS: dict[int, Any] = {_TIME: array("q", [NAT]), _FLOAT: array("d", [math.nan]), _CAT: array("i", [-1]),
+          _FLAG: array("b", [0]), _STR: [None], _BOOL: [None]}
 
 
 def _numpy(col: array) -> np.ndarray:

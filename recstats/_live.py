@@ -2,8 +2,10 @@
 
 The protocol hands raw wire fields (``{source name: text}``). :class:`Tables` queues
 each event as it came (no typing, no DataFrame work while receiving); a snapshot types
-the events that arrived since the previous one, once each
-(:func:`recstats.cdr.record_from_fields` with the capture's zone), and appends them to
+the events that arrived since the previous one, once each and in bulk (one vectorised
+pass of :func:`recstats._table.calls_from_raw` with the capture's zone per batch, the
+values :func:`recstats.cdr.record_from_fields` gives; the few events that pass refuses
+go through :func:`recstats.cdr.record_from_fields` one by one), and appends them to
 the typed columnar buffers of :mod:`recstats._typed_tables`, which fold them into calls (a
 call's later fields win over its earlier ones, missing ones keep the earlier values; a
 call whose fields name no site gets its server's name). That folding is the only one:
@@ -19,17 +21,23 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
-from ._schema import TIME_FIELDS
+from ._columns import NAT
+from ._schema import BOOLEAN_FIELDS, TIME_FIELDS
+from ._table import calls_from_raw
 from ._time import TIME_TEXT
-from ._typed_tables import TypedTables
+from ._typed_tables import Clean, TypedTables
+from ._xml import MAX_FIELDS
 from .cdr import record_from_fields
 from .errors import CDRParseError
 
-__all__ = ["Tables", "bad_time", "call_id_of"]
+__all__ = ["BATCH", "Tables", "bad_time", "call_id_of", "fold", "typed_records"]
 
 _time_text = re.compile(TIME_TEXT)
+#: events typed per vectorised pass: bounds the transient frame of a large backlog
+BATCH = 20_000
 _ZULU = re.compile(r"[zZ]$")
 
 
@@ -69,6 +77,7 @@ class Tables:
         self._sites: dict[tuple[str, str], str] = {}
         self._typed = TypedTables()
         self._typing = threading.Lock()  # one snapshot types the queue at a time
+        self._bulk = True  # False: type event by event (the reference path, for benches)
 
     def add(self, t: int, server: str, event: str, origin: str,
             fields: Mapping[str, str]) -> str:
@@ -92,13 +101,7 @@ class Tables:
         with self._typing:
             with self.lock:
                 queued, self._queued = self._queued, []
-            typed, tz = self._typed, self.tz
-            for item in queued:
-                if item[0] is None:
-                    typed.end_unknown(*item[1:])
-                    continue
-                t, server, event, origin, fields = item
-                typed.add(t, server, event, origin, _record(fields, tz))
+            fold(queued, self._typed, self.tz, bulk=self._bulk)
 
     def events_frame(self) -> pd.DataFrame:
         """The events table in receive order (ties: by server, then arrival)."""
@@ -121,6 +124,105 @@ class Tables:
             for key in keys:
                 self._sites.pop(key, None)
         return events, calls
+
+
+def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True) -> None:
+    """Type queued events (and apply end-unknown flags) into ``typed``, in order.
+
+    ``bulk=False`` types each event with :func:`recstats.cdr.record_from_fields` (the
+    reference the bulk path equals)."""
+    for begin in range(0, len(queued), BATCH):
+        part = queued[begin:begin + BATCH]
+        events = [item[4] for item in part if item[0] is not None]
+        if not bulk:
+            for item in part:
+                if item[0] is None:
+                    typed.end_unknown(*item[1:])
+                else:
+                    t, server, event, origin, fields = item
+                    typed.add(t, server, event, origin, _record(fields, tz))
+            continue
+        typed_rows, columns = typed_records(events, tz, columns=True)
+        records = iter(typed_rows)
+        items = []
+        for item in part:
+            if item[0] is not None:
+                record = next(records)
+                if record is None:
+                    item = (*item[:4], _record(item[4], tz))
+                elif None in record.values():
+                    item = (*item[:4], record)
+                else:
+                    item = Clean((*item[:4], record))
+            items.append(item)
+        typed.add_many(items, columns)
+
+
+def typed_records(rows: list[Mapping[str, str]], tz: str, *, columns: bool = False
+                  ) -> Any:
+    """Many events' raw fields -> their typed values in one vectorised pass.
+
+    Each dict holds the non-null values :func:`recstats.cdr.record_from_fields` gives
+    (times in UTC microseconds), plus ``None`` under the fields it keeps without a value
+    (an unreadable boolean), so folding it creates the same columns. ``None`` in place
+    of a dict: the row needs :func:`recstats.cdr.record_from_fields` itself (too many
+    fields, an empty ``id``, a time the zone cannot place).
+
+    With ``columns=True``: ``(dicts, columns)``, ``columns`` the same values by column
+    (see :meth:`recstats._columns.Columns.extend_columns`) when every row was typed in
+    bulk, else ``None``."""
+    typed, by_column = _typed_records(rows, tz)
+    return (typed, by_column) if columns else typed
+
+
+def _typed_records(rows: list[Mapping[str, str]], tz: str
+                   ) -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
+    out: list[dict[str, Any] | None] = [None] * len(rows)
+    fast = [pos for pos, row in enumerate(rows)
+            if len(row) <= MAX_FIELDS and row.get("id", True)]
+    if not fast:
+        return out, None
+    raw = pd.DataFrame.from_records([rows[pos] for pos in fast])
+    if len(raw) < len(fast) or "id" not in raw.columns and "ccdr_id" not in raw.columns:
+        return out, None  # no ids at all: nothing to type in bulk
+    frame, _ = calls_from_raw(raw, tz=tz, coerce=False)
+    kept = frame.index.to_numpy()
+    dicts: list[dict[str, Any]] = [{} for _ in range(len(kept))]
+    by_column: dict[str, Any] = {}
+    for name in frame.columns:
+        col = frame[name]
+        if name in TIME_FIELDS:
+            micros = col.to_numpy(dtype="datetime64[us]").view("int64")
+            present = micros != NAT
+            values = micros.tolist()
+            by_column[name] = micros
+        elif name == "duration":
+            seconds = col.to_numpy(dtype=np.float64)
+            present = ~np.isnan(seconds)
+            values = seconds.tolist()
+            by_column[name] = seconds
+        else:
+            present = col.notna().to_numpy()
+            values = col.to_numpy(dtype=object).tolist()
+            by_column[name] = [v if ok else None
+                               for v, ok in zip(values, present.tolist(), strict=True)]
+        for i in np.flatnonzero(present).tolist():
+            dicts[i][name] = values[i]
+        if name in BOOLEAN_FIELDS:  # read but not a boolean: the key, without a value
+            unread = ~present & raw[name].loc[kept].notna().to_numpy()
+            for i in np.flatnonzero(unread).tolist():
+                dicts[i][name] = None
+    # a span over 2**53 us (about 285 years) divides inexactly in float64: such rows
+    # take the per-record path, whose duration is the reference
+    start = frame["start_time"].to_numpy(dtype="datetime64[us]").view("int64")
+    end = frame["end_time"].to_numpy(dtype="datetime64[us]").view("int64")
+    with np.errstate(over="ignore"):
+        huge = (start != NAT) & (end != NAT) & (np.abs(end.astype(np.float64)
+                                                        - start) >= 2.0 ** 53)
+    for i, pos in enumerate(kept.tolist()):
+        if not huge[i]:
+            out[fast[pos]] = dicts[i]
+    return out, by_column if len(kept) == len(rows) and not huge.any() else None
 
 
 def _record(fields: Mapping[str, str], tz: str) -> dict[str, Any]:

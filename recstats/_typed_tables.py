@@ -22,10 +22,17 @@ import pandas as pd
 from ._columns import CALL_TAIL, EVENT_HEAD, NAT, Columns, build, codes, is_null
 from ._schema import CALL_COLUMNS
 
-__all__ = ["SEQ", "TypedTables"]
+__all__ = ["SEQ", "Clean", "TypedTables"]
 
 #: the calls frames' hidden column of first-seen order, while parts are merged back
 SEQ = "_seq"
+
+
+class Clean(tuple):
+    """An event item for :meth:`TypedTables.add_many` whose record holds only present,
+    already typed values (times as int microseconds, no nulls)."""
+
+    __slots__ = ()
 
 
 class TypedTables:
@@ -78,17 +85,70 @@ class TypedTables:
             self.version += 1
         return values
 
+    def add_many(self, items: list[tuple], columns: Mapping[str, Any] | None = None
+                 ) -> None:
+        """Apply many events and flags in order, as :meth:`add` and :meth:`end_unknown`
+        would one by one: ``(t, server, event, origin, record)`` for an event,
+        ``(None, server, call_id, unknown)`` for a flag. The calls fold event by event
+        (a later value wins); the events buffer grows by whole columns, taken from
+        ``columns`` when given (the events' records by column, see
+        :meth:`Columns.extend_columns`)."""
+        rows, sites, counts, calls = self.rows, self.sites, self.counts, self.calls
+        added: list[dict[str, Any]] = []
+        heads: list[list] = [[], [], [], [], []]  # received_at, server, event, origin, site
+        with self.lock:
+            for item in items:
+                if item[0] is None:
+                    self._flag(*item[1:])
+                    continue
+                t, server, event, origin, record = item
+                key = (server, record["call_id"])
+                site = record.get("site")
+                if is_null(site):
+                    site = sites.get(key, server)
+                values = dict(record)
+                values.update(received_at=t, server=server, event=event, origin=origin,
+                              site=site)
+                sites[key] = site
+                if columns is None:
+                    added.append(values)
+                else:
+                    for head, value in zip(heads, (t, server, event, origin, site),
+                                           strict=True):
+                        head.append(value)
+                counts[server] = counts.get(server, 0) + 1
+                row = rows.get(key)
+                if row is None:
+                    row = self._new_call(key, values)
+                elif item.__class__ is Clean:
+                    calls.update_clean(row, values)
+                else:
+                    calls.update(row, values)
+                if event == "end":
+                    self.ended_at[row] = t
+            if columns is None:
+                self.events.extend(added)
+            else:
+                self.events.extend_columns(len(heads[0]), {
+                    **columns, "received_at": np.array(heads[0], dtype=np.int64),
+                    **dict(zip(EVENT_HEAD[2:5], heads[1:4], strict=True)),
+                    "site": heads[4]})
+            self.version += 1
+
     def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
         """Flag (or clear) a call whose end could not be learnt."""
         with self.lock:
-            row = self.rows.get((server, call_id))
-            if row is None:
-                self._new_call((server, call_id),
-                               {"call_id": call_id, "site": server, "server": server,
-                                "end_unknown": unknown})
-            else:
-                self.calls.update(row, {"end_unknown": unknown})
+            self._flag(server, call_id, unknown)
             self.version += 1
+
+    def _flag(self, server: str, call_id: str, unknown: bool) -> None:
+        row = self.rows.get((server, call_id))
+        if row is None:
+            self._new_call((server, call_id),
+                           {"call_id": call_id, "site": server, "server": server,
+                            "end_unknown": unknown})
+        else:
+            self.calls.update(row, {"end_unknown": unknown})
 
     def take_old(self, before: int) -> tuple[pd.DataFrame, pd.DataFrame, list]:
         """Take out the events received and the calls ended before ``before`` [UTC
