@@ -389,8 +389,8 @@ def build(copy, order: np.ndarray | None) -> dict[str, Any]:
             if order is not None:
                 values = values[order]
             if kind == _TIME:
-                out[name] = pd.array(values.view("M8[us]")).tz_localize("UTC") \
-                    if n else pd.array(np.empty(0, "M8[us]")).tz_localize("UTC")
+                stamps = values.view("M8[us]") if n else np.empty(0, "M8[us]")
+                out[name] = pd.DatetimeIndex(stamps).tz_localize("UTC").array
             elif kind == _FLOAT:
                 out[name] = values.copy()
             elif kind == _FLAG:
