@@ -69,12 +69,16 @@ __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
 #: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
 #: under it, shipping chunks to worker processes costs more than it saves (each chunk
-#: has a fixed cost; bench/parse.py prints workers=2 vs 1 at several sizes). Above it,
-#: this process parses too, also while the pool starts (:mod:`recstats._archive_pool`).
-IN_PROCESS_BELOW = 5000
-#: The same before this process has a pool: starting one takes a second or more (a
-#: forkserver that imports pandas, pyarrow and lxml) on the other cores.
-COLD_IN_PROCESS_BELOW = 20000
+#: has a fixed cost). Measured with bench/parse.py on an idle 2-core machine, pool
+#: warm: workers=2 ran 0.78 x workers=1 at 5 000 files, 0.89 x at 8 000, 1.02 x at
+#: 12 000 and 1.2 x at 20 000. Above it, this process parses too, also while the pool
+#: starts (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 12000
+#: The same before this process has a pool: starting one (a forkserver that imports
+#: pandas, pyarrow and lxml) cost about 0.7 s more than it saved on 20 000 files (1.5 s
+#: against 0.83 s in-process); at ~40 us per file and a ~17 % saving, the start pays
+#: for itself only from about 100 000 files.
+COLD_IN_PROCESS_BELOW = 100_000
 #: Upper bound on files per chunk (memory: a chunk's fields live at once, as Arrow
 #: columns or, for unusual documents, dicts). Each chunk has a fixed cost of a few
 #: milliseconds (building its table), so chunks are large.
