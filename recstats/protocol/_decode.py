@@ -118,69 +118,39 @@ def messages(root) -> list:
 
 # The usual notification: a UTF-8 declaration (or none), the envelope, one
 # Notification whose Call holds only leaf fields with plain text (no attribute, entity,
-# CDATA, comment, carriage return or character XML forbids). Such a document is
-# well-formed XML by construction (the tag pairs are checked to match and the leaves
-# to cover the whole Call), so its fields are read straight from the bytes, exactly as
-# fields_of would read them.
-_PLAIN_HEAD = re.compile(
+# CDATA, comment, carriage return or character XML forbids). One regex checks the whole
+# shape (each field's end tag matches its start tag; nothing else stands between them),
+# so such a document is well-formed XML by construction and its fields are read straight
+# from the bytes, exactly as fields_of would read them.
+_PLAIN_TEXT = rb"[^<&\x00-\x08\x0b\x0c\x0d\x0e-\x1f]*+"
+_PLAIN = re.compile(
     rb"(?:<\?xml version=(?:\"1\.0\" encoding=\"(?:UTF|utf)-8\"|"
-    rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\n]*"
-    rb"<VerbaApi><Notification type=\"([A-Za-z_ -]*)\"><Call>")
-_PLAIN_TAIL = b"</Call></Notification></VerbaApi>"
-_LEAF_NAME = re.compile(r"[A-Za-z_][\w.-]*", re.ASCII)
-# bytes a usual notification never holds: "&" (an entity: the parser expands it), CR
-# (the parser normalises it) and the control characters XML forbids
-_FORBIDDEN = bytes([*range(0x09), 0x0B, 0x0C, 0x0D, *range(0x0E, 0x20), 0x26])
-_leaf_names: set[str] = set()  # names known to be plain leaf names
-
-
-def _plain_names(names: list[str]) -> bool:
-    if _leaf_names.issuperset(names):
-        return True
-    for name in names:
-        if _LEAF_NAME.fullmatch(name) is None:
-            return False  # "x/", "!--", "?pi", "a b='1'": not a plain leaf
-        if len(_leaf_names) < 4096:  # peers choose names: keep the memo bounded
-            _leaf_names.add(name)
-    return True
+    rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\n]*+"
+    rb"<VerbaApi><Notification type=\"([A-Za-z_ -]*+)\"><Call>"
+    rb"((?:<([A-Za-z_][\w.-]*+)>" + _PLAIN_TEXT + rb"</\3>)*+)"
+    rb"</Call></Notification></VerbaApi>")
+# the shape is checked: every "<" opens a field's start or end tag
+_PAIRS = re.compile(r"<([^>]*)>([^<]*)<")
 
 
 def plain_notification(raw: bytes) -> tuple[str, MappingProxyType] | None:
     """``(notification type, fields)`` of a usual notification read without a parser,
-    or None when the document is anything else (the general path then decides).
-
-    Split at every ``<``, the text after ``<Call>`` alternates ``name>value`` and
-    ``/name>``; whole-list operations check that, so no Python loop runs per field.
-    Anything else (whitespace between fields included) takes the general path."""
-    head = _PLAIN_HEAD.match(raw)
-    if head is None or not raw.endswith(_PLAIN_TAIL) \
-            or len(raw.translate(None, _FORBIDDEN)) != len(raw) \
-            or b"\xef\xbf" in raw:  # U+FFFE and U+FFFF are not XML characters either
+    or None when the document is anything else (the general path then decides)."""
+    shape = _PLAIN.fullmatch(raw)
+    if shape is None or b"\xef\xbf" in raw:  # U+FFFE and U+FFFF are no XML characters
         return None
     try:
-        text = raw[head.end():len(raw) - len(_PLAIN_TAIL)].decode("utf-8")
+        text = shape.group(2).decode("utf-8")
     except UnicodeDecodeError:
         return None
     if "]]>" in text:  # not allowed in character data
         return None
-    pieces = text.split("<")
-    opens = pieces[1::2]
-    tags = [piece.partition(">") for piece in opens]
-    # each field's end tag right after its value: "/" + name + ">" (an open piece
-    # without ">" gives no ">" here, so it cannot match either)
-    if pieces[2::2] != [f"/{tag[0]}{tag[1]}" for tag in tags]:
-        return None  # an attribute, a nested element, text after a field...
-    names = [tag[0] for tag in tags]
-    if not _plain_names(names):
-        return None
-    values: list[str | None] = [tag[2].strip() for tag in tags]
-    fields = dict(zip(names, values, strict=True))
-    if len(fields) != len(names) or len(fields) > MAX_FIELDS:
+    pairs = _PAIRS.findall(text)
+    fields = {name: value.strip() for name, value in pairs}
+    if len(fields) != len(pairs) or len(fields) > MAX_FIELDS:
         return None  # repeated fields are joined (and capped) the general way
-    while "" in values:  # empty fields are left out
-        at = values.index("")
-        del fields[names[at]]
-        values[at] = None
+    if "" in fields.values():  # empty fields are left out
+        fields = {name: value for name, value in fields.items() if value}
     if not (fields.get("id") or fields.get("ccdr_id")):
         return None
-    return head.group(1).decode("ascii"), MappingProxyType(fields)
+    return shape.group(1).decode("ascii"), MappingProxyType(fields)
