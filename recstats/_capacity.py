@@ -11,7 +11,18 @@ from ._quality import prepare
 from ._time import check_tz
 from ._timeline import group_codes, observe, step
 
-__all__ = ["capacity_table"]
+__all__ = ["capacity_settings", "capacity_table"]
+
+
+def capacity_settings(tz, blocking, method, top_days, min_coverage
+                      ) -> tuple[str, list[float]]:
+    """:func:`capacity_table`'s settings checked (the Dask one takes the same): the zone
+    and the blocking targets as floats."""
+    tz = check_tz(tz)
+    check_settings(method, top_days, min_coverage)
+    targets = [float(b) for b in np.atleast_1d(blocking)]
+    check_blocking(targets)
+    return tz, targets
 
 
 def capacity_table(calls: pd.DataFrame, *, blocking=(0.001, 0.01, 0.05),
@@ -65,10 +76,7 @@ def capacity_table(calls: pd.DataFrame, *, blocking=(0.001, 0.01, 0.05),
     NY        2.0          9            7              2       1.0
     all       3.0          9            8              3       1.0
     """
-    tz = check_tz(tz)
-    check_settings(method, top_days, min_coverage)
-    targets = [float(b) for b in np.atleast_1d(blocking)]
-    check_blocking(targets)
+    tz, targets = capacity_settings(tz, blocking, method, top_days, min_coverage)
     prepared = prepare(calls, tz=tz, window=window)
     if prepared.observed is None:
         raise ValueError("the calls table has no call with a start time, so there is no "

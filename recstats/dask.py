@@ -46,8 +46,8 @@ from . import _dask_driver as dr
 from . import _dask_stats as ds
 from . import stats
 from ._busyhour import BusyHour, check_settings, choose_days, find_busy_hour, hourly
+from ._capacity import capacity_settings
 from ._dataset_read import dataset_parts, read_fragment, read_parts
-from ._erlang import check_blocking
 from ._table import coerce_calls, empty_calls
 from ._time import check_tz
 from ._timeline import to_times
@@ -337,10 +337,7 @@ def capacity_table(calls, *, blocking=(0.001, 0.01, 0.05), method: str = "time-c
     NY        2.0          9            7              2       1.0
     all       3.0          9            8              3       1.0
     """
-    tz = check_tz(tz)
-    check_settings(method, top_days, min_coverage)
-    targets = [float(b) for b in np.atleast_1d(blocking)]
-    check_blocking(targets)
+    tz, targets = capacity_settings(tz, blocking, method, top_days, min_coverage)
     table = dr.resolve_table(dr.select(calls), tz, window)
     if table.observed is None:  # the local message
         return stats.capacity_table(table.calls._meta, blocking=targets, tz=tz)
