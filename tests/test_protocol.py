@@ -873,12 +873,11 @@ def test_the_parser_free_path_takes_the_usual_notifications():
 
     flat = {k: v for k, v in FIELDS.items() if "." not in k and "&" not in v}
     assert len(flat) == len(FIELDS) - 2
-    assert _decode.plain_notification(P.call_notification("start", flat)) == (
-        "CallStarted", flat)
+    assert _decode.plain_notification(P.call_notification("start", flat)) == CallStarted(flat)
     # nested fields and entities take the general path
     assert _decode.plain_notification(P.call_notification("start", FIELDS)) is None
     flat = P.call_notification("end", {"id": "a", "source_name": "Ann", "empty": ""})
-    assert _decode.plain_notification(flat) == ("CallEnded", {"id": "a", "source_name": "Ann"})
+    assert _decode.plain_notification(flat) == CallEnded({"id": "a", "source_name": "Ann"})
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -16,7 +16,7 @@ from ._decode import (
     name,
     parse,
     parse_many,
-    read_notification,
+    read_call_notification,
     seconds,
 )
 from ._events import (
@@ -186,19 +186,7 @@ class ClientConnection(ConnectionBase):
         self._deadline: float | None = None
         self._now = 0.0
 
-    def _recognise(self, buf: bytearray, pos: int) -> tuple[int, int, object] | None:
-        known = read_notification(buf, pos)
-        if known is None or known[2] is None:
-            return known
-        start, end, (text, fields) = known[0], known[1], known[2]
-        kind = _kinds.get(text)
-        if kind is None:
-            kind = kind_of(text)
-            if kind is None:
-                return start, end, None  # the general path names the unknown type
-            if len(_kinds) < 256:
-                _kinds[text] = kind
-        return start, end, CallStarted(fields) if kind == "start" else CallEnded(fields)
+    _recognise = staticmethod(read_call_notification)
 
     # requests ----------------------------------------------------------------------
 

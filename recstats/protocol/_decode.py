@@ -12,9 +12,11 @@ from lxml import etree
 
 from .._xml import MAX_FIELDS, fields_of, parse_document, safe_parser
 from ..errors import CDRParseError, ProtocolError
+from ._events import CallEnded, CallStarted
+from ._messages import kind_of
 
 __all__ = ["call_fields", "child", "messages", "name", "parse", "parse_many",
-           "plain_notification", "read_notification", "seconds"]
+           "plain_notification", "read_call_notification", "seconds"]
 
 
 def name(element) -> str | None:
@@ -138,14 +140,15 @@ _PAIRS = re.compile(r"<([^/>][^>]*)>([^<]*)<")
 _text = operator.itemgetter(1)
 
 
-def read_notification(buf: bytes | bytearray, pos: int
-                      ) -> tuple[int, int, tuple[str, MappingProxyType] | None] | None:
-    """The span of a usual notification at ``pos`` (after separators) and its
-    ``(notification type, fields)``, or None when no such document starts there.
+def read_call_notification(buf: bytes | bytearray, pos: int
+                           ) -> tuple[int, int, CallStarted | CallEnded | None] | None:
+    """The span of a usual notification at ``pos`` (after separators) and its event,
+    or None when no such document starts there.
 
-    The fields are None when the document has the shape but needs the general path
-    to decide (repeated fields, no call id, a character XML forbids): it is still
-    framed. This is the client connection's ``recognise`` (see :class:`.Framer`).
+    The event is None when the document has the shape but needs the general path to
+    decide (repeated fields, no call id, an unknown type, a character XML forbids): it
+    is still framed. This is the client connection's ``recognise`` (see
+    :class:`.Framer`).
     """
     shape = _SHAPE.match(buf, pos)
     if shape is None:
@@ -170,13 +173,30 @@ def read_notification(buf: bytes | bytearray, pos: int
         return start, end, None  # repeated fields are joined (and capped) the general way
     if len(fields) > MAX_FIELDS or not (fields.get("id") or fields.get("ccdr_id")):
         return start, end, None
-    return start, end, (shape.group(2).decode("ascii"), MappingProxyType(fields))
+    kind = shape.group(2)
+    event = _events[kind] if kind in _events else _event_of(kind)
+    return start, end, None if event is None else event(MappingProxyType(fields))
 
 
-def plain_notification(raw: bytes) -> tuple[str, MappingProxyType] | None:
-    """``(notification type, fields)`` of a document that is one usual notification
-    read without a parser, or None (the general path then decides)."""
-    known = read_notification(raw, 0)
+_events: dict[bytes, type[CallStarted | CallEnded] | None] = {}
+
+
+def _event_of(kind: bytes) -> type[CallStarted | CallEnded] | None:
+    """The event class of a notification type, memoised (peers choose types: the memo
+    stays small)."""
+    event: type[CallStarted | CallEnded] | None = None
+    word = kind_of(kind.decode("ascii"))
+    if word is not None:
+        event = CallStarted if word == "start" else CallEnded
+    if len(_events) < 256:
+        _events[kind] = event
+    return event
+
+
+def plain_notification(raw: bytes) -> CallStarted | CallEnded | None:
+    """The event of a document that is one usual notification read without a parser,
+    or None (the general path then decides)."""
+    known = read_call_notification(raw, 0)
     if known is None or known[0] != 0 or known[1] != len(raw):
         return None
     return known[2]
