@@ -619,6 +619,14 @@ def test_oversized_message_is_a_protocol_error():
     assert i == 512  # refused once 2 x 512 = 1024 > 1000 bytes were buffered
 
 
+def test_a_whole_oversized_notification_in_one_read_is_refused_after_the_one_before():
+    small = P.call_notification("start", {"id": "a"})
+    big = P.call_notification("start", {"id": "b", "source_name": "n" * 2000})
+    events = ClientConnection(max_document_bytes=1000).receive_data(small + big, now=0)
+    assert events[0] == CallStarted({"id": "a"})
+    assert isinstance(events[1], ProtocolFailure) and events[1].error.offset == len(small)
+
+
 # --------------------------------------------------------------------------- hostile XML
 
 HOSTILE = [
