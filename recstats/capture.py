@@ -384,8 +384,11 @@ class Capture:
 
     @property
     def sessions(self) -> pd.DataFrame:
-        """One row per connection: ``server``, ``site``, ``connected`` and
-        ``disconnected`` (``NaT`` while connected), in our clock (UTC)."""
+        """One row per connection: ``server``, ``site``, ``connected``,
+        ``disconnected`` (``NaT`` while connected) and ``resynced`` (when its ongoing
+        list came; ``NaT`` for a session that ended before: a call in progress across
+        it, started and ended in the gaps around it, could not be seen), in our clock
+        (UTC)."""
         return sessions_frame(self._servers.values())
 
     @property
