@@ -66,6 +66,13 @@ def rss_mb() -> float:
     return float("nan")
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process so far [s] (``/proc/PID/stat``)."""
+    with open(f"/proc/{pid or 'self'}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _simulators(pipe, sites: int, rate: float, speed: float, folder: str) -> None:
     """The child process: the simulators, driven by commands on ``pipe``."""
     from recstats.sim import RecorderSimulator
@@ -200,6 +207,7 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
     samples: list[tuple[float, float, int, int]] = []  # (s, RSS MB, events, untyped)
     cuts = dropped = 0
     began = time.monotonic()
+    cpu_began, sim_cpu_began = cpu_seconds(), cpu_seconds(child.pid)
     capture.start()
     next_cut = began + cut_every
     while (now := time.monotonic()) < began + seconds:
@@ -212,6 +220,8 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
                         len(capture._tables._queued)))
         time.sleep(0.5)
     elapsed = time.monotonic() - began
+    cpu, sim_cpu = cpu_seconds() - cpu_began, cpu_seconds(child.pid) - sim_cpu_began
+    load = os.getloadavg()
     # the end: everyone back, the simulators frozen, what is on its way drained
     deadline = time.monotonic() + 15
     while not capture.status["connected"].all() and time.monotonic() < deadline:
@@ -257,6 +267,9 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
         "untyped_after_warmup": int(warm["untyped"].iloc[0]) if len(warm) else 0,
         "untyped_peak": int(rss["untyped"].max()),
         "untyped_at_end": int(rss["untyped"].iloc[-1]),
+        "capture_cpu_share": round(cpu / elapsed, 2),
+        "simulators_cpu_share": round(sim_cpu / elapsed, 2),
+        "load_average": [round(x, 2) for x in load],
         "rss_timeline": [(round(t, 1), round(m, 1)) for t, m, _, _ in
                          rss.iloc[:: max(1, len(rss) // 8)].itertuples(index=False)],
     }
@@ -292,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
                 "missed_in_gaps", "missed_across_unlisted_sessions", "missed_estimate",
                 "spilled_events", "spilled_calls", "rss_start_mb", "rss_after_warmup_mb",
                 "rss_peak_mb", "rss_growth_after_warmup_mb", "untyped_after_warmup",
-                "untyped_peak", "untyped_at_end"):
+                "untyped_peak", "untyped_at_end", "capture_cpu_share",
+                "simulators_cpu_share", "load_average"):
         print(f"  {key:30} {result[key]}")
     if args.json:
         print(json.dumps(result))

@@ -28,7 +28,7 @@ from ._columns import NAT
 from ._schema import BOOLEAN_FIELDS, TIME_FIELDS
 from ._table import calls_from_raw
 from ._time import TIME_TEXT
-from ._typed_tables import Clean, TypedTables
+from ._typed_tables import TypedTables
 from ._xml import MAX_FIELDS
 from .cdr import record_from_fields
 from .errors import CDRParseError
@@ -129,8 +129,10 @@ class Tables:
 def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True) -> None:
     """Type queued events (and apply end-unknown flags) into ``typed``, in order.
 
-    ``bulk=False`` types each event with :func:`recstats.cdr.record_from_fields` (the
-    reference the bulk path equals)."""
+    Each batch types in one vectorised pass; the runs of events it typed fold by whole
+    columns (:meth:`TypedTables.add_columns`), the few it refuses are typed with
+    :func:`recstats.cdr.record_from_fields` and folded one by one. ``bulk=False`` types each event with :func:`recstats.cdr.record_from_fields`
+    (the reference both paths equal)."""
     for begin in range(0, len(queued), BATCH):
         part = queued[begin:begin + BATCH]
         events = [item[4] for item in part if item[0] is not None]
@@ -142,20 +144,51 @@ def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True)
                     t, server, event, origin, fields = item
                     typed.add(t, server, event, origin, _record(fields, tz))
             continue
-        typed_rows, columns = typed_records(events, tz, columns=True)
-        records = iter(typed_rows)
-        items = []
+        done = _bulk_pass(events, tz)
+        if done is None:
+            typed.add_many([item if item[0] is None else (*item[:4], _record(item[4], tz))
+                            for item in part])
+            continue
+        values, present, unread = done.columns()
+        typed_row = done.rows(len(events))
+        if done.complete:
+            typed.add_columns(part, values, present, unread)
+            continue
+        # runs of events the pass typed fold by columns; the others one by one
+        group: list[tuple] = []
+        rows: list[int] = []
+        each: list[tuple] = []
+        number = 0
         for item in part:
+            row = -1
             if item[0] is not None:
-                record = next(records)
-                if record is None:
-                    item = (*item[:4], _record(item[4], tz))
-                elif None in record.values():
-                    item = (*item[:4], record)
-                else:
-                    item = Clean((*item[:4], record))
-            items.append(item)
-        typed.add_many(items, columns)
+                row = typed_row[number]
+                number += 1
+                if row < 0:
+                    if group:
+                        _add_group(typed, group, rows, values, present, unread)
+                        group, rows = [], []
+                    each.append((*item[:4], _record(item[4], tz)))
+                    continue
+            if each:
+                typed.add_many(each)
+                each = []
+            group.append(item)
+            if row >= 0:
+                rows.append(row)
+        if group:
+            _add_group(typed, group, rows, values, present, unread)
+        if each:
+            typed.add_many(each)
+
+
+def _add_group(typed: TypedTables, group: list[tuple], rows: list[int], values, present,
+               unread) -> None:
+    """:meth:`TypedTables.add_columns` of the items ``group``, whose events are the
+    bulk pass's ``rows``."""
+    take = np.array(rows, dtype=np.int64)
+    typed.add_columns(group, *({name: column[take] for name, column in part.items()}
+                               for part in (values, present, unread)))
 
 
 def typed_records(rows: list[Mapping[str, str]], tz: str, *, columns: bool = False
@@ -169,60 +202,96 @@ def typed_records(rows: list[Mapping[str, str]], tz: str, *, columns: bool = Fal
     fields, an empty ``id``, a time the zone cannot place).
 
     With ``columns=True``: ``(dicts, columns)``, ``columns`` the same values by column
-    (see :meth:`recstats._columns.Columns.extend_columns`) when every row was typed in
-    bulk, else ``None``."""
-    typed, by_column = _typed_records(rows, tz)
-    return (typed, by_column) if columns else typed
+    (see :meth:`TypedTables.add_columns`) when every row was typed in bulk, else
+    ``None``."""
+    done = _bulk_pass(rows, tz)
+    dicts = _dicts(done, len(rows))
+    if not columns:
+        return dicts
+    return dicts, done.columns()[0] if done is not None and done.complete else None
 
 
-def _typed_records(rows: list[Mapping[str, str]], tz: str
-                   ) -> tuple[list[dict[str, Any] | None], dict[str, Any] | None]:
-    out: list[dict[str, Any] | None] = [None] * len(rows)
+class _BulkPass:
+    """The typed frame of the rows one vectorised pass could read."""
+
+    def __init__(self, rows: list[Mapping[str, str]], fast: list[int], raw: pd.DataFrame,
+                 frame: pd.DataFrame):
+        self.fast, self.raw, self.frame = fast, raw, frame
+        self.kept = frame.index.to_numpy()
+        # a span over 2**53 us (about 285 years) divides inexactly in float64: such rows
+        # take the per-record path, whose duration is the reference
+        start = frame["start_time"].to_numpy(dtype="datetime64[us]").view("int64")
+        end = frame["end_time"].to_numpy(dtype="datetime64[us]").view("int64")
+        with np.errstate(over="ignore"):
+            self.huge = (start != NAT) & (end != NAT) & (np.abs(end.astype(np.float64)
+                                                                - start) >= 2.0 ** 53)
+        self.complete = len(self.kept) == len(rows) and not self.huge.any()
+
+    def rows(self, n: int) -> np.ndarray:
+        """For each of the ``n`` rows given, its row in the typed frame (-1: refused,
+        it needs :func:`recstats.cdr.record_from_fields` itself)."""
+        row = np.full(n, -1, dtype=np.int64)
+        fine = np.flatnonzero(~self.huge)
+        row[np.asarray(self.fast, dtype=np.int64)[self.kept[fine]]] = fine
+        return row
+
+    def columns(self) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray],
+                               dict[str, np.ndarray]]:
+        """``(values, present, unread)`` by column: values as int64 microseconds for
+        times (:data:`NAT` for null), float64 for ``duration``, else objects (``None``
+        for null); ``present`` the non-null masks; ``unread`` for booleans, the rows
+        whose text was there but not a boolean."""
+        values: dict[str, np.ndarray] = {}
+        present: dict[str, np.ndarray] = {}
+        unread: dict[str, np.ndarray] = {}
+        for name in self.frame.columns:
+            col = self.frame[name]
+            if name in TIME_FIELDS:
+                values[name] = col.to_numpy(dtype="datetime64[us]").view("int64")
+                present[name] = values[name] != NAT
+            elif name == "duration":
+                values[name] = col.to_numpy(dtype=np.float64)
+                present[name] = ~np.isnan(values[name])
+            else:
+                present[name] = col.notna().to_numpy()
+                values[name] = np.where(present[name], col.to_numpy(dtype=object), None)
+            if name in BOOLEAN_FIELDS:
+                unread[name] = ~present[name] & self.raw[name].loc[self.kept].notna() \
+                    .to_numpy()
+        return values, present, unread
+
+
+def _bulk_pass(rows: list[Mapping[str, str]], tz: str) -> _BulkPass | None:
+    """One vectorised pass over ``rows`` (``None``: none of them could take it)."""
     fast = [pos for pos, row in enumerate(rows)
             if len(row) <= MAX_FIELDS and row.get("id", True)]
     if not fast:
-        return out, None
+        return None
     raw = pd.DataFrame.from_records([rows[pos] for pos in fast])
     if len(raw) < len(fast) or "id" not in raw.columns and "ccdr_id" not in raw.columns:
-        return out, None  # no ids at all: nothing to type in bulk
+        return None  # no ids at all: nothing to type in bulk
     frame, _ = calls_from_raw(raw, tz=tz, coerce=False)
-    kept = frame.index.to_numpy()
-    dicts: list[dict[str, Any]] = [{} for _ in range(len(kept))]
-    by_column: dict[str, Any] = {}
-    for name in frame.columns:
-        col = frame[name]
-        if name in TIME_FIELDS:
-            micros = col.to_numpy(dtype="datetime64[us]").view("int64")
-            present = micros != NAT
-            values = micros.tolist()
-            by_column[name] = micros
-        elif name == "duration":
-            seconds = col.to_numpy(dtype=np.float64)
-            present = ~np.isnan(seconds)
-            values = seconds.tolist()
-            by_column[name] = seconds
-        else:
-            present = col.notna().to_numpy()
-            values = col.to_numpy(dtype=object).tolist()
-            by_column[name] = [v if ok else None
-                               for v, ok in zip(values, present.tolist(), strict=True)]
-        for i in np.flatnonzero(present).tolist():
-            dicts[i][name] = values[i]
-        if name in BOOLEAN_FIELDS:  # read but not a boolean: the key, without a value
-            unread = ~present & raw[name].loc[kept].notna().to_numpy()
-            for i in np.flatnonzero(unread).tolist():
+    return _BulkPass(rows, fast, raw, frame)
+
+
+def _dicts(done: _BulkPass | None, n: int) -> list[dict[str, Any] | None]:
+    """Each row's typed values as a dict (see :func:`typed_records`)."""
+    out: list[dict[str, Any] | None] = [None] * n
+    if done is None:
+        return out
+    values, present, unread = done.columns()
+    dicts: list[dict[str, Any]] = [{} for _ in range(len(done.kept))]
+    for name, column in values.items():
+        listed = column.tolist()
+        for i in np.flatnonzero(present[name]).tolist():
+            dicts[i][name] = listed[i]
+        if name in unread:  # read but not a boolean: the key, without a value
+            for i in np.flatnonzero(unread[name]).tolist():
                 dicts[i][name] = None
-    # a span over 2**53 us (about 285 years) divides inexactly in float64: such rows
-    # take the per-record path, whose duration is the reference
-    start = frame["start_time"].to_numpy(dtype="datetime64[us]").view("int64")
-    end = frame["end_time"].to_numpy(dtype="datetime64[us]").view("int64")
-    with np.errstate(over="ignore"):
-        huge = (start != NAT) & (end != NAT) & (np.abs(end.astype(np.float64)
-                                                        - start) >= 2.0 ** 53)
-    for i, pos in enumerate(kept.tolist()):
-        if not huge[i]:
-            out[fast[pos]] = dicts[i]
-    return out, by_column if len(kept) == len(rows) and not huge.any() else None
+    for i, pos in enumerate(done.kept.tolist()):
+        if not done.huge[i]:
+            out[done.fast[pos]] = dicts[i]
+    return out
 
 
 def _record(fields: Mapping[str, str], tz: str) -> dict[str, Any]:
