@@ -73,16 +73,19 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _simulators(pipe, sites: int, rate: float, speed: float, folder: str) -> None:
-    """The child process: the simulators, driven by commands on ``pipe``."""
+def _simulators(pipe, sites: range, rate: float, speed: float, folder: str) -> None:
+    """A child process: the simulators of ``sites``, driven by commands on ``pipe``."""
     from recstats.sim import RecorderSimulator
     sims = [RecorderSimulator(location=f"SITE-{i:02d}", rate=rate, speed=speed, seed=i,
-                              keepalive=2).start() for i in range(sites)]
+                              keepalive=2).start() for i in sites]
     pipe.send([sim.address for sim in sims])
     while True:
         command = pipe.recv()
         if command == "cut":
             pipe.send(sum(sim.drop_connections() for sim in sims))
+        elif command == "lag":  # real seconds the slowest simulator is behind its clock
+            pipe.send(max([(sim._sim_offset() - sim._played) / speed for sim in sims],
+                          default=0.0))
         elif command == "pause":
             for sim in sims:
                 sim.pause()
@@ -193,42 +196,61 @@ def reconcile(calls: pd.DataFrame, truth: pd.DataFrame, gaps: dict[str, list]) -
             "not_in_truth": int((extra["_merge"] == "left_only").sum())}
 
 
+class _Children:
+    """The simulators' processes, one command to all at once."""
+
+    def __init__(self, processes: int, sites: int, rate: float, speed: float, folder: str):
+        context = multiprocessing.get_context("spawn")
+        self.pipes, self.processes = [], []
+        for k in range(processes):
+            mine, theirs = context.Pipe()
+            child = context.Process(target=_simulators, daemon=True, args=(
+                theirs, range(k, sites, processes), rate, speed, folder))
+            child.start()
+            self.pipes.append(mine)
+            self.processes.append(child)
+
+    def ask(self, command: str) -> list:
+        for pipe in self.pipes:
+            pipe.send(command)
+        return [pipe.recv() for pipe in self.pipes]
+
+    def cpu_seconds(self) -> float:
+        return sum(cpu_seconds(child.pid) for child in self.processes)
+
+
 def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
-        keep: float, per_event: bool = False) -> dict:
-    context = multiprocessing.get_context("spawn")
-    mine, theirs = context.Pipe()
+        keep: float, per_event: bool = False, processes: int = 2) -> dict:
     folder = tempfile.mkdtemp(prefix="recstats-soak-")
-    child = context.Process(target=_simulators, args=(theirs, sites, rate, speed, folder),
-                            daemon=True)
-    child.start()
-    addresses = mine.recv()
+    children = _Children(processes, sites, rate, speed, folder)
+    addresses = [a for pipe in children.pipes for a in pipe.recv()]
     capture = Capture(addresses, keep=keep, backoff=0.2, max_backoff=1.0, timeout=10)
     capture._tables._bulk = not per_event  # the reference path, for a comparison
     samples: list[tuple[float, float, int, int]] = []  # (s, RSS MB, events, untyped)
+    lags: list[float] = []  # how far the simulators are behind their clock [s]
     cuts = dropped = 0
     began = time.monotonic()
-    cpu_began, sim_cpu_began = cpu_seconds(), cpu_seconds(child.pid)
+    cpu_began, sim_cpu_began = cpu_seconds(), children.cpu_seconds()
     capture.start()
     next_cut = began + cut_every
     while (now := time.monotonic()) < began + seconds:
         if now >= next_cut:
-            mine.send("cut")
-            dropped += mine.recv()
+            dropped += sum(children.ask("cut"))
             cuts += 1
             next_cut += cut_every
         samples.append((now - began, rss_mb(), int(capture.status["events"].sum()),
                         len(capture._tables._queued)))
+        lags.append(max(children.ask("lag")))
         time.sleep(0.5)
     elapsed = time.monotonic() - began
-    cpu, sim_cpu = cpu_seconds() - cpu_began, cpu_seconds(child.pid) - sim_cpu_began
+    cpu, sim_cpu = cpu_seconds() - cpu_began, children.cpu_seconds() - sim_cpu_began
     load = os.getloadavg()
     # the end: everyone back, the simulators frozen, what is on its way drained
     deadline = time.monotonic() + 15
     while not capture.status["connected"].all() and time.monotonic() < deadline:
         time.sleep(0.1)
     time.sleep(0.5)  # the last resyncs answered
-    mine.send("pause")
-    mine.recv()
+    children.ask("pause")
     count, still = -1, 0
     while still < 3 and time.monotonic() < deadline + 10:
         now_count = int(capture.status["events"].sum())
@@ -237,11 +259,11 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
         time.sleep(0.5)
     capture.stop()
     status = capture.status
-    mine.send("truth")
-    truth = pd.concat([pd.read_parquet(p) for p in mine.recv()], ignore_index=True)
-    mine.send("stop")
-    mine.recv()
-    child.join(10)
+    truth = pd.concat([pd.read_parquet(p) for paths in children.ask("truth")
+                       for p in paths], ignore_index=True)
+    children.ask("stop")
+    for child in children.processes:
+        child.join(10)
     events, calls = capture.events, capture.calls
     figures = reconcile(calls, truth, observed_gaps(events, capture.sessions))
     rss = pd.DataFrame(samples, columns=["t", "rss_mb", "events", "untyped"])
@@ -249,6 +271,7 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
     at_warm = float(warm["rss_mb"].iloc[0]) if len(warm) else float("nan")
     return {
         "bench": "soak", "sites": sites, "rate": rate, "speed": speed,
+        "simulator_processes": processes,
         "typing": "per-event" if per_event else "bulk",
         "seconds": round(elapsed, 1), "cut_every": cut_every, "keep": keep,
         "events": int(status["events"].sum()),
@@ -268,6 +291,8 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
         "untyped_peak": int(rss["untyped"].max()),
         "untyped_at_end": int(rss["untyped"].iloc[-1]),
         "capture_cpu_share": round(cpu / elapsed, 2),
+        "simulators_lag_max_s": round(max(lags), 2),
+        "simulators_lag_end_s": round(lags[-1], 2),
         "simulators_cpu_share": round(sim_cpu / elapsed, 2),
         "load_average": [round(x, 2) for x in load],
         "rss_timeline": [(round(t, 1), round(m, 1)) for t, m, _, _ in
@@ -287,12 +312,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="seconds between cuts of every connection")
     parser.add_argument("--keep", type=float, default=5.0,
                         help="the capture's memory horizon [s]")
+    parser.add_argument("--processes", type=int, default=2,
+                        help="child processes the simulators are spread over")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
     parser.add_argument("--per-event", action="store_true",
                         help="type events one by one (the reference path), to compare")
     args = parser.parse_args(argv)
     result = run(args.sites, args.rate, args.speed, args.seconds, args.cut_every, args.keep,
-                 args.per_event)
+                 args.per_event, args.processes)
     print(f"soak: {args.sites} sites x {args.rate:g} calls/s at {args.speed:g}x for "
           f"{result['seconds']} s, cuts every {args.cut_every:g} s, keep {args.keep:g} s, "
           f"{result['typing']} typing "
@@ -306,7 +333,8 @@ def main(argv: list[str] | None = None) -> int:
                 "spilled_events", "spilled_calls", "rss_start_mb", "rss_after_warmup_mb",
                 "rss_peak_mb", "rss_growth_after_warmup_mb", "untyped_after_warmup",
                 "untyped_peak", "untyped_at_end", "capture_cpu_share",
-                "simulators_cpu_share", "load_average"):
+                "simulators_cpu_share", "simulators_lag_max_s", "simulators_lag_end_s",
+                "load_average"):
         print(f"  {key:30} {result[key]}")
     if args.json:
         print(json.dumps(result))

@@ -111,7 +111,8 @@ class ServerState:
 
     def _journal_document(self, raw: bytes) -> None:
         self.seen_t = max(self.seen_t, self._t)
-        self._write({"t": self._t, "doc": base64.b64encode(raw).decode("ascii")})
+        if self.journal is not None:
+            self._write({"t": self._t, "doc": base64.b64encode(raw).decode("ascii")})
 
     def time(self) -> int:
         """Now in UTC microseconds, never before the previous call's value."""

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections import deque
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -33,12 +34,13 @@ from ._xml import MAX_FIELDS
 from .cdr import record_from_fields
 from .errors import CDRParseError
 
-__all__ = ["BATCH", "Tables", "bad_time", "call_id_of", "fold", "typed_records"]
+__all__ = ["BACKLOG", "BATCH", "Tables", "bad_time", "call_id_of", "fold", "typed_records"]
 
 _time_text = re.compile(TIME_TEXT)
 #: events typed per vectorised pass: bounds the transient frame of a large backlog
 BATCH = 20_000
-_ZULU = re.compile(r"[zZ]$")
+#: untyped events past which the thread adding one types the queue itself
+BACKLOG = 2 * BATCH
 
 
 def call_id_of(fields: Mapping[str, str]) -> str:
@@ -59,7 +61,7 @@ def bad_time(fields: Mapping[str, str]) -> str | None:
         if _time_text.fullmatch(text) is None:
             return f"{name} {text!r} is not a time"
         try:
-            datetime.fromisoformat(_ZULU.sub("+00:00", text))
+            datetime.fromisoformat(text if text[-1] not in "zZ" else text[:-1] + "+00:00")
         except ValueError:
             return f"{name} {text!r} is not a time"
     return None
@@ -67,13 +69,16 @@ def bad_time(fields: Mapping[str, str]) -> str | None:
 
 class Tables:
     """The events and calls of a capture: raw events queued as they arrive, typed
-    tables built when asked for. Thread-safe."""
+    tables built when asked for. Thread-safe.
+
+    Receiving threads take no lock: each appends to one queue (a deque's append and
+    popleft are atomic) and touches only its own server's entries of the site and
+    count maps; one thread at a time types the queue."""
 
     def __init__(self, tz: str = "UTC"):
-        self.lock = threading.Lock()
         self.tz = tz
         self.counts: dict[str, int] = {}
-        self._queued: list[tuple] = []  # raw events and flags not typed yet, in order
+        self._queued: deque[tuple] = deque()  # raw events and flags not typed yet
         self._sites: dict[tuple[str, str], str] = {}
         self._typed = TypedTables()
         self._typing = threading.Lock()  # one snapshot types the queue at a time
@@ -84,45 +89,46 @@ class Tables:
         """Queue one event (raw fields, ``t`` in UTC microseconds); return its site:
         the call's as known so far, else the server."""
         key = (server, call_id_of(fields))
-        with self.lock:
-            site = fields.get("location") or self._sites.get(key) or server
-            self._sites[key] = site
-            self._queued.append((t, server, event, origin, fields))
-            self.counts[server] = self.counts.get(server, 0) + 1
-        return site
+        sites = self._sites
+        site = sites[key] = fields.get("location") or sites.get(key) or server
+        queued = self._queued
+        queued.append((t, server, event, origin, fields))
+        self.counts[server] = self.counts.get(server, 0) + 1
+        if len(queued) >= BACKLOG:  # typing fell behind: this thread types the oldest
+            self.catch_up(BATCH // 4)  # part (and reads nothing meanwhile: its server's
+        return site                    # sending slows down)
 
     def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
         """Flag (or clear) a call whose end could not be learnt."""
-        with self.lock:
-            self._queued.append((None, server, call_id, unknown))
+        self._queued.append((None, server, call_id, unknown))
 
-    def _catch_up(self) -> None:
-        """Type what arrived since the last snapshot, in arrival order."""
+    def catch_up(self, most: int | None = None) -> None:
+        """Type what arrived since the last snapshot (``most``: the oldest ``most``
+        events and flags of it), in arrival order."""
         with self._typing:
-            with self.lock:
-                queued, self._queued = self._queued, []
-            fold(queued, self._typed, self.tz, bulk=self._bulk)
+            queued, take = self._queued, self._queued.popleft
+            count = len(queued) if most is None else min(most, len(queued))
+            fold([take() for _ in range(count)], self._typed, self.tz, bulk=self._bulk)
 
     def events_frame(self) -> pd.DataFrame:
         """The events table in receive order (ties: by server, then arrival)."""
-        self._catch_up()
+        self.catch_up()
         return self._typed.events_frame()
 
     def calls_frame(self, with_seq: bool = False) -> pd.DataFrame:
         """The calls table by start time (unknown starts last; ties: by server, then
         first seen), with ``server`` and ``end_unknown`` last (``with_seq``: and the
         first-seen numbers, see :meth:`TypedTables.calls_frame`)."""
-        self._catch_up()
+        self.catch_up()
         return self._typed.calls_frame(with_seq)
 
     def take_old(self, before: int) -> tuple[pd.DataFrame, pd.DataFrame]:
         """Type what is queued, then take out the events received and the calls ended
         before ``before`` [UTC us] (see :meth:`TypedTables.take_old`)."""
-        self._catch_up()
+        self.catch_up()
         events, calls, keys = self._typed.take_old(before)
-        with self.lock:
-            for key in keys:
-                self._sites.pop(key, None)
+        for key in keys:
+            self._sites.pop(key, None)
         return events, calls
 
 

@@ -261,3 +261,27 @@ def test_odd_fields_fold_by_columns_between_refused_rows(monkeypatch, seed):
               for kind, fields in _odd_events(rng, 800)]
     _assert_same(_feed(events, rng, "America/New_York"))
     assert sum(folded) > 400  # most odd rows type in bulk; the refused ones one by one
+
+
+def test_the_untyped_backlog_is_bounded_by_the_threads_that_add(monkeypatch):
+    monkeypatch.setattr(_live, "BACKLOG", 40)
+    monkeypatch.setattr(_live, "BATCH", 32)  # a thread past the bound types 32 // 4 = 8
+    rng = np.random.default_rng(3)
+    lives = _lifecycles(rng, 150, "UTC")
+    bounded, reference = Tables("UTC"), Tables("UTC")
+    reference._bulk = False
+    most = 0
+    for i, (server, kind, fields) in enumerate(lives):
+        t = 1_700_000_000_000_000 + i
+        bounded.add(t, server, kind, "notification", fields)
+        most = max(most, len(bounded._queued))
+        monkeypatch.setattr(_live, "BACKLOG", 10**9)  # the reference keeps its queue
+        reference.add(t, server, kind, "notification", fields)
+        monkeypatch.setattr(_live, "BACKLOG", 40)
+    assert len(lives) > 200
+    # the add that brings the queue to 40 types 8 before it returns: 32 .. 39 seen after
+    assert most == 39
+    assert len(reference._queued) == len(lives)
+    pd.testing.assert_frame_equal(bounded.events_frame(), reference.events_frame())
+    pd.testing.assert_frame_equal(bounded.calls_frame(with_seq=True),
+                                  reference.calls_frame(with_seq=True))

@@ -296,3 +296,20 @@ def test_sessions_say_which_ones_received_their_ongoing_list(tmp_path):
     listed = capture.events.query("origin == 'resync'")
     assert second.resynced == listed.received_at.min()
     pd.testing.assert_frame_equal(Capture.replay(journal).sessions, sessions)
+
+
+def test_events_are_typed_at_a_cadence_without_anyone_reading_the_tables():
+    def handler(peer):
+        subscribed(peer, keepalive=None)
+        ongoing = peer.request()
+        peer.answer(protocol.OngoingCalls(ongoing.request_id, ()))
+        for i in range(30):
+            peer.answer(protocol.CallStarted(call(f"c{i}")))
+        peer.wait_closed()
+
+    with ScriptedServer(handler) as server, Capture([server.address]) as capture:
+        tables = capture._tables
+        # no snapshot is taken: the housekeeping thread types the 30 events by itself
+        wait_for(lambda: tables.counts.get(server.address) == 30 and not tables._queued
+                 and tables._typed.calls.n == 30, what="the events typed")
+        assert len(capture.calls) == 30
