@@ -822,8 +822,7 @@ def test_a_million_repeats_are_refused_in_linear_work():
 class GeneralOnly(ClientConnection):
     """A connection that sends every document through lxml (no parser-free path)."""
 
-    def _fast(self, raw):
-        return None
+    _recognise = None
 
 
 LEAF_NAMES = ["id", "ccdr_id", "location", "source_name", "a.b", "x-y", "_z", "1bad", "a b"]
@@ -874,9 +873,57 @@ def test_the_parser_free_path_takes_the_usual_notifications():
 
     flat = {k: v for k, v in FIELDS.items() if "." not in k and "&" not in v}
     assert len(flat) == len(FIELDS) - 2
-    assert _decode.plain_notification(P.call_notification("start", flat)) == (
-        "CallStarted", flat)
+    assert _decode.plain_notification(P.call_notification("start", flat)) == CallStarted(flat)
     # nested fields and entities take the general path
     assert _decode.plain_notification(P.call_notification("start", FIELDS)) is None
     flat = P.call_notification("end", {"id": "a", "source_name": "Ann", "empty": ""})
-    assert _decode.plain_notification(flat) == ("CallEnded", {"id": "a", "source_name": "Ann"})
+    assert _decode.plain_notification(flat) == CallEnded({"id": "a", "source_name": "Ann"})
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(notification_documents(), min_size=1, max_size=5),
+       st.lists(st.sampled_from([b"", b"\n", b"\x00 ", b"\xef\xbb\xbf"]), min_size=5,
+                max_size=5),
+       st.lists(st.integers(1, 400), min_size=1, max_size=20))
+def test_the_parser_free_path_frames_any_chunking_as_the_parser_does(documents, gaps,
+                                                                     cuts):
+    # the fast path frames and reads in one pass: documents side by side, cut by any
+    # read boundary (also inside the envelope), give the general path's events
+    stream = b"".join(gap + doc for gap, doc in zip(gaps, documents, strict=False))
+    pieces, at = [], 0
+    for size in itertools.cycle(cuts):
+        if at >= len(stream):
+            break
+        pieces.append(stream[at:at + size])
+        at += size
+
+    def events(conn):
+        out = []
+        for piece in pieces:
+            out += conn.receive_data(piece, now=0.0)
+            if out and isinstance(out[-1], ProtocolFailure):
+                break
+        return _outcome(out)
+
+    assert events(ClientConnection()) == events(GeneralOnly())
+
+
+def test_the_framer_hands_the_owners_reading_of_known_documents_along():
+    seen = []
+
+    def recognise(buf, pos):  # knows <k/> documents by heart, after any separators
+        at = bytes(buf).find(b"<", pos)
+        if buf[at:at + 4] != b"<k/>":
+            return None
+        seen.append(at)
+        return at, at + 4, "k"
+
+    framer = Framer(recognise=recognise)
+    stream = b"<k/> <r>x</r>\n<k/><r/>"
+    assert framer.feed_documents(stream) == [
+        (0, b"<k/>", "k"), (5, b"<r>x</r>", None), (14, b"<k/>", "k"), (18, b"<r/>", None)]
+    # a known document cut by a read is recognised once complete
+    framer = Framer(recognise=recognise)
+    assert framer.feed_documents(b"<r/><k") == [(0, b"<r/>", None)]
+    assert framer.feed_documents(b"/>") == [(4, b"<k/>", "k")]
+    assert Framer(recognise=recognise).feed_with_offsets(stream)[2] == (14, b"<k/>")

@@ -16,7 +16,7 @@ from ._decode import (
     name,
     parse,
     parse_many,
-    plain_notification,
+    read_call_notification,
     seconds,
 )
 from ._events import (
@@ -58,7 +58,7 @@ class ConnectionBase:
 
     def __init__(self, max_document_bytes: int,
                  on_document: Callable[[bytes], None] | None = None):
-        self._framer = Framer(max_document_bytes)
+        self._framer = Framer(max_document_bytes, self._recognise)
         self._on_document = on_document
         self._error: ProtocolError | None = None
         self.closed = False
@@ -81,7 +81,7 @@ class ConnectionBase:
             raise ProtocolError("data received after the connection closed",
                                 self._framer.offset)
         try:
-            located = self._framer.feed_with_offsets(data)
+            located = self._framer.feed_documents(data)
         except ProtocolError as exc:
             return self._failed(events, exc)
         error = self._decode_all(located, decode, events)
@@ -89,16 +89,15 @@ class ConnectionBase:
             error = self._framer.error  # broken after the documents returned
         return events if error is None else self._failed(events, error)
 
-    def _fast(self, raw: bytes):
-        """The event of a usual document read without a parser, or None (see
-        :func:`._decode.plain_notification`); the server end has none."""
-        return
+    #: The framer's ``recognise`` (see :data:`._plain.Recognise`): documents it reads
+    #: whole into their event skip the parser. The server end has none.
+    _recognise: Callable[[bytearray, int], tuple[int, int, object] | None] | None = None
 
     def _decode_all(self, located: list, decode, events: list) -> ProtocolError | None:
         """Decode framed documents in order into ``events``; the first failure stops."""
         run: list = []  # documents for the parser, decoded together
         for item in located:
-            event = self._fast(item[1])
+            event = item[2]
             if event is None:
                 run.append(item)
                 continue
@@ -116,12 +115,12 @@ class ConnectionBase:
         on_document = self._on_document
         roots = parse_many(run) if len(run) > 1 else None
         if roots is not None:  # all well-formed: nothing below can fail
-            for (_, raw), root in zip(run, roots, strict=True):
+            for (_, raw, _), root in zip(run, roots, strict=True):
                 if on_document is not None:
                     on_document(raw)
                 events.extend(decode(root, raw))
             return None
-        for offset, raw in run:
+        for offset, raw, _ in run:
             if on_document is not None:
                 on_document(raw)
             try:
@@ -187,18 +186,7 @@ class ClientConnection(ConnectionBase):
         self._deadline: float | None = None
         self._now = 0.0
 
-    def _fast(self, raw: bytes):
-        plain = plain_notification(raw)
-        if plain is None:
-            return None
-        kind = _kinds.get(plain[0])
-        if kind is None:
-            kind = kind_of(plain[0])
-            if kind is None:
-                return None  # the general path names the unknown type
-            if len(_kinds) < 256:
-                _kinds[plain[0]] = kind
-        return CallStarted(plain[1]) if kind == "start" else CallEnded(plain[1])
+    _recognise = staticmethod(read_call_notification)
 
     # requests ----------------------------------------------------------------------
 

@@ -4,6 +4,7 @@ lxml call) and the small element helpers both connections decode with."""
 from __future__ import annotations
 
 import math
+import operator
 import re
 from types import MappingProxyType
 
@@ -11,9 +12,11 @@ from lxml import etree
 
 from .._xml import MAX_FIELDS, fields_of, parse_document, safe_parser
 from ..errors import CDRParseError, ProtocolError
+from ._events import CallEnded, CallStarted
+from ._messages import kind_of
 
 __all__ = ["call_fields", "child", "messages", "name", "parse", "parse_many",
-           "plain_notification", "seconds"]
+           "plain_notification", "read_call_notification", "seconds"]
 
 
 def name(element) -> str | None:
@@ -81,7 +84,7 @@ _PLAIN_PROLOG = re.compile(rb'(<\?xml version=(?:"1\.0" encoding="(?:UTF|utf)-8"
                            rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\r\n]*<[^!?]")
 
 
-def parse_many(located: list[tuple[int, bytes]]) -> list | None:
+def parse_many(located: list[tuple[int, bytes, object]]) -> list | None:
     """Parse several framed documents with one lxml call, or None if that is not sure
     to give what parsing each alone gives (then each is parsed alone).
 
@@ -94,7 +97,7 @@ def parse_many(located: list[tuple[int, bytes]]) -> list | None:
     """
     parts: list[bytes | memoryview] = [b"<_>"]
     match = _PLAIN_PROLOG.match
-    for _, raw in located:
+    for _, raw, _ in located:
         head = match(raw)
         if head is None:
             return None
@@ -120,37 +123,80 @@ def messages(root) -> list:
 # Notification whose Call holds only leaf fields with plain text (no attribute, entity,
 # CDATA, comment, carriage return or character XML forbids). One regex checks the whole
 # shape (each field's end tag matches its start tag; nothing else stands between them),
-# so such a document is well-formed XML by construction and its fields are read straight
-# from the bytes, exactly as fields_of would read them.
-_PLAIN_TEXT = rb"[^<&\x00-\x08\x0b\x0c\x0d\x0e-\x1f]*+"
-_PLAIN = re.compile(
-    rb"(?:<\?xml version=(?:\"1\.0\" encoding=\"(?:UTF|utf)-8\"|"
+# so such a document is well-formed XML by construction, and it also frames it: the
+# document is read once, for both. Its fields are then read straight from the text,
+# exactly as fields_of would read them.
+# "]" (of "]]>") and "\xef" (of U+FFFE, U+FFFF) send a text to the general path too
+_TEXT = rb"[^<&\]\xef\x00-\x08\x0b\x0c\x0d\x0e-\x1f]*+"
+_SHAPE = re.compile(
+    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+"  # what the framer skips first
+    rb"((?:<\?xml version=(?:\"1\.0\" encoding=\"(?:UTF|utf)-8\"|"
     rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\n]*+"
     rb"<VerbaApi><Notification type=\"([A-Za-z_ -]*+)\"><Call>"
-    rb"((?:<([A-Za-z_][\w.-]*+)>" + _PLAIN_TEXT + rb"</\3>)*+)"
-    rb"</Call></Notification></VerbaApi>")
-# the shape is checked: every "<" opens a field's start or end tag
-_PAIRS = re.compile(r"<([^>]*)>([^<]*)<")
+    rb"((?:<([A-Za-z_][\w.-]*+)>" + _TEXT + rb"</\4>)*+)"
+    rb"</Call></Notification></VerbaApi>)")
+# for a text that holds ">" (the shape is checked: every "<" opens a tag)
+_PAIRS = re.compile(r"<([^/>][^>]*)>([^<]*)<")
+_text = operator.itemgetter(1)
 
 
-def plain_notification(raw: bytes) -> tuple[str, MappingProxyType] | None:
-    """``(notification type, fields)`` of a usual notification read without a parser,
-    or None when the document is anything else (the general path then decides)."""
-    shape = _PLAIN.fullmatch(raw)
-    if shape is None or b"\xef\xbf" in raw:  # U+FFFE and U+FFFF are no XML characters
+def read_call_notification(buf: bytes | bytearray, pos: int
+                           ) -> tuple[int, int, CallStarted | CallEnded | None] | None:
+    """The span of a usual notification at ``pos`` (after separators) and its event,
+    or None when no such document starts there.
+
+    The event is None when the document has the shape but needs the general path to
+    decide (repeated fields, no call id, an unknown type, a character XML forbids): it
+    is still framed. This is the client connection's ``recognise`` (see
+    :class:`.Framer`).
+    """
+    shape = _SHAPE.match(buf, pos)
+    if shape is None:
         return None
+    start, end = shape.span(1)
     try:
-        text = shape.group(2).decode("utf-8")
+        text = shape.group(3).decode("utf-8")
     except UnicodeDecodeError:
+        return start, end, None
+    # split at "<": every other piece is a field's "name>text" (C loops, no regex);
+    # empty texts are left out, as fields_of leaves them out
+    named = text.split("<")[1::2]
+    flat = ">".join(named).split(">")
+    if len(flat) == 2 * len(named):
+        pairs = list(filter(_text, zip(flat[::2], map(str.strip, flat[1::2]),
+                                       strict=True)))
+    else:  # a text holds ">"
+        pairs = [(name, value.strip()) for name, value in _PAIRS.findall(text)
+                 if not value.isspace() and value]
+    fields = dict(pairs)
+    if len(fields) != len(pairs):
+        return start, end, None  # repeated fields are joined (and capped) the general way
+    if len(fields) > MAX_FIELDS or not (fields.get("id") or fields.get("ccdr_id")):
+        return start, end, None
+    kind = shape.group(2)
+    event = _events[kind] if kind in _events else _event_of(kind)
+    return start, end, None if event is None else event(MappingProxyType(fields))
+
+
+_events: dict[bytes, type[CallStarted | CallEnded] | None] = {}
+
+
+def _event_of(kind: bytes) -> type[CallStarted | CallEnded] | None:
+    """The event class of a notification type, memoised (peers choose types: the memo
+    stays small)."""
+    event: type[CallStarted | CallEnded] | None = None
+    word = kind_of(kind.decode("ascii"))
+    if word is not None:
+        event = CallStarted if word == "start" else CallEnded
+    if len(_events) < 256:
+        _events[kind] = event
+    return event
+
+
+def plain_notification(raw: bytes) -> CallStarted | CallEnded | None:
+    """The event of a document that is one usual notification read without a parser,
+    or None (the general path then decides)."""
+    known = read_call_notification(raw, 0)
+    if known is None or known[0] != 0 or known[1] != len(raw):
         return None
-    if "]]>" in text:  # not allowed in character data
-        return None
-    pairs = _PAIRS.findall(text)
-    fields = {name: value.strip() for name, value in pairs}
-    if len(fields) != len(pairs) or len(fields) > MAX_FIELDS:
-        return None  # repeated fields are joined (and capped) the general way
-    if "" in fields.values():  # empty fields are left out
-        fields = {name: value for name, value in fields.items() if value}
-    if not (fields.get("id") or fields.get("ccdr_id")):
-        return None
-    return shape.group(1).decode("ascii"), MappingProxyType(fields)
+    return known[2]

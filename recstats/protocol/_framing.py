@@ -25,7 +25,7 @@ from typing import NoReturn
 
 from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import ProtocolError
-from ._plain import frame_plain
+from ._plain import Recognise, frame_plain
 
 __all__ = ["Framer"]
 
@@ -75,6 +75,10 @@ class Framer:
     are dropped, and so are comments and processing instructions in front of a
     document's declaration (or of its root element when it has no declaration).
 
+    ``recognise`` lets the owner read the documents it knows by heart in the same pass
+    that frames them (see :data:`._plain.Recognise`); :meth:`feed_documents` returns
+    what it made of each.
+
     ``offset`` is the number of stream bytes fully dealt with (returned or dropped);
     ``pending`` the number buffered for the document in progress, so
     ``offset + pending`` is everything fed so far.
@@ -105,6 +109,7 @@ class Framer:
         "_pattern",
         "_pos",
         "_quote",
+        "_recognise",
         "_root",
         "_start",
         "_state",
@@ -113,10 +118,12 @@ class Framer:
         "max_document_bytes",
     )
 
-    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES):
+    def __init__(self, max_document_bytes: int = MAX_DOCUMENT_BYTES,
+                 recognise: Recognise | None = None):
         if max_document_bytes <= 0:
             raise ValueError("max_document_bytes must be positive")
         self.max_document_bytes = int(max_document_bytes)
+        self._recognise = recognise
         self._buf = bytearray()
         self._base = 0          # stream offset of _buf[0]
         self._pos = 0           # scan position in _buf: every state resumes from it
@@ -172,12 +179,21 @@ class Framer:
         >>> Framer().feed_with_offsets(b"  <r/> <s/>")
         [(2, b'<r/>'), (7, b'<s/>')]
         """
+        return [(offset, doc) for offset, doc, _ in self.feed_documents(data)]
+
+    def feed_documents(self, data: bytes) -> list[tuple[int, bytes, object]]:
+        """Like :meth:`feed_with_offsets`, each document with what ``recognise`` made
+        of it (None for the documents it did not know).
+
+        >>> Framer().feed_documents(b"<r/>")
+        [(0, b'<r/>', None)]
+        """
         if self._error is not None:
             raise ProtocolError(f"the stream already failed: {self._error.reason}",
                                 self._error.offset)
         buf = self._buf
         buf += data
-        found: list[tuple[int, bytes]] = []
+        found: list[tuple[int, bytes, object]] = []
         try:
             self._scan(buf, found)
             self._drop_done(buf)
@@ -230,11 +246,16 @@ class Framer:
         assert start is not None, "a document is emitted only once started"
         if end - start > self.max_document_bytes:
             self._too_big(self._base + start)
-        found.append((self._base + start, bytes(buf[start:end])))
+        value = None
+        if self._recognise is not None:  # one the fast path missed: cut by a read
+            known = self._recognise(buf, start)
+            if known is not None and known[0] == start and known[1] == end:
+                value = known[2]
+        found.append((self._base + start, bytes(buf[start:end]), value))
         self._start = None
         self._state = _PROLOG
 
-    def _scan(self, buf: bytearray, found: list[tuple[int, bytes]]) -> None:
+    def _scan(self, buf: bytearray, found: list[tuple[int, bytes, object]]) -> None:
         """The general scanner: a state machine that resumes where the last read
         stopped, so a large document read in small pieces is scanned once.
 
@@ -254,7 +275,8 @@ class Framer:
         """Between documents: separators, comments and PIs, a declaration, a root."""
         self._keep = None
         if self._start is None:
-            pos = frame_plain(buf, pos, self._base, self.max_document_bytes, found)
+            pos = frame_plain(buf, pos, self._base, self.max_document_bytes, found,
+                              self._recognise)
         pos = _match_end(_SEPARATORS, buf, pos)
         if pos >= len(buf):
             return self._stop(pos)

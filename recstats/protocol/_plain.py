@@ -1,11 +1,18 @@
 """The framer's fast path: the usual documents of a read, framed with one regex and a
-few ``find`` calls each (:class:`._framing.Framer` scans anything else)."""
+few ``find`` calls each, or known whole by the framer's owner (:class:`._framing.Framer`
+scans anything else)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
-__all__ = ["frame_plain"]
+__all__ = ["Recognise", "frame_plain"]
+
+#: ``recognise(buf, pos)``: the span ``(start, end)`` of a document the framer's owner
+#: knows by heart at ``pos`` (separators first) and what it made of it (None: framed,
+#: but left to the general decode), or None when the document is not one of those.
+Recognise = Callable[[bytearray, int], "tuple[int, int, object] | None"]
 
 # the rest of a start tag after its name; attribute values may hold ">" but never "<"
 # (possessive quantifiers: a failed match never backtracks into a quadratic search)
@@ -30,16 +37,25 @@ def _marked(buf: bytearray, char: bytes, start: int, stop: int) -> bool:
 
 
 def frame_plain(buf: bytearray, pos: int, base: int, limit: int,
-                found: list[tuple[int, bytes]]) -> int:
+                found: list[tuple[int, bytes, object]],
+                recognise: Recognise | None = None) -> int:
     """Frame the usual documents of ``buf`` from ``pos`` on into ``found`` (with their
-    stream offsets, ``buf[0]`` being at ``base``) and return where it stopped.
+    stream offsets, ``buf[0]`` being at ``base``, and what ``recognise`` made of them)
+    and return where it stopped.
 
-    The usual document: an optional declaration, then a root element that holds no
-    comment, CDATA section, processing instruction or element of its own name, so
-    its first end tag of that name ends it, and no larger than ``limit`` bytes.
+    The usual document: one ``recognise`` knows (it reads the bytes once for both the
+    framing and the decoding), or an optional declaration, then a root element that
+    holds no comment, CDATA section, processing instruction or element of its own name,
+    so its first end tag of that name ends it; and no larger than ``limit`` bytes.
     """
     match, find = _FAST_HEAD.match, buf.find
     while True:
+        if recognise is not None:
+            known = recognise(buf, pos)
+            if known is not None and known[1] - known[0] <= limit:
+                start, pos, value = known
+                found.append((base + start, bytes(buf[start:pos]), value))
+                continue
         head = match(buf, pos)
         if head is None:
             return pos
@@ -67,5 +83,5 @@ def frame_plain(buf: bytearray, pos: int, base: int, limit: int,
             end = rest.end()
         if end - start > limit:
             return pos
-        found.append((base + start, bytes(buf[start:end])))
+        found.append((base + start, bytes(buf[start:end]), None))
         pos = end
