@@ -2,18 +2,14 @@
 simulators' own record of every call.
 
 Usage: ``python bench/soak.py [--sites 8] [--rate 5] [--speed 20] [--seconds 45]
-[--cut-every 5] [--keep 5] [--json]``
-
-The default (about 1 700 events/s) is what the shared two-core development machine
-sustains; at ``--speed 60`` (about 5 000 events/s) the capture process there is
-CPU-bound: it types events more slowly than they arrive, and its untyped backlog, not
-its tables, makes the memory grow.
+[--cut-every 5] [--keep 5] [--processes 2] [--json]``
 
 ``--sites`` :class:`recstats.sim.RecorderSimulator` s (``--rate`` calls per simulated
-second each, at ``--speed`` simulated seconds per real second) run in a child process,
-so the memory sampled here (``VmRSS`` of this process, every 0.5 s) is the capture's.
-One :class:`recstats.Capture` with ``keep=--keep`` seconds (older rows spill to
-Parquet parts in a temporary folder) captures them all for ``--seconds`` seconds; every
+second each, at ``--speed`` simulated seconds per real second) run in ``--processes``
+child processes (the simulators of one process share its interpreter lock), so the
+memory sampled here (``VmRSS`` of this process, every 0.5 s) is the capture's. One
+:class:`recstats.Capture` with ``keep=--keep`` seconds (older rows spill to Parquet
+parts in a temporary folder) captures them all for ``--seconds`` seconds; every
 ``--cut-every`` seconds the simulators close every client connection
 (:meth:`~recstats.sim.RecorderSimulator.drop_connections`) and the capture reconnects
 and resynchronises. At the end the cuts stop, the capture gets back to every site, the
@@ -22,17 +18,23 @@ simulators are paused, the capture drains what is on its way and stops.
 Reconciliation, per site, of the capture's calls (read back from the parts) with the
 simulator's :attr:`~recstats.sim.RecorderSimulator.truth`. A gap is, in the server's
 clock, the stretch between the last notification the capture received before a
-disconnection and the first one after the reconnection (or before the first one): a
-call that started and ended inside one gap could never reach the capture ("missed in
-gaps", compared with the status' estimate; those that ended before the first
-notification, and those that started after the last one read (on their way when the
-capture stopped: a capture that fell behind), are counted apart); any other call of the truth must be in the
-calls table once ("lost" counts those that are not, "duplicated" those twice), with the
-simulator's start and end times ("wrong times"; ``end_unknown`` counted apart).
+disconnection and the first one after the reconnection (or before the first one). A
+call the capture could never see is "missed in gaps" (compared with the status'
+estimate): one that started and ended inside one gap, or that started in a gap and
+ended in a later one while every session between them ended before its ongoing list
+came (:attr:`recstats.Capture.sessions`' ``resynced``; counted apart as "missed across
+unlisted sessions"). Those that ended before the first notification, and those that
+started (or ended) after the last one read (on their way when the capture stopped),
+are counted apart too. Any other call of the truth must be in the calls table once
+("lost" counts those that are not, "duplicated" those twice), with the simulator's
+start and end times ("wrong times"; ``end_unknown`` counted apart).
 
-``--per-event`` types each event with ``record_from_fields`` (the live tables' reference
-path) instead of in bulk, to compare. The untyped backlog (events queued, not typed yet)
-is sampled with the RSS: a capture that keeps up holds it bounded.
+Who keeps up: the capture's and the simulators' CPU (shares of one core over the run),
+how far the slowest simulator is behind its own clock (its lag: a simulator short of
+CPU plays its calls late, in bursts), the load average of the machine, and the untyped
+backlog (events queued, not typed yet; bounded by :data:`recstats._live.BACKLOG`)
+sampled with the RSS. ``--per-event`` types each event with ``record_from_fields``
+(the live tables' reference path) instead of in bulk, to compare.
 
 Output: a table of RSS over time, the figures, then (``--json``) one JSON line.
 Memory is "flat after warm-up" when the RSS peak after the first third of the run is
