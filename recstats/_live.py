@@ -260,7 +260,8 @@ class _BulkPass:
                 present[name] = ~np.isnan(values[name])
             else:
                 present[name] = col.notna().to_numpy()
-                values[name] = np.where(present[name], col.to_numpy(dtype=object), None)
+                values[name] = np.where(present[name], col.to_numpy(dtype=object),
+                                        np.array(None, dtype=object))
             if name in BOOLEAN_FIELDS:
                 unread[name] = ~present[name] & self.raw[name].loc[self.kept].notna() \
                     .to_numpy()

@@ -224,9 +224,9 @@ class TypedTables:
         where = np.flatnonzero(ends[a:b])
         if len(where):
             last = _last_per_key(local[where], where + a, len(keys))
-            have = last >= 0
+            ending = last >= 0
             ended = np.frombuffer(self.ended_at, dtype=np.int64)
-            ended[rows[have]] = stamps[last[have]]
+            ended[rows[ending]] = stamps[last[ending]]
             del ended  # a view: the array cannot grow while it is exported
 
     def _register(self, key: tuple[str, str]) -> None:
