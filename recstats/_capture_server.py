@@ -75,6 +75,9 @@ class ServerState:
         self.site: str | None = None
         #: (connect, disconnect) receive times [UTC us]; disconnect None while connected
         self.sessions: list[list[int | None]] = []
+        #: per session: receive time of its ongoing list [UTC us], None until it came (a
+        #: call in progress across a session without it could not be seen)
+        self.resynced: list[int | None] = []
         #: per session: calls its ongoing list named that were not known before
         self.found: list[int] = []
         self.notified_starts = 0  # calls whose start was notified (seen as it happened)
@@ -108,7 +111,8 @@ class ServerState:
 
     def _journal_document(self, raw: bytes) -> None:
         self.seen_t = max(self.seen_t, self._t)
-        self._write({"t": self._t, "doc": base64.b64encode(raw).decode("ascii")})
+        if self.journal is not None:
+            self._write({"t": self._t, "doc": base64.b64encode(raw).decode("ascii")})
 
     def time(self) -> int:
         """Now in UTC microseconds, never before the previous call's value."""
@@ -133,6 +137,7 @@ class ServerState:
             self.connects += 1
             self.connected, self.since, self.state = True, t, "connected"
             self.sessions.append([t, None])
+            self.resynced.append(None)
             self.found.append(0)
         elif what == "request" and self.conn is not None:
             return self._request(fields)
@@ -181,6 +186,8 @@ class ServerState:
         elif isinstance(event, protocol.CallEnded):
             self.end(t, event.fields, "notification")
         elif isinstance(event, protocol.OngoingCalls):
+            if self.resynced and self.resynced[-1] is None:
+                self.resynced[-1] = t
             listed = set()
             for fields in event.calls:
                 if self.start(t, fields, "resync"):

@@ -93,9 +93,11 @@ def status_frame(servers, running: bool, spill: Spill | None) -> pd.DataFrame:
 
 def sessions_frame(servers) -> pd.DataFrame:
     """The sessions table (see :attr:`recstats.Capture.sessions`)."""
-    rows = [(s.name, s.site or s.name, connect, disconnect)
-            for s in servers for connect, disconnect in s.sessions]
-    frame = pd.DataFrame(rows, columns=["server", "site", "connected", "disconnected"])
-    for column in ("connected", "disconnected"):
+    rows = [(s.name, s.site or s.name, connect, disconnect, resynced)
+            for s in servers
+            for (connect, disconnect), resynced in zip(s.sessions, s.resynced, strict=True)]
+    frame = pd.DataFrame(rows, columns=["server", "site", "connected", "disconnected",
+                                        "resynced"])
+    for column in ("connected", "disconnected", "resynced"):
         frame[column] = pd.to_datetime(frame[column].astype("Int64"), unit="us", utc=True)
     return frame.astype({"server": "str", "site": "str"})

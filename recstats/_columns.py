@@ -23,7 +23,8 @@ import pyarrow as pa
 
 from ._schema import BOOLEAN_FIELDS, CATEGORY_COLUMNS, TIME_FIELDS
 
-__all__ = ["CALL_TAIL", "CHUNK", "EVENT_HEAD", "NAT", "Columns", "build", "codes", "is_null"]
+__all__ = ["CALL_TAIL", "CHUNK", "EVENT_HEAD", "NAT", "Columns", "as_kind", "build", "codes",
+           "is_null", "null_values", "set_rows"]
 
 NAT = np.iinfo(np.int64).min  # numpy's NaT, as int64
 _TIME, _FLOAT, _CAT, _BOOL, _FLAG, _STR = range(6)
@@ -136,6 +137,10 @@ class Columns:
             self.cols[name] = col
             self.by_kind[kind][name] = col
         return col
+
+    def column(self, name: str):
+        """The column ``name``, created full of nulls if new."""
+        return self._column(name)
 
     def append(self, values: Mapping[str, Any]) -> int:
         """Add a row holding ``values``; return its position."""
@@ -276,28 +281,6 @@ class Columns:
             else:
                 col[row] = value if value.__class__ is str else str(value)
 
-    def update_clean(self, row: int, values: Mapping[str, Any]) -> None:
-        """:meth:`update` for values that are all present and already typed (times as
-        int microseconds, floats, text, booleans): no null checks, no conversions."""
-        cols, kinds, skip = self.cols, self.kinds, self.skip
-        for name, value in values.items():
-            col = cols.get(name)
-            if col is None:
-                if name not in skip:
-                    self.update(row, {name: value})
-                continue
-            kind = kinds[name]
-            if kind == _CAT:
-                labels = self.labels[name]
-                code = labels.get(value)
-                if code is None:
-                    code = labels[value] = len(labels)
-                col[row] = code
-            elif kind == _FLAG:
-                col[row] = 1 if value else 0
-            else:
-                col[row] = value
-
     def take(self, stop: int | None = None, rows: np.ndarray | None = None) -> tuple:
         """A private copy of the raw columns (of the first ``stop`` rows, or of the
         ``rows`` given by position in an unchunked table), safe to convert outside the
@@ -354,6 +337,54 @@ class Columns:
 _DTYPES = {"q": np.int64, "d": np.float64, "i": np.int32, "b": np.int8}
 _NULLS: dict[int, Any] = {_TIME: array("q", [NAT]), _FLOAT: array("d", [math.nan]), _CAT: array("i", [-1]),
           _FLAG: array("b", [0]), _STR: [None], _BOOL: [None]}
+
+
+def null_values(kind: int, n: int) -> np.ndarray:
+    """``n`` nulls of a column kind, as :meth:`Columns.extend_columns` takes them."""
+    if kind == _TIME:
+        return np.full(n, NAT, dtype=np.int64)
+    if kind == _FLOAT:
+        return np.full(n, np.nan)
+    return np.full(n, None, dtype=object)
+
+
+def as_kind(kind: int, values: np.ndarray) -> np.ndarray:
+    """Non-null typed ``values`` for a column kind: int64 microseconds for times,
+    float64 for numbers; other kinds as they are."""
+    if kind == _TIME and values.dtype != np.int64:
+        return np.array([_micros(v) for v in values], dtype=np.int64)
+    if kind == _FLOAT and values.dtype != np.float64:
+        return np.array([_float(v) for v in values], dtype=np.float64)
+    return values
+
+
+def set_rows(table: Columns, name: str, rows: np.ndarray, values: np.ndarray) -> None:
+    """Overwrite column ``name`` at ``rows`` with non-null ``values``, converted as
+    :meth:`Columns.update` converts them (an unchunked table's existing column)."""
+    kind, col = table.kinds[name], table.cols[name]
+    if kind in (_TIME, _FLOAT):
+        view = _numpy(col)
+        view[rows] = as_kind(kind, values)
+    elif kind == _CAT:
+        labels = table.labels[name]
+        found = np.empty(len(values), dtype=np.int32)
+        for i, value in enumerate(values.tolist()):
+            text = str(value)
+            code = labels.get(text)
+            if code is None:
+                code = labels[text] = len(labels)
+            found[i] = code
+        view = _numpy(col)
+        view[rows] = found
+    elif kind == _FLAG:
+        view = _numpy(col)
+        view[rows] = [1 if v else 0 for v in values.tolist()]
+    elif kind == _BOOL:
+        for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+            col[row] = bool(value)
+    else:
+        for row, value in zip(rows.tolist(), values.tolist(), strict=True):
+            col[row] = value if value.__class__ is str else str(value)
 
 
 def _numpy(col: array) -> np.ndarray:

@@ -19,20 +19,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ._columns import CALL_TAIL, EVENT_HEAD, NAT, Columns, build, codes, is_null
+from ._columns import (
+    CALL_TAIL,
+    EVENT_HEAD,
+    NAT,
+    Columns,
+    as_kind,
+    build,
+    codes,
+    is_null,
+    null_values,
+    set_rows,
+)
 from ._schema import CALL_COLUMNS
 
-__all__ = ["SEQ", "Clean", "TypedTables"]
+__all__ = ["SEQ", "TypedTables"]
 
 #: the calls frames' hidden column of first-seen order, while parts are merged back
 SEQ = "_seq"
-
-
-class Clean(tuple):
-    """An event item for :meth:`TypedTables.add_many` whose record holds only present,
-    already typed values (times as int microseconds, no nulls)."""
-
-    __slots__ = ()
 
 
 class TypedTables:
@@ -85,17 +89,13 @@ class TypedTables:
             self.version += 1
         return values
 
-    def add_many(self, items: list[tuple], columns: Mapping[str, Any] | None = None
-                 ) -> None:
+    def add_many(self, items: list[tuple]) -> None:
         """Apply many events and flags in order, as :meth:`add` and :meth:`end_unknown`
         would one by one: ``(t, server, event, origin, record)`` for an event,
-        ``(None, server, call_id, unknown)`` for a flag. The calls fold event by event
-        (a later value wins); the events buffer grows by whole columns, taken from
-        ``columns`` when given (the events' records by column, see
-        :meth:`Columns.extend_columns`)."""
+        ``(None, server, call_id, unknown)`` for a flag (the path of the few records
+        the bulk pass refuses; :meth:`add_columns` folds the others)."""
         rows, sites, counts, calls = self.rows, self.sites, self.counts, self.calls
         added: list[dict[str, Any]] = []
-        heads: list[list] = [[], [], [], [], []]  # received_at, server, event, origin, site
         with self.lock:
             for item in items:
                 if item[0] is None:
@@ -110,30 +110,132 @@ class TypedTables:
                 values.update(received_at=t, server=server, event=event, origin=origin,
                               site=site)
                 sites[key] = site
-                if columns is None:
-                    added.append(values)
-                else:
-                    for head, value in zip(heads, (t, server, event, origin, site),
-                                           strict=True):
-                        head.append(value)
+                added.append(values)
                 counts[server] = counts.get(server, 0) + 1
                 row = rows.get(key)
                 if row is None:
                     row = self._new_call(key, values)
-                elif item.__class__ is Clean:
-                    calls.update_clean(row, values)
                 else:
                     calls.update(row, values)
                 if event == "end":
                     self.ended_at[row] = t
-            if columns is None:
-                self.events.extend(added)
-            else:
-                self.events.extend_columns(len(heads[0]), {
-                    **columns, "received_at": np.array(heads[0], dtype=np.int64),
-                    **dict(zip(EVENT_HEAD[2:5], heads[1:4], strict=True)),
-                    "site": heads[4]})
+            self.events.extend(added)
             self.version += 1
+
+    def add_columns(self, items: list[tuple], columns: Mapping[str, Any],
+                    present: Mapping[str, np.ndarray],
+                    unread: Mapping[str, np.ndarray]) -> None:
+        """:meth:`add_many` of items whose events were all typed in bulk, the calls
+        folded by whole columns.
+
+        ``columns`` holds the events' typed values by column (times as int64
+        microseconds, :data:`NAT` for null; ``duration`` float64; the rest object
+        arrays, ``None`` for null), ``present`` each column's non-null mask and
+        ``unread`` the booleans read but not readable (a key without a value: a new
+        call gets the column). Between two flags the calls fold vectorised: each call
+        takes, column by column, the value of its last event holding one; that is what
+        :meth:`add` gives event by event (a later value wins, a missing one keeps the
+        earlier)."""
+        times: list[int] = []
+        heads: list[list] = [[], [], []]  # server, event, origin
+        flags: list[tuple] = []  # (events before it, server, call_id, unknown)
+        for item in items:
+            if item[0] is None:
+                flags.append((len(times), *item[1:]))
+            else:
+                times.append(item[0])
+                heads[0].append(item[1])
+                heads[1].append(item[2])
+                heads[2].append(item[3])
+        n = len(times)
+        servers, call_ids = heads[0], columns["call_id"]
+        found = columns.get("site")
+        with self.lock:
+            sites, counts = self.sites, self.counts
+            resolved = np.empty(n, dtype=object)  # each event's site: its own, the
+            for i, key in enumerate(zip(servers, call_ids)):  # call's so far, the server
+                site = None if found is None else found[i]
+                if site is None:
+                    site = sites.get(key, key[0])
+                sites[key] = resolved[i] = site
+            for server in servers:
+                counts[server] = counts.get(server, 0) + 1
+            stamps = np.array(times, dtype=np.int64)
+            self.events.extend_columns(n, {
+                **columns, "received_at": stamps, "server": servers, "event": heads[1],
+                "origin": heads[2], "site": resolved})
+            by_server = np.array(servers, dtype=object)
+            fold = {**columns, "site": resolved, "server": by_server}
+            shown = {**present, "site": np.ones(n, dtype=bool), "server": np.ones(n, bool)}
+            ends = np.array(heads[1], dtype=object) == "end"
+            begin = 0
+            for at, server, call_id, unknown in [*flags, (n, None, None, None)]:
+                if at > begin:
+                    self._fold_run(begin, at, by_server, call_ids, fold, shown, unread,
+                                   stamps, ends)
+                if server is not None:
+                    self._flag(server, call_id, unknown)
+                begin = at
+            self.version += 1
+
+    def _fold_run(self, a: int, b: int, servers: np.ndarray, call_ids: np.ndarray,
+                  columns: Mapping[str, np.ndarray], present: Mapping[str, np.ndarray],
+                  unread: Mapping[str, np.ndarray], stamps: np.ndarray,
+                  ends: np.ndarray) -> None:
+        """Fold events ``a:b`` (no flag among them) into the calls, by columns."""
+        index: dict[tuple[str, str], int] = {}  # call -> its number in this run
+        local = np.fromiter((index.setdefault(key, len(index)) for key in
+                             zip(servers[a:b].tolist(), call_ids[a:b].tolist())),
+                            dtype=np.int64, count=b - a)
+        keys = list(index)
+        rows = np.fromiter((self.rows.get(key, -1) for key in keys), dtype=np.int64,
+                           count=len(keys))
+        new = np.flatnonzero(rows < 0)  # in order of first appearance
+        calls = self.calls
+        size = calls.n
+        rows[new] = size + np.arange(len(new))
+        old = rows < size
+        first = np.full(len(keys), b - a, dtype=np.int64)  # each call's first event
+        np.minimum.at(first, local, np.arange(b - a, dtype=np.int64))
+        added: dict[str, np.ndarray] = {}
+        for name, values in columns.items():
+            if name in calls.skip:
+                continue
+            where = np.flatnonzero(present[name][a:b])
+            if not len(where):
+                if name in unread and unread[name][a:b][first[new]].any():
+                    calls.column(name)  # read, not readable: a new call gets the key
+                continue
+            last = _last_per_key(local[where], where + a, len(keys))
+            have = np.flatnonzero(last >= 0)
+            taken = values[last[have]]
+            calls.column(name)
+            kept = old[have]
+            if kept.any():
+                set_rows(calls, name, rows[have[kept]], taken[kept])
+            if len(new) and not kept.all():
+                kind = calls.kinds[name]
+                fresh = added[name] = null_values(kind, len(new))
+                fresh[rows[have[~kept]] - size] = as_kind(kind, taken[~kept])
+        for i in new.tolist():
+            self._register(keys[i])
+        if len(new):
+            calls.extend_columns(len(new), added)
+        where = np.flatnonzero(ends[a:b])
+        if len(where):
+            last = _last_per_key(local[where], where + a, len(keys))
+            ending = last >= 0
+            ended = np.frombuffer(self.ended_at, dtype=np.int64)
+            ended[rows[ending]] = stamps[last[ending]]
+            del ended  # a view: the array cannot grow while it is exported
+
+    def _register(self, key: tuple[str, str]) -> None:
+        """Number a new call whose row :meth:`_fold_run` appends."""
+        self.rows[key] = len(self.keys)
+        self.keys.append(key)
+        self.ended_at.append(NAT)
+        self.seq.append(self.seen)
+        self.seen += 1
 
     def end_unknown(self, server: str, call_id: str, unknown: bool = True) -> None:
         """Flag (or clear) a call whose end could not be learnt."""
@@ -207,6 +309,13 @@ class TypedTables:
     def calls_frame(self, with_seq: bool = False) -> pd.DataFrame:
         """The calls in memory (``with_seq``: plus their first-seen numbers, :data:`SEQ`)."""
         return self._snapshot("calls", with_seq)
+
+
+def _last_per_key(keys: np.ndarray, positions: np.ndarray, size: int) -> np.ndarray:
+    """For each of ``size`` keys, the greatest of its ``positions`` (-1: none)."""
+    last = np.full(size, -1, dtype=np.int64)
+    np.maximum.at(last, keys, positions)
+    return last
 
 
 def _order(*keys: np.ndarray) -> np.ndarray | None:

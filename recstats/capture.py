@@ -38,7 +38,10 @@ from ._time import check_tz
 from .client import SocketTransport, parse_address
 from .errors import ConnectFailed, RecstatsError
 
-__all__ = ["Capture", "status_line"]
+__all__ = ["TYPING_INTERVAL", "Capture", "status_line"]
+
+#: Seconds between two bulk typings of the events that arrived (see ``Capture``'s Notes)
+TYPING_INTERVAL = 0.5
 
 class Capture:
     """Capture call events from one or many recording servers into pandas tables.
@@ -88,6 +91,12 @@ class Capture:
 
     Notes
     -----
+    Events arrive as raw fields; a housekeeping thread types them in bulk every
+    :data:`TYPING_INTERVAL` seconds. The raw backlog is bounded: past
+    :data:`recstats._live.BACKLOG` events, a thread that receives one more types the
+    oldest part first (and reads nothing meanwhile: its server's sending slows down,
+    nothing is lost).
+
     A long run: ``keep`` bounds the memory.
     Events received more than ``keep`` ago and calls that ended more than ``keep`` ago
     leave memory (checked every ``keep``/4, at least 0.5 s and at most 60 s apart);
@@ -208,10 +217,9 @@ class Capture:
             self._threads.append(thread)
         for thread in self._threads:
             thread.start()
-        if self._spill is not None:
-            self._housekeeper = threading.Thread(target=self._housekeep, daemon=True,
-                                                 name="Capture-spill")
-            self._housekeeper.start()
+        self._housekeeper = threading.Thread(target=self._housekeep, daemon=True,
+                                             name="Capture-housekeeping")
+        self._housekeeper.start()
         return self
 
     def stop(self, timeout: float = 2.0) -> None:
@@ -311,10 +319,21 @@ class Capture:
         return None if self._spill is None else self._spill.folder
 
     def _housekeep(self) -> None:
-        assert self.keep is not None
-        interval = min(max(self.keep / 4, 0.5), 60.0)
-        while not self._stopping.wait(interval):
-            self.move_old()
+        """Type what arrived every :data:`TYPING_INTERVAL` (the untyped backlog stays
+        small, and a snapshot finds little left to do) and, with ``keep``, move old
+        rows out of memory every ``keep``/4 (0.5 s to 60 s)."""
+        interval = None if self.keep is None else min(max(self.keep / 4, 0.5), 60.0)
+        due = time.monotonic() + (interval or 0.0)
+        while not self._stopping.wait(TYPING_INTERVAL):
+            try:
+                if interval is not None and time.monotonic() >= due:
+                    due = time.monotonic() + interval
+                    self.move_old()  # types the queue first
+                else:
+                    self._tables.catch_up()
+            except Exception as exc:  # noqa: BLE001 - said in every server's status
+                for server in self._servers.values():
+                    server.last_error = f"housekeeping failed: {exc!r}"
 
     def move_old(self, now: pd.Timestamp | None = None) -> None:
         """Move the events received and the calls ended more than ``keep`` before
@@ -384,8 +403,11 @@ class Capture:
 
     @property
     def sessions(self) -> pd.DataFrame:
-        """One row per connection: ``server``, ``site``, ``connected`` and
-        ``disconnected`` (``NaT`` while connected), in our clock (UTC)."""
+        """One row per connection: ``server``, ``site``, ``connected``,
+        ``disconnected`` (``NaT`` while connected) and ``resynced`` (when its ongoing
+        list came; ``NaT`` for a session that ended before: a call in progress across
+        it, started and ended in the gaps around it, could not be seen), in our clock
+        (UTC)."""
         return sessions_frame(self._servers.values())
 
     @property

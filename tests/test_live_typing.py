@@ -188,3 +188,100 @@ def test_large_backlog_is_typed_in_batches(monkeypatch):
     rng = np.random.default_rng(5)
     events = [("s", kind, fields) for kind, fields in _odd_events(rng, 200)]
     _assert_same(_feed(events, rng, "Europe/Budapest"))
+
+
+def _lifecycles(rng: np.random.Generator, calls: int, tz: str) -> list[tuple[str, str, dict]]:
+    """(server, event, fields) of calls with every life a capture sees: start and end,
+    a start without an end (still going), an end without a start (started while away),
+    an end repeated (a detail after a notification), a call first seen in an ongoing
+    list (a resync start), fields that change between events; calls interleaved, a few
+    events out of order."""
+    out = []
+    stream = call_stream("2026-10-24 22:00", rate=0.5, mean_holding=600, tz=tz, rng=7,
+                         location="SITE-L")
+    for i, call in enumerate(itertools.islice(stream, calls)):
+        server = f"10.0.0.{i % 3}:10300"
+        start = dict(call.start_fields)
+        end = {**call.start_fields, **call.end_fields}
+        if rng.random() < 0.3:  # the end names another site, or drops a field
+            end["location"] = str(rng.choice(["SITE-M", ""]))
+            end.pop("source_name", None)
+        if rng.random() < 0.2:
+            end["ondemand"] = str(rng.choice(["1", "0", "maybe"]))
+        life = int(rng.integers(0, 5))
+        steps = {0: [("start", start), ("end", end)], 1: [("start", start)],
+                 2: [("end", end)], 3: [("start", start), ("end", end), ("end", end)],
+                 4: [("start", {k: v for k, v in start.items() if k != "location"}),
+                     ("end", end)]}[life]
+        t = call.start.value
+        for kind, fields in steps:
+            out.append((t, server, kind, fields))
+            t += int(rng.integers(1, 10**12))
+    out.sort(key=lambda item: item[0])
+    for _ in range(len(out) // 20):  # a few swapped neighbours: out of order
+        i = int(rng.integers(0, len(out) - 1))
+        out[i], out[i + 1] = out[i + 1], out[i]
+    return [(server, kind, fields) for _, server, kind, fields in out]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_vectorised_calls_fold_equals_the_per_event_fold(monkeypatch, seed):
+    monkeypatch.setattr(_live, "BATCH", [50, 20_000][seed % 2])  # within and across batches
+    folded = []
+    original = _live.TypedTables.add_columns
+
+    def add_columns(self, items, *args):
+        folded.append(sum(item[0] is not None for item in items))
+        return original(self, items, *args)
+
+    monkeypatch.setattr(_live.TypedTables, "add_columns", add_columns)
+    rng = np.random.default_rng(seed)
+    tz = ZONES[seed]
+    lives = _lifecycles(rng, 400, tz)
+    frames = _feed(lives, rng, tz)
+    _assert_same(frames)
+    assert sum(folded) == len(lives)  # every event went through the vectorised fold
+    calls = frames[0][-3]
+    assert calls["end_time"].isna().any() and calls["start_time"].isna().any()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_odd_fields_fold_by_columns_between_refused_rows(monkeypatch, seed):
+    monkeypatch.setattr(_live, "BATCH", 97)
+    folded = []
+    original = _live.TypedTables.add_columns
+
+    def add_columns(self, items, *args):
+        folded.append(sum(item[0] is not None for item in items))
+        return original(self, items, *args)
+
+    monkeypatch.setattr(_live.TypedTables, "add_columns", add_columns)
+    rng = np.random.default_rng(seed)
+    events = [(str(rng.choice(["a:1", "b:2"])), kind, fields)
+              for kind, fields in _odd_events(rng, 800)]
+    _assert_same(_feed(events, rng, "America/New_York"))
+    assert sum(folded) > 400  # most odd rows type in bulk; the refused ones one by one
+
+
+def test_the_untyped_backlog_is_bounded_by_the_threads_that_add(monkeypatch):
+    monkeypatch.setattr(_live, "BACKLOG", 40)
+    monkeypatch.setattr(_live, "BATCH", 32)  # a thread past the bound types 32 // 4 = 8
+    rng = np.random.default_rng(3)
+    lives = _lifecycles(rng, 150, "UTC")
+    bounded, reference = Tables("UTC"), Tables("UTC")
+    reference._bulk = False
+    most = 0
+    for i, (server, kind, fields) in enumerate(lives):
+        t = 1_700_000_000_000_000 + i
+        bounded.add(t, server, kind, "notification", fields)
+        most = max(most, len(bounded._queued))
+        monkeypatch.setattr(_live, "BACKLOG", 10**9)  # the reference keeps its queue
+        reference.add(t, server, kind, "notification", fields)
+        monkeypatch.setattr(_live, "BACKLOG", 40)
+    assert len(lives) > 200
+    # the add that brings the queue to 40 types 8 before it returns: 32 .. 39 seen after
+    assert most == 39
+    assert len(reference._queued) == len(lives)
+    pd.testing.assert_frame_equal(bounded.events_frame(), reference.events_frame())
+    pd.testing.assert_frame_equal(bounded.calls_frame(with_seq=True),
+                                  reference.calls_frame(with_seq=True))

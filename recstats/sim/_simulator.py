@@ -39,6 +39,9 @@ from .traffic import PlannedCall, call_stream
 __all__ = ["RecorderSimulator"]
 
 _TURN_EVENTS = 200  # starts/ends played per loop turn, so sockets are served meanwhile
+#: shortest sleep [s] before the next start or end: a fast simulator plays what fell due
+#: meanwhile in one turn (one write per client) instead of waking for every event
+_TURN_SECONDS = 0.01
 
 
 def _wav_stand_in() -> bytes:
@@ -322,7 +325,8 @@ class RecorderSimulator(LoopServer):
         if not self._paused:
             upcoming = self._next_offset()
             if upcoming is not None:
-                wait = min(wait, (upcoming - self._sim_offset(now)) / self.speed)
+                wait = min(wait, max((upcoming - self._sim_offset(now)) / self.speed,
+                                     _TURN_SECONDS))
         for client in self._clients.values():
             if client.next_keepalive is not None:
                 wait = min(wait, max(client.next_keepalive, self._stall_until) - now)

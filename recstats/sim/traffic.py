@@ -34,10 +34,10 @@ from __future__ import annotations
 
 import bisect
 import datetime as _dt
+import functools
 import inspect
 import itertools
 import math
-import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo
@@ -45,7 +45,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pandas as pd
 
-from .._time import as_utc, format_time
+from .._time import as_utc
 
 __all__ = [
     "DIRECTION_CODES",
@@ -170,13 +170,35 @@ def _profile_peak(call: Callable[[float, int], float]) -> float:
 
 
 def _guid(rng: np.random.Generator) -> str:
-    return str(uuid.UUID(bytes=rng.bytes(16), version=4))
+    """``str(uuid.UUID(bytes=rng.bytes(16), version=4))``, without the UUID object."""
+    raw = bytearray(rng.bytes(16))
+    raw[6] = (raw[6] & 0x0F) | 0x40  # version 4
+    raw[8] = (raw[8] & 0x3F) | 0x80  # the RFC 4122 variant
+    h = raw.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _outside_number(rng: np.random.Generator) -> str:
     area = _AREAS[int(rng.integers(len(_AREAS)))]
     digits = 7 if area == "1" else 6 + int(area in ("20", "30", "70"))
-    return "+36" + area + "".join(str(d) for d in rng.integers(0, 10, digits))
+    return "+36" + area + "".join(map(str, rng.integers(0, 10, digits).tolist()))
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC)
+
+
+def _cdr_text(micros: int, tz: str) -> str:
+    """UTC microseconds -> CDR time text in ``tz`` (:func:`recstats._time.format_time`'s
+    text, through the standard library: the simulator writes one per start and end)."""
+    moment = _EPOCH + _dt.timedelta(microseconds=micros)
+    if tz not in ("UTC", "utc"):
+        moment = moment.astimezone(_zone(tz))
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{moment.microsecond // 1000:03d}"
+
+
+@functools.lru_cache(maxsize=64)
+def _zone(tz: str) -> ZoneInfo:
+    return ZoneInfo(tz)
 
 
 def _local_clock(tz: str) -> Callable[[float], tuple[float, int]]:
@@ -335,8 +357,10 @@ def _plan(rng, origin, t, holding, sequence, numbers, names, direction_table, lo
           tz) -> PlannedCall:
     start_us = round(t * 1e6 / 1000) * 1000  # to the millisecond: the CDR time resolution
     holding_ms = max(1, round(holding * 1000))
-    start = origin + pd.Timedelta(microseconds=start_us)
-    end = start + pd.Timedelta(milliseconds=holding_ms)
+    start_at = origin.value // 1000 + start_us  # [UTC us]
+    end_at = start_at + holding_ms * 1000
+    start = pd.Timestamp(start_at, unit="us", tz="UTC")
+    end = pd.Timestamp(end_at, unit="us", tz="UTC")
     call_id = _guid(rng)
     modality = _MODALITIES.draw(rng)
     direction = "internal" if modality == "im" else direction_table.draw(rng)
@@ -369,14 +393,14 @@ def _plan(rng, origin, t, holding, sequence, numbers, names, direction_table, lo
         "destination_name": None if modality == "im" else callee_name,
         "destination_device": f"SEP{callee[-4:].rjust(4, '0')}"
         if modality != "im" and callee in names else None,
-        "start_time": format_time(start, tz),
+        "start_time": _cdr_text(start_at, tz),
         "direction_id": DIRECTION_CODES[direction],
         "audio_codec_id": None if modality == "im" else _CODECS.draw(rng),
         "media_file": f"{call_id}.{'txt' if modality == 'im' else 'wav'}",
     }
     start_fields = {k: v for k, v in fields.items() if v is not None}
     end_fields = {
-        "end_time": format_time(end, tz),
+        "end_time": _cdr_text(end_at, tz),
         "duration": f"{holding_ms / 1000:.3f}",
         "cause_id": "0" if modality == "im" else _CAUSES.draw(rng),
     }

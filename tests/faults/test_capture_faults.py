@@ -268,3 +268,48 @@ def test_a_capture_that_fell_behind_reads_the_waiting_keepalive_before_ending():
     time.sleep(0.2)  # now nothing waits: overdue for real
     with pytest.raises(KeepaliveExpired):
         session.check_deadlines(time.monotonic())
+
+
+def test_sessions_say_which_ones_received_their_ongoing_list(tmp_path):
+    def handler(peer):
+        if subscribed(peer, keepalive=None) is None:
+            return
+        ongoing = peer.request()
+        if peer.number == 0:  # notifications flow, the list never comes: cut
+            peer.answer(protocol.CallStarted(call("n0")))
+            time.sleep(0.2)
+            return
+        peer.answer(protocol.OngoingCalls(ongoing.request_id, (call("l1"),)))
+        peer.wait_closed()
+
+    journal = tmp_path / "j"
+    with ScriptedServer(handler) as server:
+        capture = Capture([server.address], journal=journal, backoff=0.2, max_backoff=0.4)
+        with capture:
+            wait_for(lambda: "l1" in set(capture.calls.call_id), what="the second list")
+    sessions = capture.sessions
+    assert list(sessions.columns) == ["server", "site", "connected", "disconnected",
+                                      "resynced"]
+    first, second = sessions.iloc[0], sessions.iloc[1]
+    assert pd.isna(first.resynced)  # cut before its list: calls across it went unseen
+    assert second.connected <= second.resynced <= second.disconnected
+    listed = capture.events.query("origin == 'resync'")
+    assert second.resynced == listed.received_at.min()
+    pd.testing.assert_frame_equal(Capture.replay(journal).sessions, sessions)
+
+
+def test_events_are_typed_at_a_cadence_without_anyone_reading_the_tables():
+    def handler(peer):
+        subscribed(peer, keepalive=None)
+        ongoing = peer.request()
+        peer.answer(protocol.OngoingCalls(ongoing.request_id, ()))
+        for i in range(30):
+            peer.answer(protocol.CallStarted(call(f"c{i}")))
+        peer.wait_closed()
+
+    with ScriptedServer(handler) as server, Capture([server.address]) as capture:
+        tables = capture._tables
+        # no snapshot is taken: the housekeeping thread types the 30 events by itself
+        wait_for(lambda: tables.counts.get(server.address) == 30 and not tables._queued
+                 and tables._typed.calls.n == 30, what="the events typed")
+        assert len(capture.calls) == 30
