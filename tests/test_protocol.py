@@ -935,3 +935,33 @@ def test_the_framer_hands_the_owners_reading_of_known_documents_along():
     assert framer.feed_documents(b"<r/><k") == [(0, b"<r/>", None)]
     assert framer.feed_documents(b"/>") == [(4, b"<k/>", "k")]
     assert Framer(recognise=recognise).feed_with_offsets(stream)[2] == (14, b"<k/>")
+
+
+FIELD_NAMES = ["id", "source_name", "x-y", "_z", "A9", "a.b", "1bad", "é", "a b", ""]
+FIELD_VALUES = st.one_of(
+    st.none(), st.integers(-10, 10**12),
+    st.text(alphabet=st.sampled_from(list("aZ9 &<>\"'\t\n\r\x01é€\ud800\ufffe]")), max_size=8))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.sampled_from(FIELD_NAMES), FIELD_VALUES, max_size=6),
+       st.sampled_from(["start", "end"]))
+def test_notifications_written_without_lxml_are_the_bytes_lxml_writes(fields, kind):
+    from recstats.protocol import _messages
+
+    def by_lxml():
+        original = _messages._flat_call
+        _messages._flat_call = lambda fields: None
+        try:
+            return P.call_notification(kind, fields)
+        finally:
+            _messages._flat_call = original
+
+    try:
+        expected = by_lxml()
+    except ValueError as exc:  # a name or text XML cannot carry: refused either way
+        with pytest.raises(ValueError):
+            P.call_notification(kind, fields)
+        assert str(exc)
+        return
+    assert P.call_notification(kind, fields) == expected
