@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from lxml import etree
 
 from ._archive_parse import document_fields, fields_frame, shown_path, task_blobs, to_arrow
-from ._table import EXTRAS, calls_from_raw
+from ._table import EXTRAS, calls_from_raw, coerce_calls
 from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
@@ -292,9 +292,10 @@ def _columns(every: pa.Array, flat: np.ndarray, field_doc: np.ndarray,
     return columns
 
 
-class _Chunk:
-    """What one chunk's documents became: fast-path field tables, reference-path dicts
-    and errors, each with the document's position in the chunk."""
+class Chunk:
+    """What a chunk's documents become: fast-path field tables, reference-path dicts
+    and errors, each with the document's position in the chunk; :meth:`add` reads and
+    parses a task's files, :meth:`calls` types them all at once."""
 
     def __init__(self) -> None:
         self.tables: list[pa.Table] = []   # raw fields of flat documents, by batch
@@ -303,6 +304,7 @@ class _Chunk:
         self.slow: list[int] = []
         self.errors: list[tuple[int, str, str]] = []
         self.paths: list[str] = []          # by position
+        self.media: list[str | None] = []   # by position, when tasks come with media
 
     def reference(self, pos: int, data: bytes | str) -> None:
         fields = document_fields(data, self.paths[pos])
@@ -337,6 +339,69 @@ class _Chunk:
             self.tables.append(pa.table(columns) if columns else
                                pa.table({"_": pa.nulls(n_rows)}).drop_columns(["_"]))
 
+    def add(self, task: tuple) -> None:
+        """Read and parse a task's files (batches of at most :data:`BATCH_BYTES`)."""
+        where: list[int] = []
+        bodies: list[memoryview] = []
+        datas: list[bytes | str] = []
+        size = 0
+        paths = self.paths
+        for path, data in task_blobs(task):
+            pos = len(paths)
+            paths.append(path)
+            body = None
+            if data.__class__ is bytes and len(data) <= FAST_MAX_BYTES:
+                # the usual declaration inline: a function call per file is a tenth of
+                # the time the fast path spends on it
+                body = memoryview(data)[_USUAL_LENGTH:] if data.startswith(_USUAL) \
+                    else flat_body(data)
+            if body is None:
+                self.reference(pos, data)
+                continue
+            if bodies and (len(bodies) >= BATCH_FILES or size + len(body) > BATCH_BYTES):
+                self.batch(where, bodies, datas)
+                where, bodies, datas, size = [], [], [], 0
+            where.append(pos)
+            bodies.append(body)
+            datas.append(data)
+            size += len(body)
+        if bodies:
+            self.batch(where, bodies, datas)
+
+    def calls(self, tz: str, directions: Mapping[str, str] | None, *, typed: bool = False
+              ) -> tuple[pa.Table, list[tuple[str, str]]]:
+        """The chunk's calls (with ``cdr_path``; ``media_path`` and ``end_unknown`` too
+        when its tasks came with media) and its errors ``(shown path, reason)`` in file
+        order. ``typed``: in the calls table's dtypes (:func:`recstats._table.coerce_calls`,
+        labels as plain strings), so whoever gathers the chunks has little left to do."""
+        fast = _fast_frame(self, tz, directions)
+        parts = [] if fast is None else [fast]
+        if self.rows or fast is None:
+            slow, rejected = fields_frame(self.rows, [self.paths[p] for p in self.slow],
+                                          tz, directions)
+            self.errors.extend((self.slow[row], self.paths[self.slow[row]], reason)
+                               for row, reason in rejected.items())
+            parts.append(slow.set_axis([self.slow[i] for i in slow.index]))
+        if self.media:
+            parts = [_finished(frame, self.media, typed) for frame in parts]
+        tables = [to_arrow(frame) for frame in parts if len(frame)]
+        if not tables:
+            table = to_arrow(parts[-1])
+        elif len(tables) == 1:
+            table = tables[0]
+        else:
+            table = pa.concat_tables(tables, promote_options="permissive")
+        self.errors.sort(key=lambda e: e[0])
+        return table, [(shown_path(p), r) for _, p, r in self.errors]
+
+
+def _finished(frame: pd.DataFrame, media: list[str | None], typed: bool) -> pd.DataFrame:
+    """``frame`` (index: positions in the chunk) with its media and ``end_unknown``."""
+    shown = [None if media[pos] is None else shown_path(media[pos]) for pos in frame.index]
+    frame = frame.assign(media_path=pd.Series(shown, index=frame.index, dtype="str"),
+                         end_unknown=frame["end_time"].isna())
+    return coerce_calls(frame) if typed else frame
+
 
 def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
                 ) -> tuple[pa.Table, list[tuple[str, str]], int]:
@@ -346,54 +411,15 @@ def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     reader), with flat documents taking the fast path described in this module.
     Documents are held a batch at a time (at most :data:`BATCH_BYTES`).
     """
-    chunk = _Chunk()
-    where: list[int] = []
-    bodies: list[memoryview] = []
-    datas: list[bytes | str] = []
-    size = 0
-    paths = chunk.paths
-    for pos, (path, data) in enumerate(task_blobs(task)):
-        paths.append(path)
-        body = None
-        if data.__class__ is bytes and len(data) <= FAST_MAX_BYTES:
-            # the usual declaration inline: a function call per file is a tenth of the
-            # time the fast path spends on it
-            body = memoryview(data)[_USUAL_LENGTH:] if data.startswith(_USUAL) \
-                else flat_body(data)
-        if body is None:
-            chunk.reference(pos, data)
-            continue
-        if bodies and (len(bodies) >= BATCH_FILES or size + len(body) > BATCH_BYTES):
-            chunk.batch(where, bodies, datas)
-            where, bodies, datas, size = [], [], [], 0
-        where.append(pos)
-        bodies.append(body)
-        datas.append(data)
-        size += len(body)
-    if bodies:
-        chunk.batch(where, bodies, datas)
-    seen = len(paths)
-    fast = _fast_frame(chunk, tz, directions)
-    parts = [] if fast is None else [fast]
-    if chunk.rows or fast is None:
-        slow, rejected = fields_frame(chunk.rows, [chunk.paths[p] for p in chunk.slow],
-                                      tz, directions)
-        chunk.errors.extend((chunk.slow[row], chunk.paths[chunk.slow[row]], reason)
-                            for row, reason in rejected.items())
-        parts.append(slow)
-    tables = [to_arrow(frame) for frame in parts if len(frame)]
-    if not tables:
-        table = to_arrow(parts[-1])
-    elif len(tables) == 1:
-        table = tables[0]
-    else:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    chunk.errors.sort(key=lambda e: e[0])
-    return table, [(shown_path(p), r) for _, p, r in chunk.errors], seen
+    chunk = Chunk()
+    chunk.add(task)
+    table, errors = chunk.calls(tz, directions)
+    return table, errors, len(chunk.paths)
 
 
-def _fast_frame(chunk: _Chunk, tz: str, directions) -> pd.DataFrame | None:
-    """The calls of the chunk's flat documents (their rejects go to ``chunk.errors``)."""
+def _fast_frame(chunk: Chunk, tz: str, directions) -> pd.DataFrame | None:
+    """The calls of the chunk's flat documents (their rejects go to ``chunk.errors``);
+    index: the documents' positions in the chunk."""
     if not chunk.fast:
         return None
     fields = chunk.tables[0] if len(chunk.tables) == 1 else \
@@ -410,5 +436,7 @@ def _fast_frame(chunk: _Chunk, tz: str, directions) -> pd.DataFrame | None:
     paths = [chunk.paths[p] for p in chunk.fast]
     chunk.errors.extend((chunk.fast[row], paths[row], reason)
                         for row, reason in rejected.items())
+    positions = [chunk.fast[i] for i in frame.index]
     return frame.assign(cdr_path=pd.Series([shown_path(paths[i]) for i in frame.index],
-                                           index=frame.index, dtype="str"))
+                                           index=frame.index, dtype="str")
+                        ).set_axis(positions)
