@@ -81,6 +81,18 @@ class Listing:
         if key not in self.media or path < self.media[key]:
             self.media[key] = path
 
+    def add_media_names(self, prefix: str, names: list[str]) -> None:
+        """``add_media(prefix + name)`` for each name (none starting with ``.``)."""
+        media = self.media
+        for name in names:
+            # the stem as os.path.splitext gives it for a name not starting with "."
+            dot = name.rfind(".")
+            key = prefix + name[:dot] if dot > 0 else prefix + name
+            path = prefix + name
+            old = media.get(key)
+            if old is None or path < old:
+                media[key] = path
+
     def add_cdrs(self, paths: list[str]) -> None:
         self.cdrs.extend(paths)
         self.cdr_keys.update(p[:-4] for p in paths)

@@ -49,8 +49,8 @@ _runs = itertools.count(1)
 _worker: dict = {}
 
 
-def _init_worker(units, cancelled) -> None:
-    _worker.update(units=units, cancelled=cancelled)
+def _init_worker(units, cancelled, taken) -> None:
+    _worker.update(units=units, cancelled=cancelled, taken=taken)
 
 
 def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int
@@ -63,7 +63,7 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
     goes back and the task ends.
     """
     start = time.process_time()
-    units, cancelled = _worker["units"], _worker["cancelled"]
+    units, cancelled, taken = _worker["units"], _worker["cancelled"], _worker["taken"]
     parser = Parser(tz, directions, max_files, typed=True)
     parsed: list[int] = []
     while True:
@@ -75,6 +75,8 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
             continue
         if item[1] is None:
             break
+        with taken.get_lock():
+            taken.value += 1
         if cancelled.value != run:
             parser.add(*item[2])
             parsed.append(item[1])
@@ -128,12 +130,11 @@ def _without_main() -> Iterator[None]:
 def _start(size: int) -> None:
     """Start a pool of ``size`` processes in a background thread (runs until ready)."""
     ctx = _context()
-    # bounded: a parent reading a tar faster than the workers parse holds at most this
-    # many units in flight (when it is full, the parent parses one itself)
-    units = ctx.Queue(maxsize=QUEUED_PER_WORKER * size)
-    cancelled = ctx.Value("q", 0)
+    units = ctx.Queue()
+    cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
+    taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                               initargs=(units, cancelled))
+                               initargs=(units, cancelled, taken))
     ready = threading.Event()
 
     def launch() -> None:
@@ -146,11 +147,12 @@ def _start(size: int) -> None:
 
     starter = threading.Thread(target=launch, name="recstats-pool-start", daemon=True)
     _state.update(pool=pool, size=size, ready=ready, starter=starter, queue=units,
-                  cancelled=cancelled)
+                  cancelled=cancelled, taken=taken)
     starter.start()
 
 
-#: Units waiting in the queue, per worker process, before the parent parses one itself.
+#: Units waiting in the queue per worker process: past it, the parent parses the next
+#: unit itself (also bounds the memory of a tar's units in flight).
 QUEUED_PER_WORKER = 3
 
 
@@ -188,7 +190,7 @@ def _discard_pool() -> None:
     with _lock:
         pool, starter = _state["pool"], _state["starter"]
         _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
-                      cancelled=None)
+                      cancelled=None, taken=None)
     if pool is not None:
         starter.join()
         pool.shutdown(wait=False, cancel_futures=True)
@@ -206,7 +208,10 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
     directions = dict(directions) if directions is not None else None
     POOL_CPU_SECONDS[0] = 0.0
     pool = _pool(workers - 1)
-    queue, ready, cancelled = pool["queue"], pool["ready"], pool["cancelled"]
+    queue, ready, cancelled, taken = (pool[k] for k in ("queue", "ready", "cancelled",
+                                                        "taken"))
+    taken_before = taken.value
+    most = QUEUED_PER_WORKER * (workers - 1)
     run = next(_runs)
     parser = Parser(tz, directions, max_files)
     sent: dict[int, tuple] = {}   # number -> unit, for the units put in the queue
@@ -214,13 +219,16 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
     futures: list[Future] = []
     failed = finished = False
 
-    def parse_one(block: bool) -> bool:
-        """Take a unit of this run from the queue and parse it; False at an end mark."""
+    def parse_one() -> bool:
+        """Take a unit of this run from the queue and parse it; False at an end mark,
+        or when the queue is empty and every worker has ended (failed)."""
         while True:
             try:
-                item = queue.get(block=block)
+                item = queue.get(timeout=0.05)
             except queue_module.Empty:
-                return True
+                if all(future.done() for future in futures):
+                    return False
+                continue
             if item[0] == run:
                 break
         if item[1] is None:
@@ -228,14 +236,6 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
         parser.add(*item[2])
         mine.add(item[1])
         return True
-
-    def put(item: tuple) -> None:
-        while True:
-            try:
-                queue.put_nowait(item)
-                return
-            except queue_module.Full:  # the workers are busy (or gone): help
-                parse_one(block=False)
 
     try:
         for number, unit in enumerate(units):
@@ -246,16 +246,17 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
                                    for _ in range(workers - 1)]
                 except RuntimeError:  # broken since the last call (BrokenProcessPool)
                     failed = True
-            if futures:
-                put((run, number, unit))
+            waiting = len(sent) - len(mine) - (taken.value - taken_before)
+            if futures and waiting < most:
+                queue.put((run, number, unit))
                 sent[number] = unit
-            else:  # the pool is starting (or broken): parse it here meanwhile
+            else:  # the workers are busy, or the pool is starting (or broken)
                 parser.add(*unit)
             yield from parser.take()
         if futures:
             for _ in range(workers):  # one end mark for each process, this one's too
-                put((run, None, None))
-            while parse_one(block=True):
+                queue.put((run, None, None))
+            while parse_one():
                 yield from parser.take()
         finished = True
         yield from parser.finish()
@@ -279,8 +280,7 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
         if futures and not finished:  # stopped early (an error raised): end the drains
             cancelled.value = run
             for _ in range(workers - 1):
-                with contextlib.suppress(queue_module.Full):
-                    queue.put((run, None, None), timeout=5)
+                queue.put((run, None, None))
         if failed:
             warnings.warn("recstats.read_archive: worker processes failed; the rest was "
                           "parsed in this process", RuntimeWarning, stacklevel=3)

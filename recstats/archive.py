@@ -167,7 +167,8 @@ def _all_tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 def _in_process(units: Iterator[tuple], tz: str, directions) -> Iterator[tuple]:
     """Finished chunks of ``units``, parsed in this process."""
     if parse_chunk is not _fast_parse_chunk:  # a stand-in parser (the tests' reference)
-        for task, media in units:
+        # in tasks of MAX_CHUNK files, as that reader read them (it pays per task)
+        for task, media in _merged(units, MAX_CHUNK):
             yield paired(parse_chunk(task, tz, directions), task, media)
         return
     parser = Parser(tz, directions, MAX_CHUNK)
@@ -175,6 +176,23 @@ def _in_process(units: Iterator[tuple], tz: str, directions) -> Iterator[tuple]:
         parser.add(*unit)
         yield from parser.take()
     yield from parser.finish()
+
+
+def _merged(units: Iterator[tuple], size: int) -> Iterator[tuple]:
+    """Consecutive units of one kind and source as units of up to ``size`` files."""
+    kind = source = None
+    items: list = []
+    media: list = []
+    for (unit_kind, unit_source, unit_items), unit_media in units:
+        if items and (unit_kind, unit_source) != (kind, source) \
+                or len(items) + len(unit_items) > size:
+            yield (kind, source, items), media
+            items, media = [], []
+        kind, source = unit_kind, unit_source
+        items.extend(unit_items)
+        media.extend(unit_media)
+    if items:
+        yield (kind, source, items), media
 
 
 # --------------------------------------------------------------------------- public API
