@@ -175,6 +175,13 @@ def warm(size: int) -> bool:
     return _state["size"] == size and ready is not None and ready.is_set()
 
 
+def start(size: int, timeout: float | None = None) -> bool:
+    """Start the pool of ``size`` worker processes (if not up) and wait until it is
+    ready; False when ``timeout`` seconds were not enough. For benchmarks and for
+    callers who know a large archive follows."""
+    return _pool(size)["ready"].wait(timeout)
+
+
 def _pool(size: int) -> dict:
     with _lock:
         if _state["pool"] is not None and _state["size"] != size:
