@@ -7,7 +7,7 @@ units in the queue as it finds them (the walk of a folder overlaps with the work
 parsing), then takes units from the same queue until they run out, so every process
 parses until there is nothing left and they end together. Per call the parent has no
 per-file work left after the pool: each process sends back finished chunks (media
-paired, dtypes set) as Arrow IPC bytes, and the parent concatenates them.
+paired, ``end_unknown`` set) as Arrow IPC bytes, and the parent concatenates them.
 
 The pool is started in a background thread the first time a process needs it; until it
 is up the parent parses the units itself, and it stays up for later calls (one pool per
@@ -64,7 +64,7 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
     """
     start = time.process_time()
     units, cancelled, taken = _worker["units"], _worker["cancelled"], _worker["taken"]
-    parser = Parser(tz, directions, max_files, typed=True)
+    parser = Parser(tz, directions, max_files)
     parsed: list[int] = []
     while True:
         item = units.get()

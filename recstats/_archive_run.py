@@ -6,9 +6,11 @@ file or ``None`` (paired when the unit is made, see :func:`units`). A :class:`Pa
 takes units one by one, in whichever process parses them, and types what it gathered
 once per :data:`recstats.archive.MAX_CHUNK` files: the per-chunk cost (building a
 table) is paid a few times per process, not once per unit, so units can be small and
-the processes sharing them end together. Its chunks come out finished: ``media_path``,
-``end_unknown`` and (``typed=True``) the calls table's dtypes, so the process that
-gathers them only concatenates and sorts.
+the processes sharing them end together. Its chunks come out finished (``media_path``
+and ``end_unknown`` set), so the process that gathers them only concatenates, sorts
+and gives the whole table its schema once (giving each chunk its dtypes first costs
+the workers more than it saves the parent: labels become categories of the whole
+table anyway)
 """
 
 from __future__ import annotations
@@ -49,10 +51,10 @@ class Parser:
     """Parses units; :meth:`take` gives the chunks finished so far, :meth:`finish` the
     rest. Each chunk is ``(table, errors, files seen)``; errors in file order."""
 
-    def __init__(self, tz: str, directions: Mapping[str, str] | None, max_files: int,
-                 *, typed: bool = False) -> None:
+    def __init__(self, tz: str, directions: Mapping[str, str] | None, max_files: int
+                 ) -> None:
         self.tz, self.directions = tz, directions
-        self.max_files, self.typed = max(1, max_files), typed
+        self.max_files = max(1, max_files)
         self._chunk = Chunk()
         self._done: list[Result] = []
 
@@ -66,7 +68,7 @@ class Parser:
     def _close(self) -> None:
         chunk, self._chunk = self._chunk, Chunk()
         if chunk.paths:
-            table, errors = chunk.calls(self.tz, self.directions, typed=self.typed)
+            table, errors = chunk.calls(self.tz, self.directions)
             self._done.append((table, errors, len(chunk.paths)))
 
     def take(self) -> list[Result]:

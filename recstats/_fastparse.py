@@ -34,7 +34,7 @@ import pyarrow.compute as pc
 from lxml import etree
 
 from ._archive_parse import document_fields, fields_frame, shown_path, task_blobs, to_arrow
-from ._table import EXTRAS, calls_from_raw, coerce_calls
+from ._table import EXTRAS, calls_from_raw
 from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
@@ -368,12 +368,12 @@ class Chunk:
         if bodies:
             self.batch(where, bodies, datas)
 
-    def calls(self, tz: str, directions: Mapping[str, str] | None, *, typed: bool = False
+    def calls(self, tz: str, directions: Mapping[str, str] | None
               ) -> tuple[pa.Table, list[tuple[str, str]]]:
         """The chunk's calls (with ``cdr_path``; ``media_path`` and ``end_unknown`` too
         when its tasks came with media) and its errors ``(shown path, reason)`` in file
-        order. ``typed``: in the calls table's dtypes (:func:`recstats._table.coerce_calls`,
-        labels as plain strings), so whoever gathers the chunks has little left to do."""
+        order. Labels are plain strings (chunks' categories differ): the gathered table
+        gets the schema once (:func:`recstats._table.coerce_calls`)."""
         fast = _fast_frame(self, tz, directions)
         parts = [] if fast is None else [fast]
         if self.rows or fast is None:
@@ -383,7 +383,7 @@ class Chunk:
                                for row, reason in rejected.items())
             parts.append(slow.set_axis([self.slow[i] for i in slow.index]))
         if self.media:
-            parts = [_finished(frame, self.media, typed) for frame in parts]
+            parts = [_finished(frame, self.media) for frame in parts]
         tables = [to_arrow(frame) for frame in parts if len(frame)]
         if not tables:
             table = to_arrow(parts[-1])
@@ -395,12 +395,12 @@ class Chunk:
         return table, [(shown_path(p), r) for _, p, r in self.errors]
 
 
-def _finished(frame: pd.DataFrame, media: list[str | None], typed: bool) -> pd.DataFrame:
+def _finished(frame: pd.DataFrame, media: list[str | None]) -> pd.DataFrame:
     """``frame`` (index: positions in the chunk) with its media and ``end_unknown``."""
     shown = shown_all([media[pos] for pos in frame.index])
     frame = frame.assign(media_path=pd.Series(shown, index=frame.index, dtype="str"),
                          end_unknown=frame["end_time"].isna())
-    return coerce_calls(frame) if typed else frame
+    return frame
 
 
 def shown_all(paths: list) -> list:

@@ -47,8 +47,8 @@ def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always):
 
 
 def test_the_table_comes_finished(small_archive, pool_always):
-    # chunks arrive with media and end_unknown, and (from workers) typed: the table
-    # already has the schema coerce_calls gives, and equals the truth
+    # chunks arrive with media and end_unknown, from any process: the table has the
+    # schema coerce_calls gives, and equals the truth
     root, truth = small_archive
     assert _archive_pool.start(1, timeout=120)
     for workers in (1, 2):
