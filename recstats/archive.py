@@ -16,11 +16,14 @@ Only the file name stem counts, never the folder layout.
 Speed: each file is read with one raw ``read``; flat documents (most CDRs) are checked a
 batch at a time by one syntax-only libxml2 pass and their fields extracted into Arrow
 columns with NumPy (:mod:`recstats._fastparse`), every other document is parsed with the
-hardened lxml parser (:mod:`recstats._archive_parse`), and a chunk's fields become a
-table in one vectorised pass (:mod:`recstats._table`). With several workers, this process
-and a persistent pool share the chunks and workers send back Arrow IPC bytes, never
-per-row objects (:mod:`recstats._archive_pool`); a folder is walked lazily, so parsing
-starts while the walk goes on.
+hardened lxml parser (:mod:`recstats._archive_parse`), and a process's fields become a
+table in one vectorised pass per :data:`MAX_CHUNK` files (:mod:`recstats._table`).
+The files go out in small units, each with its media already paired
+(:mod:`recstats._archive_run`); with several workers, this process and a persistent
+pool take units from one queue until none is left, and each hands back finished
+chunks (workers as Arrow IPC bytes, never per-row objects), so what is left after the
+pool is one concatenation, one sort and the schema (:mod:`recstats._archive_pool`). A
+folder is walked lazily, so parsing starts while the walk goes on.
 
 Boundaries (:mod:`recstats._archive_find`): nothing outside the folder, archive or file
 list given is read. Symbolic links that lead outside are error entries unless
@@ -70,12 +73,11 @@ from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
-#: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
-#: under it, shipping chunks to worker processes costs more than it saves (each chunk
-#: has a fixed cost). Measured with bench/parse.py on an idle 2-core machine, pool
-#: warm: workers=2 ran 0.78 x workers=1 at 5 000 files, 0.89 x at 8 000, 1.02 x at
-#: 12 000 and 1.2 x at 20 000. Above it, this process parses too, also while the pool
-#: starts (:mod:`recstats._archive_pool`).
+#: Below this many CDR files every unit parses in-process, whatever ``workers`` says:
+#: under it, a worker process costs more than it saves (each process types its share
+#: once, a fixed cost, and the worker's table travels back). The break-even is measured
+#: by bench/parse.py ("forced" rows). Above it, this process parses too, also while
+#: the pool starts (:mod:`recstats._archive_pool`).
 IN_PROCESS_BELOW = 12000
 #: The same before this process has a pool: starting one (a forkserver that imports
 #: pandas, pyarrow and lxml) cost about 0.7 s more than it saved on 20 000 files (1.5 s
@@ -89,7 +91,7 @@ MAX_CHUNK = 32000
 #: Files per unit of work (:mod:`recstats._archive_run`): what processes share. Small,
 #: so that they end together; a unit costs little more than its files.
 UNIT_FILES = 1000
-#: A tar chunk shipped to a worker holds at most this many bytes of documents.
+#: A tar's unit (bytes the parent read) holds at most this many bytes of documents.
 TAR_CHUNK_BYTES = 8 * 1024 * 1024
 
 # --------------------------------------------------------------------------- discovery
@@ -138,7 +140,8 @@ def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
 
 def _tasks(kind: str, source: str | None, batches: Iterator[list[str]], size: int
            ) -> Iterator[tuple]:
-    """Tasks of ``size`` files, taken lazily from ``batches``."""
+    """Tasks of ``size`` files (a tar's: also at most :data:`TAR_CHUNK_BYTES`), taken
+    lazily from ``batches``."""
     if kind == "tar":
         assert source is not None, "a tar archive is read from its path"
         # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs);
