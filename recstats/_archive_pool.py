@@ -42,10 +42,11 @@ POOL_CPU_SECONDS = [0.0]
 
 _lock = threading.Lock()
 _state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
-                "cancelled": None}
+                "cancelled": None, "taken": None}
 _runs = itertools.count(1)
 
-#: In a worker process: the pool's queue of units and the number of a cancelled run.
+#: In a worker process: the pool's queue of units, the number of a cancelled run and
+#: the count of units taken by workers (shared with the parent).
 _worker: dict = {}
 
 
@@ -131,6 +132,9 @@ def _start(size: int) -> None:
     """Start a pool of ``size`` processes in a background thread (runs until ready)."""
     ctx = _context()
     units = ctx.Queue()
+    # units left in it when the interpreter exits (a stopped read, dead workers) are
+    # worthless: never wait for them to be written to a pipe nobody reads
+    units.cancel_join_thread()
     cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
     taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
