@@ -33,7 +33,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from ._archive_parse import document_fields, fields_frame, shown_path, task_blobs, to_arrow
+from ._archive_parse import (
+    document_fields,
+    fields_frame,
+    read_file,
+    shown_path,
+    task_blobs,
+    to_arrow,
+)
 from ._table import EXTRAS, calls_from_raw
 from ._xml import MAX_FIELDS
 
@@ -348,7 +355,10 @@ class Chunk:
         datas: list[bytes | str] = []
         size = 0
         paths = self.paths
-        for path, data in task_blobs(task):
+        kind, _, items = task
+        # files: read in a C-level loop (task_blobs is a generator, a frame per file)
+        blobs = zip(items, map(read_file, items)) if kind == "files" else task_blobs(task)
+        for path, data in blobs:
             pos = len(paths)
             paths.append(path)
             body = None
