@@ -41,6 +41,7 @@ from ._archive_run import Parser
 POOL_CPU_SECONDS = [0.0]
 
 _lock = threading.Lock()
+_busy = threading.Lock()  # held by the read using the pool's queue
 _state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
                 "cancelled": None, "taken": None}
 _runs = itertools.count(1)
@@ -214,8 +215,25 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
 
     Yields finished chunks ``(table, errors, seen)`` (see
     :class:`recstats._archive_run.Parser`): this process's as it types them, the
-    workers' at the end.
+    workers' at the end. One read at a time uses the pool: a read in another thread
+    meanwhile parses in this process.
     """
+    if not _busy.acquire(blocking=False):
+        parser = Parser(tz, directions, max_files)
+        for unit in units:
+            parser.add(*unit)
+            yield from parser.take()
+        yield from parser.finish()
+        return
+    try:
+        yield from _shared(units, workers, tz, directions, max_files)
+    finally:
+        _busy.release()
+
+
+def _shared(units: Iterable[tuple], workers: int, tz: str,
+            directions: Mapping[str, str] | None, max_files: int
+            ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
     directions = dict(directions) if directions is not None else None
     POOL_CPU_SECONDS[0] = 0.0
     pool = _pool(workers - 1)
@@ -294,5 +312,5 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
                 queue.put((run, None, None))
         if failed:
             warnings.warn("recstats.read_archive: worker processes failed; the rest was "
-                          "parsed in this process", RuntimeWarning, stacklevel=3)
+                          "parsed in this process", RuntimeWarning, stacklevel=4)
             _discard_pool()

@@ -91,3 +91,19 @@ def test_folder_media_names_equal_add_media(names):
         one_by_one.add_media(prefix + name)
     together.add_media_names(prefix, names)
     assert together.media == one_by_one.media
+
+
+def test_reads_in_two_threads_share_the_pool_safely(small_archive, pool_always):
+    # one read at a time uses the pool's queue; the other parses in its own thread
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, _ = small_archive
+    for name, data in odd_cases().items():
+        (root / name).write_bytes(data)
+    one = rs.read_archive(root, workers=1, progress=False)
+    assert _archive_pool.start(1, timeout=120)
+    with ThreadPoolExecutor(2) as threads:
+        results = list(threads.map(
+            lambda _: rs.read_archive(root, workers=2, progress=False), range(4)))
+    for calls in results:
+        _same(calls, one)
