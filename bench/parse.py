@@ -1,6 +1,7 @@
 """Benchmark: parsing a folder of CDR files into the calls table.
 
-    .venv/bin/python bench/parse.py [--files 20000] [--repeat 3] [--sizes 2000,5000,20000]
+    .venv/bin/python bench/parse.py [--files 20000] [--repeat 3] [--sizes 1000,4000]
+                                    [--keep DIR] [--part all|readers|workers]
 
 Generates two folders of ``--files`` synthetic CDR files (with media stand-ins): the
 simulator's documents (about 17 fields, 0.75 KB) and the same with 13 vendor fields
@@ -172,9 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sizes", default="2000,5000,8000,12000",
+    parser.add_argument("--sizes", default="1000,2000,4000,8000,12000",
                         help="subset sizes for workers=2 vs 1 (plus --files)")
     parser.add_argument("--keep", default=None, help="generate into this folder, keep it")
+    parser.add_argument("--part", choices=("all", "readers", "workers"), default="all",
+                        help="only the per-core readers, or only workers=2 vs 1")
     args = parser.parse_args(argv)
 
     temp = None if args.keep else tempfile.mkdtemp(prefix="recstats-bench-")
@@ -193,15 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             for path in paths:  # page cache warm for everyone
                 Path(path).read_bytes()
 
-        # cold first: this process has no pool yet (but has imported and run the rest)
-        root = folders["17 fields"]
-        rs.read_archive(xml_files(root)[:500], workers=1, progress=False)
-        wall, _, _ = timed(lambda: forced_pool(
-            lambda: rs.read_archive(root, workers=2, progress=False)))
-        report["w2_cold_seconds"] = wall
-        assert _archive_pool.start(1, timeout=120), "the worker pool did not start"
+        if args.part != "readers":
+            # cold first: this process has no pool yet (but has imported and run the rest)
+            root = folders["17 fields"]
+            rs.read_archive(xml_files(root)[:500], workers=1, progress=False)
+            wall, _, _ = timed(lambda: forced_pool(
+                lambda: rs.read_archive(root, workers=2, progress=False)))
+            report["w2_cold_seconds"] = wall
+            assert _archive_pool.start(1, timeout=120), "the worker pool did not start"
 
         for label, root in folders.items():
+            if args.part == "workers":
+                break
             n = len(xml_files(root))
             size = sum(os.path.getsize(p) for p in xml_files(root)) / n
             best = readers(root, args.repeat)
@@ -225,32 +231,33 @@ def main(argv: list[str] | None = None) -> int:
                                                    f" MISSED (target {goal})")
                 print(f"{name:>26}: {value:6.2f} x{verdict}")
 
-        root = folders["17 fields"]
-        paths = xml_files(root)
-        print(f"\nworkers=2 vs workers=1 (pool warm; in one process below "
-              f"{archive.IN_PROCESS_BELOW} files as shipped, 'forced' uses the pool)")
-        report["workers"] = {}
-        report["workers_forced"] = {}
-        sizes = [int(s) for s in args.sizes.split(",") if s] + [len(paths)]
-        for size in sizes:
-            source = root if size == len(paths) else paths[:size]
-            for forced in (False, True):
-                if forced and size >= archive.IN_PROCESS_BELOW:
-                    continue  # the same run as shipped
-                result = workers_ratio(source, args.repeat, forced=forced)
-                report["workers_forced" if forced else "workers"][size] = result
-                goal = 1.6 if size >= 20000 and not forced else 1.0
-                verdict = "" if forced else (
-                    " ok" if result["ratio"] >= goal else f" MISSED (target {goal})")
-                label = "forced" if forced else "      "
-                print(f"{size:>8} files {label}: w1 {result['w1']:6.3f} s  w2 "
-                      f"{result['w2']:6.3f} s  {result['ratio']:5.2f} x{verdict:<22} cpu: w1 "
-                      f"{result['cpu_w1']:.3f} s, w2 parent {result['cpu_w2_parent']:.3f} + "
-                      f"worker {result['cpu_w2_worker']:.3f} s -> "
-                      f"{result['cpu_ratio_idle']:.2f} x on idle cores")
-        print(f"cold: the first workers=2 call of the process (pool forced) took "
-              f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
-              f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
+        if args.part != "readers":
+            root = folders["17 fields"]
+            paths = xml_files(root)
+            print(f"\nworkers=2 vs workers=1 (pool warm; in one process below "
+                  f"{archive.IN_PROCESS_BELOW} files as shipped, 'forced' uses the pool)")
+            report["workers"] = {}
+            report["workers_forced"] = {}
+            sizes = [int(s) for s in args.sizes.split(",") if s] + [len(paths)]
+            for size in sizes:
+                source = root if size == len(paths) else paths[:size]
+                for forced in (False, True):
+                    if forced and size >= archive.IN_PROCESS_BELOW:
+                        continue  # the same run as shipped
+                    result = workers_ratio(source, args.repeat, forced=forced)
+                    report["workers_forced" if forced else "workers"][size] = result
+                    goal = 1.6 if size >= 20000 and not forced else 1.0
+                    verdict = "" if forced else (
+                        " ok" if result["ratio"] >= goal else f" MISSED (target {goal})")
+                    label = "forced" if forced else "      "
+                    print(f"{size:>8} files {label}: w1 {result['w1']:6.3f} s  w2 "
+                          f"{result['w2']:6.3f} s  {result['ratio']:5.2f} x{verdict:<22} cpu: w1 "
+                          f"{result['cpu_w1']:.3f} s, w2 parent {result['cpu_w2_parent']:.3f} + "
+                          f"worker {result['cpu_w2_worker']:.3f} s -> "
+                          f"{result['cpu_ratio_idle']:.2f} x on idle cores")
+            print(f"cold: the first workers=2 call of the process (pool forced) took "
+                  f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
+                  f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
         load = os.getloadavg()
         report["loadavg"] = load[0]
         print(f"load average {report['loadavg_start']:.1f} at the start, {load[0]:.1f} at "

@@ -75,10 +75,12 @@ __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
 #: Below this many CDR files every unit parses in-process, whatever ``workers`` says:
 #: under it, a worker process costs more than it saves (each process types its share
-#: once, a fixed cost, and the worker's table travels back). The break-even is measured
-#: by bench/parse.py ("forced" rows). Above it, this process parses too, also while
-#: the pool starts (:mod:`recstats._archive_pool`).
-IN_PROCESS_BELOW = 12000
+#: once, a fixed cost, and the worker's table travels back). bench/parse.py measures
+#: the break-even (its "forced" rows); on the 2-core machine, by CPU time per process
+#: (other load made wall times meaningless), workers=2 broke even at 1 500-2 000 files
+#: and would run 1.3 x at 4 000. Above it, this process parses too, also while the
+#: pool starts (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 4000
 #: The same before this process has a pool: starting one (a forkserver that imports
 #: pandas, pyarrow and lxml) cost about 0.7 s more than it saved on 20 000 files (1.5 s
 #: against 0.83 s in-process); at ~40 us per file and a ~17 % saving, the start pays
