@@ -148,15 +148,17 @@ def _tasks(kind: str, source: str | None, batches: Iterator[list[str]], size: in
         assert source is not None, "a tar archive is read from its path"
         # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs);
         # the final sort makes the order irrelevant
-        for batch in tar_blobs(source, itertools.repeat(size), TAR_CHUNK_BYTES):
-            yield "blobs", source, batch
+        for blobs in tar_blobs(source, itertools.repeat(size), TAR_CHUNK_BYTES):
+            yield "blobs", source, blobs
         return
     pending: list[str] = []
     for batch in batches:
         pending.extend(batch)
-        while len(pending) >= size:
-            part, pending = pending[:size], pending[size:]
-            yield kind, source, part
+        if len(pending) >= size:
+            whole = len(pending) - len(pending) % size
+            for start in range(0, whole, size):
+                yield kind, source, pending[start:start + size]
+            pending = pending[whole:]
     if pending:
         yield kind, source, pending
 
