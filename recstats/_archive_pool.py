@@ -2,12 +2,14 @@
 
 With ``workers=n``, ``n - 1`` worker processes each run one long task per call
 (:func:`drain`) that takes units (:mod:`recstats._archive_run`) from a queue shared by
-the pool, parses them and types what it gathered once, at the end; the parent puts
+the pool, parses them and types what it gathered once, at the end. The parent puts
 units in the queue as it finds them (the walk of a folder overlaps with the workers'
-parsing), then takes units from the same queue until they run out, so every process
-parses until there is nothing left and they end together. Per call the parent has no
-per-file work left after the pool: each process sends back finished chunks (media
-paired, ``end_unknown`` set) as Arrow IPC bytes, and the parent concatenates them.
+parsing), parsing the next one itself whenever :data:`QUEUED_PER_WORKER` per worker
+are still waiting, then takes units from the same queue until they run out: every
+process parses until there is nothing left, so they end together. After the pool the
+parent has no per-file work left: each process hands back finished chunks (media
+paired, ``end_unknown`` set; workers as Arrow IPC bytes), which the parent
+concatenates, sorts and gives the schema, vectorised.
 
 The pool is started in a background thread the first time a process needs it; until it
 is up the parent parses the units itself, and it stays up for later calls (one pool per
