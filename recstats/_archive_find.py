@@ -87,32 +87,37 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
     stack = [root]
     while stack:
         folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=_NAME)
-        except OSError as exc:
-            if on_unreadable is not None:
-                on_unreadable(exc)
-            continue
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         found: list[str] = []
         subfolders: list[str] = []
         linked: list[str] = []  # after the real folders: a folder's own name wins
         media: list[str] = []
-        for entry in entries:
+        others: list[os.DirEntry] = []
+        try:
+            with os.scandir(folder) as it:
+                # regular files first, in any order (their CDRs are sorted below, media
+                # pairing does not depend on order); everything else by name
+                for entry in it:
+                    name = entry.name
+                    if name[0] == "." or name == "__MACOSX":  # skipped(), inline
+                        continue
+                    try:
+                        regular = entry.is_file(follow_symlinks=False)
+                    except OSError:  # gone since the listing: the general path says so
+                        regular = False
+                    if not regular:
+                        others.append(entry)
+                    elif name[-4:].lower() == ".xml":
+                        found.append(prefix + name)
+                    else:
+                        media.append(name)
+        except OSError as exc:
+            if on_unreadable is not None:
+                on_unreadable(exc)
+            continue
+        others.sort(key=_NAME)
+        for entry in others:
             name = entry.name
-            if name[0] == "." or name == "__MACOSX":  # skipped(name), inline: per file
-                continue
-            try:
-                regular = entry.is_file(follow_symlinks=False)
-            except OSError:  # gone since the listing: the general path says so
-                regular = False
-            if regular:  # the usual case
-                if name[-4:].lower() == ".xml":
-                    found.append(prefix + name)
-                else:
-                    media.append(name)
-                continue
             path = prefix + name
             try:
                 link = entry.is_symlink()
@@ -149,6 +154,7 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
         if media:
             listing.add_media_names(prefix, media)
         if found:
+            found.sort()
             listing.add_cdrs(found)
             yield found
 
