@@ -81,10 +81,11 @@ __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 #: and would run 1.3 x at 4 000. Above it, this process parses too, also while the
 #: pool starts (:mod:`recstats._archive_pool`).
 IN_PROCESS_BELOW = 4000
-#: The same before this process has a pool: starting one (a forkserver that imports
-#: pandas, pyarrow and lxml) cost about 0.7 s more than it saved on 20 000 files (1.5 s
-#: against 0.83 s in-process); at ~40 us per file and a ~17 % saving, the start pays
-#: for itself only from about 100 000 files.
+#: The same before this process has a pool. Starting one (a forkserver that imports
+#: pandas, pyarrow and lxml, about 0.7 s) happens in the background while this process
+#: parses, and the workers join when they are up, so it pays once the input takes well
+#: over that; 100 000 was measured with the previous scheduler (chunks, not units) and
+#: is kept until an idle machine measures the cold rows of bench/parse.py again.
 COLD_IN_PROCESS_BELOW = 100_000
 #: Upper bound on files per chunk, the files each process types at once (memory: a
 #: chunk's fields live at once, as Arrow columns or, for unusual documents, dicts).
