@@ -47,7 +47,7 @@ import pandas as pd
 from lxml import etree
 
 import recstats as rs
-from recstats import _archive_parse, _archive_pool, _fastparse, archive
+from recstats import _archive_parse, _archive_pool, _archive_run, archive
 from recstats._xml import cdr_xml
 from recstats.sim.traffic import generate_calls
 
@@ -104,7 +104,7 @@ def reference_reader(source, **kwargs) -> pd.DataFrame:
     try:
         return rs.read_archive(source, progress=False, **kwargs)
     finally:
-        archive.parse_chunk = _fastparse.parse_chunk
+        archive.parse_chunk = _archive_run.parse_chunk
 
 
 def timed(fn) -> tuple[float, float, object]:

@@ -148,7 +148,7 @@ def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen).
 
     The reference reader: every document through lxml's tree, one dict per document.
-    :func:`recstats._fastparse.parse_chunk` gives the same result faster.
+    :func:`recstats._archive_run.parse_chunk` gives the same result faster.
     """
     blobs = [(pos, path, data) for pos, (path, data) in enumerate(task_blobs(task))]
     frame, errors = parse_blobs(blobs, tz, directions)

@@ -63,10 +63,9 @@ from ._archive_list import pair_media as _pair
 from ._archive_parse import OPEN_ZIPS, shown_path
 from ._archive_pool import run_pool as _run_pool
 from ._archive_pool import warm as pool_is_warm
-from ._archive_run import Parser, paired
+from ._archive_run import Parser, paired, parse_chunk
+from ._archive_run import parse_chunk as _fast_parse_chunk
 from ._archive_run import units as _units
-from ._fastparse import parse_chunk
-from ._fastparse import parse_chunk as _fast_parse_chunk
 from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from .errors import CDRParseError
