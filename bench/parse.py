@@ -173,7 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sizes", default="1000,2000,4000,8000,12000",
+    parser.add_argument("--sizes", default="2000,4000,6000,8000,12000",
                         help="subset sizes for workers=2 vs 1 (plus --files)")
     parser.add_argument("--keep", default=None, help="generate into this folder, keep it")
     parser.add_argument("--part", choices=("all", "readers", "workers"), default="all",
