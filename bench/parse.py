@@ -1,6 +1,7 @@
 """Benchmark: parsing a folder of CDR files into the calls table.
 
-    .venv/bin/python bench/parse.py [--files 20000] [--repeat 3] [--sizes 2000,5000,20000]
+    .venv/bin/python bench/parse.py [--files 20000] [--repeat 3] [--sizes 1000,4000]
+                                    [--keep DIR] [--part all|readers|workers]
 
 Generates two folders of ``--files`` synthetic CDR files (with media stand-ins): the
 simulator's documents (about 17 fields, 0.75 KB) and the same with 13 vendor fields
@@ -17,9 +18,11 @@ other processes falls on all of them alike):
 * ``recstats.read_archive(workers=1)``.
 
 Then ``workers=2`` against ``workers=1`` on the first ``--sizes`` files of the first
-folder (a list of files) and on the whole folder, the pool started (warm) and, once,
-cold (the first call of the process, whose pool starts while it parses). Below
-``recstats.archive.IN_PROCESS_BELOW`` files workers=2 runs in one process, by design.
+folder (a list of files) and on the whole folder, the pool started (warm): as shipped
+(below ``recstats.archive.IN_PROCESS_BELOW`` files workers=2 runs in one process, by
+design) and with the pool used at every size ("forced", the figures that place the
+break-even). And once cold: the first call of a process whose pool is not up, forced
+to start it (as shipped, inputs under ``COLD_IN_PROCESS_BELOW`` never wait for one).
 
 Prints times, rates and ratios (wall clock and CPU time of this process, which other
 load disturbs less), then one JSON line (the last line of stdout). Targets (issue 11):
@@ -44,7 +47,7 @@ import pandas as pd
 from lxml import etree
 
 import recstats as rs
-from recstats import _archive_parse, _archive_pool, _fastparse, archive
+from recstats import _archive_parse, _archive_pool, _archive_run, archive
 from recstats._xml import cdr_xml
 from recstats.sim.traffic import generate_calls
 
@@ -101,7 +104,7 @@ def reference_reader(source, **kwargs) -> pd.DataFrame:
     try:
         return rs.read_archive(source, progress=False, **kwargs)
     finally:
-        archive.parse_chunk = _fastparse.parse_chunk
+        archive.parse_chunk = _archive_run.parse_chunk
 
 
 def timed(fn) -> tuple[float, float, object]:
@@ -129,7 +132,17 @@ def readers(root: Path, repeat: int) -> dict[str, dict[str, float]]:
     return best
 
 
-def workers_ratio(source, repeat: int) -> dict[str, float]:
+def forced_pool(fn):
+    """``fn()`` with the pool used whatever the size."""
+    saved = archive.IN_PROCESS_BELOW, archive.COLD_IN_PROCESS_BELOW
+    archive.IN_PROCESS_BELOW = archive.COLD_IN_PROCESS_BELOW = 0
+    try:
+        return fn()
+    finally:
+        archive.IN_PROCESS_BELOW, archive.COLD_IN_PROCESS_BELOW = saved
+
+
+def workers_ratio(source, repeat: int, forced: bool = False) -> dict[str, float]:
     """Best wall seconds of workers=1 and workers=2 (pool warm), taking turns.
 
     Also the CPU seconds of each: with workers=2, this process's and the worker's, and
@@ -140,8 +153,11 @@ def workers_ratio(source, repeat: int) -> dict[str, float]:
     out = {}
     for _ in range(repeat):
         for workers in (1, 2):
+            def run(w=workers):
+                _archive_pool.POOL_CPU_SECONDS[0] = 0.0  # stays 0 when run in one process
+                return rs.read_archive(source, workers=w, progress=False)
             wall, used, out[workers] = timed(
-                lambda w=workers: rs.read_archive(source, workers=w, progress=False))
+                (lambda: forced_pool(run)) if forced and workers == 2 else run)
             best[workers] = min(best[workers], wall)
             if workers == 1:
                 cpu[1] = min(cpu[1], used)
@@ -157,14 +173,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--files", type=int, default=20000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--sizes", default="2000,5000",
+    parser.add_argument("--sizes", default="2000,4000,6000,8000,12000",
                         help="subset sizes for workers=2 vs 1 (plus --files)")
     parser.add_argument("--keep", default=None, help="generate into this folder, keep it")
+    parser.add_argument("--part", choices=("all", "readers", "workers"), default="all",
+                        help="only the per-core readers, or only workers=2 vs 1")
     args = parser.parse_args(argv)
 
     temp = None if args.keep else tempfile.mkdtemp(prefix="recstats-bench-")
     base = Path(args.keep or temp)
-    report: dict = {"bench": "parse", "files": args.files, "cpu_count": os.cpu_count()}
+    report: dict = {"bench": "parse", "files": args.files, "cpu_count": os.cpu_count(),
+                    "loadavg_start": os.getloadavg()[0]}
     try:
         folders = {"17 fields": base / "narrow", "30 fields": base / "wide"}
         for label, root in folders.items():
@@ -177,13 +196,18 @@ def main(argv: list[str] | None = None) -> int:
             for path in paths:  # page cache warm for everyone
                 Path(path).read_bytes()
 
-        # cold first: this process has no pool yet (but has imported and run the rest)
-        root = folders["17 fields"]
-        rs.read_archive(xml_files(root)[:500], workers=1, progress=False)
-        wall, _, _ = timed(lambda: rs.read_archive(root, workers=2, progress=False))
-        report["w2_cold_seconds"] = wall
+        if args.part != "readers":
+            # cold first: this process has no pool yet (but has imported and run the rest)
+            root = folders["17 fields"]
+            rs.read_archive(xml_files(root)[:500], workers=1, progress=False)
+            wall, _, _ = timed(lambda: forced_pool(
+                lambda: rs.read_archive(root, workers=2, progress=False)))
+            report["w2_cold_seconds"] = wall
+            assert _archive_pool.start(1, timeout=120), "the worker pool did not start"
 
         for label, root in folders.items():
+            if args.part == "workers":
+                break
             n = len(xml_files(root))
             size = sum(os.path.getsize(p) for p in xml_files(root)) / n
             best = readers(root, args.repeat)
@@ -207,28 +231,37 @@ def main(argv: list[str] | None = None) -> int:
                                                    f" MISSED (target {goal})")
                 print(f"{name:>26}: {value:6.2f} x{verdict}")
 
-        root = folders["17 fields"]
-        paths = xml_files(root)
-        print("\nworkers=2 vs workers=1 (pool warm)")
-        report["workers"] = {}
-        sizes = [int(s) for s in args.sizes.split(",") if s] + [len(paths)]
-        for size in sizes:
-            source = root if size == len(paths) else paths[:size]
-            result = workers_ratio(source, args.repeat)
-            report["workers"][size] = result
-            goal = 1.6 if size >= 20000 else 1.0
-            verdict = " ok" if result["ratio"] >= goal else f" MISSED (target {goal})"
-            print(f"{size:>8} files: w1 {result['w1']:6.3f} s  w2 {result['w2']:6.3f} s  "
-                  f"{result['ratio']:5.2f} x{verdict}   cpu: w1 {result['cpu_w1']:.3f} s, "
-                  f"w2 parent {result['cpu_w2_parent']:.3f} + worker "
-                  f"{result['cpu_w2_worker']:.3f} s -> {result['cpu_ratio_idle']:.2f} x "
-                  "on idle cores")
-        print(f"cold: the first workers=2 call of the process took "
-              f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
-              f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
+        if args.part != "readers":
+            root = folders["17 fields"]
+            paths = xml_files(root)
+            print(f"\nworkers=2 vs workers=1 (pool warm; in one process below "
+                  f"{archive.IN_PROCESS_BELOW} files as shipped, 'forced' uses the pool)")
+            report["workers"] = {}
+            report["workers_forced"] = {}
+            sizes = [int(s) for s in args.sizes.split(",") if s] + [len(paths)]
+            for size in sizes:
+                source = root if size == len(paths) else paths[:size]
+                for forced in (False, True):
+                    if forced and size >= archive.IN_PROCESS_BELOW:
+                        continue  # the same run as shipped
+                    result = workers_ratio(source, args.repeat, forced=forced)
+                    report["workers_forced" if forced else "workers"][size] = result
+                    goal = 1.6 if size >= 20000 and not forced else 1.0
+                    verdict = "" if forced else (
+                        " ok" if result["ratio"] >= goal else f" MISSED (target {goal})")
+                    label = "forced" if forced else "      "
+                    print(f"{size:>8} files {label}: w1 {result['w1']:6.3f} s  w2 "
+                          f"{result['w2']:6.3f} s  {result['ratio']:5.2f} x{verdict:<22} cpu: w1 "
+                          f"{result['cpu_w1']:.3f} s, w2 parent {result['cpu_w2_parent']:.3f} + "
+                          f"worker {result['cpu_w2_worker']:.3f} s -> "
+                          f"{result['cpu_ratio_idle']:.2f} x on idle cores")
+            print(f"cold: the first workers=2 call of the process (pool forced) took "
+                  f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
+                  f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
         load = os.getloadavg()
         report["loadavg"] = load[0]
-        print(f"load average {load[0]:.1f} on {os.cpu_count()} cores "
+        print(f"load average {report['loadavg_start']:.1f} at the start, {load[0]:.1f} at "
+              f"the end, on {os.cpu_count()} cores "
               "(above 0.5 the figures are taken under load)")
         print(json.dumps(report, default=str))
     finally:

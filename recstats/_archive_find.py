@@ -20,6 +20,7 @@ errors always equal the files seen.
 from __future__ import annotations
 
 import errno
+import operator
 import os
 import posixpath
 import stat
@@ -70,8 +71,8 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
                 ) -> Iterator[list[str]]:
     """Yield the CDR paths under ``root``, a folder at a time, recording every file.
 
-    ``listing`` gets ``add_media(path)``, ``add_cdrs(paths)`` and ``error(path,
-    reason)`` calls. Lazy (workers parse the first folders while the walk goes on);
+    ``listing`` gets ``add_media(path)``, ``add_media_names(folder prefix, names)``,
+    ``add_cdrs(paths)`` and ``error(path, reason)`` calls. Lazy (workers parse the first folders while the walk goes on);
     sorted names, so the order is the same on every file system; top-down, a folder's
     own files before its subfolders.
 
@@ -86,21 +87,37 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
     stack = [root]
     while stack:
         folder = stack.pop()
-        try:
-            with os.scandir(folder) as it:
-                entries = sorted(it, key=lambda e: e.name)
-        except OSError as exc:
-            if on_unreadable is not None:
-                on_unreadable(exc)
-            continue
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         found: list[str] = []
         subfolders: list[str] = []
         linked: list[str] = []  # after the real folders: a folder's own name wins
-        for entry in entries:
+        media: list[str] = []
+        others: list[os.DirEntry] = []
+        try:
+            with os.scandir(folder) as it:
+                # regular files first, in any order (their CDRs are sorted below, media
+                # pairing does not depend on order); everything else by name
+                for entry in it:
+                    name = entry.name
+                    if name[0] == "." or name == "__MACOSX":  # skipped(), inline
+                        continue
+                    try:
+                        regular = entry.is_file(follow_symlinks=False)
+                    except OSError:  # gone since the listing: the general path says so
+                        regular = False
+                    if not regular:
+                        others.append(entry)
+                    elif name[-4:].lower() == ".xml":
+                        found.append(prefix + name)
+                    else:
+                        media.append(name)
+        except OSError as exc:
+            if on_unreadable is not None:
+                on_unreadable(exc)
+            continue
+        others.sort(key=_NAME)
+        for entry in others:
             name = entry.name
-            if skipped(name):
-                continue
             path = prefix + name
             try:
                 link = entry.is_symlink()
@@ -134,9 +151,15 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
                 seen.add(folder_id)
                 subfolders.append(path)
         stack.extend(reversed(subfolders))
+        if media:
+            listing.add_media_names(prefix, media)
         if found:
+            found.sort()
             listing.add_cdrs(found)
             yield found
+
+
+_NAME = operator.attrgetter("name")
 
 
 def _link_kind(path: str, base: str, inside: str, follow_links: bool) -> str:

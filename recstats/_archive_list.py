@@ -20,7 +20,6 @@ from ._archive_find import (
     NOT_REGULAR,
     is_cdr,
     member_ok,
-    skipped,
     tar_listing,
     walk_folder,
 )
@@ -80,6 +79,18 @@ class Listing:
         key = _stem_key(path)
         if key not in self.media or path < self.media[key]:
             self.media[key] = path
+
+    def add_media_names(self, prefix: str, names: list[str]) -> None:
+        """``add_media(prefix + name)`` for each name (none starting with ``.``)."""
+        media = self.media
+        for name in names:
+            # the stem as os.path.splitext gives it for a name not starting with "."
+            dot = name.rfind(".")
+            key = prefix + name[:dot] if dot > 0 else prefix + name
+            path = prefix + name
+            old = media.get(key)
+            if old is None or path < old:
+                media[key] = path
 
     def add_cdrs(self, paths: list[str]) -> None:
         self.cdrs.extend(paths)
@@ -206,16 +217,22 @@ def discover(path, follow_links: bool = False
             continue
         seen_dirs.add(folder)
         try:
-            names = sorted(os.listdir(folder or "."))
+            names = os.listdir(folder or ".")
         except OSError:
             continue
-        for name in names:
-            if not is_cdr(name) and not skipped(name):
-                full = os.path.join(folder, name)
-                key = _stem_key(full)
-                if key in listing.cdr_keys and (key not in listing.media
-                                                or full < listing.media[key]):
-                    listing.media[key] = full
+        prefix = os.path.join(folder, "")
+        keys, media = listing.cdr_keys, listing.media
+        for name in names:  # any order: the first media path by name wins
+            if name[-4:].lower() == ".xml" or name[0] == "." or name == "__MACOSX":
+                continue  # a CDR, or skipped
+            # _stem_key(prefix + name), inline: per file
+            dot = name.rfind(".")
+            key = prefix + name[:dot] if dot > 0 else prefix + name
+            if key in keys:
+                full = prefix + name
+                old = media.get(key)
+                if old is None or full < old:
+                    media[key] = full
     # only listed media can be "media without CDR"
     listing.media = {k: p for k, p in listing.media.items()
                      if p in listed_media or k in listing.cdr_keys}

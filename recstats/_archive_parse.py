@@ -26,7 +26,7 @@ _FIRST_READ = 64 * 1024
 _OPEN_FLAGS = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0)
 
 
-def _read(path: str) -> bytes | str:
+def read_file(path: str) -> bytes | str:
     """A file's bytes, or the reason it cannot be read.
 
     Raw reads: ``read(limit)`` on a buffered file allocates the whole limit every time
@@ -98,7 +98,7 @@ def task_blobs(task: tuple) -> Iterator[tuple[str, bytes | str]]:
     kind, source, items = task
     if kind == "files":
         for path in items:
-            yield path, _read(path)
+            yield path, read_file(path)
     elif kind == "zip":
         zf = _zip(source)
         for name in items:
@@ -148,7 +148,7 @@ def _parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen).
 
     The reference reader: every document through lxml's tree, one dict per document.
-    :func:`recstats._fastparse.parse_chunk` gives the same result faster.
+    :func:`recstats._archive_run.parse_chunk` gives the same result faster.
     """
     blobs = [(pos, path, data) for pos, (path, data) in enumerate(task_blobs(task))]
     frame, errors = parse_blobs(blobs, tz, directions)

@@ -1,23 +1,32 @@
-"""Parsing an archive's chunks in several processes: a persistent pool the parent helps.
+"""Parsing an archive's units in several processes: a persistent pool the parent joins.
 
-With ``workers=n`` the parent parses chunks itself and ``n - 1`` worker processes parse
-the others, so the parent's own work (walking a folder, reading a tar, gathering
-results) overlaps with the workers' and nothing waits for a pool to start: the pool is
-started in a background thread the first time a process needs it, the parent parses
-until it is ready, and it stays up for later calls (one pool per process; a pool still
-starting when the interpreter exits is waited for, so no half-started worker prints a
-traceback). Workers send back Arrow IPC bytes, never per-row objects.
+With ``workers=n``, ``n - 1`` worker processes each run one long task per call
+(:func:`drain`) that takes units (:mod:`recstats._archive_run`) from a queue shared by
+the pool, parses them and types what it gathered once, at the end. The parent puts
+units in the queue as it finds them (the walk of a folder overlaps with the workers'
+parsing), parsing the next one itself whenever :data:`QUEUED_PER_WORKER` per worker
+are still waiting, then takes units from the same queue until they run out: every
+process parses until there is nothing left, so they end together. After the pool the
+parent has no per-file work left: each process hands back finished chunks (media
+paired, ``end_unknown`` set; workers as Arrow IPC bytes), which the parent
+concatenates, sorts and gives the schema, vectorised.
+
+The pool is started in a background thread the first time a process needs it; until it
+is up the parent parses the units itself, and it stays up for later calls (one pool per
+process; a pool still starting when the interpreter exits is waited for, so no
+half-started worker prints a traceback). The parent knows which units each process
+parsed: any unit a failed worker took is parsed again in the parent, with one warning.
 
 Worker processes do not import the caller's ``__main__`` script (see
-:func:`_without_main`), so a script needs no ``if __name__ == "__main__":`` guard; if
-workers still fail, the batch finishes in this process with one warning line.
+:func:`_without_main`), so a script needs no ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
 
-import collections
 import contextlib
+import itertools
 import multiprocessing
+import queue as queue_module
 import sys
 import threading
 import time
@@ -25,28 +34,65 @@ import types
 import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
 
 import pyarrow as pa
 
-from ._fastparse import parse_chunk
+from ._archive_run import Parser
 
-#: CPU seconds the worker processes of the latest run spent on chunks (for bench/).
+#: CPU seconds the worker processes of the latest run spent parsing (for bench/).
 POOL_CPU_SECONDS = [0.0]
 
 _lock = threading.Lock()
-_state: dict = {"pool": None, "size": 0, "ready": None, "starter": None}
+_busy = threading.Lock()  # held by the read using the pool's queue
+_state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
+                "cancelled": None, "taken": None}
+_runs = itertools.count(1)
+
+#: In a worker process: the pool's queue of units, the number of a cancelled run and
+#: the count of units taken by workers (shared with the parent).
+_worker: dict = {}
 
 
-def worker(task: tuple, tz: str, directions: Mapping[str, str] | None
-           ) -> tuple[bytes, list[tuple[str, str]], int, float]:
-    """Parse one chunk in a worker process -> (Arrow IPC bytes, errors, seen, CPU s)."""
+def _init_worker(units, cancelled, taken) -> None:
+    _worker.update(units=units, cancelled=cancelled, taken=taken)
+
+
+def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int
+          ) -> tuple[list[tuple[bytes, list[tuple[str, str]], int]], list[int], float]:
+    """In a worker process: parse units of ``run`` from the queue until its end mark.
+
+    Returns ``(chunks as (Arrow IPC bytes, errors, seen), numbers of the units parsed,
+    CPU seconds)``. Items of earlier runs are left-overs, skipped; an item of a later
+    run means this task's own run is over (its caller finished without it): the item
+    goes back and the task ends.
+    """
     start = time.process_time()
-    table, errors, seen = parse_chunk(task, tz, directions)
+    units, cancelled, taken = _worker["units"], _worker["cancelled"], _worker["taken"]
+    parser = Parser(tz, directions, max_files)
+    parsed: list[int] = []
+    while True:
+        item = units.get()
+        if item[0] != run:
+            if item[0] > run:
+                units.put(item)
+                break
+            continue
+        if item[1] is None:
+            break
+        with taken.get_lock():
+            taken.value += 1
+        if cancelled.value != run:
+            parser.add(*item[2])
+            parsed.append(item[1])
+    chunks = [(_ipc(table), errors, seen) for table, errors, seen in parser.finish()]
+    return chunks, parsed, time.process_time() - start
+
+
+def _ipc(table: pa.Table) -> bytes:
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:
         writer.write_table(table)
-    return sink.getvalue().to_pybytes(), errors, seen, time.process_time() - start
+    return sink.getvalue().to_pybytes()
 
 
 def _ready_check() -> int:
@@ -87,11 +133,19 @@ def _without_main() -> Iterator[None]:
 
 def _start(size: int) -> None:
     """Start a pool of ``size`` processes in a background thread (runs until ready)."""
-    pool = ProcessPoolExecutor(max_workers=size, mp_context=_context())
+    ctx = _context()
+    units = ctx.Queue()
+    # units left in it when the interpreter exits (a stopped read, dead workers) are
+    # worthless: never wait for them to be written to a pipe nobody reads
+    units.cancel_join_thread()
+    cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
+    taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
+    pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
+                               initargs=(units, cancelled, taken))
     ready = threading.Event()
 
     def launch() -> None:
-        with contextlib.suppress(Exception):  # a broken pool shows when chunks are sent
+        with contextlib.suppress(Exception):  # a broken pool shows when units are sent
             with _without_main():
                 futures = [pool.submit(_ready_check) for _ in range(size)]
             for future in futures:
@@ -99,8 +153,14 @@ def _start(size: int) -> None:
         ready.set()
 
     starter = threading.Thread(target=launch, name="recstats-pool-start", daemon=True)
-    _state.update(pool=pool, size=size, ready=ready, starter=starter)
+    _state.update(pool=pool, size=size, ready=ready, starter=starter, queue=units,
+                  cancelled=cancelled, taken=taken)
     starter.start()
+
+
+#: Units waiting in the queue per worker process: past it, the parent parses the next
+#: unit itself (also bounds the memory of a tar's units in flight).
+QUEUED_PER_WORKER = 3
 
 
 def _finish_starting() -> None:
@@ -122,7 +182,14 @@ def warm(size: int) -> bool:
     return _state["size"] == size and ready is not None and ready.is_set()
 
 
-def _pool(size: int) -> tuple[ProcessPoolExecutor, threading.Event]:
+def start(size: int, timeout: float | None = None) -> bool:
+    """Start the pool of ``size`` worker processes (if not up) and wait until it is
+    ready; False when ``timeout`` seconds were not enough. For benchmarks and for
+    callers who know a large archive follows."""
+    return _pool(size)["ready"].wait(timeout)
+
+
+def _pool(size: int) -> dict:
     with _lock:
         if _state["pool"] is not None and _state["size"] != size:
             _state["starter"].join()
@@ -130,76 +197,122 @@ def _pool(size: int) -> tuple[ProcessPoolExecutor, threading.Event]:
             _state["pool"] = None
         if _state["pool"] is None:
             _start(size)
-        return _state["pool"], _state["ready"]
+        return dict(_state)
 
 
 def _discard_pool() -> None:
     with _lock:
         pool, starter = _state["pool"], _state["starter"]
-        _state.update(pool=None, size=0, ready=None, starter=None)
+        _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
+                      cancelled=None, taken=None)
     if pool is not None:
         starter.join()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def run_pool(tasks: Iterable[tuple], workers: int, tz: str,
-             directions: Mapping[str, str] | None
+def run_pool(units: Iterable[tuple], workers: int, tz: str,
+             directions: Mapping[str, str] | None, max_files: int
              ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
-    """Parse chunks with ``workers`` processes (this one and ``workers - 1`` others).
+    """Parse units with ``workers`` processes (this one and ``workers - 1`` others).
 
-    Yields ``(table, errors, seen)`` per task, in task order. The parent parses a task
-    whenever no worker is free (or the pool is still starting), so the work is shared
-    by what is available; a worker holds at most one task, so at the end nobody waits
-    long for a straggler.
+    Yields finished chunks ``(table, errors, seen)`` (see
+    :class:`recstats._archive_run.Parser`): this process's as it types them, the
+    workers' at the end. One read at a time uses the pool: a read in another thread
+    meanwhile parses in this process.
     """
+    if not _busy.acquire(blocking=False):
+        parser = Parser(tz, directions, max_files)
+        for unit in units:
+            parser.add(*unit)
+            yield from parser.take()
+        yield from parser.finish()
+        return
+    try:
+        yield from _shared(units, workers, tz, directions, max_files)
+    finally:
+        _busy.release()
+
+
+def _shared(units: Iterable[tuple], workers: int, tz: str,
+            directions: Mapping[str, str] | None, max_files: int
+            ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
     directions = dict(directions) if directions is not None else None
     POOL_CPU_SECONDS[0] = 0.0
-    done: dict[int, tuple] = {}
-    sent: collections.deque[tuple[int, tuple, Future]] = collections.deque()
-    broken = False
-    next_out = 0
-    tasks = iter(tasks)
-    index = 0
+    pool = _pool(workers - 1)
+    queue, ready, cancelled, taken = (pool[k] for k in ("queue", "ready", "cancelled",
+                                                        "taken"))
+    taken_before = taken.value
+    most = QUEUED_PER_WORKER * (workers - 1)
+    run = next(_runs)
+    parser = Parser(tz, directions, max_files)
+    sent: dict[int, tuple] = {}   # number -> unit, for the units put in the queue
+    mine: set[int] = set()        # the ones this process took back and parsed
+    futures: list[Future] = []
+    failed = finished = False
 
-    def collect(block: bool) -> None:
-        nonlocal broken
-        while sent and (block or sent[0][2].done()):
-            number, task, future = sent.popleft()
+    def parse_one() -> bool:
+        """Take a unit of this run from the queue and parse it; False at an end mark,
+        or when the queue is empty and every worker has ended (failed)."""
+        while True:
             try:
-                data, errors, seen, cpu = future.result()
-            except (BrokenProcessPool, OSError, RuntimeError):
-                broken = True
-                done[number] = parse_chunk(task, tz, directions)
+                item = queue.get(timeout=0.05)
+            except queue_module.Empty:
+                if all(future.done() for future in futures):
+                    return False
+                continue
+            if item[0] == run:
+                break
+        if item[1] is None:
+            return False
+        parser.add(*item[2])
+        mine.add(item[1])
+        return True
+
+    try:
+        for number, unit in enumerate(units):
+            if not futures and not failed and ready.is_set():
+                try:
+                    with _without_main():  # the pool is up: no process starts here
+                        futures = [pool["pool"].submit(drain, run, tz, directions, max_files)
+                                   for _ in range(workers - 1)]
+                except RuntimeError:  # broken since the last call (BrokenProcessPool)
+                    failed = True
+            waiting = len(sent) - len(mine) - (taken.value - taken_before)
+            if futures and waiting < most:
+                queue.put((run, number, unit))
+                sent[number] = unit
+            else:  # the workers are busy, or the pool is starting (or broken)
+                parser.add(*unit)
+            yield from parser.take()
+        if futures:
+            for _ in range(workers):  # one end mark for each process, this one's too
+                queue.put((run, None, None))
+            while parse_one():
+                yield from parser.take()
+        finished = True
+        yield from parser.finish()
+        left = set(sent) - mine
+        for future in futures:
+            if not left and not future.done():
+                continue  # nothing of this run in it: it ends at its end mark
+            try:
+                chunks, parsed, cpu = future.result()
+            except Exception:  # noqa: BLE001 - a dead or failing worker: redo its units
+                failed = True
                 continue
             POOL_CPU_SECONDS[0] += cpu
-            done[number] = (pa.ipc.open_stream(data).read_all(), errors, seen)
-
-    pool, ready = _pool(workers - 1)
-    try:
-        for task in tasks:
-            collect(block=False)
-            future = None
-            if ready.is_set() and not broken and len(sent) < workers - 1:
-                try:
-                    future = pool.submit(worker, task, tz, directions)
-                except (BrokenProcessPool, RuntimeError):  # died since the last chunk
-                    broken = True
-            if future is None:
-                done[index] = parse_chunk(task, tz, directions)
-            else:
-                sent.append((index, task, future))
-            index += 1
-            while next_out in done:
-                yield done.pop(next_out)
-                next_out += 1
-        collect(block=True)
-        while next_out in done:
-            yield done.pop(next_out)
-            next_out += 1
+            left.difference_update(parsed)
+            for data, errors, seen in chunks:
+                yield pa.ipc.open_stream(data).read_all(), errors, seen
+        for number in sorted(left):
+            parser.add(*sent[number])
+        yield from parser.finish()
     finally:
-        for _, _, future in sent:
-            future.cancel()
-        if broken:
+        if futures and not finished:  # stopped early (an error raised): end the drains
+            cancelled.value = run
+            for _ in range(workers - 1):
+                queue.put((run, None, None))
+        if failed:
             warnings.warn("recstats.read_archive: worker processes failed; the rest was "
-                          "parsed in this process", RuntimeWarning, stacklevel=3)
+                          "parsed in this process", RuntimeWarning, stacklevel=4)
             _discard_pool()

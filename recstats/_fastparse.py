@@ -2,7 +2,8 @@
 
 Most archived CDRs are flat: a root element whose children each hold one text value,
 in UTF-8, with no attributes, namespaces, entities, comments, CDATA or DTD. For those,
-building an lxml tree and a dict per file is most of the cost. This module instead:
+building an lxml tree and a dict per file is most of the cost. This module and
+:class:`recstats._archive_run.Chunk`, which drives it, instead:
 
 1. strips the XML declaration if it is a plain UTF-8 one (:func:`flat_body`);
    anything else takes the reference path
@@ -15,8 +16,9 @@ building an lxml tree and a dict per file is most of the cost. This module inste
    path, so one bad file never costs its neighbours their rows (nor much time);
 3. finds tags and texts of the checked batch with NumPy on the concatenated bytes,
    and builds Arrow columns of field texts (one column per field name);
-4. turns them into the calls table with :func:`recstats._table.calls_from_raw`, the
-   vectorised builder the reference path uses after its dicts.
+4. :class:`recstats._archive_run.Chunk` turns them into the calls table with
+   :func:`recstats._table.calls_from_raw`, the vectorised builder the reference path
+   uses after its dicts.
 
 tests/test_archive_fast.py checks that both paths give identical tables and errors.
 """
@@ -25,16 +27,13 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Mapping
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from ._archive_parse import document_fields, fields_frame, shown_path, task_blobs, to_arrow
-from ._table import EXTRAS, calls_from_raw
+from ._table import EXTRAS
 from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
@@ -62,8 +61,14 @@ _USUAL_DECLARATIONS = (b"<?xml version='1.0' encoding='UTF-8'?>",
                        b'<?xml version="1.0" encoding="utf-8"?>', b'<?xml version="1.0"?>')
 
 
-_USUAL = _USUAL_DECLARATIONS[:3]
-_USUAL_LENGTH = 38
+#: The three most common, all 38 bytes long (checked inline, per file, by the caller).
+USUAL = _USUAL_DECLARATIONS[:3]
+USUAL_LENGTH = 38
+
+
+#: Every byte but the ones that need XML's rewriting: "&" and control characters other
+#: than tab and newline (a carriage return is rewritten too).
+_NOT_ODD = bytes(b for b in range(256) if not (b == 38 or (b < 32 and b not in (9, 10))))
 
 
 #: Distinct tag names in one batch above which its documents take the reference path
@@ -207,8 +212,9 @@ def scan(bodies: list[bytes] | list[memoryview], data: bytes | None = None
     # bytes that need XML's rewriting (entities and character references, carriage
     # returns), which libxml2 refused had they been invalid; and tags that are not
     # elements (comment, CDATA, DTD, processing instruction: "<!" or "<?")
-    odd = np.flatnonzero((raw == 38) | ((raw < 32) & (raw != 10) & (raw != 9)))
-    bad[(np.searchsorted(doc_starts, odd, side="right") - 1).clip(0, n - 1)] = True
+    if data.translate(None, _NOT_ODD):  # one C pass; usually there is none
+        odd = np.flatnonzero((raw == 38) | ((raw < 32) & (raw != 10) & (raw != 9)))
+        bad[(np.searchsorted(doc_starts, odd, side="right") - 1).clip(0, n - 1)] = True
     second = raw[opens + 1]
     bad[doc[(second == 33) | (second == 63)]] = True
     starting = ~is_end_tag
@@ -219,7 +225,9 @@ def scan(bodies: list[bytes] | list[memoryview], data: bytes | None = None
     # as does a field named like the extras column (the reference path folds it there)
     started = np.flatnonzero(starting)[1:]       # not <_>
     tags = _spans(buffer, opens[started] + 1, ends[started] - is_empty[started])
-    tags = tags.take(pa.array(np.arange(0, len(tags), 2))).cast(pa.large_string())
+    # a view, not a cast: libxml2 checked the UTF-8, and "<" and ">" never split a
+    # character, so every slice between them is valid text (a cast checks it again)
+    tags = tags.take(pa.array(np.arange(0, len(tags), 2))).view(pa.large_string())
     encoded = pc.dictionary_encode(tags)
     tag_ids = encoded.indices.to_numpy(zero_copy_only=False).astype(np.int64)
     dictionary = encoded.dictionary.to_pylist()
@@ -233,7 +241,7 @@ def scan(bodies: list[bytes] | list[memoryview], data: bytes | None = None
     # text beside the root element (between documents it is either's)
     outside = np.flatnonzero(after[:-1] == 0)
     gaps = _spans(buffer, ends[outside] + 1, opens[outside + 1])
-    gaps = gaps.take(pa.array(np.arange(0, len(gaps), 2))).cast(pa.large_string())
+    gaps = gaps.take(pa.array(np.arange(0, len(gaps), 2))).view(pa.large_string())
     junk = outside[pc.binary_length(pc.ascii_trim(gaps, characters=" \t\n")).to_numpy(
         zero_copy_only=False) > 0]
     bad[doc[junk]] = True
@@ -275,9 +283,11 @@ def _columns(every: pa.Array, flat: np.ndarray, field_doc: np.ndarray,
     row_of = np.cumsum(flat) - 1
     chosen = np.flatnonzero(flat[field_doc] & filled)
     ids, rows = name_ids[chosen], row_of[field_doc[chosen]]
-    order = np.lexsort((rows, ids))    # by name, then row
+    # by name, then row: rows already increase, so a stable sort by name does it (a
+    # radix sort: names fit in int16, there are at most MAX_FAST_NAMES)
+    order = np.argsort(ids.astype(np.int16), kind="stable")
     chosen, ids, rows = chosen[order], ids[order], rows[order]
-    values = every.take(pa.array(2 * chosen)).cast(pa.large_string())
+    values = every.take(pa.array(2 * chosen)).view(pa.large_string())  # see scan
     counts = np.bincount(ids, minlength=len(dictionary))
     columns = {}
     offset = 0
@@ -290,125 +300,3 @@ def _columns(every: pa.Array, flat: np.ndarray, field_doc: np.ndarray,
             columns[dictionary[name_id]] = values.take(pa.array(take, mask=take < 0))
         offset += count
     return columns
-
-
-class _Chunk:
-    """What one chunk's documents became: fast-path field tables, reference-path dicts
-    and errors, each with the document's position in the chunk."""
-
-    def __init__(self) -> None:
-        self.tables: list[pa.Table] = []   # raw fields of flat documents, by batch
-        self.fast: list[int] = []          # their positions, in row order
-        self.rows: list[dict[str, str]] = []  # raw fields of the other documents
-        self.slow: list[int] = []
-        self.errors: list[tuple[int, str, str]] = []
-        self.paths: list[str] = []          # by position
-
-    def reference(self, pos: int, data: bytes | str) -> None:
-        fields = document_fields(data, self.paths[pos])
-        if isinstance(fields, str):
-            self.errors.append((pos, self.paths[pos], fields))
-        else:
-            self.rows.append(fields)
-            self.slow.append(pos)
-
-    def batch(self, where: list[int], bodies: list[memoryview],
-              datas: list[bytes | str]) -> None:
-        data = joined(bodies)
-        if not well_formed(data):
-            if len(bodies) <= SMALLEST_BATCH:
-                for pos, document in zip(where, datas):
-                    self.reference(pos, document)
-                return
-            # halves until the bad documents are in small batches: a syntax pass costs
-            # a tenth of the reference path
-            half = len(bodies) // 2
-            self.batch(where[:half], bodies[:half], datas[:half])
-            self.batch(where[half:], bodies[half:], datas[half:])
-            return
-        flat, columns = scan(bodies, data)
-        for pos, document, ok in zip(where, datas, flat.tolist()):
-            if ok:
-                self.fast.append(pos)
-            else:
-                self.reference(pos, document)
-        n_rows = int(flat.sum())
-        if n_rows:
-            self.tables.append(pa.table(columns) if columns else
-                               pa.table({"_": pa.nulls(n_rows)}).drop_columns(["_"]))
-
-
-def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
-                ) -> tuple[pa.Table, list[tuple[str, str]], int]:
-    """Parse one chunk of CDR files -> (Arrow table incl. cdr_path, errors, files seen).
-
-    The same result as :func:`recstats._archive_parse._parse_chunk` (the reference
-    reader), with flat documents taking the fast path described in this module.
-    Documents are held a batch at a time (at most :data:`BATCH_BYTES`).
-    """
-    chunk = _Chunk()
-    where: list[int] = []
-    bodies: list[memoryview] = []
-    datas: list[bytes | str] = []
-    size = 0
-    paths = chunk.paths
-    for pos, (path, data) in enumerate(task_blobs(task)):
-        paths.append(path)
-        body = None
-        if data.__class__ is bytes and len(data) <= FAST_MAX_BYTES:
-            # the usual declaration inline: a function call per file is a tenth of the
-            # time the fast path spends on it
-            body = memoryview(data)[_USUAL_LENGTH:] if data.startswith(_USUAL) \
-                else flat_body(data)
-        if body is None:
-            chunk.reference(pos, data)
-            continue
-        if bodies and (len(bodies) >= BATCH_FILES or size + len(body) > BATCH_BYTES):
-            chunk.batch(where, bodies, datas)
-            where, bodies, datas, size = [], [], [], 0
-        where.append(pos)
-        bodies.append(body)
-        datas.append(data)
-        size += len(body)
-    if bodies:
-        chunk.batch(where, bodies, datas)
-    seen = len(paths)
-    fast = _fast_frame(chunk, tz, directions)
-    parts = [] if fast is None else [fast]
-    if chunk.rows or fast is None:
-        slow, rejected = fields_frame(chunk.rows, [chunk.paths[p] for p in chunk.slow],
-                                      tz, directions)
-        chunk.errors.extend((chunk.slow[row], chunk.paths[chunk.slow[row]], reason)
-                            for row, reason in rejected.items())
-        parts.append(slow)
-    tables = [to_arrow(frame) for frame in parts if len(frame)]
-    if not tables:
-        table = to_arrow(parts[-1])
-    elif len(tables) == 1:
-        table = tables[0]
-    else:
-        table = pa.concat_tables(tables, promote_options="permissive")
-    chunk.errors.sort(key=lambda e: e[0])
-    return table, [(shown_path(p), r) for _, p, r in chunk.errors], seen
-
-
-def _fast_frame(chunk: _Chunk, tz: str, directions) -> pd.DataFrame | None:
-    """The calls of the chunk's flat documents (their rejects go to ``chunk.errors``)."""
-    if not chunk.fast:
-        return None
-    fields = chunk.tables[0] if len(chunk.tables) == 1 else \
-        pa.concat_tables(chunk.tables, promote_options="permissive")
-    raw = fields.to_pandas() if fields.num_columns else \
-        pd.DataFrame(index=range(fields.num_rows))
-    try:
-        frame, rejected = calls_from_raw(raw, tz=tz, directions=directions, coerce=False)
-    except Exception:  # noqa: BLE001 - the reference path isolates the one that breaks
-        for pos, row in zip(chunk.fast, raw.to_dict("records")):
-            chunk.rows.append({k: v for k, v in row.items() if isinstance(v, str)})
-            chunk.slow.append(pos)
-        return None
-    paths = [chunk.paths[p] for p in chunk.fast]
-    chunk.errors.extend((chunk.fast[row], paths[row], reason)
-                        for row, reason in rejected.items())
-    return frame.assign(cdr_path=pd.Series([shown_path(paths[i]) for i in frame.index],
-                                           index=frame.index, dtype="str"))

@@ -16,11 +16,14 @@ Only the file name stem counts, never the folder layout.
 Speed: each file is read with one raw ``read``; flat documents (most CDRs) are checked a
 batch at a time by one syntax-only libxml2 pass and their fields extracted into Arrow
 columns with NumPy (:mod:`recstats._fastparse`), every other document is parsed with the
-hardened lxml parser (:mod:`recstats._archive_parse`), and a chunk's fields become a
-table in one vectorised pass (:mod:`recstats._table`). With several workers, this process
-and a persistent pool share the chunks and workers send back Arrow IPC bytes, never
-per-row objects (:mod:`recstats._archive_pool`); a folder is walked lazily, so parsing
-starts while the walk goes on.
+hardened lxml parser (:mod:`recstats._archive_parse`), and a process's fields become a
+table in one vectorised pass per :data:`MAX_CHUNK` files (:mod:`recstats._table`).
+The files go out in small units, each with its media already paired
+(:mod:`recstats._archive_run`); with several workers, this process and a persistent
+pool take units from one queue until none is left, and each hands back finished
+chunks (workers as Arrow IPC bytes, never per-row objects), so what is left after the
+pool is one concatenation, one sort and the schema (:mod:`recstats._archive_pool`). A
+folder is walked lazily, so parsing starts while the walk goes on.
 
 Boundaries (:mod:`recstats._archive_find`): nothing outside the folder, archive or file
 list given is read. Symbolic links that lead outside are error entries unless
@@ -60,30 +63,37 @@ from ._archive_list import pair_media as _pair
 from ._archive_parse import OPEN_ZIPS, shown_path
 from ._archive_pool import run_pool as _run_pool
 from ._archive_pool import warm as pool_is_warm
-from ._fastparse import parse_chunk
+from ._archive_run import Parser, paired, parse_chunk
+from ._archive_run import parse_chunk as _fast_parse_chunk
+from ._archive_run import units as _units
 from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from .errors import CDRParseError
 
 __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 
-#: Below this many CDR files every batch parses in-process, whatever ``workers`` says:
-#: under it, shipping chunks to worker processes costs more than it saves (each chunk
-#: has a fixed cost). Measured with bench/parse.py on an idle 2-core machine, pool
-#: warm: workers=2 ran 0.78 x workers=1 at 5 000 files, 0.89 x at 8 000, 1.02 x at
-#: 12 000 and 1.2 x at 20 000. Above it, this process parses too, also while the pool
-#: starts (:mod:`recstats._archive_pool`).
-IN_PROCESS_BELOW = 12000
-#: The same before this process has a pool: starting one (a forkserver that imports
-#: pandas, pyarrow and lxml) cost about 0.7 s more than it saved on 20 000 files (1.5 s
-#: against 0.83 s in-process); at ~40 us per file and a ~17 % saving, the start pays
-#: for itself only from about 100 000 files.
+#: Below this many CDR files every unit parses in-process, whatever ``workers`` says:
+#: under it, a worker process costs more than it saves (each process types its share
+#: once, a fixed cost, and the worker's table travels back). bench/parse.py measures
+#: the break-even (its "forced" rows); on the 2-core machine, by CPU time per process
+#: (other load made wall times meaningless), workers=2 would break even at 2 000-4 000
+#: files and run 1.4 x at 8 000; the threshold keeps a margin. Above it, this process
+#: parses too, also while the pool starts (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 6000
+#: The same before this process has a pool. Starting one (a forkserver that imports
+#: pandas, pyarrow and lxml, about 0.7 s) happens in the background while this process
+#: parses, and the workers join when they are up, so it pays once the input takes well
+#: over that; 100 000 was measured with the previous scheduler (chunks, not units) and
+#: is kept until an idle machine measures the cold rows of bench/parse.py again.
 COLD_IN_PROCESS_BELOW = 100_000
-#: Upper bound on files per chunk (memory: a chunk's fields live at once, as Arrow
-#: columns or, for unusual documents, dicts). Each chunk has a fixed cost of a few
-#: milliseconds (building its table), so chunks are large.
-MAX_CHUNK = 16000
-#: A tar chunk shipped to a worker holds at most this many bytes of documents.
+#: Upper bound on files per chunk, the files each process types at once (memory: a
+#: chunk's fields live at once, as Arrow columns or, for unusual documents, dicts).
+#: Each chunk has a fixed cost of 10-20 ms (building its table), so chunks are large.
+MAX_CHUNK = 32000
+#: Files per unit of work (:mod:`recstats._archive_run`): what processes share. Small,
+#: so that they end together; a unit costs little more than its files.
+UNIT_FILES = 1000
+#: A tar's unit (bytes the parent read) holds at most this many bytes of documents.
 TAR_CHUNK_BYTES = 8 * 1024 * 1024
 
 # --------------------------------------------------------------------------- discovery
@@ -130,61 +140,66 @@ def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
 # --------------------------------------------------------------------------- scheduling
 
 
-def _tasks(kind: str, source: str | None, batches: Iterator[list[str]],
-           sizes: Iterator[int]) -> Iterator[tuple]:
-    """Chunks of work, taken lazily from ``batches``; each holds ``next(sizes)`` files."""
+def _tasks(kind: str, source: str | None, batches: Iterator[list[str]], size: int
+           ) -> Iterator[tuple]:
+    """Tasks of ``size`` files (a tar's: also at most :data:`TAR_CHUNK_BYTES`), taken
+    lazily from ``batches``."""
     if kind == "tar":
         assert source is not None, "a tar archive is read from its path"
-        yield from _tar_tasks(source, sizes)
+        # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs);
+        # the final sort makes the order irrelevant
+        for blobs in tar_blobs(source, itertools.repeat(size), TAR_CHUNK_BYTES):
+            yield "blobs", source, blobs
         return
     pending: list[str] = []
-    size = next(sizes)
     for batch in batches:
         pending.extend(batch)
-        while len(pending) >= size:
-            part, pending = pending[:size], pending[size:]
-            yield kind, source, part
-            size = next(sizes)
+        if len(pending) >= size:
+            whole = len(pending) - len(pending) % size
+            for start in range(0, whole, size):
+                yield kind, source, pending[start:start + size]
+            pending = pending[whole:]
     if pending:
         yield kind, source, pending
 
 
-def _pool_sizes(total: int | None, workers: int) -> Iterator[int]:
-    # known total: chunks shrink as the work left does (each a share of what is left),
-    # so there are few (each has a fixed cost) and the parent, which also walks and
-    # gathers, and the workers end together; unknown (a folder being walked): start
-    # small so every worker gets going at once, then double up to MAX_CHUNK
-    if total is not None:
-        smallest = max(256, total // (workers * 8))
-        left = total
-        while left > 0:
-            size = min(MAX_CHUNK, max(smallest, left // (workers * 2)))
-            yield size
-            left -= size
-    size = 512
-    while True:
-        yield size
-        size = min(MAX_CHUNK, size * 2)
+def _all_tasks(kind: str, source: str | None, batches: Iterator[list[str]],
+               listing: _Listing, size: int) -> Iterator[tuple]:
+    """The archive's tasks, then those of what discovery read or refused itself
+    (:func:`recstats._archive_list.found_tasks`, known once the walk is done)."""
+    yield from _tasks(kind, source, batches, size)
+    yield from found_tasks(listing, source, size, TAR_CHUNK_BYTES)
 
 
-def _tar_tasks(path: str, sizes: Iterator[int]) -> Iterator[tuple]:
-    # read front to back in bounded chunks of bytes (see _archive_find.tar_blobs); the
-    # final sort makes the order irrelevant
-    for batch in tar_blobs(path, sizes, TAR_CHUNK_BYTES):
-        yield "blobs", path, batch
+def _in_process(units: Iterator[tuple], tz: str, directions) -> Iterator[tuple]:
+    """Finished chunks of ``units``, parsed in this process."""
+    if parse_chunk is not _fast_parse_chunk:  # a stand-in parser (the tests' reference)
+        # in tasks of MAX_CHUNK files, as that reader read them (it pays per task)
+        for task, media in _merged(units, MAX_CHUNK):
+            yield paired(parse_chunk(task, tz, directions), task, media)
+        return
+    parser = Parser(tz, directions, MAX_CHUNK)
+    for unit in units:
+        parser.add(*unit)
+        yield from parser.take()
+    yield from parser.finish()
 
 
-def _and_found(results: Iterator[tuple], listing: _Listing, source: str | None, tz: str,
-               directions) -> Iterator[tuple[pa.Table, list, int]]:
-    """``results``, then the parse of :func:`_found_tasks` (in this process)."""
-    try:
-        yield from results
-        for task in found_tasks(listing, source, MAX_CHUNK, TAR_CHUNK_BYTES):
-            yield parse_chunk(task, tz, directions)
-    finally:
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()
+def _merged(units: Iterator[tuple], size: int) -> Iterator[tuple]:
+    """Consecutive units of one kind and source as units of up to ``size`` files."""
+    kind = source = None
+    items: list = []
+    media: list = []
+    for (unit_kind, unit_source, unit_items), unit_media in units:
+        if items and (unit_kind, unit_source) != (kind, source) \
+                or len(items) + len(unit_items) > size:
+            yield (kind, source, items), media
+            items, media = [], []
+        kind, source = unit_kind, unit_source
+        items.extend(unit_items)
+        media.extend(unit_media)
+    if items:
+        yield (kind, source, items), media
 
 
 # --------------------------------------------------------------------------- public API
@@ -331,13 +346,12 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
             total = len(listing.cdrs) if listing.complete else None
         if total is not None and total < below:
             n_workers = 1
-    if n_workers > 1:
-        results = _run_pool(_tasks(kind, source, batches, _pool_sizes(total, n_workers)),
-                            n_workers, tz, directions)
+    units = _units(_all_tasks(kind, source, batches, listing, min(UNIT_FILES, MAX_CHUNK)),
+                   listing.media)
+    if n_workers > 1 and parse_chunk is _fast_parse_chunk:
+        results = _run_pool(units, n_workers, tz, directions, MAX_CHUNK)
     else:
-        results = (parse_chunk(task, tz, directions)
-                   for task in _tasks(kind, source, batches, itertools.repeat(MAX_CHUNK)))
-    results = _and_found(results, listing, source, tz, directions)
+        results = _in_process(units, tz, directions)
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
     seen = 0
@@ -362,10 +376,9 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     if seen == 0:
         _warn_nested_archives(listing)
-    frame = _assemble(limit_columns(tables, max_columns))
-    frame["media_path"] = _pair(frame["cdr_path"], listing)
-    frame["end_unknown"] = frame["end_time"].isna()  # the end rules made every end known
-    frame = coerce_calls(frame)  # rows are in order (_assemble)
+    # every chunk came with its media and end_unknown (True where the end rules found
+    # no end); the schema is given once to the whole table, whose rows are in order
+    frame = coerce_calls(_assemble(limit_columns(tables, max_columns)))
     frame.attrs = {
         "source": shown_path(path) if isinstance(path, str) else
         shown_path(os.fspath(path)) if isinstance(path, os.PathLike) else
@@ -412,7 +425,9 @@ SORT_KEYS = ("start_time", "call_id", "cdr_path")
 def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
     tables = [t for t in tables if t.num_rows]
     if not tables:
-        return empty_calls().assign(cdr_path=pd.Series([], dtype="str"))
+        return empty_calls().assign(cdr_path=pd.Series([], dtype="str"),
+                                    media_path=pd.Series([], dtype="str"),
+                                    end_unknown=pd.Series([], dtype=bool))
     if len(tables) == 1:
         table = tables[0]
     else:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import recstats as rs
-from recstats import _archive_parse, _archive_pool, _fastparse, _table, archive
+from recstats import _archive_parse, _archive_pool, _archive_run, _fastparse, _table, archive
 from recstats.sim.samples import generate_archive, odd_cases
 
 
@@ -54,7 +54,7 @@ def _frame(table) -> pd.DataFrame:
 def _same_chunk(documents: list[bytes], tz: str = "UTC") -> tuple:
     """Fast and reference parse of one chunk agree; returns the fast result."""
     task = _chunk(documents)
-    fast = _fastparse.parse_chunk(task, tz, None)
+    fast = _archive_run.parse_chunk(task, tz, None)
     reference = _archive_parse._parse_chunk(task, tz, None)
     pd.testing.assert_frame_equal(_frame(fast[0]), _frame(reference[0]))
     assert fast[1:] == reference[1:]
@@ -65,8 +65,8 @@ def _same_chunk(documents: list[bytes], tz: str = "UTC") -> tuple:
 def count_reference(monkeypatch):
     """How many documents went through the reference path (lxml tree + dict)."""
     calls = []
-    real = _fastparse.document_fields
-    monkeypatch.setattr(_fastparse, "document_fields",
+    real = _archive_run.document_fields
+    monkeypatch.setattr(_archive_run, "document_fields",
                         lambda data, path: calls.append(path) or real(data, path))
     return calls
 
@@ -172,8 +172,8 @@ def test_unusual_documents_take_the_reference_path(count_reference):
 
 
 def test_oversized_documents_are_bounded(count_reference, monkeypatch):
-    monkeypatch.setattr(_fastparse, "FAST_MAX_BYTES", 100)
-    monkeypatch.setattr(_fastparse, "BATCH_BYTES", 200)
+    monkeypatch.setattr(_archive_run, "FAST_MAX_BYTES", 100)
+    monkeypatch.setattr(_archive_run, "BATCH_BYTES", 200)
     small = b"<v><id>s</id></v>"
     large = b"<v><id>l</id><note>" + b"x" * 200 + b"</note></v>"
     _same_chunk([small] * 30 + [large])
@@ -232,6 +232,7 @@ def pool_always(monkeypatch):
     monkeypatch.setattr(archive, "IN_PROCESS_BELOW", 0)
     monkeypatch.setattr(archive, "COLD_IN_PROCESS_BELOW", 0)
     monkeypatch.setattr(archive, "MAX_CHUNK", 16)
+    monkeypatch.setattr(archive, "UNIT_FILES", 4)  # many units, shared by the processes
 
 
 def test_workers_equal_one_process_on_every_container(small_archive, tmp_path,
@@ -241,7 +242,6 @@ def test_workers_equal_one_process_on_every_container(small_archive, tmp_path,
         (root / name).write_bytes(data)
     one = rs.read_archive(root, workers=1, progress=False)
     _same(one, _reference(root))
-    monkeypatch.setattr(archive, "_pool_sizes", lambda total, workers: iter(lambda: 16, 0))
     zipped = tmp_path / "all.zip"
     with zipfile.ZipFile(zipped, "w") as zf:
         for path in sorted(root.rglob("*")):
