@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Self
 
 import pandas as pd
+import pyarrow as pa
 
 from ._capture_replay import replay
 from ._capture_server import ServerState, observed_span, server_clock
@@ -354,6 +355,9 @@ class Capture:
                                                      f"dropped: {exc!r}"
         for server in self._servers.values():
             server.forget_before = before
+        # Arrow's allocator keeps the pages the moved rows freed for its own reuse; a
+        # long capture would see its memory climb with every move otherwise
+        pa.default_memory_pool().release_unused()
 
     # ------------------------------------------------------------------ snapshots
 
