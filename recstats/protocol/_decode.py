@@ -14,6 +14,7 @@ from .._xml import MAX_FIELDS, fields_of, parse_document, safe_parser
 from ..errors import CDRParseError, ProtocolError
 from ._events import CallEnded, CallStarted
 from ._messages import kind_of
+from ._plain import SEPARATORS
 
 __all__ = ["call_fields", "child", "messages", "name", "parse", "parse_many",
            "plain_notification", "read_call_notification", "seconds"]
@@ -129,7 +130,7 @@ def messages(root) -> list:
 # "]" (of "]]>") and "\xef" (of U+FFFE, U+FFFF) send a text to the general path too
 _TEXT = rb"[^<&\]\xef\x00-\x08\x0b\x0c\x0d\x0e-\x1f]*+"
 _SHAPE = re.compile(
-    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+"  # what the framer skips first
+    SEPARATORS +
     rb"((?:<\?xml version=(?:\"1\.0\" encoding=\"(?:UTF|utf)-8\"|"
     rb"'1\.0' encoding='(?:UTF|utf)-8')\?>)?[ \t\n]*+"
     rb"<VerbaApi><Notification type=\"([A-Za-z_ -]*+)\"><Call>"

@@ -25,12 +25,11 @@ from typing import NoReturn
 
 from .._xml import MAX_DOCUMENT_BYTES
 from ..errors import ProtocolError
-from ._plain import Recognise, frame_plain
+from ._plain import SEPARATORS, Recognise, frame_plain
 
 __all__ = ["Framer"]
 
-# what may stand between documents: XML whitespace, NUL bytes, UTF-8 byte-order marks
-_SEPARATORS = re.compile(rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+")
+_SEPARATORS = re.compile(SEPARATORS)
 _BOM = b"\xef\xbb\xbf"
 _NAME_CHARS = re.compile(rb"[^\s/>!?<\"'=]*+")
 _DECLARATION = re.compile(rb"<\?xml[\s?]")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 
-__all__ = ["Recognise", "frame_plain"]
+__all__ = ["SEPARATORS", "Recognise", "frame_plain"]
 
 #: ``recognise(buf, pos)``: the span ``(start, end)`` of a document the framer's owner
 #: knows by heart at ``pos`` (separators first) and what it made of it (None: framed,
@@ -18,8 +18,11 @@ Recognise = Callable[[bytearray, int], "tuple[int, int, object] | None"]
 # (possessive quantifiers: a failed match never backtracks into a quadratic search)
 _TAG_REST = re.compile(rb"""[^<>"']*+(?:(?:"[^<"]*+"|'[^<']*+')[^<>"']*+)*+>""")
 _END_REST = re.compile(rb"\s*>")
+#: What may stand between documents (XML whitespace, NUL bytes, UTF-8 byte-order
+#: marks): the framer drops it, and a ``recognise`` must skip it first.
+SEPARATORS = rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+"
 _FAST_HEAD = re.compile(
-    rb"(?:[ \t\r\n\x00]|\xef\xbb\xbf)*+(?:(<\?xml[ \t\r\n][^<>?]*+(?:\?(?!>)[^<>?]*+)*+\?>)[ \t\r\n]*+)?"
+    SEPARATORS + rb"(?:(<\?xml[ \t\r\n][^<>?]*+(?:\?(?!>)[^<>?]*+)*+\?>)[ \t\r\n]*+)?"
     rb"<([^\s/>!?<\"'=]++)" + _TAG_REST.pattern)
 
 _tags: dict[bytes, tuple[bytes, bytes]] = {}  # root name -> (its end tag, its start tag)
