@@ -31,12 +31,19 @@ def _same(calls: pd.DataFrame, expected: pd.DataFrame) -> None:
     assert calls.attrs == expected.attrs
 
 
-def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always):
-    root, _ = small_archive
+def _odd_archive_read_by_one_process(root) -> pd.DataFrame:
+    """Add the odd and hostile files to ``root``, read it with ``workers=1`` (the
+    expected table) and have the pool's worker started for the read under test."""
     for name, data in odd_cases().items():
         (root / name).write_bytes(data)
     one = rs.read_archive(root, workers=1, progress=False)
     assert _archive_pool.start(1, timeout=120)
+    return one
+
+
+def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always):
+    root, _ = small_archive
+    one = _odd_archive_read_by_one_process(root)
     for _ in range(3):  # each stops with units of its own left in the shared queue
         with pytest.raises(rs.CDRParseError):
             rs.read_archive(root, workers=2, progress=False, on_error="raise")
@@ -98,10 +105,7 @@ def test_reads_in_two_threads_share_the_pool_safely(small_archive, pool_always):
     from concurrent.futures import ThreadPoolExecutor
 
     root, _ = small_archive
-    for name, data in odd_cases().items():
-        (root / name).write_bytes(data)
-    one = rs.read_archive(root, workers=1, progress=False)
-    assert _archive_pool.start(1, timeout=120)
+    one = _odd_archive_read_by_one_process(root)
     with ThreadPoolExecutor(2) as threads:
         results = list(threads.map(
             lambda _: rs.read_archive(root, workers=2, progress=False), range(4)))

@@ -224,10 +224,9 @@ def _lifecycles(rng: np.random.Generator, calls: int, tz: str) -> list[tuple[str
     return [(server, kind, fields) for _, server, kind, fields in out]
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2, 3])
-def test_vectorised_calls_fold_equals_the_per_event_fold(monkeypatch, seed):
-    monkeypatch.setattr(_live, "BATCH", [50, 20_000][seed % 2])  # within and across batches
-    folded = []
+def _count_column_folds(monkeypatch) -> list[int]:
+    """The events each call of TypedTables.add_columns folds, call by call."""
+    folded: list[int] = []
     original = _live.TypedTables.add_columns
 
     def add_columns(self, items, *args):
@@ -235,6 +234,13 @@ def test_vectorised_calls_fold_equals_the_per_event_fold(monkeypatch, seed):
         return original(self, items, *args)
 
     monkeypatch.setattr(_live.TypedTables, "add_columns", add_columns)
+    return folded
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_vectorised_calls_fold_equals_the_per_event_fold(monkeypatch, seed):
+    monkeypatch.setattr(_live, "BATCH", [50, 20_000][seed % 2])  # within and across batches
+    folded = _count_column_folds(monkeypatch)
     rng = np.random.default_rng(seed)
     tz = ZONES[seed]
     lives = _lifecycles(rng, 400, tz)
@@ -248,14 +254,7 @@ def test_vectorised_calls_fold_equals_the_per_event_fold(monkeypatch, seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_odd_fields_fold_by_columns_between_refused_rows(monkeypatch, seed):
     monkeypatch.setattr(_live, "BATCH", 97)
-    folded = []
-    original = _live.TypedTables.add_columns
-
-    def add_columns(self, items, *args):
-        folded.append(sum(item[0] is not None for item in items))
-        return original(self, items, *args)
-
-    monkeypatch.setattr(_live.TypedTables, "add_columns", add_columns)
+    folded = _count_column_folds(monkeypatch)
     rng = np.random.default_rng(seed)
     events = [(str(rng.choice(["a:1", "b:2"])), kind, fields)
               for kind, fields in _odd_events(rng, 800)]
