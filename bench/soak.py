@@ -222,7 +222,8 @@ class _Children:
 
 
 def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
-        keep: float, per_event: bool = False, processes: int = 2) -> dict:
+        keep: float, per_event: bool = False, processes: int = 2,
+        samples_to: str | None = None) -> dict:
     folder = tempfile.mkdtemp(prefix="recstats-soak-")
     children = _Children(processes, sites, rate, speed, folder)
     addresses = [a for pipe in children.pipes for a in pipe.recv()]
@@ -269,6 +270,8 @@ def run(sites: int, rate: float, speed: float, seconds: float, cut_every: float,
     events, calls = capture.events, capture.calls
     figures = reconcile(calls, truth, observed_gaps(events, capture.sessions))
     rss = pd.DataFrame(samples, columns=["t", "rss_mb", "events", "untyped"])
+    if samples_to is not None:
+        rss.to_csv(samples_to, index=False)
     warm = rss[rss["t"] >= seconds / 3]
     at_warm = float(warm["rss_mb"].iloc[0]) if len(warm) else float("nan")
     return {
@@ -317,11 +320,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--processes", type=int, default=2,
                         help="child processes the simulators are spread over")
     parser.add_argument("--json", action="store_true", help="also print one JSON line")
+    parser.add_argument("--samples", metavar="CSV",
+                        help="also write every RSS sample (t, rss_mb, events, untyped)")
     parser.add_argument("--per-event", action="store_true",
                         help="type events one by one (the reference path), to compare")
     args = parser.parse_args(argv)
     result = run(args.sites, args.rate, args.speed, args.seconds, args.cut_every, args.keep,
-                 args.per_event, args.processes)
+                 args.per_event, args.processes, args.samples)
     print(f"soak: {args.sites} sites x {args.rate:g} calls/s at {args.speed:g}x for "
           f"{result['seconds']} s, cuts every {args.cut_every:g} s, keep {args.keep:g} s, "
           f"{result['typing']} typing "

@@ -40,7 +40,7 @@ _time_text = re.compile(TIME_TEXT)
 #: events typed per vectorised pass: bounds the transient frame of a large backlog
 BATCH = 20_000
 #: untyped events past which the thread adding one types the queue itself
-BACKLOG = 2 * BATCH
+BACKLOG = BATCH
 
 
 def call_id_of(fields: Mapping[str, str]) -> str:
