@@ -85,6 +85,9 @@ class ServerState:
         #: notifications: far apart, they show how fast the server's clock runs
         self.first_clock_samples: list[tuple[int, str]] = []
         self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
+        #: per session: the last such sample (how far behind the capture was reading
+        #: when the connection went: what was on its way was lost with it)
+        self.last_heard: list[tuple[int, str] | None] = []
 
     # journal ------------------------------------------------------------------------
 
@@ -139,6 +142,7 @@ class ServerState:
             self.sessions.append([t, None])
             self.resynced.append(None)
             self.found.append(0)
+            self.last_heard.append(None)
         elif what == "request" and self.conn is not None:
             return self._request(fields)
         elif what == "lost":  # journals of earlier versions decided this as a mark
@@ -292,6 +296,8 @@ class ServerState:
                 self.last_error = f"on_event callback failed: {exc!r}"
 
     def _clock_sample(self, t: int, text: str) -> None:
+        if self.last_heard:
+            self.last_heard[-1] = (t, text)
         if len(self.first_clock_samples) < _FIRST_SAMPLES:
             self.first_clock_samples.append((t, text))
         else:
@@ -300,15 +306,33 @@ class ServerState:
     def clock(self) -> ClockMap | None:
         """Our clock -> the server's, learnt from the times its notifications carry
         (a start's or end's time is the server's now); None before any."""
-        pairs = []
-        for t, text in (*self.first_clock_samples, *self.clock_samples):
-            try:
-                stamp = parse_time(text, self.tz)
-            except (ValueError, OverflowError, NotImplementedError):
-                continue
-            if stamp is not pd.NaT:
-                pairs.append((t, to_micros(stamp)))
+        pairs = [(t, us) for t, text in (*self.first_clock_samples, *self.clock_samples)
+                 if (us := self._server_us(text)) is not None]
         return ClockMap.fit(pairs) if pairs else None
+
+    def _server_us(self, text: str) -> int | None:
+        try:
+            stamp = parse_time(text, self.tz)
+        except (ValueError, OverflowError, NotImplementedError):
+            return None
+        return None if stamp is pd.NaT else to_micros(stamp)
+
+    def observed(self) -> list[tuple[int, int | None]]:
+        """``(connect, end)`` per session [our UTC us]: ``end`` is the disconnection
+        less how far behind the last notification was read (``None`` while
+        connected). A capture that falls behind loses, when the connection goes, what
+        the server had sent and it had not read: that time was not observed."""
+        clock = self.clock() if any(self.last_heard) else None
+        spans: list[tuple[int, int | None]] = []
+        for (connect, disconnect), heard in zip(self.sessions, self.last_heard,
+                                                strict=True):
+            assert connect is not None
+            if disconnect is not None and heard is not None and clock is not None:
+                theirs = self._server_us(heard[1])
+                if theirs is not None:
+                    disconnect = max(connect, disconnect - clock.behind(heard[0], theirs))
+            spans.append((connect, disconnect))
+        return spans
 
     def status(self) -> dict[str, Any]:
         return {"server": self.name, "site": self.site, "state": self.state,
@@ -345,7 +369,11 @@ class ClockMap:
     """``server = server_ref + rate * (ours - our_ref)``, all in UTC microseconds.
 
     A real recorder's clock may be set off ours; a simulator's runs ``speed`` times
-    faster. Fitted by least squares on (our receive time, the server's time) pairs.
+    faster. Fitted on (our receive time, the server's time) pairs: the rate by least
+    squares, the offset by the pair read soonest after it was sent (a notification is
+    never read before the server's time it carries, and a capture that falls behind
+    reads the later ones late: a mean offset would take that delay for the server's
+    clock).
 
     >>> ClockMap.fit([(0, 100), (2_000_000, 120_000_100)]).at(1_000_000)
     60000100
@@ -359,14 +387,20 @@ class ClockMap:
     def fit(cls, pairs: list[tuple[int, int]]) -> ClockMap:
         ours = [float(a) for a, _ in pairs]
         theirs = [float(b) for _, b in pairs]
-        our_mean, their_mean = statistics.fmean(ours), statistics.fmean(theirs)
-        if max(ours) - min(ours) < _RATE_SPAN_US:
-            return cls(our_mean, their_mean, 1.0)
-        slope = statistics.linear_regression(ours, theirs).slope
-        return cls(our_mean, their_mean, slope if slope > 0 else 1.0)
+        our_mean = statistics.fmean(ours)
+        rate = 1.0
+        if max(ours) - min(ours) >= _RATE_SPAN_US:
+            slope = statistics.linear_regression(ours, theirs).slope
+            rate = slope if slope > 0 else 1.0
+        return cls(our_mean, max(b - rate * (a - our_mean) for a, b in zip(ours, theirs)),
+                   rate)
 
     def at(self, ours: int) -> int:
         return round(self.server_ref + self.rate * (ours - self.our_ref))
+
+    def behind(self, ours: int, theirs: int) -> int:
+        """How late [our us] a notification stamped ``theirs`` was read at ``ours``."""
+        return max(0, round((self.at(ours) - theirs) / self.rate))
 
 
 def server_clock(servers) -> Callable[[int], int]:
@@ -380,12 +414,13 @@ def server_clock(servers) -> Callable[[int], int]:
 
 def gap_rows(servers, span: tuple[int, int], clock: Callable[[int], int]) -> list[tuple]:
     """``(server, site, start, end)`` of every period inside ``span`` a server was not
-    connected, in the servers' clock (``clock`` maps ours to theirs, in us)."""
+    observed (see :meth:`ServerState.observed`), in the servers' clock (``clock`` maps
+    ours to theirs, in us)."""
     begin, finish = span
     rows = []
     for server in servers:
         cursor = begin
-        for connect, disconnect in server.sessions:
+        for connect, disconnect in server.observed():
             if connect > cursor:
                 rows.append((server, cursor, connect))
             cursor = finish if disconnect is None else max(cursor, disconnect)
@@ -395,12 +430,13 @@ def gap_rows(servers, span: tuple[int, int], clock: Callable[[int], int]) -> lis
 
 
 def gap_figures(server: ServerState, span: tuple[int, int]) -> tuple[float, float]:
-    """``(gap time [s], calls possibly missed)`` of one server inside ``span`` [UTC us].
+    """``(time not observed [s], calls possibly missed)`` of one server inside ``span``
+    [UTC us] (see :meth:`ServerState.observed`).
 
     The calls possibly missed are those that started in a gap and ended before the
     reconnection (short calls: no notification, not in the ongoing list). For each gap:
     its length x the server's observed start rate (calls notified as they started /
-    time connected), less the calls the ongoing list after it named that were not
+    time observed), less the calls the ongoing list after it named that were not
     known (they started in the gap and were not missed), never below 0. A gap before
     the server's first connection subtracts nothing (its list also names calls older
     than the window), nor does one still open.
@@ -409,8 +445,7 @@ def gap_figures(server: ServerState, span: tuple[int, int]) -> tuple[float, floa
     connected = 0
     gaps: list[tuple[int, int, int]] = []  # (start, end, calls found after it)
     cursor = begin
-    for i, (connect, disconnect) in enumerate(server.sessions):
-        assert connect is not None
+    for i, (connect, disconnect) in enumerate(server.observed()):
         end = finish if disconnect is None else min(disconnect, finish)
         connected += max(0, end - max(connect, begin))
         if connect > cursor:

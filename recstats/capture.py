@@ -96,7 +96,8 @@ class Capture:
     :data:`TYPING_INTERVAL` seconds. The raw backlog is bounded: past
     :data:`recstats._live.BACKLOG` events, a thread that receives one more types the
     oldest part first (and reads nothing meanwhile: its server's sending slows down,
-    nothing is lost).
+    nothing is dropped; if the connection goes while the capture is behind, what was
+    on its way goes with it, and :attr:`gaps` counts that time as not observed).
 
     A long run: ``keep`` bounds the memory.
     Events received more than ``keep`` ago and calls that ended more than ``keep`` ago
@@ -401,8 +402,11 @@ class Capture:
 
     @property
     def gaps(self) -> pd.DataFrame:
-        """Every period a server was not connected inside :attr:`window`, in the
-        servers' clock: ``server``, ``site``, ``start``, ``end``."""
+        """Every period a server was not observed inside :attr:`window`, in the
+        servers' clock: ``server``, ``site``, ``start``, ``end``. Not observed: not
+        connected, and before that, when a connection went while the capture read
+        behind, the time its last notification was late (what the server had sent
+        and the capture had not read was lost with the connection)."""
         return gaps_frame(self._servers.values(), self.running)
 
     @property
@@ -426,14 +430,15 @@ class Capture:
         """One row per server: server, site (the last one its calls named), state,
         connected, since (last connect or disconnect), last_keepalive, reconnects,
         events, ongoing (calls in progress), unknown_messages, ``gap_seconds`` (time
-        not connected inside :attr:`window` [s]), ``missed_calls`` (an estimate of the
-        calls that started and ended inside those gaps; see below), the rows of
+        not observed inside :attr:`window` [s], see :attr:`gaps`), ``missed_calls``
+        (an estimate of the calls that started and ended inside those gaps; see
+        below), the rows of
         :attr:`events` and :attr:`calls` that left memory (``spilled_events``,
         ``spilled_calls``, ``dropped_events``, ``dropped_calls``; see ``keep``),
         last_error.
 
         ``missed_calls``: for each gap, its length x the server's observed start rate
-        (calls notified as they started / time connected), less the calls the ongoing
+        (calls notified as they started / time observed), less the calls the ongoing
         list after the gap named that were not known (they started in the gap and were
         not missed), never below 0; a gap before the server's first connection, or one
         still open, subtracts nothing.

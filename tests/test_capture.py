@@ -518,11 +518,13 @@ def test_capture_command_writes_parquet_on_ctrl_c(tmp_path):
 # --------------------------------------------------------------------------- gaps
 
 
+_JOURNAL_BASE = 1_800_000_000_000_000  # an arbitrary moment [UTC us]
+
+
 def _journal_line(t_seconds: float, **entry) -> str:
-    base = 1_800_000_000_000_000  # an arbitrary moment [UTC us]
     if "doc" in entry:
         entry["doc"] = base64.b64encode(entry["doc"]).decode("ascii")
-    return json.dumps({"t": base + round(t_seconds * 1e6), **entry}) + "\n"
+    return json.dumps({"t": _JOURNAL_BASE + round(t_seconds * 1e6), **entry}) + "\n"
 
 
 def _session(t: float, ongoing: list[str], notes: list[tuple[float, str, str]],
@@ -544,11 +546,20 @@ def _session(t: float, ongoing: list[str], notes: list[tuple[float, str, str]],
              _journal_line(t + 0.1, mark="request", type="ongoing", extensions=None),
              _journal_line(t + 0.2, doc=protocol.ongoing_calls_response(
                  ongoing_id, [fields(c) for c in ongoing]))]
-    for at, kind, call_id in notes:
-        extra = {"end_time": "2026-11-02T09:00:05Z"} if kind == "end" else {}
+    for note in notes:
+        # (t, kind, call id[, the server's time when it was sent, default t])
+        at, kind, call_id = note[:3]
+        now = _server_time(note[3] if len(note) > 3 else at)
+        times = {"end_time": now} if kind == "end" else {"start_time": now}
         lines.append(_journal_line(at, doc=protocol.call_notification(
-            kind, {**fields(call_id), **extra})))
+            kind, {**fields(call_id), **times})))
     return lines
+
+
+def _server_time(t_seconds: float) -> str:
+    """The server's clock text at ``t_seconds`` of :func:`_journal_line`'s clock."""
+    return (pd.Timestamp(_JOURNAL_BASE, unit="us", tz="UTC")
+            + pd.Timedelta(seconds=t_seconds)).isoformat()
 
 
 def test_status_gap_time_and_calls_possibly_missed_by_hand(tmp_path):
@@ -580,6 +591,33 @@ def test_status_gap_time_and_calls_possibly_missed_by_hand(tmp_path):
     assert status.loc["S2:2", "gap_seconds"] == pytest.approx(2)
     assert status.loc["S2:2", "missed_calls"] == pytest.approx(0.25)
     assert "gaps 12.0 s, ~2 calls possibly missed" in status_line(status.reset_index())
+
+
+def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
+    # the capture read its last notification 2 s late (stamped 7.5 s, read at 9.5 s)
+    # and lost the connection at 10 s: what the server sent after 7.5 s (its clock
+    # runs with ours) was lost with it, so the gap starts at 8 s, not 10 s. The note
+    # read at 6.5 s is 2 s late too, which keeps the fitted rate at exactly 1
+    header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
+    lines = [json.dumps(header) + "\n",
+             *_session(0, ["a"], [(1, "start", "b"), (6.5, "start", "c", 4.5),
+                                  (9.5, "end", "c", 7.5)], "S1"),
+             _journal_line(10, mark="disconnect"),
+             *_session(14, ["a", "b", "f"], [(15, "start", "h")], "S1"),
+             _journal_line(20, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(lines))
+    capture = Capture.replay(tmp_path)
+    assert list(capture.window) == [pd.Timestamp(_server_time(0)),
+                                    pd.Timestamp(_server_time(20))]
+    gaps = capture.gaps
+    assert len(gaps) == 1
+    assert gaps.loc[0, "start"] == pd.Timestamp(_server_time(8))
+    assert gaps.loc[0, "end"] == pd.Timestamp(_server_time(14))
+    status = capture.status.set_index("server")
+    # observed 0-8 s and 14-20 s: 3 starts notified (b c h) in 14 s; the gap of 6 s
+    # expects 6 x 3/14 starts, less f that the list after it named
+    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(6)
+    assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 3 / 14 - 1)
 
 
 # --------------------------------------------------------------------------- spilling

@@ -20,8 +20,11 @@ def test_clock_map_learns_offset_and_rate_by_hand():
     fitted = ClockMap.fit([(0, 100), (2_000_000, 120_000_100)])
     assert fitted.rate == pytest.approx(60.0)
     assert fitted.at(1_000_000) == 60_000_100
-    # offsets 500 and 520: the mean, 510, at our 1000 us
-    assert ClockMap.fit([(0, 500), (10, 530)]).at(1_000) == 1_510
+    # offsets 500 and 520: the larger, read with the least delay, at our 1000 us
+    assert ClockMap.fit([(0, 500), (10, 530)]).at(1_000) == 1_520
+    # at 60x, a note stamped 60 s (server) before the clock's reading was read 1 s late
+    assert fitted.behind(1_000_000, 100) == 1_000_000
+    assert fitted.behind(1_000_000, 60_000_100) == 0
 
 
 @pytest.mark.timeout(120)
