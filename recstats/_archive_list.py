@@ -102,8 +102,9 @@ class Listing:
     def media_without_cdr(self) -> list[str]:
         # only files that look like recordings: a README or script beside the archive
         # is not a recording whose CDR went missing
-        return sorted(shown_path(p) for k, p in self.media.items()
-                      if k not in self.cdr_keys and _looks_like_media(p))
+        media = self.media
+        return sorted(shown_path(media[k]) for k in media.keys() - self.cdr_keys
+                      if _looks_like_media(media[k]))
 
 
 def _walk(root: str, listing: Listing, follow_links: bool = False

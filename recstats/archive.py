@@ -83,9 +83,10 @@ IN_PROCESS_BELOW = 6000
 #: The same before this process has a pool. Starting one (a forkserver that imports
 #: pandas, pyarrow and lxml, about 0.7 s) happens in the background while this process
 #: parses, and the workers join when they are up, so it pays once the input takes well
-#: over that; 100 000 was measured with the previous scheduler (chunks, not units) and
-#: is kept until an idle machine measures the cold rows of bench/parse.py again.
-COLD_IN_PROCESS_BELOW = 100_000
+#: over that. Measured on the 2-core machine, each run in a fresh process: a cold
+#: workers=2 read of 20 000 files took 1.04-1.29 s against workers=1's 0.90-1.12 s; of
+#: 50 000, 1.84-2.11 s against 2.11-2.57 s; of 100 000, 3.43-4.25 s against 4.84-5.02 s.
+COLD_IN_PROCESS_BELOW = 50_000
 #: Upper bound on files per chunk, the files each process types at once (memory: a
 #: chunk's fields live at once, as Arrow columns or, for unusual documents, dicts).
 #: Each chunk has a fixed cost of 10-20 ms (building its table), so chunks are large.
