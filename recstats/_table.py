@@ -118,9 +118,9 @@ def coerce_calls(frame: pd.DataFrame) -> pd.DataFrame:
         elif column == "duration":
             values = pd.to_numeric(values, errors="coerce").astype("float64")
         elif column in CATEGORY_COLUMNS:
+            # categories from the values as text: none unused, even for a categorical input
             values = values.astype("str").astype("category") if values.notna().any() \
                 else values.astype(_NO_CATEGORIES)
-            values = values.cat.remove_unused_categories()
         elif column in BOOLEAN_FIELDS:
             values = values.astype("boolean")
         elif column == "end_unknown":  # missing (a table without the flag): known
