@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ._capture_server import gap_figures, gap_rows, observed_span, server_clock
+from ._capture_gaps import gap_figures, gap_rows, observed_span, server_clock
 from ._spill import Spill
 
 __all__ = ["gaps_frame", "sessions_frame", "status_frame", "status_line", "with_attrs"]

@@ -29,8 +29,9 @@ from typing import Any, Self
 import pandas as pd
 import pyarrow as pa
 
+from ._capture_gaps import observed_span, server_clock
 from ._capture_replay import replay
-from ._capture_server import ServerState, observed_span, server_clock
+from ._capture_server import ServerState
 from ._capture_session import Session
 from ._capture_status import gaps_frame, sessions_frame, status_frame, status_line, with_attrs
 from ._live import Tables

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import recstats as rs
-from recstats._capture_server import ClockMap
+from recstats._capture_gaps import ClockMap
 from recstats.sim import RecorderSimulator
 
 
