@@ -33,6 +33,8 @@ __all__ = ["JOURNAL_FORMAT", "ServerState"]
 JOURNAL_FORMAT = "recstats-journal/1"
 #: Notifications whose times are kept as the first samples of a server's clock.
 _FIRST_SAMPLES = 32
+#: The latest notifications of a session whose delay tells how far behind it ended.
+_LAST_SAMPLES = 3
 
 
 def _now_us() -> int:
@@ -85,9 +87,9 @@ class ServerState:
         #: notifications: far apart, they show how fast the server's clock runs
         self.first_clock_samples: list[tuple[int, str]] = []
         self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
-        #: per session: the last such sample (how far behind the capture was reading
-        #: when the connection went: what was on its way was lost with it)
-        self.last_heard: list[tuple[int, str] | None] = []
+        #: per session: the last few such samples (how far behind the capture was
+        #: reading when the connection went: what was on its way was lost with it)
+        self.last_heard: list[deque[tuple[int, str]]] = []
 
     # journal ------------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class ServerState:
             self.sessions.append([t, None])
             self.resynced.append(None)
             self.found.append(0)
-            self.last_heard.append(None)
+            self.last_heard.append(deque(maxlen=_LAST_SAMPLES))
         elif what == "request" and self.conn is not None:
             return self._request(fields)
         elif what == "lost":  # journals of earlier versions decided this as a mark
@@ -297,7 +299,7 @@ class ServerState:
 
     def _clock_sample(self, t: int, text: str) -> None:
         if self.last_heard:
-            self.last_heard[-1] = (t, text)
+            self.last_heard[-1].append((t, text))
         if len(self.first_clock_samples) < _FIRST_SAMPLES:
             self.first_clock_samples.append((t, text))
         else:
@@ -319,18 +321,21 @@ class ServerState:
 
     def observed(self) -> list[tuple[int, int | None]]:
         """``(connect, end)`` per session [our UTC us]: ``end`` is the disconnection
-        less how far behind the last notification was read (``None`` while
-        connected). A capture that falls behind loses, when the connection goes, what
-        the server had sent and it had not read: that time was not observed."""
+        less how far behind the session's last notifications were read (the least of
+        their delays: one stamped with an older time, a call notified late, does not
+        widen the gap), ``None`` while connected. A capture that falls behind loses,
+        when the connection goes, what the server had sent and it had not read: that
+        time was not observed."""
         clock = self.clock() if any(self.last_heard) else None
         spans: list[tuple[int, int | None]] = []
         for (connect, disconnect), heard in zip(self.sessions, self.last_heard,
                                                 strict=True):
             assert connect is not None
-            if disconnect is not None and heard is not None and clock is not None:
-                theirs = self._server_us(heard[1])
-                if theirs is not None:
-                    disconnect = max(connect, disconnect - clock.behind(heard[0], theirs))
+            if disconnect is not None and heard and clock is not None:
+                late = [clock.behind(t, theirs) for t, text in heard
+                        if (theirs := self._server_us(text)) is not None]
+                if late:
+                    disconnect = max(connect, disconnect - min(late))
             spans.append((connect, disconnect))
         return spans
 

@@ -594,14 +594,15 @@ def test_status_gap_time_and_calls_possibly_missed_by_hand(tmp_path):
 
 
 def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
-    # the capture read its last notification 2 s late (stamped 7.5 s, read at 9.5 s)
-    # and lost the connection at 10 s: what the server sent after 7.5 s (its clock
-    # runs with ours) was lost with it, so the gap starts at 8 s, not 10 s. The note
-    # read at 6.5 s is 2 s late too, which keeps the fitted rate at exactly 1
+    # the capture read its last three notifications 2 s late (the last stamped 7.5 s,
+    # read at 9.5 s) and lost the connection at 10 s: what the server sent after 7.5 s
+    # (its clock runs with ours) was lost with it, so the gap starts at 8 s, not 10 s.
+    # Read late at 6.5 s and 8 s, as they are, the notes keep the fitted rate at
+    # exactly 1 (their delays do not correlate with the time)
     header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
     lines = [json.dumps(header) + "\n",
              *_session(0, ["a"], [(1, "start", "b"), (6.5, "start", "c", 4.5),
-                                  (9.5, "end", "c", 7.5)], "S1"),
+                                  (8, "start", "d", 6), (9.5, "end", "c", 7.5)], "S1"),
              _journal_line(10, mark="disconnect"),
              *_session(14, ["a", "b", "f"], [(15, "start", "h")], "S1"),
              _journal_line(20, mark="disconnect")]
@@ -614,10 +615,26 @@ def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
     assert gaps.loc[0, "start"] == pd.Timestamp(_server_time(8))
     assert gaps.loc[0, "end"] == pd.Timestamp(_server_time(14))
     status = capture.status.set_index("server")
-    # observed 0-8 s and 14-20 s: 3 starts notified (b c h) in 14 s; the gap of 6 s
-    # expects 6 x 3/14 starts, less f that the list after it named
+    # observed 0-8 s and 14-20 s: 4 starts notified (b c d h) in 14 s; the gap of 6 s
+    # expects 6 x 4/14 starts, less f that the list after it named
     assert status.loc["S1:1", "gap_seconds"] == pytest.approx(6)
-    assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 3 / 14 - 1)
+    assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 4 / 14 - 1)
+
+
+def test_one_call_notified_late_does_not_widen_a_gap(tmp_path):
+    # a call notified 5 s after the time it carries (read last, at 9.9 s), after notes
+    # read on time: the least delay of the last three is 0, the gap is 10-14 s (all
+    # notes within a second: the server's clock is taken to run at our rate)
+    header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
+    lines = [json.dumps(header) + "\n",
+             *_session(0, [], [(9, "start", "b"), (9.3, "start", "c"), (9.6, "start", "d"),
+                               (9.9, "start", "e", 4.9)], "S1"),
+             _journal_line(10, mark="disconnect"),
+             *_session(14, ["b", "c", "d", "e"], [], "S1"),
+             _journal_line(20, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(lines))
+    status = Capture.replay(tmp_path).status.set_index("server")
+    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(4)
 
 
 # --------------------------------------------------------------------------- spilling
