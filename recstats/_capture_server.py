@@ -35,6 +35,9 @@ JOURNAL_FORMAT = "recstats-journal/1"
 _FIRST_SAMPLES = 32
 #: The latest notifications of a session whose delay tells how far behind it ended.
 _LAST_SAMPLES = 3
+#: Delays below this [us] are the ordinary jitter of reading (scheduling, a busy
+#: interpreter, the network), not a backlog: they leave a session's end alone.
+_BEHIND_US = 250_000
 
 
 def _now_us() -> int:
@@ -323,7 +326,8 @@ class ServerState:
         """``(connect, end)`` per session [our UTC us]: ``end`` is the disconnection
         less how far behind the session's last notifications were read (the least of
         their delays: one stamped with an older time, a call notified late, does not
-        widen the gap), ``None`` while connected. A capture that falls behind loses,
+        widen the gap; under a quarter second it is jitter, not a backlog), ``None``
+        while connected. A capture that falls behind loses,
         when the connection goes, what the server had sent and it had not read: that
         time was not observed."""
         clock = self.clock() if any(self.last_heard) else None
@@ -334,7 +338,7 @@ class ServerState:
             if disconnect is not None and heard and clock is not None:
                 late = [clock.behind(t, theirs) for t, text in heard
                         if (theirs := self._server_us(text)) is not None]
-                if late:
+                if late and min(late) >= _BEHIND_US:
                     disconnect = max(connect, disconnect - min(late))
             spans.append((connect, disconnect))
         return spans

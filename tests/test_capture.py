@@ -621,6 +621,22 @@ def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
     assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 4 / 14 - 1)
 
 
+@pytest.mark.parametrize(("delay", "gap"), [(0.1, 4.0), (0.3, 4.3)])
+def test_a_delay_under_a_quarter_second_is_jitter_not_a_gap(tmp_path, delay, gap):
+    # the first note read on time, the last three `delay` s late; cut at 10 s, back at
+    # 14 s (notes within a second: the server's clock runs at our rate)
+    header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
+    late = [(t, "start", name, t - delay) for t, name in ((9.3, "c"), (9.6, "d"), (9.9, "e"))]
+    lines = [json.dumps(header) + "\n",
+             *_session(0, [], [(9, "start", "b"), *late], "S1"),
+             _journal_line(10, mark="disconnect"),
+             *_session(14, ["b", "c", "d", "e"], [], "S1"),
+             _journal_line(20, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(lines))
+    status = Capture.replay(tmp_path).status.set_index("server")
+    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(gap)
+
+
 def test_one_call_notified_late_does_not_widen_a_gap(tmp_path):
     # a call notified 5 s after the time it carries (read last, at 9.9 s), after notes
     # read on time: the least delay of the last three is 0, the gap is 10-14 s (all
