@@ -28,7 +28,7 @@ ratio is the noise of the machine, not a verdict. Last, the ceiling: two indepen
 ``workers=1`` reads of one site folder each (half the files), started together, against
 one ``workers=1`` read of both, which is what this machine gives two processes with no
 scheduling or transfer at all (on the 2-core machine each process slows down when the
-other core is busy: per-file costs rise by a third).
+other core is busy: per-file costs rose by a quarter to over a half in our runs).
 
 Prints times, rates and ratios (wall clock and CPU time of this process, which other
 load disturbs less), then one JSON line (the last line of stdout). Targets (issue 11):

@@ -111,18 +111,18 @@ def gap_figures(server: ServerState, span: tuple[int, int]) -> tuple[float, floa
     than the window), nor does one still open.
     """
     begin, finish = span
-    connected = 0
+    observed = 0
     gaps: list[tuple[int, int, int]] = []  # (start, end, calls found after it)
     cursor = begin
     for i, (connect, disconnect) in enumerate(server.observed()):
         end = finish if disconnect is None else min(disconnect, finish)
-        connected += max(0, end - max(connect, begin))
+        observed += max(0, end - max(connect, begin))
         if connect > cursor:
             gaps.append((cursor, connect, server.found[i] if i else 0))
         cursor = max(cursor, end)
     if cursor < finish:
         gaps.append((cursor, finish, 0))
-    rate = server.notified_starts / (connected / 1e6) if connected else 0.0
+    rate = server.notified_starts / (observed / 1e6) if observed else 0.0
     gap_time = sum(b - a for a, b, _ in gaps) / 1e6
     missed = sum(max(0.0, (b - a) / 1e6 * rate - found) for a, b, found in gaps)
     return gap_time, missed

@@ -323,23 +323,23 @@ class ServerState:
         return None if stamp is pd.NaT else to_micros(stamp)
 
     def observed(self) -> list[tuple[int, int | None]]:
-        """``(connect, end)`` per session [our UTC us]: ``end`` is the disconnection
-        less how far behind the session's last notifications were read (the least of
-        their delays: one stamped with an older time, a call notified late, does not
-        widen the gap; under a quarter second it is jitter, not a backlog), ``None``
-        while connected. A capture that falls behind loses,
-        when the connection goes, what the server had sent and it had not read: that
-        time was not observed."""
+        """``(connect, end)`` per session [our UTC us], ``end`` ``None`` while connected.
+
+        A capture that falls behind loses, when the connection goes, what the server had
+        sent and it had not read: that time was not observed. So ``end`` is the
+        disconnection less how late the session's last notifications were read: the
+        least of their delays (a call notified late carries an older time and must not
+        widen the gap), and none under :data:`_BEHIND_US` (jitter, not a backlog)."""
         clock = self.clock() if any(self.last_heard) else None
         spans: list[tuple[int, int | None]] = []
         for (connect, disconnect), heard in zip(self.sessions, self.last_heard,
                                                 strict=True):
             assert connect is not None
             if disconnect is not None and heard and clock is not None:
-                late = [clock.behind(t, theirs) for t, text in heard
-                        if (theirs := self._server_us(text)) is not None]
-                if late and min(late) >= _BEHIND_US:
-                    disconnect = max(connect, disconnect - min(late))
+                late = min((clock.behind(t, theirs) for t, text in heard
+                            if (theirs := self._server_us(text)) is not None), default=0)
+                if late >= _BEHIND_US:
+                    disconnect = max(connect, disconnect - late)
             spans.append((connect, disconnect))
         return spans
 
