@@ -90,9 +90,12 @@ class ServerState:
         #: notifications: far apart, they show how fast the server's clock runs
         self.first_clock_samples: list[tuple[int, str]] = []
         self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
-        #: per session: the last few such samples (how far behind the capture was
+        #: the current session's latest samples (how far behind the capture was
         #: reading when the connection went: what was on its way was lost with it)
-        self.last_heard: list[deque[tuple[int, str]]] = []
+        self.recent: deque[tuple[int, str]] = deque(maxlen=_LAST_SAMPLES)
+        #: per session: where its observation ended [UTC us], None while connected
+        #: (see :meth:`observed`; set once, at the disconnection)
+        self.observed_ends: list[int | None] = []
 
     # journal ------------------------------------------------------------------------
 
@@ -147,7 +150,8 @@ class ServerState:
             self.sessions.append([t, None])
             self.resynced.append(None)
             self.found.append(0)
-            self.last_heard.append(deque(maxlen=_LAST_SAMPLES))
+            self.observed_ends.append(None)
+            self.recent.clear()
         elif what == "request" and self.conn is not None:
             return self._request(fields)
         elif what == "lost":  # journals of earlier versions decided this as a mark
@@ -156,6 +160,9 @@ class ServerState:
             self.connected, self.since = False, t
             if self.sessions and self.sessions[-1][1] is None:
                 self.sessions[-1][1] = t
+                connect = self.sessions[-1][0]
+                assert connect is not None  # set when the session opened
+                self.observed_ends[-1] = self._observed_end(connect, t)
             self.last_error = fields.get("reason") or self.last_error
             self.conn = None
         return None
@@ -301,8 +308,7 @@ class ServerState:
                 self.last_error = f"on_event callback failed: {exc!r}"
 
     def _clock_sample(self, t: int, text: str) -> None:
-        if self.last_heard:
-            self.last_heard[-1].append((t, text))
+        self.recent.append((t, text))
         if len(self.first_clock_samples) < _FIRST_SAMPLES:
             self.first_clock_samples.append((t, text))
         else:
@@ -329,19 +335,22 @@ class ServerState:
         sent and it had not read: that time was not observed. So ``end`` is the
         disconnection less how late the session's last notifications were read: the
         least of their delays (a call notified late carries an older time and must not
-        widen the gap), and none under :data:`_BEHIND_US` (jitter, not a backlog)."""
-        clock = self.clock() if any(self.last_heard) else None
-        spans: list[tuple[int, int | None]] = []
-        for (connect, disconnect), heard in zip(self.sessions, self.last_heard,
-                                                strict=True):
-            assert connect is not None
-            if disconnect is not None and heard and clock is not None:
-                late = min((clock.behind(t, theirs) for t, text in heard
-                            if (theirs := self._server_us(text)) is not None), default=0)
-                if late >= _BEHIND_US:
-                    disconnect = max(connect, disconnect - late)
-            spans.append((connect, disconnect))
+        widen the gap), and none under :data:`_BEHIND_US` (jitter, not a backlog).
+        Worked out once, at the disconnection, with the server's clock as known then
+        (a replay gives the same); the status asks for it every half second."""
+        spans = []
+        for (connect, _), end in zip(self.sessions, self.observed_ends, strict=True):
+            assert connect is not None  # set when the session opened
+            spans.append((connect, end))
         return spans
+
+    def _observed_end(self, connect: int, disconnect: int) -> int:
+        clock = self.clock() if self.recent else None
+        if clock is None:
+            return disconnect
+        late = min((clock.behind(t, theirs) for t, text in self.recent
+                    if (theirs := self._server_us(text)) is not None), default=0)
+        return max(connect, disconnect - late) if late >= _BEHIND_US else disconnect
 
     def status(self) -> dict[str, Any]:
         return {"server": self.name, "site": self.site, "state": self.state,

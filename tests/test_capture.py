@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from recstats import _columns, _table, cdr, protocol
+from recstats._capture_server import ServerState
 from recstats._live import Tables
 from recstats.capture import Capture, status_line
 from recstats.sim import RecorderSimulator
@@ -594,17 +595,19 @@ def test_status_gap_time_and_calls_possibly_missed_by_hand(tmp_path):
 
 
 def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
-    # the capture read its last three notifications 2 s late (the last stamped 7.5 s,
-    # read at 9.5 s) and lost the connection at 10 s: what the server sent after 7.5 s
+    # the capture read its last three notifications 2 s late (the last stamped 7.9 s,
+    # read at 9.9 s) and lost the connection at 10 s: what the server sent after 7.9 s
     # (its clock runs with ours) was lost with it, so the gap starts at 8 s, not 10 s.
-    # Read late at 6.5 s and 8 s, as they are, the notes keep the fitted rate at
-    # exactly 1 (their delays do not correlate with the time)
+    # At the disconnection the notes span under a second (the clock runs at our rate);
+    # at the end, the note read 2 s late at 19.2 s makes the delays uncorrelated with
+    # the time, so the fitted rate is exactly 1 again
     header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
     lines = [json.dumps(header) + "\n",
-             *_session(0, ["a"], [(1, "start", "b"), (6.5, "start", "c", 4.5),
-                                  (8, "start", "d", 6), (9.5, "end", "c", 7.5)], "S1"),
+             *_session(0, ["a"], [(9, "start", "b"), (9.3, "start", "c", 7.3),
+                                  (9.6, "start", "d", 7.6), (9.9, "end", "c", 7.9)], "S1"),
              _journal_line(10, mark="disconnect"),
-             *_session(14, ["a", "b", "f"], [(15, "start", "h")], "S1"),
+             *_session(14, ["a", "b", "f"], [(15, "start", "h"), (19.2, "end", "h", 17.2)],
+                       "S1"),
              _journal_line(20, mark="disconnect")]
     (tmp_path / "s1.jsonl").write_text("".join(lines))
     capture = Capture.replay(tmp_path)
@@ -619,6 +622,25 @@ def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
     # expects 6 x 4/14 starts, less f that the list after it named
     assert status.loc["S1:1", "gap_seconds"] == pytest.approx(6)
     assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 4 / 14 - 1)
+
+
+def test_status_reads_no_server_time_however_many_sessions(tmp_path, monkeypatch):
+    # the status is asked for every half second (dashboards, the CLI): each session's
+    # observed end is worked out once, at its disconnection, not on every call
+    header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
+    lines = [json.dumps(header) + "\n"]
+    for k in range(20):
+        lines += [*_session(10 * k, [], [(10 * k + 1, "start", f"c{k}")], "S1"),
+                  _journal_line(10 * k + 5, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(lines))
+    capture = Capture.replay(tmp_path)
+    parsed = []
+    real = ServerState._server_us
+    monkeypatch.setattr(ServerState, "_server_us",
+                        lambda self, text: parsed.append(text) or real(self, text))
+    status = capture.status.set_index("server")
+    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(19 * 5)
+    assert parsed == []
 
 
 @pytest.mark.parametrize(("delay", "gap"), [(0.1, 4.0), (0.3, 4.3)])
