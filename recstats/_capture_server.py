@@ -35,9 +35,6 @@ JOURNAL_FORMAT = "recstats-journal/1"
 _FIRST_SAMPLES = 32
 #: The latest notifications of a session whose delay tells how far behind it ended.
 _LAST_SAMPLES = 3
-#: Delays below this [us] are the ordinary jitter of reading (scheduling, a busy
-#: interpreter, the network), not a backlog: they leave a session's end alone.
-_BEHIND_US = 250_000
 
 
 def _now_us() -> int:
@@ -162,7 +159,9 @@ class ServerState:
                 self.sessions[-1][1] = t
                 connect = self.sessions[-1][0]
                 assert connect is not None  # set when the session opened
-                self.observed_ends[-1] = self._observed_end(connect, t)
+                # stop() ends the window there: what was on its way is past it
+                self.observed_ends[-1] = t if fields.get("stopped") else \
+                    self._observed_end(connect, t)
             self.last_error = fields.get("reason") or self.last_error
             self.conn = None
         return None
@@ -335,9 +334,10 @@ class ServerState:
         sent and it had not read: that time was not observed. So ``end`` is the
         disconnection less how late the session's last notifications were read: the
         least of their delays (a call notified late carries an older time and must not
-        widen the gap), and none under :data:`_BEHIND_US` (jitter, not a backlog).
-        Worked out once, at the disconnection, with the server's clock as known then
-        (a replay gives the same); the status asks for it every half second."""
+        widen the gap). Not for the session :meth:`recstats.Capture.stop` ended: the
+        window ends there. Worked out once, at the disconnection, with the server's
+        clock as known then (a replay gives the same); the status asks for it every half
+        second."""
         spans = []
         for (connect, _), end in zip(self.sessions, self.observed_ends, strict=True):
             assert connect is not None  # set when the session opened
@@ -350,7 +350,7 @@ class ServerState:
             return disconnect
         late = min((clock.behind(t, theirs) for t, text in self.recent
                     if (theirs := self._server_us(text)) is not None), default=0)
-        return max(connect, disconnect - late) if late >= _BEHIND_US else disconnect
+        return max(connect, disconnect - late)
 
     def status(self) -> dict[str, Any]:
         return {"server": self.name, "site": self.site, "state": self.state,

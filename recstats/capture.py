@@ -309,8 +309,9 @@ class Capture:
                     self._transports.pop(server.name, None)
                 transport.close()
                 if server.connected:
-                    server.mark("disconnect", reason=None if self._stopping.is_set()
-                                else server.last_error)
+                    stopped = self._stopping.is_set()
+                    server.mark("disconnect", reason=None if stopped else server.last_error,
+                                **({"stopped": True} if stopped else {}))
         return synced
 
     # ------------------------------------------------------------------ memory

@@ -643,20 +643,28 @@ def test_status_reads_no_server_time_however_many_sessions(tmp_path, monkeypatch
     assert parsed == []
 
 
-@pytest.mark.parametrize(("delay", "gap"), [(0.1, 4.0), (0.3, 4.3)])
-def test_a_delay_under_a_quarter_second_is_jitter_not_a_gap(tmp_path, delay, gap):
-    # the first note read on time, the last three `delay` s late; cut at 10 s, back at
-    # 14 s (notes within a second: the server's clock runs at our rate)
+@pytest.mark.parametrize(("stopped", "gaps"), [(False, [(8, 14), (18, 20)]),
+                                               (True, [(8, 14)])])
+def test_the_session_stop_ends_is_observed_to_its_end(tmp_path, stopped, gaps):
+    # both sessions read their last three notes 2 s late: the cut at 10 s leaves a gap
+    # from 8 s, and so does the end at 20 s, unless stop() ended the session (the
+    # window ends there). The notes on time average the same time as the late ones
+    # (14.6 s), so the fitted rate is exactly 1
     header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
-    late = [(t, "start", name, t - delay) for t, name in ((9.3, "c"), (9.6, "d"), (9.9, "e"))]
+
+    def notes(on_time, late):
+        return [*((t, "start", f"on{t}") for t in on_time),
+                *((t, "start", f"late{t}", t - 2) for t in late)]
+
     lines = [json.dumps(header) + "\n",
-             *_session(0, [], [(9, "start", "b"), *late], "S1"),
+             *_session(0, [], notes([9], [9.3, 9.6, 9.9]), "S1"),
              _journal_line(10, mark="disconnect"),
-             *_session(14, ["b", "c", "d", "e"], [], "S1"),
-             _journal_line(20, mark="disconnect")]
+             *_session(14, [], notes([15.6, 19.2], [19.3, 19.6, 19.9]), "S1"),
+             _journal_line(20, mark="disconnect", **({"stopped": True} if stopped else {}))]
     (tmp_path / "s1.jsonl").write_text("".join(lines))
-    status = Capture.replay(tmp_path).status.set_index("server")
-    assert status.loc["S1:1", "gap_seconds"] == pytest.approx(gap)
+    found = [(g.start, g.end) for g in Capture.replay(tmp_path).gaps.itertuples()]
+    assert found == [(pd.Timestamp(_server_time(a)), pd.Timestamp(_server_time(b)))
+                     for a, b in gaps]
 
 
 def test_one_call_notified_late_does_not_widen_a_gap(tmp_path):
