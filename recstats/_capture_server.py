@@ -348,8 +348,11 @@ class ServerState:
         clock = self.clock() if self.recent else None
         if clock is None:
             return disconnect
-        late = min((clock.behind(t, theirs) for t, text in self.recent
-                    if (theirs := self._server_us(text)) is not None), default=0)
+        try:
+            late = min((clock.behind(t, theirs) for t, text in self.recent
+                        if (theirs := self._server_us(text)) is not None), default=0)
+        except (ArithmeticError, ValueError):  # a server clock too odd to measure by
+            return disconnect
         return max(connect, disconnect - late)
 
     def status(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 
 from recstats import _columns, _table, cdr, protocol
+from recstats._capture_gaps import ClockMap
 from recstats._capture_server import ServerState
 from recstats._live import Tables
 from recstats.capture import Capture, status_line
@@ -665,6 +666,16 @@ def test_the_session_stop_ends_is_observed_to_its_end(tmp_path, stopped, gaps):
     found = [(g.start, g.end) for g in Capture.replay(tmp_path).gaps.itertuples()]
     assert found == [(pd.Timestamp(_server_time(a)), pd.Timestamp(_server_time(b)))
                      for a, b in gaps]
+
+
+def test_a_server_clock_too_odd_to_measure_by_leaves_the_disconnection(monkeypatch):
+    # a fitted rate so small that a delay overflows: the session ends where it ended
+    server = ServerState("S1:1", Tables())
+    monkeypatch.setattr(ServerState, "clock", lambda self: ClockMap(0.0, 0.0, 5e-324))
+    server.apply(1_000, "connect", {})
+    server._clock_sample(2_000, "2026-11-02T09:00:00Z")
+    server.apply(3_000, "disconnect", {})
+    assert server.observed() == [(1_000, 3_000)]
 
 
 def test_one_call_notified_late_does_not_widen_a_gap(tmp_path):
