@@ -224,19 +224,7 @@ class Columns:
                     col.extend(array("d", [math.nan if v is None else _float(v)
                                            for v in part]))
                 elif kind == _CAT:
-                    labels = self.labels[name]
-                    codes = array("i")
-                    for v in part:
-                        if v is not None and v.__class__ is not str:
-                            v = _text(v)
-                        if v is None:
-                            codes.append(-1)
-                            continue
-                        code = labels.get(v)
-                        if code is None:
-                            code = labels[v] = len(labels)
-                        codes.append(code)
-                    col.extend(codes)
+                    col.extend(_label_codes(self.labels[name], part))
                 elif kind == _FLAG:
                     col.extend(array("b", [1 if v else 0 for v in part]))
                 elif kind == _STR:
@@ -366,16 +354,8 @@ def set_rows(table: Columns, name: str, rows: np.ndarray, values: np.ndarray) ->
         view = _numpy(col)
         view[rows] = as_kind(kind, values)
     elif kind == _CAT:
-        labels = table.labels[name]
-        found = np.empty(len(values), dtype=np.int32)
-        for i, value in enumerate(values.tolist()):
-            text = str(value)
-            code = labels.get(text)
-            if code is None:
-                code = labels[text] = len(labels)
-            found[i] = code
         view = _numpy(col)
-        view[rows] = found
+        view[rows] = _numpy(_label_codes(table.labels[name], values.tolist()))
     elif kind == _FLAG:
         view = _numpy(col)
         view[rows] = [1 if v else 0 for v in values.tolist()]
@@ -385,6 +365,23 @@ def set_rows(table: Columns, name: str, rows: np.ndarray, values: np.ndarray) ->
     else:
         for row, value in zip(rows.tolist(), values.tolist(), strict=True):
             col[row] = value if value.__class__ is str else str(value)
+
+
+def _label_codes(labels: dict[str, int], values: Iterable[Any]) -> array:
+    """The codes of ``values`` as text in a category column's ``labels`` (new texts get
+    the next codes; null is -1)."""
+    codes = array("i")
+    for v in values:
+        if v is not None and v.__class__ is not str:
+            v = _text(v)
+        if v is None:
+            codes.append(-1)
+            continue
+        code = labels.get(v)
+        if code is None:
+            code = labels[v] = len(labels)
+        codes.append(code)
+    return codes
 
 
 def _numpy(col: array) -> np.ndarray:

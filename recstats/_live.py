@@ -137,8 +137,9 @@ def fold(queued: list[tuple], typed: TypedTables, tz: str, *, bulk: bool = True)
 
     Each batch types in one vectorised pass; the runs of events it typed fold by whole
     columns (:meth:`TypedTables.add_columns`), the few it refuses are typed with
-    :func:`recstats.cdr.record_from_fields` and folded one by one. ``bulk=False`` types each event with :func:`recstats.cdr.record_from_fields`
-    (the reference both paths equal)."""
+    :func:`recstats.cdr.record_from_fields` and folded one by one. ``bulk=False`` types
+    each event with :func:`recstats.cdr.record_from_fields` (the reference both paths
+    equal)."""
     for begin in range(0, len(queued), BATCH):
         part = queued[begin:begin + BATCH]
         events = [item[4] for item in part if item[0] is not None]

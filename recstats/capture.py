@@ -434,10 +434,9 @@ class Capture:
         events, ongoing (calls in progress), unknown_messages, ``gap_seconds`` (time
         not observed inside :attr:`window` [s], see :attr:`gaps`), ``missed_calls``
         (an estimate of the calls that started and ended inside those gaps; see
-        below), the rows of
-        :attr:`events` and :attr:`calls` that left memory (``spilled_events``,
-        ``spilled_calls``, ``dropped_events``, ``dropped_calls``; see ``keep``),
-        last_error.
+        below), the rows of :attr:`events` and :attr:`calls` that left memory
+        (``spilled_events``, ``spilled_calls``, ``dropped_events``, ``dropped_calls``;
+        see ``keep``), last_error.
 
         ``missed_calls``: for each gap, its length x the server's observed start rate
         (calls notified as they started / time observed), less the calls the ongoing
