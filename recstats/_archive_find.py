@@ -3,7 +3,7 @@
 :mod:`recstats.archive` lists what it reads with these functions; everything here keeps
 to the folder, ``.zip`` or ``.tar`` it was given:
 
-* a folder is walked with :func:`walk_folder`: a symbolic link whose target lies outside
+* a folder is walked with :class:`FolderWalk`: a symbolic link whose target lies outside
   the folder is an error entry ("points outside the archive") unless the caller opts in,
   a link loop ends (each folder is read once; a link that resolves to itself is an error
   entry), and nothing outside is opened;
@@ -31,9 +31,21 @@ from typing import Any
 
 from ._xml import MAX_DOCUMENT_BYTES
 
-__all__ = ["LOOP", "NOT_REGULAR", "OUTSIDE", "damaged", "is_cdr", "member_name",
-           "member_ok", "normal_name", "resolve_member", "skipped", "tar_blobs",
-           "tar_listing", "walk_folder"]
+__all__ = [
+    "LOOP",
+    "NOT_REGULAR",
+    "OUTSIDE",
+    "FolderWalk",
+    "damaged",
+    "is_cdr",
+    "member_name",
+    "member_ok",
+    "normal_name",
+    "resolve_member",
+    "skipped",
+    "tar_blobs",
+    "tar_listing",
+]
 
 OUTSIDE = "points outside the archive"
 LOOP = "link loop"
@@ -66,31 +78,52 @@ def member_ok(name: str) -> bool:
 # --------------------------------------------------------------------------- folders
 
 
-def walk_folder(root: str, listing: Any, follow_links: bool = False,
-                on_unreadable: Callable[[OSError], None] | None = None
-                ) -> Iterator[list[str]]:
-    """Yield the CDR paths under ``root``, a folder at a time, recording every file.
+class FolderWalk:
+    """The walk of a folder tree, one folder at a time, in whichever process lists it.
 
-    ``listing`` gets ``add_media(path)``, ``add_media_names(folder prefix, names)``,
-    ``add_cdrs(paths)`` and ``error(path, reason)`` calls. Lazy (workers parse the first folders while the walk goes on);
-    sorted names, so the order is the same on every file system; top-down, a folder's
-    own files before its subfolders.
+    :meth:`list_folder` reads one folder: it records every file in ``listing`` (calls of
+    ``add_media(path)``, ``add_media_names(folder prefix, names)``, ``add_cdrs(paths)``
+    and ``error(path, reason)``) and returns the folder's CDR paths, sorted, and its real
+    subfolders to list next. :meth:`folders` walks what is left in this process,
+    lazily (workers parse the first folders while the walk goes on): top-down, a
+    folder's own files before its subfolders, by sorted names, so the order is the same
+    on every file system. Worker processes list folders with walks of their own
+    (:mod:`recstats._archive_split`) and hand back :attr:`linked` and :attr:`seen`.
 
-    Symbolic links: one to a file or folder inside ``root`` is read as what it points
-    to (a folder once, however many links lead to it); one that points outside is an
-    error entry unless ``follow_links``; one that loops or dangles is an error entry
-    when named like a CDR (else a media name, never opened).
+    Symbolic links: one to a file inside ``root`` is read as that file, under the
+    link's name; one to a folder inside is read as that folder, once, and only after
+    every real folder, so a folder reached both ways keeps its own name whichever
+    process lists it (the links of one round are taken in sorted order, each with its
+    whole tree, then the links found in those trees, and so on); one that points
+    outside is an error entry unless ``follow_links``; one that loops or dangles is an
+    error entry when named like a CDR (else a media name, never opened). A real
+    subfolder that is one of its own ancestors (a bind mount) is not read again.
     """
-    base = os.path.realpath(root)
-    inside = base if base.endswith(os.sep) else base + os.sep
-    seen = {_folder_id(root)}
-    stack = [root]
-    while stack:
-        folder = stack.pop()
+
+    def __init__(self, root: str, follow_links: bool = False,
+                 on_unreadable: Callable[[OSError], None] | None = None) -> None:
+        self.root = root
+        self.base = os.path.realpath(root)
+        self.inside = self.base if self.base.endswith(os.sep) else self.base + os.sep
+        self.follow_links = follow_links
+        self.on_unreadable = on_unreadable
+        root_id = _folder_id(root)
+        #: folders still to list, as ``(path, ids of it and its ancestors)``; a stack
+        self.pending: list[tuple[str, tuple]] = [(root, (root_id,))]
+        #: links to folders inside: found so far (the next round's), and the ones of
+        #: this round not taken yet (last first)
+        self.linked: list[str] = []
+        self.round: list[str] = []
+        #: ids of the folders listed or about to be
+        self.seen: set = {root_id}
+
+    def list_folder(self, folder: str, ancestors: tuple, listing: Any
+             ) -> tuple[list[str], list[tuple[str, tuple]]]:
+        """Read one folder: ``(its CDR paths sorted, its real subfolders by name, each
+        with its ancestors' ids)``."""
         prefix = folder if folder.endswith(os.sep) else folder + os.sep
         found: list[str] = []
-        subfolders: list[str] = []
-        linked: list[str] = []  # after the real folders: a folder's own name wins
+        subfolders: list[tuple[str, tuple]] = []
         media: list[str] = []
         others: list[os.DirEntry] = []
         try:
@@ -112,9 +145,9 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
                     else:
                         media.append(name)
         except OSError as exc:
-            if on_unreadable is not None:
-                on_unreadable(exc)
-            continue
+            if self.on_unreadable is not None:
+                self.on_unreadable(exc)
+            return [], []
         others.sort(key=_NAME)
         for entry in others:
             name = entry.name
@@ -125,9 +158,9 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
             except OSError:
                 link = is_dir = False
             if link:
-                kind = _link_kind(path, base, inside, follow_links)
+                kind = _link_kind(path, self.base, self.inside, self.follow_links)
                 if kind == "dir":
-                    linked.append(path)
+                    self.linked.append(path)
                     continue
                 if kind != "file":  # outside, loop, dangling
                     if is_cdr(name) or kind == OUTSIDE:
@@ -137,26 +170,41 @@ def walk_folder(root: str, listing: Any, follow_links: bool = False,
                     continue
             elif is_dir:
                 folder_id = _folder_id(path)
-                if folder_id is None or folder_id not in seen:
-                    seen.add(folder_id)
-                    subfolders.append(path)
+                if folder_id is None or folder_id not in ancestors:
+                    self.seen.add(folder_id)
+                    subfolders.append((path, (*ancestors, folder_id)))
                 continue
             if is_cdr(name):
                 found.append(path)
             else:
                 listing.add_media(path)
-        for path in linked:
-            folder_id = _folder_id(path)
-            if folder_id not in seen:  # else read already (a loop back up): once is all
-                seen.add(folder_id)
-                subfolders.append(path)
-        stack.extend(reversed(subfolders))
         if media:
             listing.add_media_names(prefix, media)
         if found:
             found.sort()
             listing.add_cdrs(found)
-            yield found
+        return found, subfolders
+
+    def folders(self, listing: Any) -> Iterator[list[str]]:
+        """Yield the CDR paths of each folder left to list (see the class), then of
+        the folders that links lead to. All its state is in the walk's attributes,
+        so another call goes on where an abandoned one stopped."""
+        while True:
+            while self.pending:
+                folder, ancestors = self.pending.pop()
+                found, subfolders = self.list_folder(folder, ancestors, listing)
+                self.pending.extend(reversed(subfolders))
+                if found:
+                    yield found
+            if not self.round:  # this round's links are all taken: the next round
+                if not self.linked:
+                    return
+                self.round, self.linked = sorted(set(self.linked), reverse=True), []
+            path = self.round.pop()
+            folder_id = _folder_id(path)
+            if folder_id not in self.seen:  # else read already: once is all
+                self.seen.add(folder_id)
+                self.pending.append((path, (folder_id,)))
 
 
 _NAME = operator.attrgetter("name")

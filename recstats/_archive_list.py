@@ -18,10 +18,10 @@ import pandas as pd
 
 from ._archive_find import (
     NOT_REGULAR,
+    FolderWalk,
     is_cdr,
     member_ok,
     tar_listing,
-    walk_folder,
 )
 from ._archive_parse import shown_path
 from ._archive_zip import looks_like_zip, zip_listing, zip_scan
@@ -67,6 +67,14 @@ class Listing:
         self.errors: list[tuple[str, str]] = []
         self.zip_links: list[tuple[str, str]] = []
         self.damaged_zip = False
+        # a folder's walk, and media without CDR that other processes found in it
+        self.walk: FolderWalk | None = None
+        self.unpaired: list[str] = []
+        self.elsewhere = 0  # CDRs other processes listed
+
+    def count(self) -> int:
+        """The CDR files found so far, by every process."""
+        return len(self.cdrs) + self.elsewhere
 
     def add(self, path: str) -> None:
         if is_cdr(path):
@@ -103,24 +111,33 @@ class Listing:
         # only files that look like recordings: a README or script beside the archive
         # is not a recording whose CDR went missing
         media = self.media
-        return sorted(shown_path(media[k]) for k in media.keys() - self.cdr_keys
-                      if _looks_like_media(media[k]))
+        return sorted([*(shown_path(media[k]) for k in media.keys() - self.cdr_keys
+                         if _looks_like_media(media[k])), *self.unpaired])
 
 
-def _walk(root: str, listing: Listing, follow_links: bool = False
-          ) -> Iterator[list[str]]:
-    """Yield the CDR paths under ``root``, a folder at a time (see
-    :func:`recstats._archive_find.walk_folder`); ``listing.complete`` at the end."""
-    yield from walk_folder(root, listing, follow_links, _unreadable_folder)
+def _walk(walk: FolderWalk, listing: Listing) -> Iterator[list[str]]:
+    """Yield the CDR paths of ``walk``, a folder at a time (see
+    :class:`recstats._archive_find.FolderWalk`); ``listing.complete`` at the end."""
+    yield from walk.folders(listing)
     listing.complete = True
 
 
-def _unreadable_folder(exc: OSError) -> None:
+def walk_on(listing: Listing) -> Iterator[list[str]]:
+    """The rest of a folder's walk, after the first one was abandoned."""
+    assert listing.walk is not None, "a folder's listing"
+    return _walk(listing.walk, listing)
+
+
+def unreadable_folder(exc: OSError) -> None:
     # os.walk skips a folder it cannot list without a word: its CDRs would be missing
     # from both rows and errors
-    warnings.warn(f"recstats.read_archive: cannot read folder {exc.filename} "
-                  f"({exc.strerror or exc}); its files are left out", RuntimeWarning,
-                  stacklevel=2)
+    warn_unreadable(exc.filename, exc.strerror or str(exc))
+
+
+def warn_unreadable(folder: str, reason: str) -> None:
+    """The warning for a folder that cannot be listed (from any process)."""
+    warnings.warn(f"recstats.read_archive: cannot read folder {folder} ({reason}); its "
+                  "files are left out", RuntimeWarning, stacklevel=2)
 
 
 def _kind(path: str) -> str:
@@ -159,7 +176,8 @@ def discover(path, follow_links: bool = False
         if kind == "dir":
             os.scandir(path).close()  # an unreadable top folder: PermissionError at once
             listing.complete = False  # now: the generator's body starts only when consumed
-            return listing, "files", None, _walk(path, listing, follow_links)
+            listing.walk = FolderWalk(path, follow_links, unreadable_folder)
+            return listing, "files", None, _walk(listing.walk, listing)
         if kind == "zip":
             try:
                 with zipfile.ZipFile(path) as zf:
@@ -244,7 +262,7 @@ def _folder_files(folder: str, listing: Listing, follow_links: bool) -> list[str
     """The CDRs and media files under ``folder``, as a folder archive reads them; what
     it refuses goes to ``listing.errors``."""
     inner = Listing()
-    for _ in _walk(folder, inner, follow_links):
+    for _ in FolderWalk(folder, follow_links, unreadable_folder).folders(inner):
         pass
     listing.errors.extend(inner.errors)
     return inner.cdrs + sorted(inner.media.values())

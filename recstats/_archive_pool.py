@@ -2,11 +2,12 @@
 
 With ``workers=n``, ``n - 1`` worker processes each run one long task per call
 (:func:`drain`) that takes units (:mod:`recstats._archive_run`) from a queue shared by
-the pool, parses them and types what it gathered once, at the end. The parent puts
-units in the queue as it finds them (the walk of a folder overlaps with the workers'
-parsing), parsing the next one itself whenever :data:`QUEUED_PER_WORKER` per worker
-are still waiting, then takes units from the same queue until they run out: every
-process parses until there is nothing left, so they end together. After the pool the
+the pool, parses them and types what it gathered once, at the end. For a zip, a tar or
+a list of files the parent puts units in the queue as it finds them, parsing the next
+one itself whenever :data:`QUEUED_PER_WORKER` per worker are still waiting, then takes
+units from the same queue until they run out: every process parses until there is
+nothing left, so they end together. A large folder is listed by all the processes
+(:mod:`recstats._archive_split`, whose items go through the same queue). After the pool the
 parent has no per-file work left: each process hands back finished chunks (media
 paired, ``end_unknown`` set; workers as Arrow IPC bytes), which the parent
 concatenates, sorts and gives the schema, vectorised.
@@ -41,33 +42,53 @@ from ._archive_run import Parser
 
 #: CPU seconds the worker processes of the latest run spent parsing (for bench/).
 POOL_CPU_SECONDS = [0.0]
+#: Folders the worker processes of the latest split read listed (for tests and bench/).
+POOL_FOLDERS = [0]
 
 _lock = threading.Lock()
 _busy = threading.Lock()  # held by the read using the pool's queue
 _state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
-                "cancelled": None, "taken": None}
+                "cancelled": None, "taken": None, "counts": None}
 _runs = itertools.count(1)
 
-#: In a worker process: the pool's queue of units, the number of a cancelled run and
-#: the count of units taken by workers (shared with the parent).
+#: In a worker process: the pool's queue of items, the number of a cancelled run, the
+#: count of units taken by workers and a split read's ``[run, items outstanding]``
+#: (all shared with the parent).
 _worker: dict = {}
 
 
-def _init_worker(units, cancelled, taken) -> None:
-    _worker.update(units=units, cancelled=cancelled, taken=taken)
+def _init_worker(units, cancelled, taken, counts) -> None:
+    _worker.update(queue=units, cancelled=cancelled, taken=taken, counts=counts)
 
 
-def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int
-          ) -> tuple[list[tuple[bytes, list[tuple[str, str]], int]], list[int], float]:
+def shared(name: str):
+    """The pool's shared ``queue``, ``cancelled``, ``taken`` or ``counts``, in the
+    parent or in a worker."""
+    return _worker[name] if _worker else _state[name]
+
+
+def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int,
+          folders: tuple[str, bool, int, int] | None = None
+          ) -> tuple[list[tuple[bytes, list[tuple[str, str]], int]], list[int] | dict, float]:
     """In a worker process: parse units of ``run`` from the queue until its end mark.
 
     Returns ``(chunks as (Arrow IPC bytes, errors, seen), numbers of the units parsed,
     CPU seconds)``. Items of earlier runs are left-overs, skipped; an item of a later
     run means this task's own run is over (its caller finished without it): the item
-    goes back and the task ends.
+    goes back and the task ends. With ``folders`` (the root, ``follow_links``, files
+    per unit and processes of a split read, :mod:`recstats._archive_split`) items are
+    folders or units, and the second element is what the worker's listing hands back.
     """
     start = time.process_time()
-    units, cancelled, taken = _worker["units"], _worker["cancelled"], _worker["taken"]
+    if folders is not None:
+        from ._archive_split import Share, serve_items
+
+        root, follow_links, unit_files, processes = folders
+        share = Share(None, root, follow_links, tz, directions, max_files, unit_files)
+        serve_items(run, share, processes)
+        chunks = [(_ipc(table), errors, seen) for table, errors, seen in share.finish()]
+        return chunks, share.handback(), time.process_time() - start
+    units, cancelled, taken = _worker["queue"], _worker["cancelled"], _worker["taken"]
     parser = Parser(tz, directions, max_files)
     parsed: list[int] = []
     while True:
@@ -140,8 +161,9 @@ def _start(size: int) -> None:
     units.cancel_join_thread()
     cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
     taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
+    counts = ctx.Array("q", 2)     # a split read's [run, items outstanding]
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                               initargs=(units, cancelled, taken))
+                               initargs=(units, cancelled, taken, counts))
     ready = threading.Event()
 
     def launch() -> None:
@@ -154,7 +176,7 @@ def _start(size: int) -> None:
 
     starter = threading.Thread(target=launch, name="recstats-pool-start", daemon=True)
     _state.update(pool=pool, size=size, ready=ready, starter=starter, queue=units,
-                  cancelled=cancelled, taken=taken)
+                  cancelled=cancelled, taken=taken, counts=counts)
     starter.start()
 
 
@@ -204,10 +226,39 @@ def _discard_pool() -> None:
     with _lock:
         pool, starter = _state["pool"], _state["starter"]
         _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
-                      cancelled=None, taken=None)
+                      cancelled=None, taken=None, counts=None)
     if pool is not None:
         starter.join()
         pool.shutdown(wait=False, cancel_futures=True)
+
+
+def claim() -> bool:
+    """Take the pool for one read; False when another thread's read has it."""
+    return _busy.acquire(blocking=False)
+
+
+def release() -> None:
+    _busy.release()
+
+
+def begin_run(size: int) -> dict:
+    """The pool of ``size`` workers (started if need be) and a new run's number."""
+    POOL_CPU_SECONDS[0] = 0.0
+    POOL_FOLDERS[0] = 0
+    return {**_pool(size), "run": next(_runs)}
+
+
+def submit_all(count: int, fn, *args) -> list[Future]:
+    """``fn(*args)`` once per worker of the pool, which is up (RuntimeError: broken)."""
+    with _without_main():  # the pool is up: no process starts here
+        return [_state["pool"].submit(fn, *args) for _ in range(count)]
+
+
+def broken() -> None:
+    """Say once that workers failed and drop the pool (a new one next time)."""
+    warnings.warn("recstats.read_archive: worker processes failed; the rest was "
+                  "parsed in this process", RuntimeWarning, stacklevel=5)
+    _discard_pool()
 
 
 def run_pool(units: Iterable[tuple], workers: int, tz: str,
@@ -220,7 +271,7 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
     workers' at the end. One read at a time uses the pool: a read in another thread
     meanwhile parses in this process.
     """
-    if not _busy.acquire(blocking=False):
+    if not claim():
         parser = Parser(tz, directions, max_files)
         for unit in units:
             parser.add(*unit)
@@ -230,20 +281,18 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
     try:
         yield from _shared(units, workers, tz, directions, max_files)
     finally:
-        _busy.release()
+        release()
 
 
 def _shared(units: Iterable[tuple], workers: int, tz: str,
             directions: Mapping[str, str] | None, max_files: int
             ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
     directions = dict(directions) if directions is not None else None
-    POOL_CPU_SECONDS[0] = 0.0
-    pool = _pool(workers - 1)
-    queue, ready, cancelled, taken = (pool[k] for k in ("queue", "ready", "cancelled",
-                                                        "taken"))
+    pool = begin_run(workers - 1)
+    queue, ready, cancelled, taken, run = (pool[k] for k in ("queue", "ready", "cancelled",
+                                                             "taken", "run"))
     taken_before = taken.value
     most = QUEUED_PER_WORKER * (workers - 1)
-    run = next(_runs)
     parser = Parser(tz, directions, max_files)
     sent: dict[int, tuple] = {}   # number -> unit, for the units put in the queue
     mine: set[int] = set()        # the ones this process took back and parsed
@@ -272,9 +321,7 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
         for number, unit in enumerate(units):
             if not futures and not failed and ready.is_set():
                 try:
-                    with _without_main():  # the pool is up: no process starts here
-                        futures = [pool["pool"].submit(drain, run, tz, directions, max_files)
-                                   for _ in range(workers - 1)]
+                    futures = submit_all(workers - 1, drain, run, tz, directions, max_files)
                 except RuntimeError:  # broken since the last call (BrokenProcessPool)
                     failed = True
             waiting = len(sent) - len(mine) - (taken.value - taken_before)
@@ -313,6 +360,4 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
             for _ in range(workers - 1):
                 queue.put((run, None, None))
         if failed:
-            warnings.warn("recstats.read_archive: worker processes failed; the rest was "
-                          "parsed in this process", RuntimeWarning, stacklevel=4)
-            _discard_pool()
+            broken()

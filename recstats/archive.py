@@ -44,7 +44,7 @@ import operator
 import os
 import sys
 import warnings
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -60,12 +60,16 @@ from ._archive_list import (
 from ._archive_list import Listing as _Listing
 from ._archive_list import discover as _discover
 from ._archive_list import pair_media as _pair
+from ._archive_list import walk_on as _walk_on
 from ._archive_parse import OPEN_ZIPS, shown_path
+from ._archive_pool import broken as _pool_broken
 from ._archive_pool import run_pool as _run_pool
 from ._archive_pool import warm as pool_is_warm
 from ._archive_run import Parser, paired, parse_chunk
 from ._archive_run import parse_chunk as _fast_parse_chunk
 from ._archive_run import units as _units
+from ._archive_split import WorkersFailed as _WorkersFailed
+from ._archive_split import run_folders as _run_folders
 from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from .errors import CDRParseError
@@ -268,6 +272,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
         result is the same for any number of workers. Worker processes do not import
         your ``__main__`` script, so a script needs no ``if __name__ == "__main__":``
         guard; if they fail, the batch finishes in this process with one warning line.
+        In a large folder every process lists folders as well as parsing files.
     progress : bool, default True
         Show a tqdm bar when stderr is a terminal or in a notebook.
     tz : str, default "UTC"
@@ -332,48 +337,49 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
     if not isinstance(path, (str, os.PathLike)):
         path = list(path)  # a generator would be spent before attrs["source"] is made
     listing, kind, source, batches = _discover(path, follow_links)
-    total = len(listing.cdrs) if listing.complete else None
+    total = listing.count() if listing.complete else None
     n_workers = workers if workers is not None else _usable_cores()
+    walking, head = batches, []
     if n_workers > 1:
         below = IN_PROCESS_BELOW if pool_is_warm(n_workers - 1) else COLD_IN_PROCESS_BELOW
         if total is None:  # a folder: walk far enough to see whether it is small
-            head, seen_so_far = [], 0
+            seen_so_far = 0
             for batch in batches:
                 head.append(batch)
                 seen_so_far += len(batch)
                 if seen_so_far >= below:
                     break
             batches = itertools.chain(head, batches)
-            total = len(listing.cdrs) if listing.complete else None
+            total = listing.count() if listing.complete else None
         if total is not None and total < below:
             n_workers = 1
-    units = _units(_all_tasks(kind, source, batches, listing, min(UNIT_FILES, MAX_CHUNK)),
-                   listing.media)
-    if n_workers > 1 and parse_chunk is _fast_parse_chunk:
-        results = _run_pool(units, n_workers, tz, directions, MAX_CHUNK)
+    unit = min(UNIT_FILES, MAX_CHUNK)
+    fast = parse_chunk is _fast_parse_chunk
+    if n_workers > 1 and fast and listing.walk is not None and not listing.complete:
+        # a large folder: the folders not walked yet are listed by all the processes
+        if isinstance(walking, Generator):  # its state is in listing.walk: the rest
+            walking.close()                 # of the walk is another generator's
+        results = _run_folders(
+            _units(_tasks("files", None, iter(head), unit), listing.media), listing,
+            n_workers, tz, directions, MAX_CHUNK, unit,
+            lambda: _units(_all_tasks("files", None, _walk_on(listing), listing, unit),
+                           listing.media))
     else:
-        results = _in_process(units, tz, directions)
-    tables: list[pa.Table] = []
-    errors: list[dict[str, str]] = []
-    seen = 0
+        units = _units(_all_tasks(kind, source, batches, listing, unit), listing.media)
+        if n_workers > 1 and fast:
+            results = _run_pool(units, n_workers, tz, directions, MAX_CHUNK)
+        else:
+            results = _in_process(units, tz, directions)
     with _progress_bar(total, progress) as bar:
         try:
-            for table, chunk_errors, chunk_seen in results:
-                if chunk_errors and on_error == "raise":
-                    raise CDRParseError(chunk_errors[0][1], chunk_errors[0][0])
-                tables.append(table)
-                errors.extend({"path": p, "error": r} for p, r in chunk_errors)
-                seen += chunk_seen
-                if bar.total is None and listing.complete:
-                    bar.total = len(listing.cdrs)
-                bar.update(chunk_seen)
-        finally:
-            close = getattr(results, "close", None)
-            if close is not None:
-                close()  # stops the pool at once when raising
-            for zf in OPEN_ZIPS.values():
-                zf.close()
-            OPEN_ZIPS.clear()
+            tables, errors, seen = _gather(results, listing, bar, on_error)
+        except _WorkersFailed:  # what the failed worker held is unknown: all again
+            _pool_broken()
+            listing, kind, source, batches = _discover(path, follow_links)
+            bar.reset(total=None)
+            units = _units(_all_tasks(kind, source, batches, listing, unit), listing.media)
+            tables, errors, seen = _gather(_in_process(units, tz, directions), listing,
+                                           bar, on_error)
     errors.sort(key=lambda e: e["path"])  # the same order from any source or workers
     if seen == 0:
         _warn_nested_archives(listing)
@@ -388,6 +394,32 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
         "errors": errors, "media_without_cdr": listing.media_without_cdr(),
     }
     return frame
+
+
+def _gather(results: Iterator[tuple], listing: _Listing, bar, on_error: str
+            ) -> tuple[list[pa.Table], list[dict[str, str]], int]:
+    """The chunks of a read: ``(tables, error entries, files seen)``."""
+    tables: list[pa.Table] = []
+    errors: list[dict[str, str]] = []
+    seen = 0
+    try:
+        for table, chunk_errors, chunk_seen in results:
+            if chunk_errors and on_error == "raise":
+                raise CDRParseError(chunk_errors[0][1], chunk_errors[0][0])
+            tables.append(table)
+            errors.extend({"path": p, "error": r} for p, r in chunk_errors)
+            seen += chunk_seen
+            if bar.total is None and listing.complete:
+                bar.total = listing.count()
+            bar.update(chunk_seen)
+    finally:
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()  # stops the pool at once when raising
+        for zf in OPEN_ZIPS.values():
+            zf.close()
+        OPEN_ZIPS.clear()
+    return tables, errors, seen
 
 
 def _check_max_columns(max_columns) -> int:

@@ -534,15 +534,19 @@ def test_default_workers_switch_to_processes_past_the_threshold(small_archive, t
     with tarfile.open(tarred, "w:gz") as tf:
         tf.add(root, arcname="top")
     used = []
-    real_pool = archive._run_pool
-    monkeypatch.setattr(archive, "_run_pool", lambda *a: used.append(a[1]) or real_pool(*a))
+    real_pool, real_folders = archive._run_pool, archive._run_folders
+    monkeypatch.setattr(archive, "_run_pool",
+                        lambda *a: used.append(("units", a[1])) or real_pool(*a))
+    monkeypatch.setattr(archive, "_run_folders",
+                        lambda *a: used.append(("folders", a[2])) or real_folders(*a))
     monkeypatch.setattr(archive.os, "cpu_count", lambda: 2)
     assert len(rs.read_archive(root, progress=False)) == 60 and used == []  # small
     monkeypatch.setattr(archive, "IN_PROCESS_BELOW", 10)
     monkeypatch.setattr(archive, "COLD_IN_PROCESS_BELOW", 10)
     pd.testing.assert_frame_equal(rs.read_archive(root, progress=False), truth)
     from_tar = rs.read_archive(tarred, progress=False)
-    assert used == [2, 2]
+    # the folder's walk goes on in all the processes; the tar's units come from here
+    assert used == [("folders", 2), ("units", 2)]
     pd.testing.assert_frame_equal(_relative(from_tar, f"{tarred}/top/"),
                                   _relative(truth, str(root) + os.sep))
 
