@@ -12,7 +12,7 @@ import tarfile
 import warnings
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import pandas as pd
 
@@ -27,8 +27,8 @@ from ._archive_parse import shown_path
 from ._archive_zip import looks_like_zip, zip_listing, zip_scan
 from ._xml import MAX_DOCUMENT_BYTES
 
-__all__ = ["ARCHIVE_SUFFIXES", "MEDIA_EXTENSIONS", "Listing", "discover", "found_tasks",
-           "pair_media"]
+__all__ = ["ARCHIVE_SUFFIXES", "MEDIA_EXTENSIONS", "Listing", "archive_files", "discover",
+           "found_tasks", "pair_media"]
 
 
 #: Extensions reported as "media without CDR" (pairing itself accepts any extension).
@@ -317,3 +317,41 @@ def _zip_member(zf: zipfile.ZipFile, name: str) -> bytes | str:
     if len(data) > MAX_DOCUMENT_BYTES:
         return f"file is over the {MAX_DOCUMENT_BYTES} byte limit"
     return data
+
+
+def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
+                  follow_links: bool = False) -> pd.DataFrame:
+    """The CDR files of an archive and their paired media, without parsing anything.
+
+    Lists what :func:`recstats.read_archive` reads, by the same rules: a folder never leads
+    outside itself (unless ``follow_links``), zip and tar members are listed from the
+    archive, never extracted.
+
+    Parameters
+    ----------
+    path : str, os.PathLike or sequence of them
+        A folder, a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, one ``.xml`` file, or a
+        list of files (a folder in it stands for its files).
+    follow_links : bool, default False
+        Follow symbolic links whose target lies outside the folder given.
+
+    Returns
+    -------
+    DataFrame
+        Columns ``cdr_path`` and ``media_path`` (NA when no media file has the CDR's
+        stem), in reading order: every file named like a CDR that the archive holds,
+        including the ones :func:`recstats.read_archive` would report as errors (a link
+        leaving the folder, a device member). Tar archives are listed by reading them
+        once; a damaged tar lists the members before the damage.
+
+    Examples
+    --------
+    >>> archive_files("data/samples/odd").cdr_path.str.endswith(".xml").all()  # doctest: +SKIP
+    True
+    """
+    listing, _, _, batches = discover(path, follow_links)
+    for _ in batches:  # a folder's listing fills up as its walk is consumed
+        pass
+    found = listing.cdrs + [p for p, _ in listing.errors if is_cdr(p)]
+    cdrs = pd.Series([shown_path(p) for p in found], dtype="str")
+    return pd.DataFrame({"cdr_path": cdrs, "media_path": pair_media(cdrs, listing)})

@@ -39,27 +39,25 @@ first header) is a ``ValueError``.
 from __future__ import annotations
 
 import itertools
-import json
 import operator
 import os
 import sys
 import warnings
 from collections.abc import Generator, Iterator, Mapping, Sequence
-from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._archive_find import is_cdr, tar_blobs
+from ._archive_find import tar_blobs
 from ._archive_list import ARCHIVE_SUFFIXES as _ARCHIVE_SUFFIXES
 from ._archive_list import (
     MEDIA_EXTENSIONS,  # noqa: F401 - part of this module's API
+    archive_files,
     found_tasks,
 )
 from ._archive_list import Listing as _Listing
 from ._archive_list import discover as _discover
-from ._archive_list import pair_media as _pair
 from ._archive_list import walk_on as _walk_on
 from ._archive_parse import OPEN_ZIPS, shown_path
 from ._archive_pool import broken as _pool_broken
@@ -70,6 +68,7 @@ from ._archive_run import parse_chunk as _fast_parse_chunk
 from ._archive_run import units as _units
 from ._archive_split import WorkersFailed as _WorkersFailed
 from ._archive_split import run_folders as _run_folders
+from ._calls_file import archive_errors, write_parquet
 from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
 from ._time import check_tz
 from .errors import CDRParseError
@@ -102,44 +101,6 @@ UNIT_FILES = 1000
 TAR_CHUNK_BYTES = 8 * 1024 * 1024
 
 # --------------------------------------------------------------------------- discovery
-
-
-def archive_files(path: str | os.PathLike | Sequence[str | os.PathLike], *,
-                  follow_links: bool = False) -> pd.DataFrame:
-    """The CDR files of an archive and their paired media, without parsing anything.
-
-    Lists what :func:`read_archive` reads, by the same rules: a folder never leads
-    outside itself (unless ``follow_links``), zip and tar members are listed from the
-    archive, never extracted.
-
-    Parameters
-    ----------
-    path : str, os.PathLike or sequence of them
-        A folder, a ``.zip``, a ``.tar``/``.tar.gz``/``.tgz``, one ``.xml`` file, or a
-        list of files (a folder in it stands for its files).
-    follow_links : bool, default False
-        Follow symbolic links whose target lies outside the folder given.
-
-    Returns
-    -------
-    DataFrame
-        Columns ``cdr_path`` and ``media_path`` (NA when no media file has the CDR's
-        stem), in reading order: every file named like a CDR that the archive holds,
-        including the ones :func:`read_archive` would report as errors (a link
-        leaving the folder, a device member). Tar archives are listed by reading them
-        once; a damaged tar lists the members before the damage.
-
-    Examples
-    --------
-    >>> archive_files("data/samples/odd").cdr_path.str.endswith(".xml").all()  # doctest: +SKIP
-    True
-    """
-    listing, _, _, batches = _discover(path, follow_links)
-    for _ in batches:  # a folder's listing fills up as its walk is consumed
-        pass
-    found = listing.cdrs + [p for p, _ in listing.errors if is_cdr(p)]
-    cdrs = pd.Series([shown_path(p) for p in found], dtype="str")
-    return pd.DataFrame({"cdr_path": cdrs, "media_path": _pair(cdrs, listing)})
 
 
 # --------------------------------------------------------------------------- scheduling
@@ -475,82 +436,3 @@ def _assemble(tables: list[pa.Table]) -> pd.DataFrame:
         order = pc.sort_indices(table, sort_keys=[(key, "ascending") for key in SORT_KEYS],
                                 null_placement="at_end")
     return table.take(order).replace_schema_metadata(None).to_pandas()
-
-
-def archive_errors(calls: pd.DataFrame) -> pd.DataFrame:
-    """The files :func:`read_archive` could not parse, as a frame (``path``, ``error``).
-
-    Parameters
-    ----------
-    calls : DataFrame
-        A table from :func:`read_archive` (or read back from its Parquet file).
-
-    Returns
-    -------
-    DataFrame
-        One row per file: ``path`` and ``error`` (one line saying why).
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> df = pd.DataFrame(); df.attrs["errors"] = [{"path": "a.xml", "error": "empty"}]
-    >>> archive_errors(df)
-        path  error
-    0  a.xml  empty
-    """
-    errors = calls.attrs.get("errors", [])
-    return pd.DataFrame({"path": pd.Series([e["path"] for e in errors], dtype="str"),
-                         "error": pd.Series([e["error"] for e in errors], dtype="str")})
-
-
-def write_parquet(calls: pd.DataFrame, path: str | os.PathLike) -> Path:
-    """Write a calls table to Parquet, keeping ``calls.attrs`` (errors, counts).
-
-    ``pandas.read_parquet(path)`` gives back an equal frame, attrs included; the file is
-    written to a temporary name and renamed, so a crash never leaves half a file. Only a
-    regular file or a new path is replaced (a symlink's target, keeping the link); an
-    empty path, a folder, a FIFO or a device raises
-    :class:`recstats._output.OutputPathError` (a ``ValueError``) before any work.
-
-    Parameters
-    ----------
-    calls : DataFrame
-        A calls table.
-    path : str or os.PathLike
-        The Parquet file to write.
-
-    Returns
-    -------
-    Path
-        ``path``.
-
-    Examples
-    --------
-    >>> import recstats as rs, pandas as pd
-    >>> calls = rs.calls_frame([rs.read_cdr(b"<verbacdr><id>a</id></verbacdr>")])
-    >>> p = write_parquet(calls, "/tmp/recstats-doctest.parquet")  # doctest: +SKIP
-    >>> pd.read_parquet(p).call_id.tolist()  # doctest: +SKIP
-    ['a']
-    """
-    import pyarrow.parquet as pq
-
-    from ._output import check_output, replacing
-
-    if not isinstance(calls, pd.DataFrame):
-        raise TypeError(f"calls must be a DataFrame, not {type(calls).__name__}")
-    check_output(path)  # before the work: a FIFO or a folder is refused at once
-    table = pa.Table.from_pandas(calls)
-    # a category column without any value gets a null/float-typed dictionary, which reads
-    # back as object/float: give it string values so it reads back as a category
-    for i, column in enumerate(table.columns):
-        if pa.types.is_dictionary(column.type) and column.null_count == len(column) \
-                and not pa.types.is_string(column.type.value_type):
-            kind = pa.dictionary(column.type.index_type, pa.large_string())
-            table = table.set_column(i, table.field(i).with_type(kind), column.cast(kind))
-    metadata = dict(table.schema.metadata or {})
-    metadata[b"PANDAS_ATTRS"] = json.dumps(calls.attrs, default=str).encode()
-    table = table.replace_schema_metadata(metadata)
-    with replacing(path) as temp:
-        pq.write_table(table, temp)
-    return Path(path)
-
