@@ -18,7 +18,9 @@ other processes falls on all of them alike):
 * ``recstats.read_archive(workers=1)``.
 
 Then ``workers=2`` against ``workers=1`` on the first ``--sizes`` files of the first
-folder (a list of files) and on the whole folder, the pool started (warm): as shipped
+folder (a list of files) and on the whole folder (whose folders past the first few are
+listed by both processes; the row says how many the worker listed), the pool started
+(warm): as shipped
 (below ``recstats.archive.IN_PROCESS_BELOW`` files workers=2 runs in one process, by
 design) and with the pool used at every size ("forced", the figures that place the
 break-even). And once cold: the first call of a process whose pool is not up, forced
@@ -157,23 +159,28 @@ def workers_ratio(source, repeat: int, forced: bool = False) -> dict[str, float]
     """
     best = {1: float("inf"), 2: float("inf")}
     cpu = {1: float("inf"), "parent": float("inf"), "worker": float("inf")}
+    folders = 0  # a folder's subfolders the worker listed (a list of files has none)
     out = {}
     for _ in range(repeat):
         for workers in (1, 2):
             def run(w=workers):
                 _archive_pool.POOL_CPU_SECONDS[0] = 0.0  # stays 0 when run in one process
+                _archive_pool.POOL_FOLDERS[0] = 0
                 return rs.read_archive(source, workers=w, progress=False)
             wall, used, out[workers] = timed(
                 (lambda: forced_pool(run)) if forced and workers == 2 else run)
             best[workers] = min(best[workers], wall)
             if workers == 1:
                 cpu[1] = min(cpu[1], used)
-            elif used + _archive_pool.POOL_CPU_SECONDS[0] < cpu["parent"] + cpu["worker"]:
-                cpu["parent"], cpu["worker"] = used, _archive_pool.POOL_CPU_SECONDS[0]
+            else:
+                folders = max(folders, _archive_pool.POOL_FOLDERS[0])
+                if used + _archive_pool.POOL_CPU_SECONDS[0] < cpu["parent"] + cpu["worker"]:
+                    cpu["parent"], cpu["worker"] = used, _archive_pool.POOL_CPU_SECONDS[0]
     pd.testing.assert_frame_equal(out[1], out[2])
     return {"w1": best[1], "w2": best[2], "ratio": best[1] / best[2],
             "cpu_w1": cpu[1], "cpu_w2_parent": cpu["parent"], "cpu_w2_worker": cpu["worker"],
-            "cpu_ratio_idle": cpu[1] / max(cpu["parent"], cpu["worker"])}
+            "cpu_ratio_idle": cpu[1] / max(cpu["parent"], cpu["worker"]),
+            "worker_listed_folders": folders}
 
 
 def ceiling(root: Path, repeat: int) -> dict[str, float]:
@@ -295,7 +302,9 @@ def main(argv: list[str] | None = None) -> int:
                           f"{result['w2']:6.3f} s  {result['ratio']:5.2f} x{verdict:<22} cpu: w1 "
                           f"{result['cpu_w1']:.3f} s, w2 parent {result['cpu_w2_parent']:.3f} + "
                           f"worker {result['cpu_w2_worker']:.3f} s -> "
-                          f"{result['cpu_ratio_idle']:.2f} x on idle cores")
+                          f"{result['cpu_ratio_idle']:.2f} x on idle cores"
+                          + (f"; the worker listed {result['worker_listed_folders']} folders"
+                             if result["worker_listed_folders"] else ""))
             limit = ceiling(root, args.repeat)
             report["ceiling"] = limit
             print(f"ceiling: two independent workers=1 reads of half the folder each, "
