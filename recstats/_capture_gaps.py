@@ -31,6 +31,8 @@ def observed_span(servers, running: bool) -> tuple[int, int] | None:
 #: Shortest span of our clock [us] over which a server clock's rate is estimated;
 #: over less, it is taken to run at our rate.
 _RATE_SPAN_US = 1_000_000
+#: Spread pairs (one per second) the rate is fitted on; with fewer, on all pairs.
+_SPREAD_AT_LEAST = 30
 
 
 @dataclass(frozen=True)
@@ -38,8 +40,13 @@ class ClockMap:
     """``server = server_ref + rate * (ours - our_ref)``, all in UTC microseconds.
 
     A real recorder's clock may be set off ours; a simulator's runs ``speed`` times
-    faster. Fitted on (our receive time, the server's time) pairs: the rate by least
-    squares, the offset by the pair read soonest after it was sent (a notification is
+    faster. Fitted on (our receive time, the server's time) pairs. The rate is the
+    least-squares slope of pairs spread over the capture's history (``spread``: one per
+    second of ours, once there are :data:`_SPREAD_AT_LEAST`), not of its first and
+    latest pairs alone: when the capture falls behind, its latest pairs are late by the
+    same delay, and a line through two clusters would take that delay for the clock's
+    rate and hide it. The offset comes
+    from the pair read soonest after it was sent, of all of them (a notification is
     never read before the server's time it carries, and a capture that falls behind
     reads the later ones late: a mean offset would take that delay for the server's
     clock).
@@ -53,16 +60,20 @@ class ClockMap:
     rate: float
 
     @classmethod
-    def fit(cls, pairs: list[tuple[int, int]]) -> ClockMap:
-        ours = [float(a) for a, _ in pairs]
-        theirs = [float(b) for _, b in pairs]
-        our_mean = statistics.fmean(ours)
+    def fit(cls, pairs: list[tuple[int, int]],
+            spread: list[tuple[int, int]] | None = None) -> ClockMap:
         rate = 1.0
-        if max(ours) - min(ours) >= _RATE_SPAN_US:
-            slope = statistics.linear_regression(ours, theirs).slope
-            rate = slope if slope > 0 else 1.0
-        return cls(our_mean, max(b - rate * (a - our_mean) for a, b in zip(ours, theirs)),
-                   rate)
+        for sample in (spread, pairs):  # the spread ones when there are enough
+            if not sample or sample is spread and len(sample) < _SPREAD_AT_LEAST:
+                continue
+            x = [float(a) for a, _ in sample]
+            if max(x) - min(x) >= _RATE_SPAN_US:
+                slope = statistics.linear_regression(x, [float(b) for _, b in sample]).slope
+                rate = slope if slope > 0 else 1.0
+                break
+        every = [*pairs, *(spread or ())]
+        our_mean = statistics.fmean(a for a, _ in every)
+        return cls(our_mean, max(b - rate * (a - our_mean) for a, b in every), rate)
 
     def at(self, ours: int) -> int:
         return round(self.server_ref + self.rate * (ours - self.our_ref))

@@ -35,6 +35,9 @@ JOURNAL_FORMAT = "recstats-journal/1"
 _FIRST_SAMPLES = 32
 #: The latest notifications of a session whose delay tells how far behind it ended.
 _LAST_SAMPLES = 3
+#: Seconds of our clock with a sample of a server's clock each (its rate is fitted on
+#: them: ten minutes of history).
+_SPREAD_SAMPLES = 600
 
 
 def _now_us() -> int:
@@ -87,6 +90,10 @@ class ServerState:
         #: notifications: far apart, they show how fast the server's clock runs
         self.first_clock_samples: list[tuple[int, str]] = []
         self.clock_samples: deque[tuple[int, str]] = deque(maxlen=64)
+        #: the first notification of each second of ours, for the clock's rate
+        self.spread_samples: deque[tuple[int, str]] = deque(maxlen=_SPREAD_SAMPLES)
+        self._second = -1
+        self._server_times: dict[str, int | None] = {}  # parsed sample texts
         #: the current session's latest samples (how far behind the capture was
         #: reading when the connection went: what was on its way was lost with it)
         self.recent: deque[tuple[int, str]] = deque(maxlen=_LAST_SAMPLES)
@@ -308,6 +315,10 @@ class ServerState:
 
     def _clock_sample(self, t: int, text: str) -> None:
         self.recent.append((t, text))
+        second = t // 1_000_000
+        if second != self._second:
+            self._second = second
+            self.spread_samples.append((t, text))
         if len(self.first_clock_samples) < _FIRST_SAMPLES:
             self.first_clock_samples.append((t, text))
         else:
@@ -316,9 +327,20 @@ class ServerState:
     def clock(self) -> ClockMap | None:
         """Our clock -> the server's, learnt from the times its notifications carry
         (a start's or end's time is the server's now); None before any."""
-        pairs = [(t, us) for t, text in (*self.first_clock_samples, *self.clock_samples)
-                 if (us := self._server_us(text)) is not None]
-        return ClockMap.fit(pairs) if pairs else None
+        # texts parsed by an earlier call are not parsed again: this runs at every
+        # disconnection, and parsing is the cost
+        known, parsed = self._server_times, {}
+        for _, text in (*self.first_clock_samples, *self.clock_samples,
+                        *self.spread_samples):
+            if text not in parsed:
+                parsed[text] = known[text] if text in known else self._server_us(text)
+        self._server_times = parsed
+
+        def times(samples) -> list[tuple[int, int]]:
+            return [(t, us) for t, text in samples if (us := parsed[text]) is not None]
+
+        pairs = times((*self.first_clock_samples, *self.clock_samples))
+        return ClockMap.fit(pairs, times(self.spread_samples)) if pairs else None
 
     def _server_us(self, text: str) -> int | None:
         try:

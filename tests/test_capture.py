@@ -625,6 +625,32 @@ def test_time_read_behind_before_a_disconnection_is_a_gap_by_hand(tmp_path):
     assert status.loc["S1:1", "missed_calls"] == pytest.approx(6 * 4 / 14 - 1)
 
 
+def test_a_capture_behind_for_its_last_seconds_shows_it_in_the_gap(tmp_path):
+    # on time for a minute (a note every 0.1 s, read as sent: the server's clock runs
+    # with ours), then 2 s behind for the last 10 s before the cut at 70 s: the last
+    # notes (far more than the 64 latest kept) are all 2 s late. Fitting the clock on
+    # the first and the latest notes only would take that delay for a slower clock
+    # (a line through the two clusters) and start the gap at about 70 s; the rate
+    # fitted on one note per second of the whole minute shows the delay. A step of 2 s
+    # in the last 10 of 70 one-per-second samples tilts their least-squares line a
+    # little (by hand: the fitted delay is 1.6-2.0 s), so the gap starts at 68-68.4 s.
+    header = {"format": "recstats-journal/1", "tz": "UTC", "server": "S1:1"}
+    on_time = [(round(0.5 + i / 10, 1), "start", f"a{i}") for i in range(596)]
+    late = [(round(60 + i / 10, 1), "start", f"b{i}", round(58 + i / 10, 1))
+            for i in range(100)]
+    lines = [json.dumps(header) + "\n", *_session(0, [], on_time + late, "S1"),
+             _journal_line(70, mark="disconnect"),
+             *_session(75, [], [(76, "start", "c")], "S1"),
+             _journal_line(80, mark="disconnect")]
+    (tmp_path / "s1.jsonl").write_text("".join(lines))
+    gaps = Capture.replay(tmp_path).gaps
+    assert len(gaps) == 1
+    # the tilt also moves the clock's reading at the reconnection a little
+    assert abs(gaps.loc[0, "end"] - pd.Timestamp(_server_time(75))) < pd.Timedelta("0.1s")
+    start = gaps.loc[0, "start"]
+    assert pd.Timestamp(_server_time(68)) <= start <= pd.Timestamp(_server_time(68.4)), start
+
+
 def test_status_reads_no_server_time_however_many_sessions(tmp_path, monkeypatch):
     # the status is asked for every half second (dashboards, the CLI): each session's
     # observed end is worked out once, at its disconnection, not on every call
