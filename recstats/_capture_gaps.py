@@ -45,11 +45,10 @@ class ClockMap:
     second of ours, once there are :data:`_SPREAD_AT_LEAST`), not of its first and
     latest pairs alone: when the capture falls behind, its latest pairs are late by the
     same delay, and a line through two clusters would take that delay for the clock's
-    rate and hide it. The offset comes
-    from the pair read soonest after it was sent, of all of them (a notification is
-    never read before the server's time it carries, and a capture that falls behind
-    reads the later ones late: a mean offset would take that delay for the server's
-    clock).
+    rate and hide it. The offset comes from the pair read soonest after it was sent, of
+    all of them (a notification is never read before the server's time it carries, and
+    a capture that falls behind reads the later ones late: a mean offset would take
+    that delay for the server's clock).
 
     >>> ClockMap.fit([(0, 100), (2_000_000, 120_000_100)]).at(1_000_000)
     60000100
