@@ -517,6 +517,21 @@ def test_capture_command_writes_parquet_on_ctrl_c(tmp_path):
     assert len(pd.read_parquet(out)) > 0
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_during_a_capture_command_sets_an_event_then_interrupts():
+    from recstats.cli._capture import _ctrl_c_sets
+
+    interrupted = threading.Event()
+    before = signal.getsignal(signal.SIGINT)
+    with _ctrl_c_sets(interrupted):
+        os.kill(os.getpid(), signal.SIGINT)  # the first: no KeyboardInterrupt, an event
+        assert interrupted.wait(5)
+        with pytest.raises(KeyboardInterrupt):  # the second: at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(5)
+    assert signal.getsignal(signal.SIGINT) is before
+
+
 # --------------------------------------------------------------------------- gaps
 
 

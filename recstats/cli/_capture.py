@@ -9,8 +9,12 @@ when ``--duration`` is over or on Ctrl-C.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from .._output import check_output, replacing
@@ -20,8 +24,33 @@ from . import UsageError
 _PLAIN_EVERY = 5.0  # seconds between status lines when stderr is not a terminal
 
 
-def _watch(capture, duration: float | None, stream) -> None:
-    """Show the status until ``duration`` seconds have passed (forever: None)."""
+@contextlib.contextmanager
+def _ctrl_c_sets(interrupted: threading.Event) -> Iterator[None]:
+    """While inside: Ctrl-C sets ``interrupted`` (a second one interrupts at once).
+
+    A ``KeyboardInterrupt`` raised wherever the main thread happens to be (inside a
+    library's cleanup, where it is ignored, or half-way through a status) can be lost
+    or leave things half done; an event is checked where it is safe."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame) -> None:
+        interrupted.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    previous = signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _watch(capture, duration: float | None, stream,
+           interrupted: threading.Event | None = None) -> None:
+    """Show the status until ``duration`` seconds have passed (forever: None) or
+    ``interrupted`` is set."""
+    interrupted = threading.Event() if interrupted is None else interrupted
     tty = hasattr(stream, "isatty") and stream.isatty()
     began = time.monotonic()
     shown_errors: dict[str, str] = {}
@@ -30,7 +59,8 @@ def _watch(capture, duration: float | None, stream) -> None:
         left = None if duration is None else began + duration - time.monotonic()
         if left is not None and left <= 0:
             break
-        time.sleep(1.0 if left is None else min(1.0, left))
+        if interrupted.wait(1.0 if left is None else min(1.0, left)):
+            break
         status = capture.status
         for server, connected, error in zip(status["server"], status["connected"],
                                             status["last_error"], strict=True):
@@ -66,8 +96,10 @@ def run(args) -> int:
     print(f"capturing {names}" + (f" for {args.duration:g} s" if args.duration else
                                    " until Ctrl-C"), file=sys.stderr, flush=True)
     capture.start()
+    interrupted = threading.Event()
     try:
-        _watch(capture, args.duration, sys.stderr)
+        with _ctrl_c_sets(interrupted):
+            _watch(capture, args.duration, sys.stderr, interrupted)
     finally:
         # also on Ctrl-C: what was captured is written before the interrupt goes on
         capture.stop()
@@ -78,6 +110,8 @@ def run(args) -> int:
         status = capture.status
         print(f"wrote {len(events):,} events of {events['call_id'].nunique():,} calls "
               f"to {out}; {int(status['reconnects'].sum())} reconnects", file=sys.stderr)
+    if interrupted.is_set():
+        raise KeyboardInterrupt  # written: now the usual exit of an interrupted command
     never = status["since"].isna() & (status["events"] == 0)
     if never.all():
         # an empty file written after reaching nothing must not look like a quiet day
