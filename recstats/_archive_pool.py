@@ -81,10 +81,11 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
     """
     start = time.process_time()
     if folders is not None:
+        from ._archive_find import FolderWalk
         from ._archive_split import Share, serve_items
 
         root, follow_links, unit_files, processes = folders
-        share = Share(None, root, follow_links, tz, directions, max_files, unit_files)
+        share = Share(FolderWalk(root, follow_links), tz, directions, max_files, unit_files)
         serve_items(run, share, processes)
         chunks = [(_ipc(table), errors, seen) for table, errors, seen in share.finish()]
         return chunks, share.handback(), time.process_time() - start

@@ -27,6 +27,7 @@ process.
 
 from __future__ import annotations
 
+import functools
 import queue as queue_module
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -50,13 +51,12 @@ class WorkersFailed(RuntimeError):
 class Share:
     """One process's part of a split read: its walk, its listing and its parser."""
 
-    def __init__(self, walk: FolderWalk | None, root: str, follow_links: bool, tz: str,
-                 directions: Mapping[str, str] | None, max_files: int, unit_files: int,
-                 listing: Listing | None = None) -> None:
+    def __init__(self, walk: FolderWalk, tz: str, directions: Mapping[str, str] | None,
+                 max_files: int, unit_files: int, listing: Listing | None = None) -> None:
         self.unreadable: list[tuple[str, str]] = []
-        if walk is None:  # a worker's: it lists folders it is given, nothing else
-            walk = FolderWalk(root, follow_links, self._unreadable)
-            walk.pending = []
+        if listing is None:  # a worker's: it lists the folders it is given and says
+            walk.pending = []  # which it could not, for the parent to warn
+            walk.on_unreadable = self._unreadable
         self.walk = walk
         self.listing = Listing() if listing is None else listing
         self.parser = Parser(tz, directions, max_files)
@@ -128,10 +128,7 @@ def item_done(run: int, processes: int) -> None:
 def serve_items(run: int, share: Share, processes: int) -> None:
     """In a worker process: serve items of ``run`` until its end mark."""
     queue, cancelled = pool_module.shared("queue"), pool_module.shared("cancelled")
-
-    def put(items: list[tuple]) -> None:
-        put_items(run, items)
-
+    put = functools.partial(put_items, run)
     while True:
         item = queue.get()
         if item[0] != run:
@@ -180,8 +177,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
     queue, ready, cancelled, counts = (pool[k] for k in ("queue", "ready", "cancelled",
                                                          "counts"))
     # the parent lists with its own walk and listing: what it finds joins the walk so far
-    share = Share(walk, walk.root, walk.follow_links, tz, directions, max_files,
-                  unit_files, listing)
+    share = Share(walk, tz, directions, max_files, unit_files, listing)
     folders = [("folder", path, chain) for path, chain in reversed(walk.pending)]
     walk.pending = []
     items = folders + [("unit", unit) for unit in head]
@@ -195,9 +191,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         for _ in range(workers):
             queue.put((run, None, None))
 
-    def put(new: list[tuple]) -> None:
-        put_items(run, new)
-
+    put = functools.partial(put_items, run)
     try:
         while True:
             if not futures and not broken and ready.is_set():

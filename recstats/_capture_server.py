@@ -329,18 +329,23 @@ class ServerState:
         (a start's or end's time is the server's now); None before any."""
         # texts parsed by an earlier call are not parsed again: this runs at every
         # disconnection, and parsing is the cost
-        known, parsed = self._server_times, {}
+        parsed: dict[str, int | None] = {}
         for _, text in (*self.first_clock_samples, *self.clock_samples,
                         *self.spread_samples):
-            if text not in parsed:
-                parsed[text] = known[text] if text in known else self._server_us(text)
-        self._server_times = parsed
+            if text not in parsed:  # a text is often in two of them
+                parsed[text] = self._cached_us(text)
+        self._server_times = parsed  # only the current samples' texts stay
 
         def times(samples) -> list[tuple[int, int]]:
             return [(t, us) for t, text in samples if (us := parsed[text]) is not None]
 
         pairs = times((*self.first_clock_samples, *self.clock_samples))
         return ClockMap.fit(pairs, times(self.spread_samples)) if pairs else None
+
+    def _cached_us(self, text: str) -> int | None:
+        """:meth:`_server_us`, parsed by :meth:`clock` already if it is a sample."""
+        known = self._server_times
+        return known[text] if text in known else self._server_us(text)
 
     def _server_us(self, text: str) -> int | None:
         try:
@@ -372,7 +377,7 @@ class ServerState:
             return disconnect
         try:
             late = min((clock.behind(t, theirs) for t, text in self.recent
-                        if (theirs := self._server_us(text)) is not None), default=0)
+                        if (theirs := self._cached_us(text)) is not None), default=0)
         except (ArithmeticError, ValueError):  # a server clock too odd to measure by
             return disconnect
         return max(connect, disconnect - late)

@@ -152,7 +152,7 @@ def test_a_workers_listing_hands_back_what_its_chunks_do_not_hold(tree, monkeypa
     # but the last unit go back to the queue; refused files, unreadable folders, links
     # and media without CDR come back at the end
     folder = tree / "NY" / "2026-11-08"
-    share = _archive_split.Share(None, str(tree), False, "UTC", None, 32000, 2)
+    share = _archive_split.Share(_archive_find.FolderWalk(str(tree)), "UTC", None, 32000, 2)
     put: list[tuple] = []
     share.serve(("folder", str(folder), ()), put.extend)
     assert [kind for kind, *_ in put] == ["unit", "unit"]  # 5 CDRs: units of 2, 2, 1

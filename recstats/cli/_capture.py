@@ -46,11 +46,10 @@ def _ctrl_c_sets(interrupted: threading.Event) -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _watch(capture, duration: float | None, stream,
-           interrupted: threading.Event | None = None) -> None:
+def _watch(capture, duration: float | None, stream, interrupted: threading.Event
+           ) -> None:
     """Show the status until ``duration`` seconds have passed (forever: None) or
     ``interrupted`` is set."""
-    interrupted = threading.Event() if interrupted is None else interrupted
     tty = hasattr(stream, "isatty") and stream.isatty()
     began = time.monotonic()
     shown_errors: dict[str, str] = {}
