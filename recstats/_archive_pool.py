@@ -9,7 +9,8 @@ units from the same queue until they run out: every process parses until there i
 nothing left, so they end together. A large folder is listed by all the processes
 (:mod:`recstats._archive_split`, whose items go through the same queue). After the pool the
 parent has no per-file work left: each process hands back finished chunks (media
-paired, ``end_unknown`` set; workers as Arrow IPC bytes), which the parent
+paired, ``end_unknown`` set; a worker's as an Arrow IPC file in shared memory, which
+the parent maps instead of copying, see :mod:`recstats._archive_handover`), which the parent
 concatenates, sorts and gives the schema, vectorised.
 
 The pool is started in a background thread the first time a process needs it; until it
@@ -24,6 +25,7 @@ Worker processes do not import the caller's ``__main__`` script (see
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import multiprocessing
@@ -38,6 +40,14 @@ from concurrent.futures import Future, ProcessPoolExecutor
 
 import pyarrow as pa
 
+from ._archive_handover import (
+    SPILL_BYTES,
+    drop_handed_over,
+    hand_over,
+    remove_spill,
+    spill_folder,
+    taken_over,
+)
 from ._archive_run import Parser
 
 #: CPU seconds the worker processes of the latest run spent parsing (for bench/).
@@ -48,17 +58,18 @@ POOL_FOLDERS = [0]
 _lock = threading.Lock()
 _busy = threading.Lock()  # held by the read using the pool's queue
 _state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
-                "cancelled": None, "taken": None, "counts": None}
+                "cancelled": None, "taken": None, "counts": None, "spill": None}
 _runs = itertools.count(1)
 
 #: In a worker process: the pool's queue of items, the number of a cancelled run, the
 #: count of units taken by workers and a split read's ``[run, items outstanding]``
-#: (all shared with the parent).
+#: (all shared with the parent), and the folder for its tables (:func:`hand_over`).
 _worker: dict = {}
 
 
-def _init_worker(units, cancelled, taken, counts) -> None:
-    _worker.update(queue=units, cancelled=cancelled, taken=taken, counts=counts)
+def _init_worker(units, cancelled, taken, counts, spill) -> None:
+    _worker.update(queue=units, cancelled=cancelled, taken=taken, counts=counts,
+                   spill=spill)
 
 
 def shared(name: str):
@@ -68,12 +79,14 @@ def shared(name: str):
 
 
 def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int,
-          folders: tuple[str, bool, int, int] | None = None
-          ) -> tuple[list[tuple[bytes, list[tuple[str, str]], int]], list[int] | dict, float]:
+          spill_bytes: int, folders: tuple[str, bool, int, int] | None = None
+          ) -> tuple[list[tuple[bytes | str, list[tuple[str, str]], int]], list[int] | dict,
+                     float]:
     """In a worker process: parse units of ``run`` from the queue until its end mark.
 
-    Returns ``(chunks as (Arrow IPC bytes, errors, seen), numbers of the units parsed,
-    CPU seconds)``. Items of earlier runs are left-overs, skipped; an item of a later
+    Returns ``(chunks as (tables handed over, errors, seen), numbers of the units
+    parsed, CPU seconds)``; tables of ``spill_bytes`` or more as files (see
+    :func:`hand_over`). Items of earlier runs are left-overs, skipped; an item of a later
     run means this task's own run is over (its caller finished without it): the item
     goes back and the task ends. With ``folders`` (the root, ``follow_links``, files
     per unit and processes of a split read, :mod:`recstats._archive_split`) items are
@@ -87,7 +100,8 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
         root, follow_links, unit_files, processes = folders
         share = Share(FolderWalk(root, follow_links), tz, directions, max_files, unit_files)
         serve_items(run, share, processes)
-        chunks = [(_ipc(table), errors, seen) for table, errors, seen in share.finish()]
+        chunks = [(hand_over(table, _worker["spill"], spill_bytes), errors, seen)
+                  for table, errors, seen in share.finish()]
         return chunks, share.handback(), time.process_time() - start
     units, cancelled, taken = _worker["queue"], _worker["cancelled"], _worker["taken"]
     parser = Parser(tz, directions, max_files)
@@ -106,15 +120,9 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
         if cancelled.value != run:
             parser.add(*item[2])
             parsed.append(item[1])
-    chunks = [(_ipc(table), errors, seen) for table, errors, seen in parser.finish()]
+    chunks = [(hand_over(table, _worker["spill"], spill_bytes), errors, seen)
+              for table, errors, seen in parser.finish()]
     return chunks, parsed, time.process_time() - start
-
-
-def _ipc(table: pa.Table) -> bytes:
-    sink = pa.BufferOutputStream()
-    with pa.ipc.new_stream(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue().to_pybytes()
 
 
 def _ready_check() -> int:
@@ -163,8 +171,10 @@ def _start(size: int) -> None:
     cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
     taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
     counts = ctx.Array("q", 2)     # a split read's [run, items outstanding]
+    spill = spill_folder()
+    atexit.register(remove_spill, spill)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                               initargs=(units, cancelled, taken, counts))
+                               initargs=(units, cancelled, taken, counts, spill))
     ready = threading.Event()
 
     def launch() -> None:
@@ -177,7 +187,7 @@ def _start(size: int) -> None:
 
     starter = threading.Thread(target=launch, name="recstats-pool-start", daemon=True)
     _state.update(pool=pool, size=size, ready=ready, starter=starter, queue=units,
-                  cancelled=cancelled, taken=taken, counts=counts)
+                  cancelled=cancelled, taken=taken, counts=counts, spill=spill)
     starter.start()
 
 
@@ -217,6 +227,7 @@ def _pool(size: int) -> dict:
         if _state["pool"] is not None and _state["size"] != size:
             _state["starter"].join()
             _state["pool"].shutdown(wait=False, cancel_futures=True)
+            remove_spill(_state["spill"])
             _state["pool"] = None
         if _state["pool"] is None:
             _start(size)
@@ -225,12 +236,13 @@ def _pool(size: int) -> dict:
 
 def _discard_pool() -> None:
     with _lock:
-        pool, starter = _state["pool"], _state["starter"]
+        pool, starter, spill = _state["pool"], _state["starter"], _state["spill"]
         _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
-                      cancelled=None, taken=None, counts=None)
+                      cancelled=None, taken=None, counts=None, spill=None)
     if pool is not None:
         starter.join()
         pool.shutdown(wait=False, cancel_futures=True)
+        remove_spill(spill)
 
 
 def claim() -> bool:
@@ -322,7 +334,8 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
         for number, unit in enumerate(units):
             if not futures and not failed and ready.is_set():
                 try:
-                    futures = submit_all(workers - 1, drain, run, tz, directions, max_files)
+                    futures = submit_all(workers - 1, drain, run, tz, directions, max_files,
+                                         SPILL_BYTES)
                 except RuntimeError:  # broken since the last call (BrokenProcessPool)
                     failed = True
             waiting = len(sent) - len(mine) - (taken.value - taken_before)
@@ -351,11 +364,13 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
             POOL_CPU_SECONDS[0] += cpu
             left.difference_update(parsed)
             for data, errors, seen in chunks:
-                yield pa.ipc.open_stream(data).read_all(), errors, seen
+                yield taken_over(data), errors, seen
         for number in sorted(left):
             parser.add(*sent[number])
         yield from parser.finish()
     finally:
+        for future in futures:  # the tables of a stopped read are not left behind
+            future.add_done_callback(drop_handed_over)
         if futures and not finished:  # stopped early (an error raised): end the drains
             cancelled.value = run
             for _ in range(workers - 1):

@@ -198,7 +198,8 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
                 try:
                     futures = pool_module.submit_all(
                         workers - 1, pool_module.drain, run, tz, directions, max_files,
-                        (walk.root, walk.follow_links, unit_files, workers))
+                        pool_module.SPILL_BYTES, (walk.root, walk.follow_links,
+                                                  unit_files, workers))
                 except RuntimeError:  # broken since the last call (BrokenProcessPool)
                     broken = True
             try:
@@ -230,7 +231,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             listing.elsewhere += back["cdrs"]
             for folder, reason in back["unreadable"]:
                 warn_unreadable(folder, reason)
-            gathered.extend((pa.ipc.open_stream(data).read_all(), errors, seen)
+            gathered.extend((pool_module.taken_over(data), errors, seen)
                             for data, errors, seen in chunks)
         finished = True
         yield from gathered
@@ -239,6 +240,8 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             yield from share.parser.take()
         yield from share.parser.finish()  # nothing when there was no rest
     finally:
+        for future in futures:  # the tables of a stopped read are not left behind
+            future.add_done_callback(pool_module.drop_handed_over)
         with counts.get_lock():
             counts[0] = 0  # no run on: a late worker's count changes nothing
         if not finished:  # stopped early (an error raised, a worker failed)

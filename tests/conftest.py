@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,19 @@ def small_archive(tmp_path):
     root = tmp_path / "archive"
     truth = generate_archive(root, calls=60, days=2, seed=11)
     return root, truth
+
+
+@pytest.fixture
+def spill_left():
+    """A function: the files left in the worker pool's folder for the tables workers
+    hand back, once the workers of a stopped read had time to end (10 s at most)."""
+    from recstats import _archive_pool
+
+    def left() -> list[str]:
+        folder = _archive_pool._state["spill"]
+        deadline = time.monotonic() + 10
+        while os.listdir(folder) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return os.listdir(folder)
+
+    return left

@@ -61,6 +61,7 @@ def split_always(monkeypatch):
     monkeypatch.setattr(archive, "IN_PROCESS_BELOW", 0)
     monkeypatch.setattr(archive, "COLD_IN_PROCESS_BELOW", 0)
     monkeypatch.setattr(archive, "UNIT_FILES", 3)
+    monkeypatch.setattr(_archive_pool, "SPILL_BYTES", 0)  # every worker table as a file
     assert _archive_pool.start(1, timeout=120)
 
 
@@ -139,12 +140,13 @@ def test_a_worker_dying_mid_read_reads_all_again_in_one_process(tree, split_alwa
         _same(rs.read_archive(tree, workers=2, progress=False), one)
 
 
-def test_a_stopped_split_read_leaves_the_next_one_whole(tree, split_always):
+def test_a_stopped_split_read_leaves_the_next_one_whole(tree, split_always, spill_left):
     one = rs.read_archive(tree, workers=1, progress=False)
     for _ in range(3):
         with pytest.raises(rs.CDRParseError):
             rs.read_archive(tree, workers=2, progress=False, on_error="raise")
         _same(rs.read_archive(tree, workers=2, progress=False), one)
+    assert spill_left() == []  # no table of a stopped read is left behind
 
 
 def test_a_workers_listing_hands_back_what_its_chunks_do_not_hold(tree, monkeypatch):

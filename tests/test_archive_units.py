@@ -1,19 +1,23 @@
-"""Units shared by the processes of a read: what each process hands back is finished,
-a stopped read leaves nothing behind for the next, and the walk's shortcuts equal the
-general rules they replace."""
+"""Units shared by the processes of a read: what each process hands back is finished
+(a worker's table comes as a file or as bytes, and no file is left behind), a stopped
+read leaves nothing behind for the next, and the walk's shortcuts equal the general
+rules they replace."""
 
 from __future__ import annotations
 
 import os
 import warnings
+from concurrent.futures import Future
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 import recstats as rs
 from recstats import _archive_list, _archive_pool, _archive_run, _table, archive
+from recstats._archive_handover import drop_handed_over, hand_over, taken_over
 from recstats.sim.samples import odd_cases
 
 
@@ -24,6 +28,8 @@ def pool_always(monkeypatch):
     monkeypatch.setattr(archive, "COLD_IN_PROCESS_BELOW", 0)
     monkeypatch.setattr(archive, "MAX_CHUNK", 16)
     monkeypatch.setattr(archive, "UNIT_FILES", 4)
+    monkeypatch.setattr(_archive_pool, "SPILL_BYTES", 0)  # every worker table as a file
+
 
 
 def _same(calls: pd.DataFrame, expected: pd.DataFrame) -> None:
@@ -41,7 +47,7 @@ def _odd_archive_read_by_one_process(root) -> pd.DataFrame:
     return one
 
 
-def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always):
+def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always, spill_left):
     root, _ = small_archive
     one = _odd_archive_read_by_one_process(root)
     for _ in range(3):  # each stops with units of its own left in the shared queue
@@ -51,18 +57,67 @@ def test_a_stopped_read_leaves_the_pool_clean(small_archive, pool_always):
             warnings.simplefilter("error")  # no worker failed
             _same(rs.read_archive(root, workers=2, progress=False), one)
     assert _archive_pool.POOL_CPU_SECONDS[0] > 0  # the worker did take units
+    assert spill_left() == []  # the stopped reads' tables too
 
 
-def test_the_table_comes_finished(small_archive, pool_always):
+def test_the_table_comes_finished(small_archive, pool_always, monkeypatch, spill_left):
     # chunks arrive with media and end_unknown, from any process: the table has the
     # schema coerce_calls gives, and equals the truth
     root, truth = small_archive
     assert _archive_pool.start(1, timeout=120)
+    handed: list[type] = []
+    real = _archive_pool.taken_over
+    monkeypatch.setattr(_archive_pool, "taken_over",
+                        lambda data: handed.append(type(data)) or real(data))
     for workers in (1, 2):
         calls = rs.read_archive(root, workers=workers, progress=False)
         pd.testing.assert_frame_equal(calls, truth)
         pd.testing.assert_frame_equal(_table.coerce_calls(calls), calls)
         assert calls["media_path"].notna().all()
+    assert str in handed  # the worker's tables came as files
+    assert spill_left() == []
+
+
+def _table_of_calls() -> pa.Table:
+    return pa.table({"call_id": ["a", "b", None], "duration": [1.5, None, 3.0],
+                     "end_unknown": [False, True, False]})
+
+
+def test_a_workers_table_comes_as_a_file_or_as_bytes(tmp_path):
+    table = _table_of_calls()
+    path = hand_over(table, str(tmp_path), spill_bytes=0)
+    assert isinstance(path, str) and os.path.dirname(path) == str(tmp_path)
+    assert taken_over(path).equals(table)
+    assert os.listdir(tmp_path) == []  # removed once mapped
+    small = hand_over(table, str(tmp_path), spill_bytes=table.nbytes + 1)
+    assert isinstance(small, bytes) and taken_over(small).equals(table)
+    assert taken_over(hand_over(table, None, spill_bytes=0)).equals(table)  # no folder
+
+
+def test_a_table_that_cannot_be_written_comes_as_bytes(tmp_path, monkeypatch):
+    table = _table_of_calls()
+    data = hand_over(table, str(tmp_path / "removed"), spill_bytes=0)
+    assert isinstance(data, bytes) and taken_over(data).equals(table)
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(pa.ipc, "new_file", full)  # the file exists, its writing fails
+    data = hand_over(table, str(tmp_path), spill_bytes=0)
+    assert isinstance(data, bytes) and taken_over(data).equals(table)
+    assert os.listdir(tmp_path) == []  # the half-made file is gone
+
+
+def test_tables_never_taken_over_are_removed(tmp_path):
+    path = hand_over(_table_of_calls(), str(tmp_path), spill_bytes=0)
+    done: Future = Future()
+    done.set_result(([(path, [], 3), (b"bytes", [], 1)], [1, 2], 0.0))
+    drop_handed_over(done)
+    assert os.listdir(tmp_path) == []
+    drop_handed_over(done)  # again: nothing to remove, nothing raised
+    failed: Future = Future()
+    failed.set_exception(RuntimeError("worker died"))
+    drop_handed_over(failed)
 
 
 def test_units_pair_media_by_stem():
