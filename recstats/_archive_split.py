@@ -180,28 +180,35 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
     share = Share(walk, tz, directions, max_files, unit_files, listing)
     folders = [("folder", path, chain) for path, chain in reversed(walk.pending)]
     walk.pending = []
-    items = folders + [("unit", unit) for unit in head]
     futures: list[Future] = []
     broken = finished = False
-    with counts.get_lock():
-        counts[0], counts[1] = run, len(items)
-    for item in items:
-        queue.put((run, 0, item))
-    if not items:
-        for _ in range(workers):
-            queue.put((run, None, None))
+
+    def join_workers() -> None:
+        """Have the workers join the run once the pool is up (not broken)."""
+        nonlocal futures, broken
+        if not futures and not broken and ready.is_set():
+            try:
+                futures = pool_module.submit_all(
+                    workers - 1, pool_module.drain, run, tz, directions, max_files,
+                    pool_module.SPILL_BYTES, (walk.root, walk.follow_links, unit_files,
+                                              workers))
+            except RuntimeError:  # broken since the last call (BrokenProcessPool)
+                broken = True
 
     put = functools.partial(put_items, run)
     try:
+        # the folders first and the workers called at once: they start listing while
+        # this process makes the units of the files the walk found (one item more
+        # stands for those, so the count cannot reach zero before they are queued)
+        with counts.get_lock():
+            counts[0], counts[1] = run, len(folders) + 1
+        for item in folders:
+            queue.put((run, 0, item))
+        join_workers()
+        put([("unit", unit) for unit in head])
+        item_done(run, workers)
         while True:
-            if not futures and not broken and ready.is_set():
-                try:
-                    futures = pool_module.submit_all(
-                        workers - 1, pool_module.drain, run, tz, directions, max_files,
-                        pool_module.SPILL_BYTES, (walk.root, walk.follow_links,
-                                                  unit_files, workers))
-                except RuntimeError:  # broken since the last call (BrokenProcessPool)
-                    broken = True
+            join_workers()
             try:
                 item = queue.get(timeout=0.05)
             except queue_module.Empty:
