@@ -78,11 +78,13 @@ __all__ = ["archive_errors", "archive_files", "read_archive", "write_parquet"]
 #: Below this many CDR files every unit parses in-process, whatever ``workers`` says:
 #: under it, a worker process costs more than it saves (each process types its share
 #: once, a fixed cost, and the worker's table travels back). bench/parse.py measures
-#: the break-even (its "forced" rows); on the 2-core machine, by CPU time per process
-#: (other load made wall times meaningless), workers=2 would break even at 2 000-4 000
-#: files and run 1.4 x at 8 000; the threshold keeps a margin. Above it, this process
-#: parses too, also while the pool starts (:mod:`recstats._archive_pool`).
-IN_PROCESS_BELOW = 6000
+#: the break-even (its "forced" rows). On the 2-core machine, with a worker's table
+#: handed back through shared memory, workers=2 broke even at 1 000-2 000 files (a
+#: folder or a list) and ran 1.25-1.4 x at 3 000, best and median of 9 turns each.
+#: The lower the threshold, the less of a folder one process walks alone before the
+#: others join. Above it, this process parses too, also while the pool starts
+#: (:mod:`recstats._archive_pool`).
+IN_PROCESS_BELOW = 3000
 #: The same before this process has a pool. Starting one (a forkserver that imports
 #: pandas, pyarrow and lxml, about 0.7 s) happens in the background while this process
 #: parses, and the workers join when they are up, so it pays once the input takes well
