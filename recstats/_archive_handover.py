@@ -81,6 +81,8 @@ def drop_handed_over(future: Future) -> None:
 def spill_folder() -> str | None:
     """A new private folder for the workers' tables: in memory (``/dev/shm``) where
     there is one; None when no folder can be made (tables then go as bytes)."""
+    if os.name != "posix":  # Windows cannot remove a file while it is mapped
+        return None
     memory = "/dev/shm"
     try:
         return tempfile.mkdtemp(prefix="recstats-pool-",

@@ -6,6 +6,7 @@ rules they replace."""
 from __future__ import annotations
 
 import os
+import stat
 import warnings
 from concurrent.futures import Future
 
@@ -17,7 +18,13 @@ from hypothesis import strategies as st
 
 import recstats as rs
 from recstats import _archive_list, _archive_pool, _archive_run, _table, archive
-from recstats._archive_handover import drop_handed_over, hand_over, taken_over
+from recstats._archive_handover import (
+    drop_handed_over,
+    hand_over,
+    remove_spill,
+    spill_folder,
+    taken_over,
+)
 from recstats.sim.samples import odd_cases
 
 
@@ -118,6 +125,20 @@ def test_tables_never_taken_over_are_removed(tmp_path):
     failed: Future = Future()
     failed.set_exception(RuntimeError("worker died"))
     drop_handed_over(failed)
+
+
+def test_worker_tables_go_to_a_private_folder_removed_with_the_pool(monkeypatch):
+    folder = spill_folder()
+    assert folder is not None
+    try:
+        assert os.path.isdir(folder) and stat.S_IMODE(os.stat(folder).st_mode) == 0o700
+        assert os.listdir(folder) == []
+    finally:
+        remove_spill(folder)
+    assert not os.path.exists(folder)
+    remove_spill(folder)  # gone already: nothing raised
+    monkeypatch.setattr(os, "name", "nt")  # a mapped file cannot be removed there
+    assert spill_folder() is None
 
 
 def test_units_pair_media_by_stem():
