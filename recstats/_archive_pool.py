@@ -9,9 +9,9 @@ units from the same queue until they run out: every process parses until there i
 nothing left, so they end together. A large folder is listed by all the processes
 (:mod:`recstats._archive_split`, whose items go through the same queue). After the pool the
 parent has no per-file work left: each process hands back finished chunks (media
-paired, ``end_unknown`` set; a worker's as an Arrow IPC file in shared memory, which
-the parent maps instead of copying, see :mod:`recstats._archive_handover`), which the parent
-concatenates, sorts and gives the schema, vectorised.
+paired, ``end_unknown`` set), which the parent concatenates, sorts and gives the
+schema, vectorised. A worker's chunks come as Arrow IPC files in shared memory that the
+parent maps instead of copying (:mod:`recstats._archive_handover`).
 
 The pool is started in a background thread the first time a process needs it; until it
 is up the parent parses the units itself, and it stays up for later calls (one pool per
@@ -63,7 +63,7 @@ _runs = itertools.count(1)
 
 #: In a worker process: the pool's queue of items, the number of a cancelled run, the
 #: count of units taken by workers and a split read's ``[run, items outstanding]``
-#: (all shared with the parent), and the folder for its tables (:func:`hand_over`).
+#: (all shared with the parent), and the folder for the tables it hands over.
 _worker: dict = {}
 
 
@@ -358,13 +358,13 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
                 continue  # nothing of this run in it: it ends at its end mark
             try:
                 chunks, parsed, cpu = future.result()
+                tables = [(taken_over(data), errors, seen) for data, errors, seen in chunks]
             except Exception:  # noqa: BLE001 - a dead or failing worker: redo its units
                 failed = True
                 continue
             POOL_CPU_SECONDS[0] += cpu
             left.difference_update(parsed)
-            for data, errors, seen in chunks:
-                yield taken_over(data), errors, seen
+            yield from tables
         for number in sorted(left):
             parser.add(*sent[number])
         yield from parser.finish()

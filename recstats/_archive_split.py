@@ -228,6 +228,8 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         for future in futures:
             try:
                 chunks, back, cpu = future.result()
+                tables = [(pool_module.taken_over(data), errors, seen)
+                          for data, errors, seen in chunks]
             except Exception:  # noqa: BLE001 - whatever it held is lost
                 raise WorkersFailed("a worker process failed") from None
             pool_module.POOL_CPU_SECONDS[0] += cpu
@@ -238,8 +240,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             listing.elsewhere += back["cdrs"]
             for folder, reason in back["unreadable"]:
                 warn_unreadable(folder, reason)
-            gathered.extend((pool_module.taken_over(data), errors, seen)
-                            for data, errors, seen in chunks)
+            gathered.extend(tables)
         finished = True
         yield from gathered
         for unit in rest():  # its refused files too: in the parent's listing

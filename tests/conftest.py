@@ -65,3 +65,25 @@ def spill_left():
         return os.listdir(folder)
 
     return left
+
+
+@pytest.fixture
+def lose_first_worker_table(monkeypatch):
+    """A function: from its call on, the file of the first worker table handed over as
+    a file is removed just before this process maps it. Returns the paths removed."""
+    from recstats import _archive_pool
+
+    def arm() -> list[str]:
+        real = _archive_pool.taken_over
+        lost: list[str] = []
+
+        def lose_first(data):
+            if isinstance(data, str) and not lost:
+                os.unlink(data)
+                lost.append(data)
+            return real(data)
+
+        monkeypatch.setattr(_archive_pool, "taken_over", lose_first)
+        return lost
+
+    return arm

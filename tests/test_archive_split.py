@@ -140,6 +140,18 @@ def test_a_worker_dying_mid_read_reads_all_again_in_one_process(tree, split_alwa
         _same(rs.read_archive(tree, workers=2, progress=False), one)
 
 
+def test_a_worker_table_lost_before_it_is_mapped_reads_all_again(
+        tree, split_always, monkeypatch, lose_first_worker_table):
+    one = rs.read_archive(tree, workers=1, progress=False)
+    _slow_parent(monkeypatch, 0.02)  # the worker lists and parses some folders
+    lost = lose_first_worker_table()
+    with pytest.warns(RuntimeWarning, match="worker processes failed") as caught:
+        calls = rs.read_archive(tree, workers=2, progress=False)
+    assert lost
+    assert len([w for w in caught if "worker" in str(w.message)]) == 1
+    _same(calls, one)
+
+
 def test_a_stopped_split_read_leaves_the_next_one_whole(tree, split_always, spill_left):
     one = rs.read_archive(tree, workers=1, progress=False)
     for _ in range(3):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import stat
+import time
 import warnings
 from concurrent.futures import Future
 
@@ -83,6 +84,27 @@ def test_the_table_comes_finished(small_archive, pool_always, monkeypatch, spill
         assert calls["media_path"].notna().all()
     assert str in handed  # the worker's tables came as files
     assert spill_left() == []
+
+
+def test_a_worker_table_lost_before_it_is_mapped_is_parsed_again(
+        small_archive, pool_always, monkeypatch, lose_first_worker_table):
+    root, truth = small_archive
+    files = sorted(str(p) for p in root.rglob("*.xml"))  # a list: units, no split
+    assert _archive_pool.start(1, timeout=120)
+    real_add = _archive_run.Parser.add
+
+    def slow_add(self, task, media):  # this process only: the worker takes units
+        time.sleep(0.01)
+        real_add(self, task, media)
+
+    monkeypatch.setattr(_archive_run.Parser, "add", slow_add)
+    lost = lose_first_worker_table()
+    with pytest.warns(RuntimeWarning, match="worker processes failed"):
+        calls = rs.read_archive(files, workers=2, progress=False)
+    assert lost
+    pd.testing.assert_frame_equal(calls.reset_index(drop=True),
+                                  rs.read_archive(files, workers=1, progress=False))
+    assert len(calls) == len(truth)
 
 
 def _table_of_calls() -> pa.Table:
