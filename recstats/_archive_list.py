@@ -108,11 +108,23 @@ class Listing:
         self.errors.append((path, reason))
 
     def media_without_cdr(self) -> list[str]:
+        return sorted([*self._unpaired_so_far(), *self.unpaired])
+
+    def _unpaired_so_far(self) -> list[str]:
         # only files that look like recordings: a README or script beside the archive
         # is not a recording whose CDR went missing
         media = self.media
-        return sorted([*(shown_path(media[k]) for k in media.keys() - self.cdr_keys
-                         if _looks_like_media(media[k])), *self.unpaired])
+        return [shown_path(media[k]) for k in media.keys() - self.cdr_keys
+                if _looks_like_media(media[k])]
+
+    def settle_media(self) -> None:
+        """Move the media found so far without a CDR to :attr:`unpaired` and forget
+        the pairing: for a walk once its units are made, as a CDR and its media share
+        a folder and no folder is listed twice (folders listed later pair as before).
+        A split read does this while it waits for the workers' tables."""
+        self.unpaired.extend(self._unpaired_so_far())
+        self.media.clear()
+        self.cdr_keys.clear()
 
 
 def _walk(walk: FolderWalk, listing: Listing) -> Iterator[list[str]]:

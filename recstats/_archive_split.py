@@ -222,8 +222,10 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             share.serve(item[2], put)
             item_done(run, workers)
             yield from share.parser.take()
-        # this process types its chunk while the workers type theirs
+        # this process types its chunk while the workers type theirs, and settles its
+        # listing's media while they hand their tables over
         yield from share.parser.finish()
+        listing.settle_media()
         gathered: list[Chunk] = []
         for future in futures:
             try:

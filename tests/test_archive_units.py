@@ -198,6 +198,24 @@ def test_folder_media_names_equal_add_media(names):
     assert together.media == one_by_one.media
 
 
+def test_settled_media_leave_the_same_media_without_cdr():
+    def listing_of(settle: bool) -> _archive_list.Listing:
+        listing = _archive_list.Listing()
+        listing.add_cdrs(["a/1.xml", "a/2.xml"])
+        listing.add_media_names("a/", ["1.wav", "3.wav", "README.md"])
+        if settle:  # folder a/ is listed and its units made
+            listing.settle_media()
+            assert listing.media == {} and listing.cdr_keys == set()
+        listing.add_cdrs(["b/3.xml"])  # a folder listed later pairs as before
+        listing.add_media_names("b/", ["3.mp3", "4.wav"])
+        return listing
+
+    settled = listing_of(True)
+    assert settled.media == {"b/3": "b/3.mp3", "b/4": "b/4.wav"}
+    assert settled.media_without_cdr() == listing_of(False).media_without_cdr() == [
+        "a/3.wav", "b/4.wav"]
+
+
 def test_reads_in_two_threads_share_the_pool_safely(small_archive, pool_always):
     # one read at a time uses the pool's queue; the other parses in its own thread
     from concurrent.futures import ThreadPoolExecutor
