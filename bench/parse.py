@@ -173,8 +173,9 @@ class Halves:
         assert len(halves) == 2, "two site folders"
         ctx = multiprocessing.get_context("forkserver")
         self.go, self.walls = ctx.Barrier(3), ctx.Queue()
-        self.children = [ctx.Process(target=_half_reader, args=(half, self.go, self.walls))
-                         for half in halves]
+        # daemons: a bench that fails midway must not wait for them at exit
+        self.children = [ctx.Process(target=_half_reader, args=(half, self.go, self.walls),
+                                     daemon=True) for half in halves]
         for child in self.children:
             child.start()
 
