@@ -21,8 +21,8 @@ from concurrent.futures import Future
 
 import pyarrow as pa
 
-__all__ = ["SPILL_BYTES", "drop_handed_over", "hand_over", "remove_spill", "spill_folder",
-           "taken_over"]
+__all__ = ["SPILL_BYTES", "chunks_handed_over", "chunks_taken_over", "drop_handed_over",
+           "hand_over", "remove_spill", "spill_folder", "taken_over"]
 
 #: A worker's table at least this large reaches the parent as a file (see
 #: :func:`hand_over`); a smaller one as bytes through the pool's pipe.
@@ -65,6 +65,19 @@ def taken_over(data: bytes | str) -> pa.Table:
         return pa.ipc.open_file(pa.memory_map(data)).read_all()
     finally:
         os.unlink(data)
+
+
+def chunks_handed_over(chunks: list[tuple[pa.Table, list, int]], folder: str | None,
+                       spill_bytes: int = SPILL_BYTES) -> list[tuple[bytes | str, list, int]]:
+    """A worker's finished chunks ``(table, errors, seen)`` with each table handed over."""
+    return [(hand_over(table, folder, spill_bytes), errors, seen)
+            for table, errors, seen in chunks]
+
+
+def chunks_taken_over(chunks: list[tuple[bytes | str, list, int]]
+                      ) -> list[tuple[pa.Table, list, int]]:
+    """The parent's side of :func:`chunks_handed_over`."""
+    return [(taken_over(data), errors, seen) for data, errors, seen in chunks]
 
 
 def drop_handed_over(future: Future) -> None:

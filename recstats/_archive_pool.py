@@ -42,11 +42,11 @@ import pyarrow as pa
 
 from ._archive_handover import (
     SPILL_BYTES,
+    chunks_handed_over,
+    chunks_taken_over,
     drop_handed_over,
-    hand_over,
     remove_spill,
     spill_folder,
-    taken_over,
 )
 from ._archive_run import Parser
 
@@ -86,9 +86,9 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
 
     Returns ``(chunks as (tables handed over, errors, seen), numbers of the units
     parsed, CPU seconds)``; tables of ``spill_bytes`` or more as files (see
-    :func:`hand_over`). Items of earlier runs are left-overs, skipped; an item of a later
-    run means this task's own run is over (its caller finished without it): the item
-    goes back and the task ends. With ``folders`` (the root, ``follow_links``, files
+    :mod:`recstats._archive_handover`). Items of earlier runs are left-overs, skipped;
+    an item of a later run means this task's own run is over (its caller finished
+    without it): the item goes back and the task ends. With ``folders`` (the root, ``follow_links``, files
     per unit and processes of a split read, :mod:`recstats._archive_split`) items are
     folders or units, and the second element is what the worker's listing hands back.
     """
@@ -100,8 +100,7 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
         root, follow_links, unit_files, processes = folders
         share = Share(FolderWalk(root, follow_links), tz, directions, max_files, unit_files)
         serve_items(run, share, processes)
-        chunks = [(hand_over(table, _worker["spill"], spill_bytes), errors, seen)
-                  for table, errors, seen in share.finish()]
+        chunks = chunks_handed_over(share.finish(), _worker["spill"], spill_bytes)
         return chunks, share.handback(), time.process_time() - start
     units, cancelled, taken = _worker["queue"], _worker["cancelled"], _worker["taken"]
     parser = Parser(tz, directions, max_files)
@@ -120,8 +119,7 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
         if cancelled.value != run:
             parser.add(*item[2])
             parsed.append(item[1])
-    chunks = [(hand_over(table, _worker["spill"], spill_bytes), errors, seen)
-              for table, errors, seen in parser.finish()]
+    chunks = chunks_handed_over(parser.finish(), _worker["spill"], spill_bytes)
     return chunks, parsed, time.process_time() - start
 
 
@@ -225,9 +223,7 @@ def start(size: int, timeout: float | None = None) -> bool:
 def _pool(size: int) -> dict:
     with _lock:
         if _state["pool"] is not None and _state["size"] != size:
-            _state["starter"].join()
-            _state["pool"].shutdown(wait=False, cancel_futures=True)
-            remove_spill(_state["spill"])
+            _stop(_state["pool"], _state["starter"], _state["spill"])
             _state["pool"] = None
         if _state["pool"] is None:
             _start(size)
@@ -240,9 +236,13 @@ def _discard_pool() -> None:
         _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
                       cancelled=None, taken=None, counts=None, spill=None)
     if pool is not None:
-        starter.join()
-        pool.shutdown(wait=False, cancel_futures=True)
-        remove_spill(spill)
+        _stop(pool, starter, spill)
+
+
+def _stop(pool: ProcessPoolExecutor, starter: threading.Thread, spill: str | None) -> None:
+    starter.join()
+    pool.shutdown(wait=False, cancel_futures=True)
+    remove_spill(spill)
 
 
 def claim() -> bool:
@@ -358,7 +358,7 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
                 continue  # nothing of this run in it: it ends at its end mark
             try:
                 chunks, parsed, cpu = future.result()
-                tables = [(taken_over(data), errors, seen) for data, errors, seen in chunks]
+                tables = chunks_taken_over(chunks)
             except Exception:  # noqa: BLE001 - a dead or failing worker: redo its units
                 failed = True
                 continue

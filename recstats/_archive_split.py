@@ -36,6 +36,7 @@ import pyarrow as pa
 
 from . import _archive_pool as pool_module
 from ._archive_find import FolderWalk
+from ._archive_handover import chunks_taken_over
 from ._archive_list import Listing, warn_unreadable
 from ._archive_run import Parser, units
 
@@ -230,8 +231,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         for future in futures:
             try:
                 chunks, back, cpu = future.result()
-                tables = [(pool_module.taken_over(data), errors, seen)
-                          for data, errors, seen in chunks]
+                tables = chunks_taken_over(chunks)
             except Exception:  # noqa: BLE001 - whatever it held is lost
                 raise WorkersFailed("a worker process failed") from None
             pool_module.POOL_CPU_SECONDS[0] += cpu

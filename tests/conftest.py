@@ -71,10 +71,10 @@ def spill_left():
 def lose_first_worker_table(monkeypatch):
     """A function: from its call on, the file of the first worker table handed over as
     a file is removed just before this process maps it. Returns the paths removed."""
-    from recstats import _archive_pool
+    from recstats import _archive_handover
 
     def arm() -> list[str]:
-        real = _archive_pool.taken_over
+        real = _archive_handover.taken_over
         lost: list[str] = []
 
         def lose_first(data):
@@ -83,7 +83,7 @@ def lose_first_worker_table(monkeypatch):
                 lost.append(data)
             return real(data)
 
-        monkeypatch.setattr(_archive_pool, "taken_over", lose_first)
+        monkeypatch.setattr(_archive_handover, "taken_over", lose_first)
         return lost
 
     return arm

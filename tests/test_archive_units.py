@@ -18,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import recstats as rs
-from recstats import _archive_list, _archive_pool, _archive_run, _table, archive
+from recstats import _archive_handover, _archive_list, _archive_pool, _archive_run, _table, archive
 from recstats._archive_handover import (
     drop_handed_over,
     hand_over,
@@ -73,8 +73,8 @@ def test_the_table_comes_finished(small_archive, pool_always, monkeypatch, spill
     root, truth = small_archive
     assert _archive_pool.start(1, timeout=120)
     handed: list[type] = []
-    real = _archive_pool.taken_over
-    monkeypatch.setattr(_archive_pool, "taken_over",
+    real = _archive_handover.taken_over
+    monkeypatch.setattr(_archive_handover, "taken_over",
                         lambda data: handed.append(type(data)) or real(data))
     for workers in (1, 2):
         calls = rs.read_archive(root, workers=workers, progress=False)
