@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from lxml import etree
 
-from ._table import EXTRAS
+from ._extras import EXTRAS
 from ._xml import MAX_FIELDS
 
 #: Larger documents take the reference path (bounds a batch's memory).
@@ -72,7 +72,7 @@ _NOT_ODD = bytes(b for b in range(256) if not (b == 38 or (b < 32 and b not in (
 
 
 #: Distinct tag names in one batch above which its documents take the reference path
-#: (the documented fields plus :data:`recstats._table.DEFAULT_MAX_COLUMNS` fit easily).
+#: (the documented fields plus :data:`recstats._extras.DEFAULT_MAX_COLUMNS` fit easily).
 MAX_FAST_NAMES = 512
 
 

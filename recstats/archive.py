@@ -69,7 +69,8 @@ from ._archive_run import units as _units
 from ._archive_split import WorkersFailed as _WorkersFailed
 from ._archive_split import run_folders as _run_folders
 from ._calls_file import archive_errors, write_parquet
-from ._table import DEFAULT_MAX_COLUMNS, coerce_calls, empty_calls, limit_columns
+from ._extras import DEFAULT_MAX_COLUMNS, limit_columns
+from ._table import coerce_calls, empty_calls
 from ._time import check_tz
 from .errors import CDRParseError
 
@@ -248,7 +249,7 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
         Overrides the ``direction_id`` table.
     follow_links : bool, default False
         Follow symbolic links in a folder whose target lies outside it.
-    max_columns : int, default :data:`recstats._table.DEFAULT_MAX_COLUMNS`
+    max_columns : int, default :data:`recstats._extras.DEFAULT_MAX_COLUMNS`
         Distinct undocumented field names, across the archive, kept as columns of their
         own (the first by name; documented CDR fields always are). Every other field of
         a row goes into one ``extras`` column, JSON text of ``{name: value}``, so a

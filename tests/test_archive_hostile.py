@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 
 import recstats as rs
-from recstats import _table, archive
+from recstats import _extras, _table, archive
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="symbolic links, FIFOs")
 
@@ -369,7 +369,7 @@ def test_limit_columns_equals_one_pass_whatever_the_split():
                 tables.append(pa_table(part))
                 start += size
             import pyarrow as pa
-            limited = pa.concat_tables(_table.limit_columns(tables, max_columns),
+            limited = pa.concat_tables(_extras.limit_columns(tables, max_columns),
                                        promote_options="permissive").to_pandas()
             got = _table.coerce_calls(limited)
             pd.testing.assert_frame_equal(got, expected.reset_index(drop=True))
@@ -408,7 +408,7 @@ def test_work_per_file_does_not_grow_with_the_archive(tmp_path, monkeypatch):
     # max_columns): cells per file bounded whatever the archive's size; the union was
     # 2 003 columns per file for 40 files and 8 003 for 160
     assert per_file[160] <= per_file[40] * 1.05
-    assert per_file[40] <= _table.DEFAULT_MAX_COLUMNS + 3 + 3
+    assert per_file[40] <= _extras.DEFAULT_MAX_COLUMNS + 3 + 3
 
 
 _PEAK = textwrap.dedent("""
