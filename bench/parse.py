@@ -31,7 +31,8 @@ takes the ceiling: two independent ``workers=1`` reads of one site folder each (
 files) in two other processes, started together, which is what this machine gives two
 processes with no scheduling or transfer at all (on the 2-core machine each process
 slows down when the other core is busy: per-file costs rose by a quarter to over a half
-in our runs). The speed of the machine drifts by a third within seconds, and the best of
+in our runs), and the cores' own scaling: a pure Python loop run twice in this process
+against once in each of those two at the same time. The speed of the machine drifts by a third within seconds, and the best of
 each reader may come from different moments: the medians of each turn's ratios, whose
 readers share the turn's speed, are printed too.
 
@@ -172,9 +173,10 @@ class Halves:
         halves = sorted(str(p) for p in root.iterdir() if p.is_dir())
         assert len(halves) == 2, "two site folders"
         ctx = multiprocessing.get_context("forkserver")
-        self.go, self.walls = ctx.Barrier(3), ctx.Queue()
+        self.go, self.walls, self.spinning = ctx.Barrier(3), ctx.Queue(), ctx.Value("b", 0)
         # daemons: a bench that fails midway must not wait for them at exit
-        self.children = [ctx.Process(target=_half_reader, args=(half, self.go, self.walls),
+        self.children = [ctx.Process(target=_half_reader,
+                                     args=(half, self.go, self.walls, self.spinning),
                                      daemon=True) for half in halves]
         for child in self.children:
             child.start()
@@ -184,15 +186,25 @@ class Halves:
         self.go.wait()
         return max(self.walls.get(timeout=300) for _ in self.children)
 
+    def spin(self) -> float:
+        """Wall seconds until both children have run :func:`spin` once: what two busy
+        cores make of pure Python work, no file, memory traffic or transfer at all."""
+        self.spinning.value = 1
+        try:
+            return self.read()
+        finally:
+            self.spinning.value = 0
+
     def close(self) -> None:
         self.go.abort()  # a broken barrier ends the children's loops
         for child in self.children:
             child.join(timeout=30)
 
 
-def _half_reader(folder: str, go, walls) -> None:
-    """In a child: a ``workers=1`` read of ``folder`` each time all three meet at
-    ``go``; the wall seconds go to ``walls``."""
+def _half_reader(folder: str, go, walls, spinning) -> None:
+    """In a child: a ``workers=1`` read of ``folder`` (or :func:`spin` while
+    ``spinning`` is set) each time all three meet at ``go``; the wall seconds go to
+    ``walls``."""
     import threading
 
     rs.read_archive(folder, workers=1, progress=False)  # imported, warm
@@ -201,7 +213,16 @@ def _half_reader(folder: str, go, walls) -> None:
             go.wait()
         except threading.BrokenBarrierError:
             return
-        walls.put(timed(lambda: rs.read_archive(folder, workers=1, progress=False))[0])
+        walls.put(timed(spin if spinning.value else
+                        lambda: rs.read_archive(folder, workers=1, progress=False))[0])
+
+
+def spin(rounds: int = 400_000) -> int:
+    """Pure Python arithmetic, about 30-60 ms: the machine's own speed, one core's."""
+    total = 0
+    for i in range(rounds):
+        total += i * i
+    return total
 
 
 def workers_ratio(source, repeat: int, forced: bool = False,
@@ -239,6 +260,8 @@ def workers_ratio(source, repeat: int, forced: bool = False,
         if halves is not None:
             turn["halves"] = halves.read()
             best["halves"] = min(best["halves"], turn["halves"])
+            turn["spin_one"] = timed(lambda: (spin(), spin()))[0]
+            turn["spin_two"] = halves.spin()
         turns.append(turn)
     pd.testing.assert_frame_equal(out[1], out[2])
     result = {"w1": best[1], "w2": best[2], "ratio": best[1] / best[2],
@@ -251,7 +274,9 @@ def workers_ratio(source, repeat: int, forced: bool = False,
         result.update(
             two_halves=best["halves"], ceiling=best[1] / best["halves"],
             median_ceiling=statistics.median(t[1] / t["halves"] for t in turns),
-            median_w2_vs_halves=statistics.median(t[2] / t["halves"] for t in turns))
+            median_w2_vs_halves=statistics.median(t[2] / t["halves"] for t in turns),
+            median_spin_scaling=statistics.median(t["spin_one"] / t["spin_two"]
+                                                  for t in turns))
     return result
 
 
@@ -360,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
                   "machine gives 2 processes; workers=2 cannot do better)")
             print(f"medians of the turns: w1/halves {full['median_ceiling']:.2f} x; "
                   f"workers=2 took {full['median_w2_vs_halves']:.2f} x the two halves' "
-                  "time")
+                  f"time; pure Python arithmetic ran {full['median_spin_scaling']:.2f} x "
+                  "as fast in 2 processes as twice in one (the cores' own scaling)")
             print(f"cold: the first workers=2 call of the process (pool forced) took "
                   f"{report['w2_cold_seconds']:.3f} s on {len(paths)} files "
                   f"(warm w1 {report['workers'][len(paths)]['w1']:.3f} s)")
