@@ -43,6 +43,7 @@ from .cdr import (
 __all__ = ["calls_frame", "calls_from_fields", "calls_from_raw", "coerce_calls",
            "empty_calls"]
 
+
 def _ordered_columns(columns: Iterable[str]) -> list[str]:
     present = set(columns)
     fixed = list(CALL_COLUMNS)
