@@ -11,7 +11,10 @@ nothing left, so they end together. A large folder is listed by all the processe
 parent has no per-file work left: each process hands back finished chunks (media
 paired, ``end_unknown`` set), which the parent concatenates, sorts and gives the
 schema, vectorised. A worker's chunks come as Arrow IPC files in shared memory that the
-parent maps instead of copying (:mod:`recstats._archive_handover`).
+parent maps instead of copying (:mod:`recstats._archive_handover`). Each worker counts
+the files it parses in a counter shared with the parent (:func:`count_parsed`), which
+the parent turns into progress marks among its results (:class:`WorkersProgress`), so
+a read's progress bar moves with every process, not once per finished chunk.
 
 The pool is started in a background thread the first time a process needs it; until it
 is up the parent parses the units itself, and it stays up for later calls (one pool per
@@ -38,8 +41,6 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ProcessPoolExecutor
 
-import pyarrow as pa
-
 from ._archive_handover import (
     SPILL_BYTES,
     chunks_handed_over,
@@ -48,7 +49,7 @@ from ._archive_handover import (
     remove_spill,
     spill_folder,
 )
-from ._archive_run import Parser
+from ._archive_run import Mark, Parser, Result, progress_mark
 
 #: CPU seconds the worker processes of the latest run spent parsing (for bench/).
 POOL_CPU_SECONDS = [0.0]
@@ -58,24 +59,50 @@ POOL_FOLDERS = [0]
 _lock = threading.Lock()
 _busy = threading.Lock()  # held by the read using the pool's queue
 _state: dict = {"pool": None, "size": 0, "ready": None, "starter": None, "queue": None,
-                "cancelled": None, "taken": None, "counts": None, "spill": None}
+                "cancelled": None, "taken": None, "counts": None, "parsed": None,
+                "spill": None}
 _runs = itertools.count(1)
 
 #: In a worker process: the pool's queue of items, the number of a cancelled run, the
-#: count of units taken by workers and a split read's ``[run, items outstanding]``
-#: (all shared with the parent), and the folder for the tables it hands over.
+#: count of units taken by workers, a split read's ``[run, items outstanding]`` and the
+#: latest run's ``[run, files the workers parsed]`` (all shared with the parent), and
+#: the folder for the tables it hands over.
 _worker: dict = {}
 
 
-def _init_worker(units, cancelled, taken, counts, spill) -> None:
+def _init_worker(units, cancelled, taken, counts, parsed, spill) -> None:
     _worker.update(queue=units, cancelled=cancelled, taken=taken, counts=counts,
-                   spill=spill)
+                   parsed=parsed, spill=spill)
 
 
 def shared(name: str):
-    """The pool's shared ``queue``, ``cancelled``, ``taken`` or ``counts``, in the
-    parent or in a worker."""
+    """The pool's shared ``queue``, ``cancelled``, ``taken``, ``counts`` or ``parsed``,
+    in the parent or in a worker."""
     return _worker[name] if _worker else _state[name]
+
+
+def count_parsed(run: int, files: int) -> None:
+    """In a worker: ``files`` more files of ``run`` parsed (for the parent's progress
+    bar; a late worker of an earlier run changes nothing)."""
+    parsed = _worker["parsed"]
+    with parsed.get_lock():
+        if parsed[0] == run:
+            parsed[1] += files
+
+
+class WorkersProgress:
+    """In the parent: progress marks (:data:`recstats._archive_run.Mark`) for the files
+    the workers of ``run`` parsed, as :func:`count_parsed` counts them."""
+
+    def __init__(self, run: int) -> None:
+        self.run, self.marked = run, 0
+
+    def marks(self) -> list[Mark]:
+        parsed = _state["parsed"]
+        with parsed.get_lock():
+            files = parsed[1] if parsed[0] == self.run else self.marked
+        new, self.marked = files - self.marked, files
+        return progress_mark(new)
 
 
 def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: int,
@@ -119,6 +146,7 @@ def drain(run: int, tz: str, directions: Mapping[str, str] | None, max_files: in
         if cancelled.value != run:
             parser.add(*item[2])
             parsed.append(item[1])
+            count_parsed(run, len(item[2][0][2]))
     chunks = chunks_handed_over(parser.finish(), _worker["spill"], spill_bytes)
     return chunks, parsed, time.process_time() - start
 
@@ -169,10 +197,11 @@ def _start(size: int) -> None:
     cancelled = ctx.Value("q", 0)  # the number of a run whose units are to be skipped
     taken = ctx.Value("q", 0)      # the units workers took from the queue (all runs)
     counts = ctx.Array("q", 2)     # a split read's [run, items outstanding]
+    parsed = ctx.Array("q", 2)     # the latest run's [run, files the workers parsed]
     spill = spill_folder()
     atexit.register(remove_spill, spill)
     pool = ProcessPoolExecutor(max_workers=size, mp_context=ctx, initializer=_init_worker,
-                               initargs=(units, cancelled, taken, counts, spill))
+                               initargs=(units, cancelled, taken, counts, parsed, spill))
     ready = threading.Event()
 
     def launch() -> None:
@@ -185,7 +214,8 @@ def _start(size: int) -> None:
 
     starter = threading.Thread(target=launch, name="recstats-pool-start", daemon=True)
     _state.update(pool=pool, size=size, ready=ready, starter=starter, queue=units,
-                  cancelled=cancelled, taken=taken, counts=counts, spill=spill)
+                  cancelled=cancelled, taken=taken, counts=counts, parsed=parsed,
+                  spill=spill)
     starter.start()
 
 
@@ -234,7 +264,7 @@ def _discard_pool() -> None:
     with _lock:
         pool, starter, spill = _state["pool"], _state["starter"], _state["spill"]
         _state.update(pool=None, size=0, ready=None, starter=None, queue=None,
-                      cancelled=None, taken=None, counts=None, spill=None)
+                      cancelled=None, taken=None, counts=None, parsed=None, spill=None)
     if pool is not None:
         _stop(pool, starter, spill)
 
@@ -255,10 +285,14 @@ def release() -> None:
 
 
 def begin_run(size: int) -> dict:
-    """The pool of ``size`` workers (started if need be) and a new run's number."""
+    """The pool of ``size`` workers (started if need be) and a new run's number, whose
+    workers' parsed files are counted from zero."""
     POOL_CPU_SECONDS[0] = 0.0
     POOL_FOLDERS[0] = 0
-    return {**_pool(size), "run": next(_runs)}
+    pool, run = _pool(size), next(_runs)
+    with pool["parsed"].get_lock():
+        pool["parsed"][0], pool["parsed"][1] = run, 0
+    return {**pool, "run": run}
 
 
 def submit_all(count: int, fn, *args) -> list[Future]:
@@ -276,20 +310,17 @@ def broken() -> None:
 
 def run_pool(units: Iterable[tuple], workers: int, tz: str,
              directions: Mapping[str, str] | None, max_files: int
-             ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
+             ) -> Iterator[Result | Mark]:
     """Parse units with ``workers`` processes (this one and ``workers - 1`` others).
 
     Yields finished chunks ``(table, errors, seen)`` (see
     :class:`recstats._archive_run.Parser`): this process's as it types them, the
-    workers' at the end. One read at a time uses the pool: a read in another thread
-    meanwhile parses in this process.
+    workers' at the end; and progress marks for the files any process parsed, as they
+    are parsed. One read at a time uses the pool: a read in another thread meanwhile
+    parses in this process.
     """
     if not claim():
-        parser = Parser(tz, directions, max_files)
-        for unit in units:
-            parser.add(*unit)
-            yield from parser.take()
-        yield from parser.finish()
+        yield from in_process(units, tz, directions, max_files)
         return
     try:
         yield from _shared(units, workers, tz, directions, max_files)
@@ -297,9 +328,20 @@ def run_pool(units: Iterable[tuple], workers: int, tz: str,
         release()
 
 
+def in_process(units: Iterable[tuple], tz: str, directions: Mapping[str, str] | None,
+               max_files: int) -> Iterator[Result | Mark]:
+    """:func:`run_pool`'s results when this process parses every unit itself."""
+    parser = Parser(tz, directions, max_files)
+    for unit in units:
+        parser.add(*unit)
+        yield from parser.take()
+        yield from parser.progress()
+    yield from parser.finish()
+
+
 def _shared(units: Iterable[tuple], workers: int, tz: str,
             directions: Mapping[str, str] | None, max_files: int
-            ) -> Iterator[tuple[pa.Table, list[tuple[str, str]], int]]:
+            ) -> Iterator[Result | Mark]:
     directions = dict(directions) if directions is not None else None
     pool = begin_run(workers - 1)
     queue, ready, cancelled, taken, run = (pool[k] for k in ("queue", "ready", "cancelled",
@@ -307,6 +349,7 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
     taken_before = taken.value
     most = QUEUED_PER_WORKER * (workers - 1)
     parser = Parser(tz, directions, max_files)
+    progress = WorkersProgress(run)
     sent: dict[int, tuple] = {}   # number -> unit, for the units put in the queue
     mine: set[int] = set()        # the ones this process took back and parsed
     futures: list[Future] = []
@@ -345,11 +388,15 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
             else:  # the workers are busy, or the pool is starting (or broken)
                 parser.add(*unit)
             yield from parser.take()
+            yield from parser.progress()
+            yield from progress.marks()
         if futures:
             for _ in range(workers):  # one end mark for each process, this one's too
                 queue.put((run, None, None))
             while parse_one():
                 yield from parser.take()
+                yield from parser.progress()
+                yield from progress.marks()
         finished = True
         yield from parser.finish()
         left = set(sent) - mine
@@ -365,6 +412,7 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
             POOL_CPU_SECONDS[0] += cpu
             left.difference_update(parsed)
             yield from tables
+        yield from progress.marks()  # complete: the workers that counted have ended
         for number in sorted(left):
             parser.add(*sent[number])
         yield from parser.finish()

@@ -46,9 +46,18 @@ from ._fastparse import (
 )
 from ._table import calls_from_raw
 
-__all__ = ["Chunk", "Parser", "item_paths", "paired", "parse_chunk", "shown_all", "units"]
+__all__ = ["Chunk", "Mark", "Parser", "item_paths", "paired", "parse_chunk", "progress_mark",
+           "shown_all", "units"]
 
 Result = tuple[pa.Table, list[tuple[str, str]], int]
+#: ``(None, [], files)``: among a read's results, ``files`` more files parsed, for its
+#: progress bar (the files come again in a chunk's count when its table is done).
+Mark = tuple[None, list[tuple[str, str]], int]
+
+
+def progress_mark(files: int) -> list[Mark]:
+    """The mark for ``files`` more files parsed, or none when there are none."""
+    return [(None, [], files)] if files > 0 else []
 
 
 def item_paths(task: tuple) -> list[str]:
@@ -72,7 +81,8 @@ def units(tasks: Iterable[tuple], media: Mapping[str, str]) -> Iterator[tuple]:
 
 class Parser:
     """Parses units; :meth:`take` gives the chunks finished so far, :meth:`finish` the
-    rest. Each chunk is ``(table, errors, files seen)``; errors in file order."""
+    rest. Each chunk is ``(table, errors, files seen)``; errors in file order.
+    :meth:`progress` marks the files parsed in between, as chunks are large."""
 
     def __init__(self, tz: str, directions: Mapping[str, str] | None, max_files: int
                  ) -> None:
@@ -80,11 +90,15 @@ class Parser:
         self.max_files = max(1, max_files)
         self._chunk = Chunk()
         self._done: list[Result] = []
+        self.parsed = 0  # files read and parsed so far (typed or not)
+        self._marked = 0
 
     def add(self, task: tuple, media: list[str | None]) -> None:
         chunk = self._chunk
+        before = len(chunk.paths)
         chunk.add(task)
         chunk.media.extend(media)
+        self.parsed += len(chunk.paths) - before
         if len(chunk.paths) >= self.max_files:
             self._close()
 
@@ -101,6 +115,11 @@ class Parser:
     def finish(self) -> list[Result]:
         self._close()
         return self.take()
+
+    def progress(self) -> list[Mark]:
+        """The :data:`Mark` of the files parsed since the last call (none if none)."""
+        files, self._marked = self.parsed - self._marked, self.parsed
+        return progress_mark(files)
 
 
 def paired(result: Result, task: tuple, media: list[str | None]) -> Result:

@@ -28,6 +28,7 @@ process.
 from __future__ import annotations
 
 import functools
+import itertools
 import queue as queue_module
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future
@@ -38,7 +39,7 @@ from . import _archive_pool as pool_module
 from ._archive_find import FolderWalk
 from ._archive_handover import chunks_taken_over
 from ._archive_list import Listing, warn_unreadable
-from ._archive_run import Parser, units
+from ._archive_run import Mark, Parser, units
 
 __all__ = ["Share", "WorkersFailed", "run_folders"]
 
@@ -127,7 +128,8 @@ def item_done(run: int, processes: int) -> None:
 
 
 def serve_items(run: int, share: Share, processes: int) -> None:
-    """In a worker process: serve items of ``run`` until its end mark."""
+    """In a worker process: serve items of ``run`` until its end mark, counting the
+    files parsed for the parent's progress bar."""
     queue, cancelled = pool_module.shared("queue"), pool_module.shared("cancelled")
     put = functools.partial(put_items, run)
     while True:
@@ -140,25 +142,25 @@ def serve_items(run: int, share: Share, processes: int) -> None:
         if item[1] is None:
             return
         if cancelled.value != run:
+            before = share.parser.parsed
             share.serve(item[2], put)
+            pool_module.count_parsed(run, share.parser.parsed - before)
         item_done(run, processes)
 
 
 def run_folders(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
                 directions: Mapping[str, str] | None, max_files: int, unit_files: int,
-                rest: Callable[[], Iterator[tuple]]) -> Iterator[Chunk]:
+                rest: Callable[[], Iterator[tuple]]) -> Iterator[Chunk | Mark]:
     """Parse a folder's walk so far (``head``: units of the files found) and the
     folders left in ``listing.walk`` with ``workers`` processes; then ``rest()``, the
-    units of what is left for the parent (links to folders, refused files).
+    units of what is left for the parent (links to folders, refused files). Yields
+    chunks, and progress marks for the files any process parsed as they are parsed.
 
     Raises :class:`WorkersFailed` when a worker failed (nothing it held can be known).
     """
     if not pool_module.claim():  # another thread's read has the pool: all here
-        parser = Parser(tz, directions, max_files)
-        for unit in [*head, *rest()]:
-            parser.add(*unit)
-            yield from parser.take()
-        yield from parser.finish()
+        yield from pool_module.in_process(itertools.chain(head, rest()), tz, directions,
+                                          max_files)
         return
     try:
         yield from _split(head, listing, workers, tz, directions, max_files, unit_files,
@@ -169,7 +171,7 @@ def run_folders(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
 
 def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
            directions: Mapping[str, str] | None, max_files: int, unit_files: int,
-           rest: Callable[[], Iterator[tuple]]) -> Iterator[Chunk]:
+           rest: Callable[[], Iterator[tuple]]) -> Iterator[Chunk | Mark]:
     walk = listing.walk
     assert walk is not None, "a split read is a folder's"
     directions = dict(directions) if directions is not None else None
@@ -179,6 +181,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
                                                          "counts"))
     # the parent lists with its own walk and listing: what it finds joins the walk so far
     share = Share(walk, tz, directions, max_files, unit_files, listing)
+    progress = pool_module.WorkersProgress(run)
     folders = [("folder", path, chain) for path, chain in reversed(walk.pending)]
     walk.pending = []
     futures: list[Future] = []
@@ -210,6 +213,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         item_done(run, workers)
         while True:
             join_workers()
+            yield from progress.marks()
             try:
                 item = queue.get(timeout=0.05)
             except queue_module.Empty:
@@ -223,6 +227,8 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             share.serve(item[2], put)
             item_done(run, workers)
             yield from share.parser.take()
+            yield from share.parser.progress()
+        yield from progress.marks()  # complete: a worker counts before its item is done
         # this process types its chunk while the workers type theirs, and settles its
         # listing's media while they hand their tables over
         yield from share.parser.finish()
@@ -248,6 +254,7 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         for unit in rest():  # its refused files too: in the parent's listing
             share.parser.add(*unit)
             yield from share.parser.take()
+            yield from share.parser.progress()
         yield from share.parser.finish()  # nothing when there was no rest
     finally:
         for future in futures:  # the tables of a stopped read are not left behind

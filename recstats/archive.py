@@ -61,9 +61,10 @@ from ._archive_list import discover as _discover
 from ._archive_list import walk_on as _walk_on
 from ._archive_parse import OPEN_ZIPS, shown_path
 from ._archive_pool import broken as _pool_broken
+from ._archive_pool import in_process as _pool_in_process
 from ._archive_pool import run_pool as _run_pool
 from ._archive_pool import warm as pool_is_warm
-from ._archive_run import Parser, paired, parse_chunk
+from ._archive_run import paired, parse_chunk
 from ._archive_run import parse_chunk as _fast_parse_chunk
 from ._archive_run import units as _units
 from ._archive_split import WorkersFailed as _WorkersFailed
@@ -141,17 +142,13 @@ def _all_tasks(kind: str, source: str | None, batches: Iterator[list[str]],
 
 
 def _in_process(units: Iterator[tuple], tz: str, directions) -> Iterator[tuple]:
-    """Finished chunks of ``units``, parsed in this process."""
+    """Finished chunks of ``units``, parsed in this process, and progress marks."""
     if parse_chunk is not _fast_parse_chunk:  # a stand-in parser (the tests' reference)
         # in tasks of MAX_CHUNK files, as that reader read them (it pays per task)
         for task, media in _merged(units, MAX_CHUNK):
             yield paired(parse_chunk(task, tz, directions), task, media)
         return
-    parser = Parser(tz, directions, MAX_CHUNK)
-    for unit in units:
-        parser.add(*unit)
-        yield from parser.take()
-    yield from parser.finish()
+    yield from _pool_in_process(units, tz, directions, MAX_CHUNK)
 
 
 def _merged(units: Iterator[tuple], size: int) -> Iterator[tuple]:
@@ -238,7 +235,8 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
         guard; if they fail, the batch finishes in this process with one warning line.
         In a large folder every process lists folders as well as parsing files.
     progress : bool, default True
-        Show a tqdm bar when stderr is a terminal or in a notebook.
+        Show a tqdm bar when stderr is a terminal or in a notebook. It counts the files
+        as they are parsed (in units of :data:`UNIT_FILES`), by every worker process.
     tz : str, default "UTC"
         The sites' time zone (an IANA name): CDR times carry none.
     on_error : {"collect", "raise"}, default "collect"
@@ -362,20 +360,30 @@ def read_archive(path: str | os.PathLike | Sequence[str | os.PathLike], *,
 
 def _gather(results: Iterator[tuple], listing: _Listing, bar, on_error: str
             ) -> tuple[list[pa.Table], list[dict[str, str]], int]:
-    """The chunks of a read: ``(tables, error entries, files seen)``."""
+    """The chunks of a read: ``(tables, error entries, files seen)``. The bar shows
+    the files parsed: the progress marks' count, or the chunks' where it is ahead (a
+    worker's refused files are only in its chunk)."""
     tables: list[pa.Table] = []
     errors: list[dict[str, str]] = []
-    seen = 0
+    seen = marked = shown = 0
     try:
         for table, chunk_errors, chunk_seen in results:
-            if chunk_errors and on_error == "raise":
-                raise CDRParseError(chunk_errors[0][1], chunk_errors[0][0])
-            tables.append(table)
-            errors.extend({"path": p, "error": r} for p, r in chunk_errors)
-            seen += chunk_seen
+            if table is None:  # a progress mark
+                marked += chunk_seen
+            else:
+                if chunk_errors and on_error == "raise":
+                    raise CDRParseError(chunk_errors[0][1], chunk_errors[0][0])
+                tables.append(table)
+                errors.extend({"path": p, "error": r} for p, r in chunk_errors)
+                seen += chunk_seen
             if bar.total is None and listing.complete:
                 bar.total = listing.count()
-            bar.update(chunk_seen)
+            # at most the total: a failed worker's files are parsed again
+            done = max(seen, marked) if bar.total is None else \
+                min(max(seen, marked), bar.total)
+            if done > shown:
+                bar.update(done - shown)
+                shown = done
     finally:
         close = getattr(results, "close", None)
         if close is not None:
