@@ -28,7 +28,7 @@ def read_manifest(root: str) -> tuple[pd.DataFrame | None, dict]:
     path = os.path.join(root, MANIFEST)
     if not os.path.exists(path):
         return None, {}
-    table = pq.read_table(path)
+    table = pq.ParquetFile(path).read()  # one file: no dataset discovery
     meta = json.loads((table.schema.metadata or {}).get(b"recstats", b"{}"))
     if meta.get("format") != FORMAT:
         raise ValueError(f"{root} is not a recstats dataset (its {MANIFEST} has another "
