@@ -1,15 +1,17 @@
 """Benchmark: incremental datasets, and local vs Dask statistics on 1 M calls.
 
 Usage: ``python bench/scale.py [--files 5000] [--calls 1e6] [--partitions 8]
-[--workers 2] [--seed 0] [--skip-ingest] [--skip-dask]``
+[--workers 2] [--seed 0] [--repeat 3] [--skip-ingest] [--skip-dask]``
 
 Each part runs in its own subprocess, so each peak memory (``ru_maxrss``) is its own:
 
-* ``ingest`` -- a generated archive of ``--files`` CDR files: ``rs.ingest`` into a new
-  dataset (first run), then again with nothing changed (second run: the folders are
-  as recorded, so only the CDR files are stat'ed), then after touching 1 % of the
-  files. Target (issue 11): second run >= 20 x faster than the
-  first.
+* ``ingest`` -- a generated archive of ``--files`` CDR files, in ``--repeat`` turns:
+  ``rs.ingest`` into a new dataset (first run), then three times again with nothing
+  changed (the folders are as recorded, so only the CDR files are stat'ed: tens of
+  milliseconds, whose spread on a shared machine is as large as they are, hence the
+  median of three); at the end, after touching 1 % of the files. Target (issue 11):
+  unchanged >= 20 x faster than the first run, judged by the median of the turns'
+  ratios.
 * ``local``  -- ``--calls`` synthetic calls made with NumPy (seeded: chunk ``k`` of
   ``--partitions`` comes from seed ``seed + k``; starts uniform over 30 days, durations
   exponential of mean 3 min, 1 % zero-length, 3 sites) built in one process, then
@@ -32,6 +34,7 @@ import argparse
 import json
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,19 +77,25 @@ def part_ingest(args) -> dict:
     from recstats.sim.samples import generate_archive
 
     with tempfile.TemporaryDirectory() as tmp:
-        archive, dataset = Path(tmp) / "archive", Path(tmp) / "ds"
+        archive = Path(tmp) / "archive"
         generate_archive(archive, calls=args.files, days=10, seed=args.seed)
         # an archive written before the run: folders modified within 2 s of a listing
         # are listed again next time (timestamps can be coarse), which is not the case
         # measured here
         time.sleep(2.5)
-        t = time.perf_counter()
-        rs.ingest(archive, dataset, progress=False)
-        first = time.perf_counter() - t
-        t = time.perf_counter()
-        report = rs.ingest(archive, dataset, progress=False)
-        again = time.perf_counter() - t
-        assert report.parsed == 0 and report.unchanged == args.files
+        turns = []
+        for turn in range(args.repeat):  # each turn into a new dataset
+            dataset = Path(tmp) / f"ds{turn}"
+            t = time.perf_counter()
+            rs.ingest(archive, dataset, progress=False)
+            first = time.perf_counter() - t
+            again = []
+            for _ in range(3):
+                t = time.perf_counter()
+                report = rs.ingest(archive, dataset, progress=False)
+                again.append(time.perf_counter() - t)
+                assert report.parsed == 0 and report.unchanged == args.files
+            turns.append((first, statistics.median(again)))
         touched = sorted(archive.rglob("*.xml"))[:: 100]
         for path in touched:
             os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1000))
@@ -94,8 +103,11 @@ def part_ingest(args) -> dict:
         report = rs.ingest(archive, dataset, progress=False)
         some = time.perf_counter() - t
         assert report.parsed == len(touched)
-    return {"files": args.files, "first_s": first, "unchanged_s": again,
-            "touched_1pct_s": some, "speedup_unchanged": first / again}
+    return {"files": args.files, "turns": len(turns),
+            "first_s": min(first for first, _ in turns),
+            "unchanged_s": min(again for _, again in turns),
+            "touched_1pct_s": some,
+            "speedup_unchanged": statistics.median(first / again for first, again in turns)}
 
 
 def _local_results(calls: pd.DataFrame):
@@ -158,7 +170,7 @@ def _run(part: str, args, out: str) -> dict:
     command = [sys.executable, __file__, "--part", part, "--out", out,
                "--files", str(args.files), "--calls", str(args.calls),
                "--partitions", str(args.partitions), "--workers", str(args.workers),
-               "--seed", str(args.seed)]
+               "--seed", str(args.seed), "--repeat", str(args.repeat)]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=1800,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     if done.returncode:
@@ -173,6 +185,8 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="ingest turns, each into a new dataset")
     parser.add_argument("--skip-ingest", action="store_true")
     parser.add_argument("--skip-dask", action="store_true")
     parser.add_argument("--part", choices=["ingest", "local", "dask"], default=None)
@@ -188,8 +202,9 @@ def main() -> None:
         if not args.skip_ingest:
             ing = result["ingest"] = _run("ingest", args, out)
             print(f"ingest {ing['files']} files: first {ing['first_s']:.2f} s, unchanged "
-                  f"{ing['unchanged_s']:.3f} s ({ing['speedup_unchanged']:.0f} x faster; "
-                  f"target >= 20 x), 1 % touched {ing['touched_1pct_s']:.3f} s")
+                  f"{ing['unchanged_s']:.3f} s (best of {ing['turns']} turns; median of the "
+                  f"turns' ratios {ing['speedup_unchanged']:.0f} x faster; target >= 20 x), "
+                  f"1 % touched {ing['touched_1pct_s']:.3f} s")
         local = result["local"] = _run("local", args, out)
         print(f"local  {args.calls:,} calls: stats {local['stats_s']:.2f} s "
               f"(+{local['make_s']:.2f} s to make them), peak {local['peak_mib']:.0f} MiB")
