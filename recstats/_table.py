@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from pandas.api.typing import NaTType
 
 from ._extras import DEFAULT_MAX_COLUMNS, EXTRAS, fold_rare_fields
@@ -141,15 +143,47 @@ def calls_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return coerce_calls(pd.DataFrame.from_records(records)).reset_index(drop=True)
 
 
+#: A time as CDRs usually write it: date, time to the second or microsecond, no zone.
+_PLAIN_TIME = r"^\d{4}-\d\d-\d\d[T ]\d\d:\d\d:\d\d(?:\.\d{1,6})?$"
+
+
+def _plain_times(raw: pd.Series) -> pd.Series | None:
+    """``raw`` as naive times (``datetime64[us]``) when every text is a plain one (see
+    :data:`_PLAIN_TIME`), else None.
+
+    Arrow's ISO 8601 cast reads these several times faster than the general path of
+    :func:`_times_to_utc`, with the same values; it refuses the whole column for one
+    impossible time (February 30th, 24:00, a 60th second), which then takes the
+    general path and is marked bad there.
+    """
+    try:
+        texts = pa.array(raw, from_pandas=True)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return None
+    if not (pa.types.is_string(texts.type) or pa.types.is_large_string(texts.type)) \
+            or texts.null_count == len(texts) \
+            or not pc.all(pc.match_substring_regex(texts, _PLAIN_TIME)).as_py():
+        return None
+    try:
+        times = texts.cast(pa.timestamp("us"))
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return None
+    return pd.Series(times.to_numpy(zero_copy_only=False), index=raw.index)
+
+
 def _times_to_utc(raw: pd.Series, tz: str
                   ) -> tuple[pd.Series, pd.Series, dict[int, pd.Timestamp]]:
     """Vectorised :func:`parse_time`: returns (UTC times, mask of unparseable texts,
     {position: second reading} for the times that happen twice, see
     :func:`recstats.cdr.later_reading`)."""
-    text = raw.astype("str").str.strip()
-    text = text.where(text.str.fullmatch(TIME_TEXT, na=False))  # else NaN, so bad
-    has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
-    naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
+    naive = _plain_times(raw)
+    has_zone = None
+    text = raw
+    if naive is None:
+        text = raw.astype("str").str.strip()
+        text = text.where(text.str.fullmatch(TIME_TEXT, na=False))  # else NaN, so bad
+        has_zone = text.str.contains(r"(?:[zZ]|[+-]\d\d:?\d\d)$", regex=True, na=False)
+        naive = pd.to_datetime(text.where(~has_zone), format="ISO8601", errors="coerce")
     twice: Iterable[int] = ()
     if tz in ("UTC", "utc", None):
         times = naive.dt.tz_localize("UTC")
@@ -173,7 +207,7 @@ def _times_to_utc(raw: pd.Series, tz: str
         second = later_reading(str(text.iat[pos]), tz, first)
         if second is not None:
             later[int(pos)] = second
-    if has_zone.any():
+    if has_zone is not None and has_zone.any():
         zoned = pd.to_datetime(text[has_zone].str.replace(r"[zZ]$", "+00:00", regex=True),
                                format="ISO8601", utc=True, errors="coerce")
         times = times.copy()

@@ -503,3 +503,50 @@ def test_a_call_across_the_repeated_autumn_hour(start, end, duration, utc_start,
     record = read_cdr(_doc(body), tz="Europe/Budapest")
     assert (record["start_time"], record["end_time"]) == (got["start_time"],
                                                           got["end_time"])
+
+
+def _plain_or_odd_time():
+    """Texts of the plain form (date, time to the second, fraction: the fast path's),
+    many of them impossible, and the other forms the general path reads or refuses."""
+    digits = st.integers
+    plain = st.builds(
+        lambda y, mo, d, h, mi, s, sep, frac: (f"{y:04d}-{mo:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:"
+                                               f"{s:02d}{frac}"),
+        digits(1, 9999) | st.sampled_from([2024, 2026]), digits(0, 13), digits(0, 32),
+        digits(0, 25), digits(0, 61), digits(0, 61), st.sampled_from(["T", " "]),
+        st.sampled_from(["", ".5", ".120", ".123456", ".1234567"]))
+    # the nights clocks change in New York and London (a gap, a repeated hour)
+    changes = st.sampled_from(["2026-03-08 02:30:00", "2026-11-01 01:30:00",
+                               "2026-03-29T01:30:00", "2026-10-25 01:30:00.5"])
+    odd = st.sampled_from(["2026-11-02 09:15:02Z", "2026-11-02T09:15:02+01:00",
+                           " 2026-11-02 09:15:02", "20261102T091502", "2026-11-02",
+                           "2026-11-02 09:15", "", "not a time"])
+    return st.one_of(plain, changes, odd, st.none())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_plain_or_odd_time(), min_size=1, max_size=6),
+       st.sampled_from(["UTC", "America/New_York", "Europe/London"]), st.booleans())
+def test_plain_times_read_by_arrow_equal_the_general_path(texts, tz, as_object):
+    raw = pd.Series(texts, dtype=object if as_object else "str")
+    fast = _table._times_to_utc(raw, tz)
+    real = _table._plain_times
+    try:
+        _table._plain_times = lambda raw: None
+        general = _table._times_to_utc(raw, tz)
+    finally:
+        _table._plain_times = real
+    pd.testing.assert_series_equal(fast[0], general[0], check_index_type=False)
+    assert fast[1].tolist() == general[1].tolist()
+    assert fast[2] == general[2]
+
+
+def test_a_column_of_plain_times_takes_the_fast_path():
+    raw = pd.Series(["2026-11-02 09:15:02", None, "2026-11-02T09:15:02.5"], dtype="str")
+    naive = _table._plain_times(raw)
+    assert naive is not None and str(naive.dtype) == "datetime64[us]"
+    assert naive.tolist()[0::2] == [pd.Timestamp("2026-11-02 09:15:02"),
+                                    pd.Timestamp("2026-11-02 09:15:02.5")]
+    assert naive.isna().tolist() == [False, True, False]
+    for odd in ("2026-02-30 09:00:00", "2026-11-02 09:15:02Z", " 2026-11-02 09:15:02"):
+        assert _table._plain_times(pd.Series([*raw, odd], dtype="str")) is None
