@@ -23,6 +23,7 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from ._archive_parse import (
     document_fields,
@@ -220,19 +221,21 @@ class Chunk:
         when its tasks came with media) and its errors ``(shown path, reason)`` in file
         order. Labels are plain strings (chunks' categories differ): the gathered table
         gets the schema once (:func:`recstats._table.coerce_calls`)."""
+        parts: list[tuple[pd.DataFrame, list[int]]] = []  # calls, and their positions
         fast = _fast_frame(self, tz, directions)
-        parts = [] if fast is None else [fast]
+        if fast is not None:
+            parts.append(fast)
         if self.rows or fast is None:
             slow, rejected = fields_frame(self.rows, [self.paths[p] for p in self.slow],
                                           tz, directions)
             self.errors.extend((self.slow[row], self.paths[self.slow[row]], reason)
                                for row, reason in rejected.items())
-            parts.append(slow.set_axis([self.slow[i] for i in slow.index]))
-        if self.media:
-            parts = [_finished(frame, self.media) for frame in parts]
-        tables = [to_arrow(frame) for frame in parts if len(frame)]
+            parts.append((slow, [self.slow[i] for i in slow.index]))
+        made = [self._table(frame, positions, fast is not None and i == 0)
+                for i, (frame, positions) in enumerate(parts)]
+        tables = [table for table in made if table.num_rows]
         if not tables:
-            table = to_arrow(parts[-1])
+            table = made[-1]
         elif len(tables) == 1:
             table = tables[0]
         else:
@@ -240,13 +243,27 @@ class Chunk:
         self.errors.sort(key=lambda e: e[0])
         return table, [(shown_path(p), r) for _, p, r in self.errors]
 
+    def _table(self, frame: pd.DataFrame, positions: list[int], add_path: bool
+               ) -> pa.Table:
+        """``frame`` (the calls of the documents at ``positions``) as Arrow, with its
+        ``cdr_path`` if ``add_path``, and its media and ``end_unknown`` when the chunk
+        has media, in place of fields of those names a document may have. Added to the
+        Arrow table: as pandas columns built from lists they cost several times more."""
+        table = to_arrow(frame)
+        ours = ["cdr_path"] * add_path + ["media_path", "end_unknown"] * bool(self.media)
+        table = table.drop_columns([name for name in ours if name in table.column_names])
+        if add_path:
+            table = table.append_column("cdr_path", _texts([self.paths[p] for p in positions]))
+        if self.media:
+            table = table.append_column("media_path",
+                                        _texts([self.media[p] for p in positions]))
+            table = table.append_column("end_unknown", pc.is_null(table.column("end_time")))
+        return table
 
-def _finished(frame: pd.DataFrame, media: list[str | None]) -> pd.DataFrame:
-    """``frame`` (index: positions in the chunk) with its media and ``end_unknown``."""
-    shown = shown_all([media[pos] for pos in frame.index])
-    frame = frame.assign(media_path=pd.Series(shown, index=frame.index, dtype="str"),
-                         end_unknown=frame["end_time"].isna())
-    return frame
+
+def _texts(paths: list[str | None]) -> pa.Array:
+    """Paths as the table shows them (:func:`shown_all`), an Arrow column."""
+    return pa.array(shown_all(paths), type=pa.large_string())
 
 
 def shown_all(paths: list) -> list:
@@ -275,9 +292,10 @@ def parse_chunk(task: tuple, tz: str, directions: Mapping[str, str] | None
     return table, errors, len(chunk.paths)
 
 
-def _fast_frame(chunk: Chunk, tz: str, directions) -> pd.DataFrame | None:
-    """The calls of the chunk's flat documents (their rejects go to ``chunk.errors``);
-    index: the documents' positions in the chunk."""
+def _fast_frame(chunk: Chunk, tz: str, directions
+                ) -> tuple[pd.DataFrame, list[int]] | None:
+    """The calls of the chunk's flat documents (their rejects go to ``chunk.errors``),
+    and the documents' positions in the chunk."""
     if not chunk.fast:
         return None
     fields = chunk.tables[0] if len(chunk.tables) == 1 else \
@@ -291,10 +309,6 @@ def _fast_frame(chunk: Chunk, tz: str, directions) -> pd.DataFrame | None:
             chunk.rows.append({k: v for k, v in row.items() if isinstance(v, str)})
             chunk.slow.append(pos)
         return None
-    paths = [chunk.paths[p] for p in chunk.fast]
-    chunk.errors.extend((chunk.fast[row], paths[row], reason)
+    chunk.errors.extend((chunk.fast[row], chunk.paths[chunk.fast[row]], reason)
                         for row, reason in rejected.items())
-    positions = [chunk.fast[i] for i in frame.index]
-    return frame.assign(cdr_path=pd.Series(shown_all([paths[i] for i in frame.index]),
-                                           index=frame.index, dtype="str")
-                        ).set_axis(positions)
+    return frame, [chunk.fast[i] for i in frame.index]

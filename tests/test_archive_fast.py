@@ -129,6 +129,26 @@ def test_hostile_documents_equal_the_reference(tmp_path):
     assert {"ok", "x6"} <= set(calls.call_id)
 
 
+def test_fields_named_like_the_archive_columns_never_replace_them(tmp_path):
+    # a document's own cdr_path, media_path or end_unknown field must not become a
+    # second column of that name, nor the value: the archive's facts are the reader's
+    for name, end in (("a", ""), ("b", "<end_time>2026-11-02 09:05:00</end_time>")):
+        (tmp_path / f"{name}.xml").write_text(
+            f"<verbacdr><id>{name}</id><start_time>2026-11-02 09:00:00</start_time>{end}"
+            "<cdr_path>/etc/passwd</cdr_path><media_path>elsewhere.wav</media_path>"
+            "<end_unknown>false</end_unknown></verbacdr>")
+    (tmp_path / "a.wav").write_bytes(b"RIFF")
+    for source in (tmp_path, sorted(str(p) for p in tmp_path.glob("*.xml"))):
+        calls = rs.read_archive(source, progress=False, workers=1)
+        _same(calls, _reference(source))
+        assert list(calls.columns).count("cdr_path") == 1
+        by_id = calls.set_index("call_id").loc[["a", "b"]]
+        assert by_id["cdr_path"].tolist() == [str(tmp_path / "a.xml"), str(tmp_path / "b.xml")]
+        assert by_id["media_path"].iloc[0] == str(tmp_path / "a.wav")
+        assert pd.isna(by_id["media_path"].iloc[1])
+        assert by_id["end_unknown"].tolist() == [True, False]
+
+
 def test_a_bad_batch_is_read_file_by_file(count_reference):
     good = [f"<v><id>g{i}</id><location>NY</location></v>".encode() for i in range(100)]
     fast = _same_chunk(good[:50] + [b"<v><id>bad</v>"] + good[50:])
