@@ -335,7 +335,6 @@ def in_process(units: Iterable[tuple], tz: str, directions: Mapping[str, str] | 
     for unit in units:
         parser.add(*unit)
         yield from parser.take()
-        yield from parser.progress()
     yield from parser.finish()
 
 
@@ -388,14 +387,12 @@ def _shared(units: Iterable[tuple], workers: int, tz: str,
             else:  # the workers are busy, or the pool is starting (or broken)
                 parser.add(*unit)
             yield from parser.take()
-            yield from parser.progress()
             yield from progress.marks()
         if futures:
             for _ in range(workers):  # one end mark for each process, this one's too
                 queue.put((run, None, None))
             while parse_one():
                 yield from parser.take()
-                yield from parser.progress()
                 yield from progress.marks()
         finished = True
         yield from parser.finish()

@@ -81,9 +81,9 @@ def units(tasks: Iterable[tuple], media: Mapping[str, str]) -> Iterator[tuple]:
 
 
 class Parser:
-    """Parses units; :meth:`take` gives the chunks finished so far, :meth:`finish` the
-    rest. Each chunk is ``(table, errors, files seen)``; errors in file order.
-    :meth:`progress` marks the files parsed in between, as chunks are large."""
+    """Parses units; :meth:`take` gives the chunks finished so far and a progress mark
+    for the files parsed since (chunks are large), :meth:`finish` the rest of the
+    chunks. Each chunk is ``(table, errors, files seen)``; errors in file order."""
 
     def __init__(self, tz: str, directions: Mapping[str, str] | None, max_files: int
                  ) -> None:
@@ -109,18 +109,21 @@ class Parser:
             table, errors = chunk.calls(self.tz, self.directions)
             self._done.append((table, errors, len(chunk.paths)))
 
-    def take(self) -> list[Result]:
-        done, self._done = self._done, []
-        return done
+    def take(self) -> list[Result | Mark]:
+        """The chunks finished since the last call, and the :data:`Mark` of the files
+        parsed since (none if none)."""
+        files, self._marked = self.parsed - self._marked, self.parsed
+        return [*self._chunks(), *progress_mark(files)]
 
     def finish(self) -> list[Result]:
+        """The chunks not taken yet, the last one closed (no mark: a worker hands
+        these over, and a reader's count of chunks covers them)."""
         self._close()
-        return self.take()
+        return self._chunks()
 
-    def progress(self) -> list[Mark]:
-        """The :data:`Mark` of the files parsed since the last call (none if none)."""
-        files, self._marked = self.parsed - self._marked, self.parsed
-        return progress_mark(files)
+    def _chunks(self) -> list[Result]:
+        done, self._done = self._done, []
+        return done
 
 
 def paired(result: Result, task: tuple, media: list[str | None]) -> Result:

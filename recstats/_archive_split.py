@@ -227,7 +227,6 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
             share.serve(item[2], put)
             item_done(run, workers)
             yield from share.parser.take()
-            yield from share.parser.progress()
         yield from progress.marks()  # complete: a worker counts before its item is done
         # this process types its chunk while the workers type theirs, and settles its
         # listing's media while they hand their tables over
@@ -254,7 +253,6 @@ def _split(head: Iterable[tuple], listing: Listing, workers: int, tz: str,
         for unit in rest():  # its refused files too: in the parent's listing
             share.parser.add(*unit)
             yield from share.parser.take()
-            yield from share.parser.progress()
         yield from share.parser.finish()  # nothing when there was no rest
     finally:
         for future in futures:  # the tables of a stopped read are not left behind
