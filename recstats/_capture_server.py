@@ -329,9 +329,11 @@ class ServerState:
         (a start's or end's time is the server's now); None before any."""
         # texts parsed by an earlier call are not parsed again: this runs at every
         # disconnection, and parsing is the cost
+        # one copy of each: the reader thread adds samples while a status is taken
+        clock_samples = (*self.first_clock_samples, *self.clock_samples)
+        spread_samples = tuple(self.spread_samples)
         parsed: dict[str, int | None] = {}
-        for _, text in (*self.first_clock_samples, *self.clock_samples,
-                        *self.spread_samples):
+        for _, text in (*clock_samples, *spread_samples):
             if text not in parsed:  # a text is often in two of them
                 parsed[text] = self._cached_us(text)
         self._server_times = parsed  # only the current samples' texts stay
@@ -339,8 +341,8 @@ class ServerState:
         def times(samples) -> list[tuple[int, int]]:
             return [(t, us) for t, text in samples if (us := parsed[text]) is not None]
 
-        pairs = times((*self.first_clock_samples, *self.clock_samples))
-        return ClockMap.fit(pairs, times(self.spread_samples)) if pairs else None
+        pairs = times(clock_samples)
+        return ClockMap.fit(pairs, times(spread_samples)) if pairs else None
 
     def _cached_us(self, text: str) -> int | None:
         """:meth:`_server_us`, parsed by :meth:`clock` already if it is a sample."""

@@ -719,6 +719,28 @@ def test_a_server_clock_too_odd_to_measure_by_leaves_the_disconnection(monkeypat
     assert server.observed() == [(1_000, 3_000)]
 
 
+def test_a_sample_arriving_while_the_clock_is_fitted_waits_for_the_next_fit(monkeypatch):
+    # the reader thread adds samples while a status (another thread) fits the clock:
+    # the fit uses the samples it started with, and never meets a text it did not parse
+    server = ServerState("S1:1", Tables())
+    for second in range(4):
+        server._clock_sample(1_000_000 * second, f"2026-11-02T09:00:0{second}Z")
+    expected = server.clock()
+    server._server_times = {}  # every text is parsed again, below
+    real = ServerState._server_us
+    arrived = []
+
+    def parse_while_a_sample_arrives(self, text):
+        if not arrived:
+            arrived.append(True)
+            self._clock_sample(9_000_000, "2026-11-02T09:00:09Z")
+        return real(self, text)
+
+    monkeypatch.setattr(ServerState, "_server_us", parse_while_a_sample_arrives)
+    assert server.clock() == expected
+    assert arrived and len(server.first_clock_samples) + len(server.clock_samples) == 5
+
+
 def test_one_call_notified_late_does_not_widen_a_gap(tmp_path):
     # a call notified 5 s after the time it carries (read last, at 9.9 s), after notes
     # read on time: the least delay of the last three is 0, the gap is 10-14 s (all
